@@ -1,0 +1,1 @@
+"""rnnviz: see inside character-level LSTMs, GRUs and vanilla RNNs."""
