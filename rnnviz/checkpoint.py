@@ -1,0 +1,215 @@
+"""Checkpoints: a directory of config.json + model.safetensors; atomic writes, validated loads."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .errors import CheckpointError, ConfigError
+from .model import CharRNN, ModelConfig
+
+FORMAT_VERSION = 1
+CONFIG, WEIGHTS, OPTIMIZER = "config.json", "model.safetensors", "optimizer.safetensors"
+MAX_CONFIG_BYTES = 16 * 2**20
+MAX_WEIGHTS_BYTES = 512 * 2**20
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save(model: CharRNN, path, meta: dict | None = None, dtype: str = "float32",
+         optimizer_state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write `path/` atomically: a crash mid-save leaves the old checkpoint (or none), never half a one."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"format_version": FORMAT_VERSION, "model": model.config.to_dict(), "dtype": dtype,
+              "num_params": model.num_params(), "torch_version": torch.__version__,
+              "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})}
+    tensors = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        _write_file(tmp / WEIGHTS, st_save(tensors, metadata={"format": "rnnviz"}))
+        if optimizer_state:
+            _write_file(tmp / OPTIMIZER, st_save({k: v.detach().cpu().contiguous() for k, v in optimizer_state.items()}))
+        _write_file(tmp / CONFIG, json.dumps(config, indent=1, allow_nan=False).encode())
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        if path.exists():
+            os.rename(path, old)  # from here until the next rename, `old` is the live copy: see recover()
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def recover(folder) -> None:
+    """Finish or undo saves that a crash interrupted: restore `.name.old-*` copies, drop `.name.tmp-*`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for p in folder.glob(".*.old-*"):
+        live = folder / p.name[1:].rsplit(".old-", 1)[0]
+        if live.exists():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            os.rename(p, live)
+    for p in folder.glob(".*.tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def read_config(path) -> dict:
+    """config.json of a checkpoint, checked for size, JSON syntax and format version."""
+    f = Path(path) / CONFIG
+    if not f.is_file():
+        raise CheckpointError(f"{path} has no {CONFIG}: a checkpoint is a folder with {CONFIG} and {WEIGHTS}")
+    if f.stat().st_size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{CONFIG} is larger than {MAX_CONFIG_BYTES // 2**20} MB; refusing to read it")
+    return parse_config(f.read_bytes())
+
+
+def parse_config(data: bytes) -> dict:
+    try:
+        config = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{CONFIG} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{CONFIG} must be an object with a 'model' section")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{CONFIG} has format_version {config.get('format_version')!r}; "
+                              f"this rnnviz reads version {FORMAT_VERSION}")
+    return config
+
+
+def from_bytes(config_bytes: bytes, weights_bytes: bytes, device: str | torch.device = "cpu") -> tuple[CharRNN, dict]:
+    """Build a model from the two files' contents; every field and shape is checked first."""
+    config = parse_config(config_bytes)
+    try:
+        mc = ModelConfig(**config["model"]).validate()
+    except TypeError as e:
+        raise CheckpointError(f"the 'model' section of {CONFIG} has unexpected fields ({e})") from None
+    except ConfigError as e:
+        raise CheckpointError(f"{CONFIG} describes an invalid model: {e}") from None
+    if len(weights_bytes) > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{WEIGHTS} is larger than {MAX_WEIGHTS_BYTES // 2**20} MB")
+    if weights_bytes[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or weights_bytes[:2] == b"PK":
+        raise CheckpointError(f"{WEIGHTS} is a pickle or a torch.save zip, not safetensors; "
+                              "rnnviz never unpickles files, so it cannot be loaded")
+    try:
+        tensors = st_load(weights_bytes)  # safetensors parses a JSON header and raw arrays: nothing executes
+    except (SafetensorError, ValueError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"{WEIGHTS} is not a readable safetensors file (truncated or corrupt?): {e}") from None
+    model = CharRNN(mc)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{WEIGHTS} does not match {CONFIG}: missing {missing or 'nothing'}, "
+                              f"unexpected {extra or 'nothing'}")
+    for k, v in expected.items():
+        if tuple(tensors[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{WEIGHTS} does not match {CONFIG}: {k} has shape {tuple(tensors[k].shape)}, "
+                                  f"the config implies {tuple(v.shape)}")
+        if tensors[k].dtype not in DTYPES.values():
+            raise CheckpointError(f"{k} has dtype {tensors[k].dtype}; expected a float type")
+        if not torch.isfinite(tensors[k]).all():
+            raise CheckpointError(f"{k} holds NaN or infinite values")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    model.eval()
+    return model.to(device), config
+
+
+def load(path, device: str | torch.device = "cpu") -> tuple[CharRNN, dict]:
+    """(model, config) from a checkpoint folder, with a CheckpointError for anything wrong."""
+    path = Path(path)
+    recover(path.parent)
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {path}")
+    config = read_config(path)
+    w = path / WEIGHTS
+    if not w.is_file():
+        raise CheckpointError(f"{path} has no {WEIGHTS}")
+    if w.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{WEIGHTS} is larger than {MAX_WEIGHTS_BYTES // 2**20} MB")
+    return from_bytes(json.dumps(config).encode(), w.read_bytes(), device)
+
+
+def load_optimizer_state(path) -> dict[str, torch.Tensor] | None:
+    f = Path(path) / OPTIMIZER
+    if not f.is_file():
+        return None
+    try:
+        return st_load(f.read_bytes())
+    except (SafetensorError, ValueError, OSError) as e:
+        raise CheckpointError(f"{OPTIMIZER} is corrupt: {e}") from None
+
+
+def list_checkpoints(folder) -> list[Path]:
+    """Checkpoint folders directly inside `folder`, sorted by name, after crash recovery."""
+    folder = Path(folder)
+    recover(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / CONFIG).is_file())
+
+
+def to_zip(path) -> bytes:
+    """The checkpoint folder as zip bytes (for a download button)."""
+    path, buf = Path(path), io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in (CONFIG, WEIGHTS):
+            z.write(path / name, f"{path.name}/{name}")
+    return buf.getvalue()
+
+
+def from_zip(data: bytes, device="cpu") -> tuple[CharRNN, dict]:
+    """Load a zipped checkpoint without extracting anything to disk (so '../x' paths can do no harm)."""
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise CheckpointError("the upload is not a zip file") from None
+    with z:
+        files = {}
+        for info in z.infolist():
+            base = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
+            if base in (CONFIG, WEIGHTS) and not info.is_dir():
+                if base in files:
+                    raise CheckpointError(f"the zip holds more than one {base}")
+                limit = MAX_CONFIG_BYTES if base == CONFIG else MAX_WEIGHTS_BYTES
+                if info.file_size > limit:
+                    raise CheckpointError(f"{base} in the zip is too large")
+                files[base] = z.read(info)
+    if set(files) != {CONFIG, WEIGHTS}:
+        raise CheckpointError(f"the zip must hold {CONFIG} and {WEIGHTS}; found {sorted(files) or 'neither'}")
+    return from_bytes(files[CONFIG], files[WEIGHTS], device)
