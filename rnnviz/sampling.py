@@ -133,11 +133,13 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
     was_training = model.training
     model.eval()
     stepper = _Stepper(model, clamp)
+    unk = torch.zeros(1, dtype=torch.long, device=model.device)
     chosen, probs, model_probs = [], np.empty(length, np.float32), np.empty(length, np.float32)
     try:
         logits = stepper.feed(torch.from_numpy(vocab.encode(start)).to(model.device))
         for n in range(length):
-            p = distribution(logits, temperature, top_k)
+            # never generate the unknown symbol: it stands for "some character not in the vocabulary"
+            p = distribution(logits.float().index_fill(0, unk, -math.inf), temperature, top_k)
             nxt = torch.multinomial(p, 1, generator=gen) if temperature > 0 else p.argmax()[None]
             i = int(nxt)
             chosen.append(i)
