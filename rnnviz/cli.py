@@ -1,0 +1,245 @@
+"""Command line: python -m rnnviz train | sample | trace | grads."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint
+from .corpora import split
+from .errors import RnnvizError
+from .gradients import fresh_model, gradient_norms
+from .model import CELLS, build, describe_device
+from .recipes import RECIPES, corpus_from_spec
+from .sampling import Clamp, sample
+from .trace import ARRAY_DOC, trace
+from .training import TrainConfig, Trainer, evaluate
+from .vocab import Vocab, decode_utf8
+
+
+def _read_text(args) -> str:
+    if args.file:
+        return decode_utf8(Path(args.file).read_bytes(), args.file)
+    return args.text
+
+
+def cmd_train(args) -> int:
+    recipe = RECIPES[args.recipe] if args.recipe else None
+    corpus_spec = args.corpus or (recipe.corpus if recipe else "shakespeare")
+    corpus = corpus_from_spec(corpus_spec)
+    train_text, val_text = split(corpus, recipe.val_fraction if recipe else 0.1)
+    if args.resume:
+        model, _ = checkpoint.load(args.resume)
+    else:
+        shape = dict(recipe.model) if recipe else {}
+        for key, arg in (("cell", "cell"), ("num_layers", "layers"), ("hidden_size", "hidden"),
+                         ("embed_size", "embed"), ("dropout", "dropout")):
+            if getattr(args, arg) is not None:
+                shape[key] = getattr(args, arg)
+        model = build(Vocab.from_text(corpus.text), seed=args.seed if args.seed is not None else 0, **shape)
+    cfg = recipe.train if recipe else TrainConfig()
+    overrides = dict(seq_len=args.seq_len, batch_size=args.batch, lr=args.lr, eval_every=args.eval_every,
+                     sample_every=args.sample_every, seed=args.seed, device=args.device, bptt=args.bptt)
+    cfg = TrainConfig(**{**cfg.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
+    if args.steps is not None or args.seconds is not None:
+        cfg.max_steps, cfg.max_seconds = args.steps, args.seconds
+    out = Path(args.out or f"models/{args.recipe or model.cell}")
+    meta = {"name": out.name, "recipe": args.recipe}
+    trainer = Trainer(model, train_text, val_text, cfg, corpus={"name": corpus.name, "sha256": corpus.sha256,
+                                                                 "chars": len(corpus.text)})
+    if args.resume:
+        trainer.resume(args.resume)
+    print(f"training a {model.cell.upper()} {model.config.num_layers}x{model.config.hidden_size} "
+          f"({model.num_params():,} parameters) on {corpus.name} ({len(train_text):,} train / "
+          f"{len(val_text):,} val chars) on {describe_device(trainer.device)}", flush=True)
+    trainer.add_callback("on_eval", lambda t, val_loss: print(
+        f"step {t.step:6d}  train {t.curve[-1]['train_loss']:.4f}  val {val_loss:.4f} nats/char "
+        f"({val_loss / math.log(2):.3f} bits)  {t.snapshot().get('chars_per_sec', 0):,.0f} chars/s", flush=True))
+    trainer.add_callback("on_sample", lambda t, text: print(f"--- sample at step {t.step} ---\n{text}\n---"))
+    try:
+        result = trainer.run()
+    except KeyboardInterrupt:
+        trainer.stop_event.set()
+        print("interrupted: saving what was trained so far")
+        result = None
+    dtype = args.dtype or (recipe.dtype if recipe else "float32")
+    meta.update(trainer.training_meta(result))
+    meta["val_split"] = f"first {min(cfg.eval_chars, len(val_text)):,} chars"
+    optimizer = trainer._optimizer_tensors() if args.keep_optimizer else None
+    checkpoint.save(trainer.model, out, meta=meta, dtype=dtype, optimizer_state=optimizer)
+    if args.full_val and len(val_text) >= 2:
+        # the reported number is measured on the weights as stored, over the whole val split as one stream
+        stored, _ = checkpoint.load(out)
+        val = evaluate(stored, val_text)
+        meta.update(val_loss=val, val_bpc=val / math.log(2), val_split=f"full ({len(val_text):,} chars, {dtype})")
+        checkpoint.save(stored, out, meta=meta, dtype=dtype, optimizer_state=optimizer)
+        print(f"validation loss on the whole split ({len(val_text):,} chars, {dtype} weights): "
+              f"{val:.4f} nats/char ({val / math.log(2):.4f} bits/char)")
+    status = result.status if result else "stopped"
+    print(f"{status}: {result.reason if result else 'interrupted'}; saved to {out}")
+    return 1 if status == "failed" else 0
+
+
+def _parse_clamp(spec: str | None) -> Clamp | None:
+    if not spec:
+        return None
+    parts = spec.split(":")
+    if len(parts) not in (3, 4):
+        raise argparse.ArgumentTypeError("--clamp takes LAYER:UNIT[,UNIT...]:VALUE[:h|c], e.g. 1:42:0")
+    return Clamp(layer=int(parts[0]), units=[int(u) for u in parts[1].split(",")], value=float(parts[2]),
+                 kind=parts[3] if len(parts) == 4 else "h")
+
+
+def cmd_sample(args) -> int:
+    model, _ = checkpoint.load(args.checkpoint)
+    s = sample(model, args.prime, args.length, args.temperature, args.top_k, args.seed, _parse_clamp(args.clamp))
+    if s.unknown:
+        print(f"note: the prime holds characters the model never saw: {''.join(s.unknown)!r}", file=sys.stderr)
+    print(s.prime + s.text)
+    if args.probs:
+        print(f"mean probability of the chosen characters: {float(np.mean(s.probs)):.3f}", file=sys.stderr)
+    return 0
+
+
+def cmd_trace(args) -> int:
+    if args.describe:
+        print(ARRAY_DOC)
+        return 0
+    model, _ = checkpoint.load(args.checkpoint)
+    tr = trace(model, _read_text(args), top_k=args.top_k)
+    if tr.unknown:
+        print(f"note: characters the model never saw (traced as the unknown symbol): "
+              f"{''.join(sorted(tr.unknown))!r}", file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tr.to_npz(out)
+    print(f"wrote {out}: {len(tr):,} characters, {len(tr.layers)} layers, kinds {', '.join(tr.kinds)}; "
+          f"mean surprisal {tr.mean_loss():.4f} nats/char")
+    for path, writer in ((args.csv, "to_csv"), (args.parquet, "to_parquet")):
+        if path:
+            frame = tr.to_frame(args.layer, args.kind)
+            getattr(frame, writer)(path, index=False)
+            print(f"wrote {path}: layer {args.layer} {args.kind}, {frame.shape[0]:,} rows x {frame.shape[1]} columns")
+    return 0
+
+
+def cmd_grads(args) -> int:
+    text = _read_text(args)
+    if args.checkpoint:
+        model, _ = checkpoint.load(args.checkpoint)
+    else:
+        model = fresh_model(Vocab.from_text(text), args.fresh, hidden_size=args.hidden, num_layers=args.layers,
+                            seed=args.seed, spectral_radius=args.spectral_radius, forget_bias=args.forget_bias)
+    flow = gradient_norms(model, text, loss_at=args.loss)
+    L, T = flow.dh.shape
+    print(f"{flow.cell.upper()} {L} layer(s), T = {T}, loss at {flow.loss_at} position(s) = {flow.loss:.4f}; "
+          f"largest singular value of W_hh per layer: {', '.join(f'{s:.3f}' for s in flow.sigma_max)}")
+    header = "distance T-1-t " + " ".join(f"  |dL/dh| L{l}" for l in range(L))
+    if flow.dc is not None:
+        header += " ".join(f"  |dL/dc| L{l}" for l in range(L))
+    print(header)
+    for d in sorted({0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, T - 1}):
+        if d < T:
+            t = T - 1 - d
+            row = f"{d:14d} " + " ".join(f"{flow.dh[l, t]:12.3e}" for l in range(L))
+            if flow.dc is not None:
+                row += " ".join(f"{flow.dc[l, t]:12.3e}" for l in range(L))
+            print(row)
+    if args.out:
+        import pandas as pd
+        cols = {"t": np.arange(T), "distance": flow.distance, "char": list(flow.text)}
+        for l in range(L):
+            cols[f"dh_L{l}"] = flow.dh[l]
+            if flow.dc is not None:
+                cols[f"dc_L{l}"] = flow.dc[l]
+        pd.DataFrame(cols).to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rnnviz", description="See inside character-level RNNs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model (from a recipe or options) and save a checkpoint")
+    t.add_argument("--recipe", choices=sorted(RECIPES), help="a named, seeded recipe (see README)")
+    t.add_argument("--corpus", help="built-in corpus name (shakespeare, python, quotes, memory) or a text file")
+    t.add_argument("--cell", choices=CELLS)
+    t.add_argument("--layers", type=int)
+    t.add_argument("--hidden", type=int)
+    t.add_argument("--embed", type=int)
+    t.add_argument("--dropout", type=float)
+    t.add_argument("--seq-len", type=int)
+    t.add_argument("--batch", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--steps", type=int, help="step budget")
+    t.add_argument("--seconds", type=float, help="time budget in seconds")
+    t.add_argument("--bptt", choices=["stateful", "random"])
+    t.add_argument("--eval-every", type=int)
+    t.add_argument("--sample-every", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    t.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="storage of the saved weights")
+    t.add_argument("--full-val", action="store_true", help="report the loss on the whole validation split")
+    t.add_argument("--keep-optimizer", action="store_true", help="also save the optimizer moments (to resume)")
+    t.add_argument("--resume", help="a checkpoint folder to continue training")
+    t.add_argument("--out", help="checkpoint folder to write (default models/<recipe or cell>)")
+    t.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("checkpoint")
+    s.add_argument("--prime", default="\n")
+    s.add_argument("--length", type=int, default=300)
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--top-k", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--clamp", help="LAYER:UNIT[,UNIT...]:VALUE[:h|c], held at every generated step")
+    s.add_argument("--probs", action="store_true", help="also report the mean probability of the chosen characters")
+    s.set_defaults(fn=cmd_sample)
+
+    for name, fn, hlp in (("trace", cmd_trace, "export h, c and every gate per character (NPZ, CSV, Parquet)"),
+                          ("grads", cmd_grads, "print and export ||dL/dh_t|| per timestep and layer")):
+        c = sub.add_parser(name, help=hlp, epilog=ARRAY_DOC if name == "trace" else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        src = c.add_mutually_exclusive_group()
+        src.add_argument("--text", default="The quick brown fox jumps over the lazy dog.\n" * 4)
+        src.add_argument("--file", help="a UTF-8 text file to read")
+        if name == "trace":
+            c.add_argument("checkpoint", nargs="?")
+            c.add_argument("--out", default="trace.npz")
+            c.add_argument("--csv", help="also write one layer/kind as CSV")
+            c.add_argument("--parquet", help="also write one layer/kind as Parquet")
+            c.add_argument("--layer", type=int, default=0)
+            c.add_argument("--kind", default="h", help="h, c, or a gate name")
+            c.add_argument("--top-k", type=int, default=5)
+            c.add_argument("--describe", action="store_true", help="print the array names and exit")
+        else:
+            who = c.add_mutually_exclusive_group(required=True)
+            who.add_argument("checkpoint", nargs="?")
+            who.add_argument("--fresh", choices=CELLS, help="a freshly initialised model of this cell instead")
+            c.add_argument("--hidden", type=int, default=128)
+            c.add_argument("--layers", type=int, default=1)
+            c.add_argument("--seed", type=int, default=0)
+            c.add_argument("--spectral-radius", type=float, help="RNN init: scale W_hh to this spectral radius")
+            c.add_argument("--forget-bias", type=float, help="LSTM init: forget-gate bias")
+            c.add_argument("--loss", choices=["last", "mean"], default="last")
+            c.add_argument("--out", help="CSV file for the norms")
+        c.set_defaults(fn=fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "trace" and not args.describe and not args.checkpoint:
+        parser().error("trace needs a checkpoint folder (or --describe)")
+    try:
+        return args.fn(args)
+    except RnnvizError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

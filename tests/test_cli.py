@@ -1,0 +1,67 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnviz import checkpoint
+from rnnviz.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "m"
+    rc = main(["train", "--corpus", "quotes", "--layers", "1", "--hidden", "16", "--steps", "30", "--seq-len", "32",
+               "--batch", "8", "--eval-every", "15", "--seed", "1", "--out", str(out), "--full-val"])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_a_documented_checkpoint(trained):
+    model, config = checkpoint.load(trained)
+    assert config["training"]["steps"] == 30 and config["corpus"]["name"].startswith("quotes")
+    assert len(config["corpus"]["sha256"]) == 64 and config["val_split"].startswith("full")
+    assert config["val_loss"] > 0 and config["training"]["device"].startswith("CPU")
+    for key in ("format_version", "model", "torch_version", "num_params"):
+        assert key in config
+
+
+def test_sample_is_repeatable(trained, capsys):
+    assert main(["sample", str(trained), "--length", "50", "--seed", "4"]) == 0
+    a = capsys.readouterr().out
+    assert main(["sample", str(trained), "--length", "50", "--seed", "4"]) == 0
+    assert capsys.readouterr().out == a and len(a) >= 50
+    assert main(["sample", str(trained), "--length", "20", "--clamp", "0:1,2:0.5"]) == 0
+
+
+def test_trace_exports_npz_csv_parquet(trained, tmp_path, capsys):
+    text = 'x = "a" + (b)\n'
+    rc = main(["trace", str(trained), "--text", text, "--out", str(tmp_path / "t.npz"), "--csv", str(tmp_path / "t.csv"),
+               "--parquet", str(tmp_path / "t.parquet"), "--layer", "0", "--kind", "f"])
+    assert rc == 0
+    with np.load(tmp_path / "t.npz") as z:
+        assert {"ids", "vocab", "probs", "top_ids", "loss", "L0_h", "L0_c", "L0_i", "L0_f", "L0_g", "L0_o"} <= set(z)
+        f = z["L0_f"]
+    csv = pd.read_csv(tmp_path / "t.csv", keep_default_na=False)
+    np.testing.assert_allclose(csv["f0"].to_numpy(), f[:, 0], rtol=1e-6)
+    assert pd.read_parquet(tmp_path / "t.parquet").shape == csv.shape
+    assert main(["trace", "--describe"]) == 0 and "L{l}_{kind}" in capsys.readouterr().out
+
+
+def test_grads_prints_and_exports(tmp_path, capsys):
+    rc = main(["grads", "--fresh", "lstm", "--hidden", "8", "--forget-bias", "1", "--out", str(tmp_path / "g.csv")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "|dL/dh| L0" in out and "|dL/dc| L0" in out
+    df = pd.read_csv(tmp_path / "g.csv")
+    assert list(df.columns[:3]) == ["t", "distance", "char"] and (df["dh_L0"] > 0).all()
+
+
+def test_errors_are_messages_not_tracebacks(trained, tmp_path, capsys):
+    assert main(["sample", str(trained), "--temperature", "-1"]) == 1
+    assert "temperature" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "missing")]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00bad")
+    assert main(["trace", str(trained), "--file", str(tmp_path / "bad.txt")]) == 1
+    assert "not UTF-8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--cell", "transformer"])
