@@ -42,7 +42,8 @@ def cmd_train(args) -> int:
         model = build(Vocab.from_text(corpus.text), seed=args.seed if args.seed is not None else 0, **shape)
     cfg = recipe.train if recipe else TrainConfig()
     overrides = dict(seq_len=args.seq_len, batch_size=args.batch, lr=args.lr, eval_every=args.eval_every,
-                     sample_every=args.sample_every, seed=args.seed, device=args.device, bptt=args.bptt)
+                     sample_every=args.sample_every, seed=args.seed, device=args.device, bptt=args.bptt,
+                     threads=args.threads)
     cfg = TrainConfig(**{**cfg.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
     if args.steps is not None or args.seconds is not None:
         cfg.max_steps, cfg.max_seconds = args.steps, args.seconds
@@ -182,6 +183,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--sample-every", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    t.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     t.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="storage of the saved weights")
     t.add_argument("--full-val", action="store_true", help="report the loss on the whole validation split")
     t.add_argument("--keep-optimizer", action="store_true", help="also save the optimizer moments (to resume)")

@@ -46,6 +46,12 @@ RECIPES: dict[str, Recipe] = {
         train=TrainConfig(seq_len=64, batch_size=32, lr=3e-3, max_steps=None, max_seconds=100.0,
                           eval_every=200, eval_chars=20_000, seed=1337),
         dtype="float32", notes="the quick recipe: 100 s of training"),
+    # Issue 5's flagship: a 2x512 LSTM on tinyshakespeare with nanoGPT's 90/10 split.
+    "shakespeare-lstm": Recipe(
+        corpus=str(TINY_SHAKESPEARE),
+        model=dict(cell="lstm", hidden_size=512, num_layers=2, embed_size=64, dropout=0.25),
+        train=TrainConfig(seq_len=128, batch_size=32, lr=2e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.05,
+                          max_steps=2000, eval_every=250, eval_chars=50_000, seed=1337)),
     "quotes-lstm": Recipe(
         corpus="quotes",
         model=dict(cell="lstm", hidden_size=64, num_layers=1, embed_size=16),

@@ -127,6 +127,8 @@ class Trainer:
     def __init__(self, model: CharRNN, train_text: str, val_text: str | None, config: TrainConfig,
                  stop_event: threading.Event | None = None, corpus: dict | None = None):
         self.config = config.validate()
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.device = pick_device(config.device)
         self.model = model.to(self.device)
         self.vocab: Vocab = model.vocab
@@ -180,8 +182,6 @@ class Trainer:
 
     def run(self) -> TrainResult:
         c = self.config
-        if c.threads:
-            torch.set_num_threads(c.threads)
         torch.manual_seed(c.seed)
         gen = torch.Generator().manual_seed(c.seed + self.step)
         batches = _Batches(self.train_ids, c, gen)
