@@ -1,0 +1,45 @@
+"""Home: what rnnviz shows, how to read it, the model under study and links to every page."""
+import streamlit as st
+
+import ui
+
+LINKS = [
+    ("pages/train_page.py", "Train a model on a built-in corpus or your own text, with live loss curves."),
+    ("pages/activations_page.py", "One unit's value coloured over the text (Karpathy's figures), "
+                             "a units × characters heatmap, predictions and surprisal."),
+    ("pages/gates_page.py", "What each gate (input, forget, output; reset, update) does for one unit, and how "
+                       "often gates saturate."),
+    ("pages/gradients_page.py", "Why vanilla RNNs forget: gradient norms through time for RNN, GRU and LSTM, "
+                           "and a memory experiment."),
+    ("pages/sample_page.py", "Generate text with a temperature, see how sure the model was, and clamp a unit."),
+    ("pages/neurons_page.py", "Find units that track a hypothesis (inside quotes, bracket depth, a regex ...)."),
+]
+
+
+def main():
+    st.title("rnnviz: inside a character-level RNN")
+    st.markdown(
+        "A character-level language model reads text one character at a time and predicts the next one. "
+        "Inside, each layer keeps a vector of **hidden units** (and an LSTM also a **cell state**) that it "
+        "updates at every character. rnnviz runs a model over a text and records every unit, every gate "
+        "and every prediction, so you can see what the network keeps track of.")
+    st.markdown(
+        "**How to read the coloured text:** each character is shaded by a value the model computed right "
+        "after reading it: **red** for positive, **blue** for negative, white near zero. Hover a "
+        "character to see its exact value. For generated text, green means the model was sure of the "
+        "character it chose.")
+    ctx = ui.context()
+    if ctx is None and not ui.model_entries():
+        ui.empty_state()
+    elif ctx is not None:
+        st.subheader("Model under study")
+        ui.model_card(ctx)
+        st.caption("Change the model and the text in the sidebar; every page follows.")
+    st.subheader("Pages")
+    for path, what in LINKS:
+        title, icon = next((t, i) for p, t, i, _ in ui.PAGES if p == path)
+        st.page_link(path, label=title, icon=icon)
+        st.caption(what)
+
+
+ui.run_page(main)

@@ -1,0 +1,183 @@
+"""Train: a fresh model on a built-in corpus or your text, in a worker thread, with live loss curves."""
+
+import streamlit as st
+import torch
+
+import ui
+from rnnviz import checkpoint, plots
+from rnnviz.corpora import CORPORA, load_corpus, split, user_text
+from rnnviz.errors import RnnvizError, TextError
+from rnnviz.model import CELLS
+from rnnviz.training import TrainConfig
+
+SOURCES = ["Built-in corpus", "Upload a .txt file", "Paste text"]
+HIDDEN = [16, 32, 64, 128, 256, 512]
+
+
+def devices() -> list[str]:
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    if torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def defaults():
+    for k, v in dict(tr_corpus_src=SOURCES[0], tr_corpus="shakespeare", tr_paste="", tr_cell="lstm",
+                     tr_layers=1, tr_hidden=128, tr_seq=64, tr_batch=32, tr_lr=3e-3, tr_budget="seconds",
+                     tr_seconds=60, tr_steps=500, tr_device="auto", tr_sample_every=100).items():
+        ui.default(k, v)
+    ui.keep_choice("tr_device", devices(), "auto")
+
+
+def training_text():
+    """(train, val, corpus meta, name) of the chosen corpus."""
+    ss = st.session_state
+    src = ss["tr_corpus_src"]
+    if src == SOURCES[0]:
+        corpus = load_corpus(ss["tr_corpus"])
+    elif src == SOURCES[1]:
+        up = ss.get("tr_upload")
+        if up is None:
+            raise TextError("upload a .txt file first")
+        corpus = user_text(up.getvalue(), name=up.name)
+    else:
+        corpus = user_text(ss.get("tr_paste") or "", name="pasted text")
+    if corpus.notice:
+        st.info(f"{corpus.name}: {corpus.notice}", icon=":material/info:")
+    train, val = split(corpus, 0.1)
+    meta = {"name": corpus.name, "sha256": corpus.sha256, "chars": len(corpus.text)}
+    return train, val, meta, corpus.name
+
+
+def start():
+    ss = st.session_state
+    train, val, meta, name = training_text()
+    seconds = ss["tr_budget"] == "seconds"
+    cfg = TrainConfig(seq_len=int(ss["tr_seq"]), batch_size=int(ss["tr_batch"]), lr=float(ss["tr_lr"]),
+                      max_steps=None if seconds else int(ss["tr_steps"]),
+                      max_seconds=float(ss["tr_seconds"]) if seconds else None,
+                      eval_every=50, eval_chars=5_000, sample_every=int(ss["tr_sample_every"]),
+                      warmup_steps=10, device=ss["tr_device"])
+    n = len(ss["train_jobs"]) + 1
+    run_name = f"run{n}-{ss['tr_cell']}{ss['tr_layers']}x{ss['tr_hidden']}-{name.split('.')[0][:20]}"
+    ui.start_training(run_name, train, val, meta, ss["tr_cell"], int(ss["tr_layers"]), int(ss["tr_hidden"]), cfg)
+
+
+def settings():
+    ss = st.session_state
+    st.radio("Corpus", SOURCES, key="tr_corpus_src", horizontal=True)
+    if ss["tr_corpus_src"] == SOURCES[0]:
+        ui.keep_choice("tr_corpus", list(CORPORA), "shakespeare")
+        st.selectbox("Built-in corpus", list(CORPORA), key="tr_corpus")
+    elif ss["tr_corpus_src"] == SOURCES[1]:
+        st.file_uploader("Training text (UTF-8)", type=["txt", "md", "py", "csv"], key="tr_upload")
+    else:
+        st.text_area("Training text", key="tr_paste", height=120)
+    c1, c2, c3 = st.columns(3)
+    c1.selectbox("Cell", list(CELLS), key="tr_cell", format_func=str.upper)
+    c2.number_input("Layers", 1, 3, key="tr_layers")
+    c3.select_slider("Hidden size", HIDDEN, key="tr_hidden")
+    c1, c2, c3 = st.columns(3)
+    c1.number_input("Sequence length", 8, 512, step=8, key="tr_seq")
+    c2.number_input("Batch size", 1, 256, step=4, key="tr_batch")
+    c3.number_input("Learning rate", 1e-5, 1e-1, step=1e-3, format="%.4f", key="tr_lr")
+    c1, c2, c3 = st.columns(3)
+    c1.radio("Budget", ["seconds", "steps"], key="tr_budget", horizontal=True)
+    if ss["tr_budget"] == "seconds":
+        c2.number_input("Seconds", 5, 3600, step=15, key="tr_seconds")
+    else:
+        c2.number_input("Steps", 1, 100_000, step=100, key="tr_steps")
+    c3.selectbox("Device", devices(), key="tr_device")
+    st.number_input("Show a sample every N steps (0 = never)", 0, 10_000, step=50, key="tr_sample_every")
+
+
+def live():
+    """Progress, the loss curves of every run of this session, and the latest samples."""
+    recs = ui.job_records()
+    if not recs:
+        st.info("No training runs yet in this session. Choose settings and press **Start**.",
+                icon=":material/info:")
+        return
+    for rec in recs:
+        if rec["running"]:
+            snap = rec["job"].snapshot()
+            st.markdown(f"**{rec['name']}**: {snap.get('state', 'starting')} on {snap.get('device', '...')}")
+            st.progress(min(1.0, float(snap.get("fraction") or 0.0)), text=ui.progress_line(snap))
+    runs = {rec["name"]: rec["job"].snapshot().get("curve", []) for rec in recs}
+    st.plotly_chart(plots.loss_curves(runs), key="loss_chart")
+    latest = recs[-1]["job"].snapshot().get("samples") or []
+    if latest:
+        st.markdown(f"Sample at step {latest[-1]['step']:,} of {recs[-1]['name']} (temperature 0.8):")
+        st.code(latest[-1]["text"], language=None, wrap_lines=True)
+
+
+def finished():
+    recs = [r for r in ui.job_records() if not r["running"]]
+    if not recs:
+        return
+    st.subheader("Finished runs")
+    for rec in recs:
+        snap = rec["job"].snapshot()
+        mid = rec.get("registered")
+        with st.container(border=True):
+            val = snap.get("val_loss")
+            st.markdown(f"**{rec['name']}**: {snap.get('state')}: {snap.get('message') or ''}"
+                        + (f" · val loss {val:.3f}" if isinstance(val, float) else ""))
+            if not mid:
+                if rec["job"].error:
+                    st.error(f"The run failed: {rec['job'].error}", icon=":material/error:")
+                continue
+            c1, c2, c3 = st.columns(3)
+            c1.button("Study this model", key=f"use_{mid}", on_click=select_model, args=(mid,),
+                      icon=":material/visibility:")
+            c2.download_button("Download (.zip)", data=lambda p=rec["path"]: checkpoint.to_zip(p),
+                               file_name=f"{rec['path'].name}.zip", mime="application/zip", key=f"dl_{mid}",
+                               icon=":material/download:")
+            c3.button("Save to the models folder", key=f"save_{mid}", icon=":material/save:", on_click=save_model,
+                      args=(rec,), help=f"Copies the checkpoint to {ui.models_dir()}; it then stays in the picker.")
+            if rec.get("saved_to"):
+                st.success(f"Saved to {rec['saved_to']}; it is listed in the model picker.", icon=":material/check:")
+
+
+def save_model(rec: dict):
+    """A callback, so the model picker (drawn before the page) already lists the saved copy."""
+    dest = ui.models_dir() / rec["path"].name
+    try:
+        rec["job"].trainer.save(dest, rec["job"].result)
+        rec["saved_to"] = dest
+    except (OSError, RnnvizError) as e:
+        st.session_state["_toast"] = f"Could not save to {dest}: {e}"
+
+
+def select_model(mid: str):
+    st.session_state["model_choice"] = mid
+
+
+def main():
+    st.title("Train")
+    st.caption("Training runs in a background thread: you can switch pages, and the run keeps going. "
+               "When it ends, its model appears in the sidebar's model picker.")
+    defaults()
+    settings()
+    running = any(r["running"] for r in ui.job_records())
+    c1, c2, _ = st.columns([1, 1, 6])
+    if c1.button("Start", type="primary", key="tr_start", icon=":material/play_arrow:", disabled=running):
+        ui.guard(start)
+        running = any(r["running"] for r in ui.job_records())
+    if c2.button("Stop", key="tr_stop", icon=":material/stop:", disabled=not running):
+        for rec in ui.job_records():
+            if rec["running"]:
+                rec["job"].stop()
+    st.fragment(run_every=1.0 if running else None)(lambda: ui.guard(poll, running))()
+    finished()
+
+
+def poll(was_running: bool):
+    live()
+    if was_running and not any(r["running"] for r in ui.job_records()):
+        st.rerun(scope="app")
+
+
+ui.run_page(main)
