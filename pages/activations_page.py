@@ -1,0 +1,103 @@
+"""Activations: one unit coloured over the text, a units x characters heatmap, predictions, exports."""
+import io
+
+import streamlit as st
+
+import ui
+from rnnviz import plots, render
+from rnnviz.errors import RnnvizError
+from rnnviz.probes import unit_stats
+
+WINDOW = 120
+HEATMAP_UNITS = 48
+SORTS = {"variance": "variance", "mean |activation|": "mean_abs", "selectivity": "selectivity"}
+
+
+def pick_row():
+    rows = st.session_state.get("unit_table", {}).get("selection", {}).get("rows", [])
+    order = st.session_state.get("_unit_order", [])
+    if rows and rows[0] < len(order):
+        st.session_state["unit"] = int(order[rows[0]])
+
+
+def controls(ctx):
+    ui.unit_controls(ctx, ["h", "c"] if ctx.cell == "lstm" else ["h"])
+
+
+def main():
+    ctx = ui.require_model()
+    st.title("Activations")
+    tr = ctx.trace()
+    controls(ctx)
+    ss = st.session_state
+    layer, kind, unit = int(ss["layer"]), ss["kind"], int(ss["unit"])
+    values = tr.get(layer, kind)  # (T, H)
+    labels, hyp_name = None, ""
+    left, right = st.columns([2, 1])
+    with left:
+        st.markdown(f"**Layer {layer}, {kind}{unit}** over the text: red positive, blue negative; hover a "
+                    "character for its value.")
+        ui.scroll_html(render.colored_text(tr.text, values[:, unit], label=f"L{layer} {kind}{unit}"), 440, tr.text)
+    with right:
+        ui.default("sort_by", "variance")
+        st.selectbox("Sort units by", list(SORTS), key="sort_by")
+        ui.hypothesis_widgets()
+        try:
+            labels, hyp_name = ui.hypothesis_labels(tr.text)
+        except RnnvizError as e:
+            st.error(str(e), icon=":material/error:")
+        stats = unit_stats(tr, layer, kind, labels=labels)
+        stats = stats.sort_values(SORTS[ss["sort_by"]], ascending=False, na_position="last").reset_index(drop=True)
+        ss["_unit_order"] = stats["unit"].tolist()
+        st.dataframe(stats, key="unit_table", on_select=pick_row, selection_mode="single-row", hide_index=True,
+                     height=250, column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                                for c in ("variance", "mean_abs", "selectivity")})
+        st.caption(f"Units of layer {layer} {kind}, by {ss['sort_by']}"
+                   + (f" (selectivity: how well each follows {hyp_name})" if labels is not None else "")
+                   + ". Click a row to show that unit.")
+
+    T = len(tr.text)
+    ui.keep_in_range("window_start", 0, max(0, T - 1), 0)
+    st.slider("Window start (character) for the heatmap and the predictions", 0, max(1, T - 1), key="window_start")
+    start = int(ss["window_start"])
+    end = min(T, start + WINDOW)
+    units = stats["unit"].tolist()[:HEATMAP_UNITS]
+    if unit not in units:
+        units = [unit] + units[:-1]
+    heat = plots.activation_heatmap(values[start:end], tr.text[start:end], units=units,
+                                    title=f"Layer {layer} {kind}: top {len(units)} units by "
+                                          f"{ss['sort_by']}, characters {start} to {end - 1}")
+    heat.update_yaxes(autorange="reversed")  # the first unit of the list at the top
+    heat.update_layout(height=max(320, 16 * len(units) + 160))
+    st.plotly_chart(heat, key="heatmap", config={"displaylogo": False})
+
+    st.subheader("What the model predicts next")
+    st.caption("Under each character: the five likeliest next characters (outlined: the true one) and the "
+               "surprisal −ln p(next) in nats.")
+    st.html(render.top_predictions_html(tr, start, end, k=5))
+    surprisal = plots.surprisal_bars(tr, start, end)
+    surprisal.update_layout(height=300)
+    st.plotly_chart(surprisal, key="surprisal", config={"displaylogo": False})
+
+    st.subheader("Export")
+    stem = f"{ctx.name}-L{layer}-{kind}"
+    c1, c2, c3, c4 = st.columns(4)
+    c1.download_button("Activations (CSV)", data=lambda: tr.to_frame(layer, kind).to_csv(index=False),
+                       file_name=f"{stem}.csv", mime="text/csv", key="dl_csv", icon=":material/download:")
+    c2.download_button("Activations (Parquet)", data=lambda: parquet(tr, layer, kind), file_name=f"{stem}.parquet",
+                       mime="application/octet-stream", key="dl_parquet", icon=":material/download:")
+    c3.download_button("Heatmap (HTML)", data=lambda: heat.to_html(include_plotlyjs="cdn"),
+                       file_name=f"{stem}-heatmap.html", mime="text/html", key="dl_heat", icon=":material/download:")
+    c4.download_button("Surprisal (HTML)", data=lambda: surprisal.to_html(include_plotlyjs="cdn"),
+                       file_name=f"{ctx.name}-surprisal.html", mime="text/html", key="dl_surprisal",
+                       icon=":material/download:")
+    st.caption("PNG: use the camera icon on each chart.")
+
+
+def parquet(tr, layer, kind) -> bytes:
+    buf = io.BytesIO()
+    tr.to_frame(layer, kind).to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+ui.run_page(main)

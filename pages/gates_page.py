@@ -1,0 +1,64 @@
+"""Gates: what each gate of one unit does over the text, and how often the gates saturate."""
+import streamlit as st
+
+import ui
+from rnnviz import plots, render
+from rnnviz.model import GATES
+
+WINDOW = 120
+MEANING = {
+    "i": "input gate: how much of the candidate enters the cell (0 closed, 1 open)",
+    "f": "forget gate: how much of the old cell state is kept (1 = remember)",
+    "g": "candidate: the new content proposed for the cell (−1 to 1)",
+    "o": "output gate: how much of the cell is shown as h",
+    "r": "reset gate: how much of the old state the candidate may read",
+    "z": "update gate: how much of the old state is kept (1 = keep the old h)",
+    "n": "candidate: the new state proposed (−1 to 1)",
+    "pre": "pre-activation W x_t + U h_(t−1) + b; h_t = tanh(pre)",
+    "h": "hidden state h_t",
+}
+
+
+def main():
+    ctx = ui.require_model()
+    st.title("Gates")
+    tr = ctx.trace()
+    ss = st.session_state
+    ui.unit_controls(ctx)
+    layer, unit = int(ss["layer"]), int(ss["unit"])
+    T = len(tr.text)
+    ui.keep_in_range("gate_window", 0, max(0, T - 1), 0)
+    st.slider("Window start (character)", 0, max(1, T - 1), key="gate_window")
+    start = int(ss["gate_window"])
+    end = min(T, start + WINDOW)
+    part = ui.slice_trace(tr, start, end)
+    gates = list(GATES[ctx.cell])
+    if not gates:
+        st.info("A vanilla RNN has **no gates**: every step is simply h_t = tanh(W x_t + U h_(t−1) + b). "
+                "Below is the pre-activation of the unit (what goes into the tanh) instead; where it is far "
+                "from 0 the tanh saturates and gradients through it vanish.", icon=":material/info:")
+        kinds = ["pre", "h"]
+    else:
+        st.markdown(f"Each ribbon is one gate of **unit {unit}, layer {layer}** over characters {start} to "
+                    f"{end - 1}; hover a character for the exact value.")
+        kinds = gates
+    cols = st.columns(2)
+    for j, kind in enumerate(kinds):
+        values = part.get(layer, kind)[:, unit]
+        sigmoid = kind in ("i", "f", "o", "r", "z")
+        with cols[j % 2]:
+            st.markdown(f"**{kind}**: {MEANING[kind]}")
+            ui.scroll_html(render.colored_text(part.text, values, vmin=0.0 if sigmoid else None,
+                                               vmax=1.0 if sigmoid else None, diverging=not sigmoid, label=kind), 200,
+                           part.text)
+    st.plotly_chart(plots.gate_lines(part, layer, unit), key="gate_lines", config={"displaylogo": False})
+    if gates:
+        st.subheader("Saturation")
+        st.caption("Each dot is a unit: how often its gate is nearly closed (x) or nearly open (y), over the whole "
+                   "text. Dots near the diagonal are gates that act like switches.")
+        st.plotly_chart(plots.saturation_scatter(tr), key="saturation", config={"displaylogo": False})
+    st.subheader("Distribution of values")
+    st.plotly_chart(plots.gate_histograms(tr, layer), key="histograms", config={"displaylogo": False})
+
+
+ui.run_page(main)
