@@ -1,0 +1,107 @@
+"""Sample: generate text at a temperature, coloured by confidence; temperatures compared; clamp a unit."""
+import numpy as np
+import streamlit as st
+
+import ui
+from rnnviz import plots, render
+from rnnviz.sampling import Clamp, sample
+from rnnviz.trace import trace
+
+
+@st.cache_data(max_entries=32, show_spinner="Generating ...")
+def generate(model_key: str, prime: str, length: int, temperature: float, top_k, seed: int, clamp, _model):
+    """A cached Sample; `clamp` is None or (layer, unit, value, kind)."""
+    cl = Clamp(layer=clamp[0], units=[clamp[1]], value=clamp[2], kind=clamp[3]) if clamp else None
+    return sample(_model, prime, length, temperature=temperature, top_k=top_k, seed=seed, clamp=cl)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def sample_trace(model_key: str, text: str, _model):
+    """The trace of prime + generated text (kept apart from the text under study's cache)."""
+    return trace(_model, text, gates=False)
+
+
+def controls(ctx):
+    V = len(ctx.model.vocab)
+    for k, v in dict(temperature=0.8, prime="", length=300, seed=0, top_k=0).items():
+        ui.default(k, v)
+    ui.keep_in_range("top_k", 0, V, 0)
+    st.slider("Temperature", 0.0, 2.0, step=0.05, key="temperature",
+              help="Divides the logits before the softmax: low = safe and repetitive, high = surprising; 0 = "
+                   "always the likeliest character.")
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+    c1.text_input("Prime (the text the model reads first; empty = a newline)", key="prime")
+    c2.number_input("Length", 1, 5000, step=50, key="length")
+    c3.number_input("Seed", 0, 2**31 - 1, step=1, key="seed")
+    c4.number_input("Top-k (0 = off)", 0, V, step=1, key="top_k")
+
+
+def clamp_controls(ctx):
+    ss = st.session_state
+    ui.default("clamp_on", False)
+    ui.default("clamp_value", 1.0)
+    kinds = ["h", "c"] if ctx.cell == "lstm" else ["h"]
+    ui.keep_choice("clamp_layer", list(range(ctx.layers)), 0)
+    ui.keep_in_range("clamp_unit", 0, ctx.hidden - 1, 0)
+    ui.keep_choice("clamp_kind", kinds, "h")
+    ui.keep_in_range("clamp_value", -10.0, 10.0, 1.0)
+    st.subheader("Intervene: clamp a unit")
+    st.toggle("Clamp a unit while generating", key="clamp_on")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.selectbox("Layer", list(range(ctx.layers)), key="clamp_layer", format_func=lambda l: f"layer {l}")
+    c2.number_input(f"Unit (0 to {ctx.hidden - 1})", 0, ctx.hidden - 1, step=1, key="clamp_unit")
+    c3.number_input("Value", -10.0, 10.0, step=0.25, key="clamp_value")
+    c4.selectbox("State", kinds, key="clamp_kind")
+    if ss["clamp_on"]:
+        return (int(ss["clamp_layer"]), int(ss["clamp_unit"]), float(ss["clamp_value"]), ss["clamp_kind"])
+    return None
+
+
+def show(s, title):
+    st.markdown(f"**{title}**")
+    st.html(render.probability_text(s.text, s.probs))
+
+
+def main():
+    ctx = ui.require_model()
+    st.title("Sample")
+    ss = st.session_state
+    controls(ctx)
+    top_k = int(ss["top_k"]) or None
+    args = (ctx.key, ss["prime"], int(ss["length"]), float(ss["temperature"]), top_k, int(ss["seed"]))
+    s = generate(*args, None, _model=ctx.model)
+    if s.unknown:
+        st.info("The prime holds characters the model never saw (read as the unknown symbol): "
+                + ", ".join(repr(c) for c in sorted(s.unknown)), icon=":material/info:")
+    st.caption("Each generated character is shaded by the probability it had when it was drawn: dark green = "
+               "the model was sure, white = a surprise. Hover for the value.")
+    show(s, f"Generated at temperature {ss['temperature']:.2f}" + (f", top-{top_k}" if top_k else ""))
+
+    st.subheader("One choice at several temperatures")
+    start = ss["prime"] or "\n"
+    full = start + s.text
+    ui.keep_in_range("dist_pos", 0, max(0, len(s.text) - 1), 0)
+    if len(s.text) > 1:
+        st.slider("Position in the generated text", 0, len(s.text) - 1, key="dist_pos")
+    pos = int(ss.get("dist_pos", 0))
+    tr = sample_trace(ctx.key, full, _model=ctx.model)
+    row = len(start) - 1 + pos  # the distribution the character at `pos` was drawn from
+    logits = np.log(np.maximum(tr.probs[row], 1e-30))
+    temps = tuple(sorted({0.5, 1.0, 1.5, round(float(ss["temperature"]), 2)}))
+    context = full[max(0, row - 30): row + 1]
+    st.caption(f"After reading …{context[-30:]!r}, the model drew {s.text[pos]!r}.")
+    st.plotly_chart(plots.temperature_distributions(logits, tr.vocab, temperatures=temps), key="temp_dist",
+                    config={"displaylogo": False})
+
+    clamp = clamp_controls(ctx)
+    if clamp is not None:
+        clamped = generate(*args, clamp, _model=ctx.model)
+        left, right = st.columns(2)
+        with left:
+            show(s, "Without the intervention")
+        with right:
+            show(clamped, f"With layer {clamp[0]} {clamp[3]}{clamp[1]} held at {clamp[2]:g}")
+        st.caption("Same seed and settings on both sides: every difference comes from the clamped unit.")
+
+
+ui.run_page(main)
