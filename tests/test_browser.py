@@ -1,0 +1,157 @@
+"""One real-browser pass over every page: streamlit run app.py + headless Debian chromium (Playwright).
+
+Screenshots land in artifacts/screenshots/<page>.png (git-ignored) for a person to look at.
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rnnviz import checkpoint
+from rnnviz.corpora import load_corpus
+from rnnviz.model import build
+from rnnviz.vocab import Vocab
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+# url path -> (screenshot name, how many plotly charts at least)
+PAGES = [("", "home", 0), ("train", "train", 0), ("activations", "activations", 2), ("gates", "gates", 3),
+         ("gradients", "gradients", 2), ("sample", "sample", 1), ("neurons", "neurons", 1)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    pre = tmp_path_factory.mktemp("pretrained")
+    models = tmp_path_factory.mktemp("models")
+    text = load_corpus("shakespeare", max_chars=50_000).text
+    model = build(Vocab.from_text(text), cell="lstm", hidden_size=16, num_layers=1, seed=0)
+    checkpoint.save(model, pre / "tiny-lstm", meta={"corpus": {"name": "shakespeare"}, "val_loss": 3.5})
+    port = _free_port()
+    env = {**os.environ, "RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(models),
+           "OMP_NUM_THREADS": "1"}  # tiny model: threads only spin on a shared 2-core box
+    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.seek(0)
+                pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
+            time.sleep(0.5)
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def _settle(page, charts: int, timeout: float = 90_000) -> None:
+    """Wait for the app to render the page and finish running."""
+    page.wait_for_selector('[data-testid="stSidebar"]', timeout=timeout)
+    page.wait_for_selector("h1", timeout=timeout)
+    if charts:
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {charts}",
+                               timeout=timeout)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+    page.wait_for_timeout(800)  # plotly's last layout pass
+
+
+def _full_screenshot(page, name: str) -> None:
+    """Streamlit scrolls inside its main container, so grow the viewport to the content first."""
+    height = page.evaluate("""() => Math.max(...['[data-testid="stMainBlockContainer"]',
+        '[data-testid="stMain"]', '[data-testid="stSidebarContent"]']
+        .map(s => document.querySelector(s)).filter(Boolean).map(e => e.scrollHeight))""")
+    page.set_viewport_size({"width": 1400, "height": min(max(int(height) + 120, 1000), 12000)})
+    page.wait_for_timeout(1200)  # plotly redraws for the new size
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def test_every_page_renders(server):
+    from playwright.sync_api import sync_playwright
+
+    url, log = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for path, name, charts in PAGES:
+                page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+                _settle(page, charts)
+                _full_screenshot(page, name)
+                assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: exception shown"
+                errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+                assert not errors, f"{name}: error shown: {errors}"
+                rendered = page.locator(".js-plotly-plot .main-svg").count()
+                assert rendered >= charts, f"{name}: {rendered} charts drawn, expected {charts}"
+
+            # training runs in a worker thread; the page polls it every second, Stop ends it
+            page.goto(f"{url}/train", wait_until="domcontentloaded")
+            _settle(page, 0)
+            page.get_by_role("button", name=re.compile(r"Start$")).click()
+            page.wait_for_function("document.body.innerText.includes('chars/s')", timeout=90_000)
+            page.wait_for_function("document.body.innerText.includes('val loss')", timeout=90_000)
+            page.wait_for_selector(".js-plotly-plot .scatterlayer .trace", timeout=30_000)
+            _full_screenshot(page, "train-running")
+            page.get_by_role("button", name=re.compile(r"Stop$")).click()
+            page.wait_for_function("document.body.innerText.includes('Finished runs')", timeout=60_000)
+            _settle(page, 1)
+            _full_screenshot(page, "train-done")
+            assert page.locator('[data-testid="stException"]').count() == 0
+            assert not page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+            assert "trained in this session" in page.locator('[data-testid="stSidebar"]').inner_text() or \
+                page.get_by_role("button", name=re.compile("Study this model")).count() == 1
+
+            # a hostile text stays text: typed <script> shows literally in the coloured text
+            page.goto(f"{url}/activations", wait_until="domcontentloaded")
+            _settle(page, 2)
+            page.get_by_text("Paste text").click()
+            area = page.get_by_label("Your text")
+            area.fill("<script>window.pwned=1</script> x")
+            area.press("Control+Enter")
+            page.wait_for_timeout(500)
+            _settle(page, 2)
+            assert page.locator(".rnnviz-text").first.inner_text().startswith("<script>")
+            assert page.evaluate("window.pwned === undefined")
+            _full_screenshot(page, "activations-script")
+        finally:
+            browser.close()
+    log.seek(0)
+    server_log = log.read()
+    assert "Traceback" not in server_log, server_log[-3000:]
