@@ -69,24 +69,17 @@ PERSIST = ("layer", "unit", "kind", "sort_by", "window_start", "hypothesis", "cu
            "tr_batch", "tr_lr", "tr_budget", "tr_seconds", "tr_steps", "tr_device", "tr_sample_every",
            "mem_seconds", "excerpt_len")
 
-BUILTIN_EXCERPT = """ROMEO:
-But, soft! what light through yonder window breaks?
-It is the east, and Juliet is the sun.
-Arise, fair sun, and kill the envious moon,
-Who is already sick and pale with grief,
-That thou her maid art far more fair than she.
+# Our own words (no outside text is shipped): prose, dialogue, quotes and brackets for any model.
+BUILTIN_EXCERPT = """TEACHER:
+Watch the forget gate. When it stays near one, the cell keeps what it has seen;
+when it drops, the memory is cleared, and the next words start afresh.
 
-JULIET:
-O Romeo, Romeo! wherefore art thou Romeo?
-Deny thy father and refuse thy name;
-Or, if thou wilt not, be but sworn my love,
-And I'll no longer be a Capulet.
+STUDENT:
+So a unit that counts "open quotes" must hold its value (for many steps) until the quote closes?
 
-def greet(name, times=(1, 2, 3)):
-    \"\"\"Say hello a few times.\"\"\"
-    for t in times:
-        print("hello, " + name, {"count": [t, t * 2]})
-    return 'done'
+def count(words, sep=" "):
+    \"\"\"Count each word (a small example of code).\"\"\"
+    return {w: words.count(w) for w in words.split(sep) if w}
 """
 
 

@@ -8,7 +8,7 @@ from rnnviz.model import build
 from rnnviz.scan import linear_scan
 from rnnviz.trace import trace
 
-TEXT = "To be, or not to be: that is the question.\n\"Whether 'tis nobler\" (in the mind) [to suffer]"
+TEXT = "A gate opens, a gate closes: that is the whole trick.\n\"Whether it remembers\" (in the cell) [or forgets]"
 
 
 def _model(cell, layers=2, hidden=24, seed=0):
