@@ -29,8 +29,10 @@ def _line_start_flags(codes: np.ndarray) -> np.ndarray:
 
 # --- hypotheses: text -> float32 (T,) ---------------------------------------------------------
 
-# a literal runs to its closing quote or, unclosed, to the end of the line; backslash escapes
-_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'?|\"(?:[^\"\\\n]|\\.)*\"?")
+# a literal runs to its closing quote or, unclosed, to the end of the line; backslash escapes.
+# A ' right after a letter or digit is an apostrophe (battle's), unless it follows a string
+# prefix such as f' or rb' that itself starts a word.
+_QUOTED = re.compile(r"(?:(?<!\w)[rRbBfFuU]{1,2}|(?<!\w))'(?:[^'\\\n]|\\.)*'?|\"(?:[^\"\\\n]|\\.)*\"?")
 
 
 def inside_quotes(text: str) -> np.ndarray:

@@ -54,9 +54,12 @@ def test_correlation_matches_corrcoef():
 # --- hypotheses ---------------------------------------------------------------------------------
 
 def test_inside_quotes():
-    text = "a 'b\"c' \"d'\" e'f\ng"
-    want = [0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0]
+    text = "a 'b\"c' \"d'\" e 'f\ng"
+    want = [0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0]
     np.testing.assert_array_equal(inside_quotes(text), want)
+    # an apostrophe inside a word opens nothing; a string prefix does
+    np.testing.assert_array_equal(inside_quotes("it's x"), [0] * 6)
+    np.testing.assert_array_equal(inside_quotes("=f'a'+b"), [0, 1, 1, 1, 1, 0, 0])
     assert inside_quotes(text).dtype == np.float32
 
 
