@@ -208,7 +208,8 @@ def main() -> int:
         if name not in args.skip:
             fn()
     if "pages" not in args.skip:
-        from bench.pages import bench_pages
+        sys.path.insert(0, str(ROOT / "bench"))
+        from pages import bench_pages
         bench_pages(rows, quick=q)
     print(f"\nrnnviz benchmarks: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, {describe_device(pick_device(args.device))}; {time.perf_counter() - t0:.0f} s\n")
