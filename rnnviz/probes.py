@@ -355,3 +355,29 @@ def unit_stats(trace, layer: int, kind: str, labels=None, mask=None) -> pd.DataF
         "mean_abs": np.abs(x).mean(axis=0, dtype=np.float64),
         "selectivity": selectivity,
     })
+
+
+def python_string_probe(model, sources: list[str], max_chars_per_file: int = 20_000):
+    """Trace each Python source (state reset per file) and label it with python_string_labels.
+
+    Returns (layers, labels, mask): `layers` holds h and c of every file end to end, in the
+    shape rank_units reads (an object with .layers), so units can be ranked over many files.
+    """
+    from types import SimpleNamespace
+
+    from .trace import trace as run_trace
+
+    parts, labels, masks = [], [], []
+    for src in sources:
+        src = src[:max_chars_per_file]
+        if len(src) < 2:
+            continue
+        y, m = python_string_labels(src)
+        tr = run_trace(model, src, gates=False)
+        parts.append(tr.layers)
+        labels.append(y)
+        masks.append(m)
+    if not parts:
+        raise ConfigError("no Python source to probe")
+    layers = [{k: np.concatenate([p[l][k] for p in parts]) for k in parts[0][l]} for l in range(len(parts[0]))]
+    return SimpleNamespace(layers=layers), np.concatenate(labels), np.concatenate(masks)

@@ -52,6 +52,23 @@ RECIPES: dict[str, Recipe] = {
         model=dict(cell="lstm", hidden_size=512, num_layers=2, embed_size=64, dropout=0.25),
         train=TrainConfig(seq_len=128, batch_size=32, lr=2e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.05,
                           max_steps=2000, eval_every=250, eval_chars=50_000, seed=1337)),
+    # The same data, about the same parameter count (3.3M) and the same budget, for an honest comparison.
+    "shakespeare-gru": Recipe(
+        corpus=str(TINY_SHAKESPEARE),
+        model=dict(cell="gru", hidden_size=600, num_layers=2, embed_size=64, dropout=0.25),
+        train=TrainConfig(seq_len=128, batch_size=32, lr=2e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.05,
+                          max_steps=2000, eval_every=250, eval_chars=50_000, seed=1337)),
+    "shakespeare-rnn": Recipe(
+        corpus=str(TINY_SHAKESPEARE),
+        model=dict(cell="rnn", hidden_size=1024, num_layers=2, embed_size=64, dropout=0.25),
+        train=TrainConfig(seq_len=128, batch_size=32, lr=1e-3, min_lr=5e-5, warmup_steps=100, weight_decay=0.05,
+                          max_steps=2000, eval_every=250, eval_chars=50_000, seed=1337)),
+    # Python standard-library sources, whole files held out: home of the quote-detector unit.
+    "python-lstm": Recipe(
+        corpus="python",
+        model=dict(cell="lstm", hidden_size=256, num_layers=2, embed_size=64, dropout=0.1),
+        train=TrainConfig(seq_len=128, batch_size=32, lr=3e-3, min_lr=1e-4, warmup_steps=50, weight_decay=0.05,
+                          max_steps=1500, eval_every=250, eval_chars=50_000, seed=1337)),
     "quotes-lstm": Recipe(
         corpus="quotes",
         model=dict(cell="lstm", hidden_size=64, num_layers=1, embed_size=16),

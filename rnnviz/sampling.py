@@ -134,19 +134,28 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
     model.eval()
     stepper = _Stepper(model, clamp)
     unk = torch.zeros(1, dtype=torch.long, device=model.device)
-    chosen, probs, model_probs = [], np.empty(length, np.float32), np.empty(length, np.float32)
+    picks, logps, qs = [], [], []  # per step: the chosen id, the model's log-probs, the sampling probs
     try:
         logits = stepper.feed(torch.from_numpy(vocab.encode(start)).to(model.device))
-        for n in range(length):
+        # No host sync and no Python work per character beyond a handful of tensor ops:
+        # everything per step stays a tensor and is gathered once at the end.
+        for _ in range(length):
+            logp = torch.log_softmax(logits.float(), -1)  # (V,)
             # never generate the unknown symbol: it stands for "some character not in the vocabulary"
-            p = distribution(logits.float().index_fill(0, unk, -math.inf), temperature, top_k)
-            nxt = torch.multinomial(p, 1, generator=gen) if temperature > 0 else p.argmax()[None]
-            i = int(nxt)
-            chosen.append(i)
-            probs[n] = p[i]
-            model_probs[n] = torch.softmax(logits.float(), -1)[i]
-            logits = stepper.feed(nxt.view(1))
+            q = distribution(logp.index_fill(0, unk, -math.inf), temperature, top_k)
+            nxt = torch.multinomial(q, 1, generator=gen) if temperature > 0 else q.argmax().view(1)
+            picks.append(nxt)
+            logps.append(logp)
+            qs.append(q)
+            logits = stepper.feed(nxt)
     finally:
         model.train(was_training)
+    if length:
+        ids = torch.cat(picks)  # (n,)
+        probs = torch.stack(qs).gather(1, ids[:, None])[:, 0].cpu().numpy()
+        model_probs = torch.stack(logps).gather(1, ids[:, None])[:, 0].exp().cpu().numpy()
+        chosen = ids.tolist()
+    else:
+        chosen, probs, model_probs = [], np.empty(0, np.float32), np.empty(0, np.float32)
     return Sample(prime=prime, text=vocab.decode(chosen), probs=probs, model_probs=model_probs,
                   unknown=vocab.unknown(prime))
