@@ -43,6 +43,7 @@ from rnnviz.vocab import Vocab
 ROOT = Path(__file__).resolve().parent
 MAX_ANALYSIS_CHARS = 20_000  # longer texts under study are cut, with a notice
 DEFAULT_EXCERPT = 2_000
+DEFAULT_MODEL = "shakespeare-lstm"  # the shipped model a first visit opens, when it is there
 CUSTOM = "custom regex"
 log = logging.getLogger("rnnviz.app")
 
@@ -419,7 +420,8 @@ def sidebar() -> Context | None:
     ctx = None
     if entries:
         ids = list(entries)
-        keep_choice("model_choice", ids, ids[0])
+        default = next((i for i in ids if entries[i].path and entries[i].path.name == DEFAULT_MODEL), ids[0])
+        keep_choice("model_choice", ids, default)
         st.selectbox("Model under study", ids, key="model_choice", format_func=lambda i: entries[i].label,
                      label_visibility="collapsed")
         entry = entries[ss["model_choice"]]
