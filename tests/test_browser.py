@@ -116,6 +116,7 @@ def test_every_page_renders(server):
                 _settle(page, charts)
                 _full_screenshot(page, name)
                 assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: exception shown"
+                assert page.get_by_text("Page not found").count() == 0, f"{name}: the deep link /{path} was not found"
                 errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
                 assert not errors, f"{name}: error shown: {errors}"
                 rendered = page.locator(".js-plotly-plot .main-svg").count()
