@@ -26,7 +26,6 @@ class GradientFlow:
     dh: np.ndarray  # (L, T) ||dL/dh_t||
     dc: np.ndarray | None  # (L, T) ||dL/dc_t||, LSTM only
     sigma_max: np.ndarray  # (L,) largest singular value of each layer's recurrent matrix W_hh
-    gate_sigma: list[dict[str, float]]  # per layer: gate name -> largest singular value of its block
 
     @property
     def distance(self) -> np.ndarray:
@@ -42,15 +41,23 @@ class GradientFlow:
         return self.dh[layer, -1] * self.sigma_max[layer] ** self.distance.astype(np.float64)
 
 
+def largest_singular_value(w: torch.Tensor) -> float:
+    """sigma_max(W) as sqrt of the top eigenvalue of the small Gram matrix W^T W, in float64.
+
+    For a (G*H, H) matrix this is several times cheaper than an SVD and exact to rounding.
+    """
+    w = w.detach().double()
+    return float(torch.linalg.eigvalsh(w.t() @ w)[-1].clamp_min(0).sqrt())
+
+
 def recurrent_spectra(model: CharRNN) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Largest singular value of each layer's W_hh, and of each gate's block of it."""
     names = GATES[model.cell] or ("h",)
     whole, blocks = [], []
-    with torch.no_grad():
-        for l in range(model.config.num_layers):
-            w = model.layer_weights(l)["weight_hh"].double()
-            whole.append(torch.linalg.matrix_norm(w, ord=2).item())
-            blocks.append({g: torch.linalg.matrix_norm(b, ord=2).item() for g, b in zip(names, w.chunk(len(names)))})
+    for l in range(model.config.num_layers):
+        w = model.layer_weights(l)["weight_hh"]
+        whole.append(largest_singular_value(w))
+        blocks.append({g: largest_singular_value(b) for g, b in zip(names, w.chunk(len(names)))})
     return np.array(whole), blocks
 
 
@@ -58,6 +65,16 @@ def _loss(logits: torch.Tensor, targets: torch.Tensor, loss_at: str) -> torch.Te
     if loss_at == "last":
         return F.cross_entropy(logits[-1:], targets[-1:])
     return F.cross_entropy(logits, targets)
+
+
+def _frozen_params(model: CharRNN, layer: int) -> tuple[torch.Tensor, ...]:
+    # Detached weights: the backward pass then computes gradients for states only, not weights,
+    # and the model (perhaps a shared, cached one) gathers no .grad.
+    return tuple(p.detach() for p in _layer_params(model, layer))
+
+
+def _frozen_head(model: CharRNN, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, model.head.weight.detach(), model.head.bias.detach())
 
 
 def _probed(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at: str):
@@ -68,10 +85,10 @@ def _probed(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at: s
     dL/dp_t = W_hh^T dL/dz_t: exactly the recurrent part of dL/dh_{t-1}.
     """
     cell, T, H = model.cell, len(ids), model.config.hidden_size
-    x = model.embed(ids)  # (T, E)
+    x = model.embed(ids).detach()  # (T, E)
     outs, probes, inputs = [], [], []
     for l in range(model.config.num_layers):
-        w_ih, w_hh, b_ih, b_hh = _layer_params(model, l)
+        w_ih, w_hh, b_ih, b_hh = _frozen_params(model, l)
         p = torch.zeros(T, H, dtype=x.dtype, device=x.device, requires_grad=True)
         zero = torch.zeros(1, 1, H, dtype=x.dtype, device=x.device)
         state = (zero, zero) if cell == "lstm" else zero
@@ -81,7 +98,7 @@ def _probed(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at: s
         outs.append(h)
         probes.append(p)
         x = h
-    loss = _loss(model.head(x), targets, loss_at)
+    loss = _loss(_frozen_head(model, x), targets, loss_at)
     loss.backward()
     dh = []
     for h, p in zip(outs, probes):
@@ -94,10 +111,10 @@ def _probed(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at: s
 def _unrolled(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at: str):
     """Any cell, one explicit step at a time, keeping the gradient of every h_t (slow, exact)."""
     cell, H = model.cell, model.config.hidden_size
-    x = model.embed(ids)
+    x = model.embed(ids).detach().requires_grad_(True)  # the leaf every h_t hangs from
     hs_all = []
     for l in range(model.config.num_layers):
-        w_ih, w_hh, b_ih, b_hh = _layer_params(model, l)
+        w_ih, w_hh, b_ih, b_hh = _frozen_params(model, l)
         gi_all = torch.addmm(b_ih, x, w_ih.t())  # (T, G*H) the input part, for all t at once
         h = torch.zeros(H, dtype=x.dtype, device=x.device)
         c = torch.zeros_like(h)
@@ -118,7 +135,7 @@ def _unrolled(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at:
             hs.append(h)
         hs_all.append(hs)
         x = torch.stack(hs)
-    loss = _loss(model.head(x), targets, loss_at)
+    loss = _loss(_frozen_head(model, x), targets, loss_at)
     loss.backward()
     return loss.item(), [torch.stack([h.grad for h in hs]) for hs in hs_all]
 
@@ -161,31 +178,33 @@ def gradient_norms(model: CharRNN, text: str, loss_at: str = "last", double: boo
         raise ConfigError(f"method must be 'auto' or 'unroll', not {method!r}")
     if not isinstance(text, str) or len(text) < 2:
         raise TextError("gradient flow needs a text of at least two characters (one to read, one to predict)")
-    work = copy.deepcopy(model)
+    # float64 needs a copy; float32 reads the model's weights detached and leaves it untouched
+    work = copy.deepcopy(model).double() if double else model
+    was_training = work.training
     work.eval()
-    if double:
-        work.double()
-    for p in work.parameters():
-        p.requires_grad_(True)
     ids = torch.from_numpy(work.vocab.encode(text)).to(work.device)
     inputs, targets = ids[:-1], ids[1:]
     dc = None
-    with torch.enable_grad():
-        if method == "unroll" or work.cell == "gru":
-            loss, dh = _unrolled(work, inputs, targets, loss_at)
-            xs = hs = None
-        else:
-            loss, dh, xs, hs = _probed(work, inputs, targets, loss_at)
+    try:
+        with torch.enable_grad():
+            if method == "unroll" or work.cell == "gru":
+                loss, dh = _unrolled(work, inputs, targets, loss_at)
+                xs = hs = None
+            else:
+                loss, dh, xs, hs = _probed(work, inputs, targets, loss_at)
+    finally:
+        work.train(was_training)
     if work.cell == "lstm":
         with torch.no_grad():
             if xs is None:
                 xs, hs = _layer_io(work, inputs)
             dc = torch.stack([_cell_grads(work, d, x, h, l) for l, (d, x, h) in enumerate(zip(dh, xs, hs))])
             dc = dc.norm(dim=-1).cpu().numpy()
-    sigma, blocks = recurrent_spectra(work)
+    sigma = np.array([largest_singular_value(work.layer_weights(l)["weight_hh"])
+                      for l in range(work.config.num_layers)])
     dh_norm = torch.stack([d.norm(dim=-1) for d in dh]).detach().cpu().numpy()
     return GradientFlow(cell=work.cell, text=text[:-1], loss_at=loss_at, loss=loss, dh=dh_norm, dc=dc,
-                        sigma_max=sigma, gate_sigma=blocks)
+                        sigma_max=sigma)
 
 
 def set_spectral_radius(model: CharRNN, radius: float) -> CharRNN:

@@ -158,3 +158,24 @@ def test_bad_input():
         gradient_norms(_model("lstm"), "a")
     with pytest.raises(ConfigError):
         gradient_norms(_model("lstm"), TEXT, loss_at="first")
+
+
+def test_spectra_match_svd():
+    from rnnviz.gradients import recurrent_spectra
+    m = _model("lstm", hidden=12)
+    whole, blocks = recurrent_spectra(m)
+    for l in range(2):
+        w = getattr(m.rnn, f"weight_hh_l{l}").detach().double()
+        assert whole[l] == pytest.approx(torch.linalg.svdvals(w)[0].item(), rel=1e-12)
+        assert blocks[l]["f"] == pytest.approx(torch.linalg.svdvals(w[12:24])[0].item(), rel=1e-12)
+
+
+def test_the_model_is_left_untouched():
+    m = _model("lstm")
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    mode = m.training
+    for double in (True, False):
+        gradient_norms(m, TEXT, double=double)
+    assert all(p.grad is None for p in m.parameters())
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert m.training == mode and all(p.dtype == torch.float32 for p in m.parameters())
