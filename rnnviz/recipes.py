@@ -38,6 +38,14 @@ class Recipe:
         return replace(self, train=replace(self.train, **{k: v for k, v in train_kw.items() if v is not None}))
 
 
+def _shakespeare(cell: str, hidden_size: int, lr: float = 2e-3, min_lr: float = 1e-4) -> Recipe:
+    return Recipe(
+        corpus=str(TINY_SHAKESPEARE),
+        model=dict(cell=cell, hidden_size=hidden_size, num_layers=2, embed_size=64, dropout=0.25),
+        train=TrainConfig(seq_len=128, batch_size=32, lr=lr, min_lr=min_lr, warmup_steps=100, weight_decay=0.05,
+                          max_steps=2000, eval_every=250, eval_chars=50_000, seed=1337))
+
+
 RECIPES: dict[str, Recipe] = {
     # ~2 minutes on 2 CPU cores: enough to see structure appear; the app's one-click run uses it.
     "quick": Recipe(
@@ -46,23 +54,11 @@ RECIPES: dict[str, Recipe] = {
         train=TrainConfig(seq_len=64, batch_size=32, lr=3e-3, max_steps=None, max_seconds=100.0,
                           eval_every=200, eval_chars=20_000, seed=1337),
         dtype="float32", notes="the quick recipe: 100 s of training"),
-    # Issue 5's flagship: a 2x512 LSTM on tinyshakespeare with nanoGPT's 90/10 split.
-    "shakespeare-lstm": Recipe(
-        corpus=str(TINY_SHAKESPEARE),
-        model=dict(cell="lstm", hidden_size=512, num_layers=2, embed_size=64, dropout=0.25),
-        train=TrainConfig(seq_len=128, batch_size=32, lr=2e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.05,
-                          max_steps=2000, eval_every=250, eval_chars=50_000, seed=1337)),
-    # The same data, about the same parameter count (3.3M) and the same budget, for an honest comparison.
-    "shakespeare-gru": Recipe(
-        corpus=str(TINY_SHAKESPEARE),
-        model=dict(cell="gru", hidden_size=600, num_layers=2, embed_size=64, dropout=0.25),
-        train=TrainConfig(seq_len=128, batch_size=32, lr=2e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.05,
-                          max_steps=2000, eval_every=250, eval_chars=50_000, seed=1337)),
-    "shakespeare-rnn": Recipe(
-        corpus=str(TINY_SHAKESPEARE),
-        model=dict(cell="rnn", hidden_size=1024, num_layers=2, embed_size=64, dropout=0.25),
-        train=TrainConfig(seq_len=128, batch_size=32, lr=1e-3, min_lr=5e-5, warmup_steps=100, weight_decay=0.05,
-                          max_steps=2000, eval_every=250, eval_chars=50_000, seed=1337)),
+    # The flagship 2x512 LSTM, and a GRU and a tanh RNN of about the same parameter count (3.3M)
+    # and the same budget, for an honest comparison; tinyshakespeare with nanoGPT's 90/10 split.
+    "shakespeare-lstm": _shakespeare("lstm", hidden_size=512),
+    "shakespeare-gru": _shakespeare("gru", hidden_size=600),
+    "shakespeare-rnn": _shakespeare("rnn", hidden_size=1024, lr=1e-3, min_lr=5e-5),
     # Python standard-library sources, whole files held out: home of the quote-detector unit.
     "python-lstm": Recipe(
         corpus="python",
