@@ -213,7 +213,7 @@ def main() -> int:
         bench_pages(rows, quick=q)
     print(f"\nrnnviz benchmarks: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, {describe_device(pick_device(args.device))}; {time.perf_counter() - t0:.0f} s\n")
-    print(f"| figure | measured | target | detail |\n|---|---|---|---|")
+    print("| figure | measured | target | detail |\n|---|---|---|---|")
     for name, value, target, detail in rows:
         shown = "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.2f}"
         print(f"| {name} | {shown} | {target} | {detail} |")

@@ -69,7 +69,7 @@ def cmd_train(args) -> int:
     dtype = args.dtype or (recipe.dtype if recipe else "float32")
     meta.update(trainer.training_meta(result))
     meta["val_split"] = f"first {min(cfg.eval_chars, len(val_text)):,} chars"
-    optimizer = trainer._optimizer_tensors() if args.keep_optimizer else None
+    optimizer = trainer.optimizer_state() if args.keep_optimizer else None
     checkpoint.save(trainer.model, out, meta=meta, dtype=dtype, optimizer_state=optimizer)
     if args.full_val and len(val_text) >= 2:
         # the reported number is measured on the weights as stored, over the whole val split as one stream

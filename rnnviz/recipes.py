@@ -1,7 +1,7 @@
 """Named, seeded training recipes: one command reproduces each shipped model."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .corpora import CORPORA, Corpus, load_corpus, user_text

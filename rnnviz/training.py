@@ -7,7 +7,6 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -286,9 +285,10 @@ class Trainer:
     def save(self, path, result: TrainResult | None = None, dtype: str = "float32"):
         """Checkpoint the model, the optimizer moments (for resuming) and the run's record."""
         return checkpoint.save(self.model, path, meta=self.training_meta(result), dtype=dtype,
-                               optimizer_state=self._optimizer_tensors())
+                               optimizer_state=self.optimizer_state())
 
-    def _optimizer_tensors(self) -> dict[str, torch.Tensor]:
+    def optimizer_state(self) -> dict[str, torch.Tensor]:
+        """AdamW's moments and step counts as flat named tensors, for optimizer.safetensors."""
         names = {id(p): n for n, p in self.model.named_parameters()}
         out = {}
         for group in self.optimizer.param_groups:

@@ -1,7 +1,6 @@
 import math
 import threading
 
-import numpy as np
 import pytest
 import torch
 
@@ -64,7 +63,6 @@ def test_nan_loss_stops_with_last_good_weights():
     kept = [p.detach() for p in tr.model.parameters()]
     previous = seen[-2] if len(seen) > 1 else None
     assert any(all(torch.equal(k, s) for k, s in zip(kept, cand)) for cand in (good, previous) if cand is not None)
-    assert evaluate(tr.model, TEXT[:200]) == evaluate(tr.model, TEXT[:200])  # usable, finite
     assert math.isfinite(evaluate(tr.model, TEXT[:200]))
 
 
