@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 import streamlit as st
+import torch
 
 from rnnviz import checkpoint
 from rnnviz.corpora import CORPORA, load_corpus, split, user_text
@@ -46,6 +47,21 @@ DEFAULT_EXCERPT = 2_000
 DEFAULT_MODEL = "shakespeare-lstm"  # the shipped model a first visit opens, when it is there
 CUSTOM = "custom regex"
 log = logging.getLogger("rnnviz.app")
+
+
+def _threads_from_env(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+# Torch threads. One server serves many sessions, each page run on its own thread; torch's default
+# (every core per call) makes concurrent runs oversubscribe the cores, and OpenMP's spinning threads
+# then slow everyone down many times over. So each page run computes on one thread, and each
+# training on half the cores. torch's setting is per thread, hence set in every run and every worker.
+PAGE_THREADS = _threads_from_env("RNNVIZ_PAGE_THREADS", 1)
+TRAIN_THREADS = _threads_from_env("RNNVIZ_TRAIN_THREADS", max(1, (os.cpu_count() or 2) // 2))
 
 # file, title, icon, url path (the first page is the default one, served at "/").
 # File names differ from the URL paths on purpose: Streamlit still knows the old pages/-folder
@@ -100,6 +116,7 @@ def models_dir() -> Path:
 # --- state ---------------------------------------------------------------------------------------
 
 def init_state() -> None:
+    torch.set_num_threads(PAGE_THREADS)
     ss = st.session_state
     ss.setdefault("mem_models", {})
     ss.setdefault("train_jobs", [])
@@ -179,6 +196,7 @@ def model_entries() -> dict[str, ModelEntry]:
 @st.cache_resource(max_entries=8, show_spinner="Loading the model ...")
 def _load_checkpoint(path: str, mtime_ns: int):
     """(model, config); keyed by path and modification time, so a re-saved checkpoint reloads."""
+    log.info("loading checkpoint %s", path)  # once per server, however many sessions: the load test counts it
     return checkpoint.load(path)
 
 
@@ -509,6 +527,7 @@ def start_training(name: str, train_text: str, val_text: str, corpus_meta: dict,
                         f"the sequence length + 1 ({cfg.seq_len + 1})")
     vocab = Vocab.from_text(train_text + (val_text or ""))
     model = build(vocab, cell=cell, hidden_size=hidden, num_layers=layers, embed_size=embed_size, seed=cfg.seed)
+    cfg = dataclasses.replace(cfg, threads=cfg.threads or TRAIN_THREADS)
     job = TrainingJob(model, train_text, val_text, cfg, corpus=corpus_meta, name=name).start()
     rec = {"name": name, "job": job, "registered": None, "select": select_when_done, "running": True,
            "started": time.time()}

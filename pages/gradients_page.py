@@ -109,7 +109,7 @@ def memory_section():
                  icon=":material/play_arrow:"):
         seconds = float(ss["mem_seconds"])
         job = Job(lambda stop, report: experiments.memory_experiment(
-            seconds_per_cell=seconds, stop_event=stop, report=report), name="memory").start()
+            seconds_per_cell=seconds, stop_event=stop, report=report), name="memory", threads=ui.TRAIN_THREADS).start()
         ss["memory_job"] = job
         running = True
     if c3.button("Stop", key="mem_stop", disabled=not running, icon=":material/stop:"):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import threading
+
+import torch
 import time
 import traceback
 from typing import Callable
@@ -15,11 +17,13 @@ from .training import TrainConfig, Trainer, TrainResult
 class Job:
     """Runs fn(stop_event, report) in a daemon thread; `report(**kw)` updates a lock-protected snapshot.
 
-    The thread never touches any UI: a page polls `snapshot()` and calls `stop()`.
+    The thread never touches any UI: a page polls `snapshot()` and calls `stop()`. `threads` sets
+    torch's CPU threads for this worker only (torch's setting is per thread).
     """
 
-    def __init__(self, fn: Callable, name: str = "job"):
+    def __init__(self, fn: Callable, name: str = "job", threads: int | None = None):
         self.name = name
+        self.threads = threads
         self.stop_event = threading.Event()
         self._lock = threading.Lock()
         self._state: dict = {"state": "starting", "started": time.time()}
@@ -32,6 +36,8 @@ class Job:
         return self
 
     def _main(self, fn) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
         self.report(state="running")
         try:
             self.result = fn(self.stop_event, self.report)
@@ -69,7 +75,7 @@ class TrainingJob(Job):
                  corpus: dict | None = None, name: str = "training"):
         # Never train a model someone else holds (a cached, shared one): train a private copy.
         self.trainer = Trainer(copy.deepcopy(model).cpu(), train_text, val_text, config, corpus=corpus)
-        super().__init__(self._train, name)
+        super().__init__(self._train, name, threads=config.threads)
         self.stop_event = self.trainer.stop_event
 
     def _train(self, stop_event, report) -> TrainResult:

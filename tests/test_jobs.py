@@ -1,4 +1,7 @@
+import dataclasses
 import time
+
+import torch
 
 from rnnviz.jobs import Job, TrainingJob
 from rnnviz.model import build
@@ -50,3 +53,35 @@ def test_nan_training_job_reports_reason():
     _wait(job)
     snap = job.snapshot()
     assert snap["state"] == "failed" and "kept the weights" in snap["message"]
+
+
+def test_job_threads_apply_to_its_worker_only():
+    """The app gives each worker its own torch thread count; the caller's setting must not change."""
+    before = torch.get_num_threads()
+    seen = []
+    job = Job(lambda stop, report: seen.append(torch.get_num_threads()), threads=before + 1).start()
+    job.join(10)
+    assert seen == [before + 1]
+    assert torch.get_num_threads() == before
+
+
+def test_two_trainings_at_once_do_not_interfere():
+    """Two sessions training at the same moment get exactly what each would get alone."""
+    model = build(sorted(set(TEXT)), hidden_size=16, num_layers=2, seed=0)
+    cfg = TrainConfig(seq_len=16, batch_size=4, max_steps=60, eval_every=20, seed=3, threads=1)
+
+    def run(*jobs):
+        for j in jobs:
+            j.start()
+        for j in jobs:
+            _wait(j)
+        return [(j.result.curve, [p.detach().clone() for p in j.trainer.model.parameters()]) for j in jobs]
+
+    (alone_curve, alone_w), = run(TrainingJob(model, TEXT[:2500], TEXT[2500:], cfg))
+    both = run(*(TrainingJob(model, TEXT[:2500], TEXT[2500:], cfg) for _ in range(2)))
+    for curve, weights in both:
+        assert [p["train_loss"] for p in curve] == [p["train_loss"] for p in alone_curve]
+        assert [p.get("val_loss") for p in curve] == [p.get("val_loss") for p in alone_curve]
+        assert all(torch.equal(a, b) for a, b in zip(weights, alone_w))
+    other = run(TrainingJob(model, TEXT[:2500], TEXT[2500:], dataclasses.replace(cfg, seed=4)))
+    assert [p["train_loss"] for p in other[0][0]] != [p["train_loss"] for p in alone_curve]
