@@ -344,7 +344,7 @@ def corpus_excerpt(name: str, n: int) -> str:
 
 def decode_text_upload(data: bytes, name: str) -> tuple[str, str | None]:
     """Uploaded bytes -> (text, notice); TextError for non-UTF-8 or binary files."""
-    corpus = user_text(data, name=name)
+    corpus = user_text(data, name=name, max_chars=None)  # study_text cuts it, saying of how much
     return corpus.text, corpus.notice
 
 
@@ -364,6 +364,12 @@ def study_text(ctx: Context, where=st) -> None:
         if not text.strip():
             notices.append("The pasted text is empty: showing the corpus excerpt instead.")
             text = None
+        else:
+            try:  # the checks an uploaded file gets (NUL bytes, binary data), with the same message
+                text = user_text(text, name="The pasted text", max_chars=None).text
+            except TextError as e:
+                where.error(f"{e}. The corpus excerpt is shown instead.", icon=":material/error:")
+                text = None
     elif source == "Upload a text file":
         up = where.file_uploader("Text file (UTF-8)", key="text_upload")
         if up is not None:

@@ -273,11 +273,15 @@ def memory_task(n_chars: int = MEMORY_CHARS, gap: int = MEMORY_GAP, seed: int = 
 # --- user text ---------------------------------------------------------------------------------
 
 def user_text(source: str | bytes | os.PathLike, name: str = "upload",
-              max_chars: int = 2_000_000) -> Corpus:
-    """Uploaded bytes, a file path, or a string -> Corpus, with clear errors for unusable text."""
+              max_chars: int | None = 2_000_000) -> Corpus:
+    """Uploaded bytes, a file path (a Path), or a string -> Corpus, with clear errors for unusable text.
+
+    A str is always the text itself, never a file name: pasted text that happens to name a file on the
+    server must not read that file. max_chars=None keeps the whole text.
+    """
     if isinstance(source, (bytes, bytearray)):
         text = decode_utf8(bytes(source), what=name)
-    elif isinstance(source, os.PathLike) or _is_file_path(source):
+    elif isinstance(source, os.PathLike):
         path = Path(source)
         try:
             data = path.read_bytes()
@@ -293,19 +297,13 @@ def user_text(source: str | bytes | os.PathLike, name: str = "upload",
     if not text.strip():
         raise TextError(f"{name} is empty (or only whitespace); give it some text")
     if _looks_binary(text):
-        raise TextError(f"{name} looks like a binary file, not text (it holds NUL bytes or mostly "
-                        "control characters); upload a plain text file")
+        raise TextError(f"{name} looks like binary data, not text (it holds NUL bytes or mostly "
+                        "control characters); use plain text")
     notice = None
-    if len(text) > max_chars:
+    if max_chars is not None and len(text) > max_chars:
         notice = f"cut to the first {max_chars:,} of {len(text):,} characters"
         text = text[:max_chars]
     return Corpus(name, text, notice=notice)
-
-
-def _is_file_path(source) -> bool:
-    # a long or multi-line string is text; checking it against the file system would be wasted work
-    return isinstance(source, str) and 0 < len(source) < 4096 and "\n" not in source \
-        and os.path.isfile(source)
 
 
 def _looks_binary(text: str, sample: int = 100_000) -> bool:

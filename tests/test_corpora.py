@@ -134,13 +134,16 @@ def test_user_text_cut_with_notice():
     corpus = user_text("ab" * 600, max_chars=1000)
     assert len(corpus.text) == 1000
     assert corpus.notice == "cut to the first 1,000 of 1,200 characters"
+    whole = user_text("ab" * 600, max_chars=None)
+    assert len(whole.text) == 1200 and whole.notice is None
 
 
 def test_user_text_reads_paths(tmp_path):
     f = tmp_path / "notes.txt"
     f.write_bytes("one\ntwo\n".encode())
     assert user_text(f).text == "one\ntwo\n"
-    assert user_text(str(f)).text == "one\ntwo\n"
+    # a str is text, even when it names a file: pasted text must never read the server's files
+    assert user_text(str(f)).text == str(f)
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe")
     with pytest.raises(TextError):
         user_text(tmp_path / "bad.txt")
