@@ -135,8 +135,9 @@ def keep_in_range(key: str, lo, hi, value) -> None:
     ss = st.session_state
     v = ss.get(key, value)
     try:
-        v = min(max(type(lo)(v), lo), hi)
-    except (TypeError, ValueError):
+        v = type(lo)(v)
+        v = value if v != v else min(max(v, lo), hi)  # NaN (v != v) would pass min/max unchanged
+    except (TypeError, ValueError, OverflowError):
         v = value
     ss[key] = v
 

@@ -26,6 +26,7 @@ def controls(ctx):
     for k, v in dict(temperature=0.8, prime="", length=300, seed=0, top_k=0).items():
         ui.default(k, v)
     ui.keep_in_range("top_k", 0, V, 0)
+    ui.keep_in_range("temperature", 0.0, 2.0, 0.8)  # a stale NaN or inf would break the slider or sample()
     st.slider("Temperature", 0.0, 2.0, step=0.05, key="temperature",
               help="Divides the logits before the softmax: low = safe and repetitive, high = surprising; 0 = "
                    "always the likeliest character.")
