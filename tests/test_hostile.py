@@ -1,0 +1,378 @@
+"""Hostile and odd input, driven through the app (AppTest) and the library: each case gives a clear
+message or a correct display, never a traceback.
+
+The AppTest fixtures (tiny untrained models in temporary folders, empty caches, one torch thread) and
+helpers come from test_app.
+"""
+import html as htmllib
+import io
+import json
+import math
+import pickle
+import re
+import unicodedata
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ui
+from rnnviz import checkpoint
+from rnnviz.cli import main as cli_main
+from rnnviz.errors import ConfigError
+from rnnviz.model import build
+from rnnviz.render import char_label, colored_text, probability_text, top_predictions_html
+from rnnviz.sampling import check_temperature, sample
+from rnnviz.trace import trace
+from test_app import clean_caches, folders, one_thread, shipped, vocab  # noqa: F401 (fixtures)
+from test_app import app, ok, text_of
+from test_app import html as page_html
+
+# a quote, so that the default hypothesis ("inside quotes") varies and Neuron search draws its boxes
+MARKUP = "He said \"<script>alert('x')</script>\" & <img src=x onerror=alert(1)> <b>bold</b>"
+ODD = ("Emoji 😀 family 👨\u200d👩\u200d👧 \"שלום עולם\" \u202eevil\u202c e\u0301 Z\u0324\u0354 "
+       "tab\tend\r\nnext line")
+BOX = re.compile(r'<div class="rnnviz-text"[^>]*>(.*?)</div>', re.S)
+CELL = re.compile(r'<span title="([^"]*)" style="[^"]*">(.*?)</span>', re.S)
+TAG = re.compile(r"</?(div|span|br|table|tr|th|td)\b[^<>]*>")
+
+
+def paste(at, text: str):
+    at.radio(key="text_source").set_value("Paste text").run()
+    at.text_area(key="pasted_text").input(text).run()
+    return at
+
+
+def boxes(body: str) -> list[list[str]]:
+    """The characters each coloured-text box shows, unescaped (a line end's <br> dropped)."""
+    return [[htmllib.unescape(b.removesuffix("<br>")) for _, b in CELL.findall(box)] for box in BOX.findall(body)]
+
+
+def shown(text: str) -> list[str]:
+    """What each character's cell should show: spaces and tabs as themselves, the rest by char_label."""
+    return [ch if ch in " \t" else char_label(ch) for ch in text]
+
+
+def studied(at) -> str:
+    return at.session_state["_ctx"].text
+
+
+def known(at) -> set[str]:
+    """The vocabulary of the model under study."""
+    return set(at.session_state["_ctx"].model.vocab.chars)
+
+
+@pytest.fixture
+def lstm(request) -> Path:
+    """test_app's three tiny shipped models; the folder of the default one, a 2-layer LSTM."""
+    return request.getfixturevalue("shipped")[0] / "a-lstm"
+
+
+# --- text under study ----------------------------------------------------------------------------
+
+# (page, boxes of the text under study): Gates draws one per LSTM gate; Neuron search the hypothesis + 3 units
+PAGES = [("activations", 1), ("gates", 4), ("neurons", 4)]
+
+
+@pytest.mark.parametrize("page,n_boxes", PAGES)
+def test_markup_shows_literally(lstm, page, n_boxes):
+    at = paste(app(page), MARKUP)
+    ok(at)
+    body = page_html(at)
+    assert "<script" not in body and "<img" not in body and "<b>" not in body
+    rest = TAG.sub("", body)
+    assert "<" not in rest and ">" not in rest  # each '<' of the text arrives escaped, even alone in its cell
+    cells = boxes(body)
+    assert len(cells) == n_boxes
+    assert all("".join(c) == MARKUP for c in cells)  # every character, in order, unescaped back
+
+
+def test_markup_prime_on_sample(lstm):
+    at = app("sample")
+    at.number_input(key="length").set_value(20).run()
+    prime = MARKUP + " ☃"
+    at.text_input(key="prime").input(prime).run()
+    ok(at)
+    rest = TAG.sub("", page_html(at))
+    assert "<" not in rest and ">" not in rest
+    assert "never saw" in text_of(at.info) and "'☃'" in text_of(at.info)
+    assert repr(prime[-30:]) in text_of(at.caption)  # 'After reading …<the prime's end>'
+
+
+@pytest.mark.parametrize("page,n_boxes", PAGES)
+def test_empty_and_one_character_text(lstm, page, n_boxes):
+    at = paste(app(page), " \n\t ")
+    ok(at)
+    assert "The pasted text is empty: showing the corpus excerpt instead." in text_of(at.info)
+    assert len(studied(at)) == ui.DEFAULT_EXCERPT
+    at.text_area(key="pasted_text").input("a").run()
+    ok(at)
+    assert studied(at) == "a"
+    cells = boxes(page_html(at))
+    if page == "neurons":  # one character cannot vary: the page says so instead of ranking
+        assert "same value on every character" in text_of(at.warning) and not cells
+    else:
+        assert cells == [["a"]] * n_boxes
+
+
+def test_ten_megabytes_cut_with_notice(lstm):
+    big = ("To be, or not to be: that is the question.\n" * 250_000)[:10 * 2**20]
+    at = paste(app("activations"), big)
+    ok(at)
+    note = (f"The text was cut to its first {ui.MAX_ANALYSIS_CHARS:,} of {len(big):,} characters "
+            "for analysis.")
+    assert note in text_of(at.info)
+    assert studied(at) == big[:ui.MAX_ANALYSIS_CHARS]
+    assert f"cut: showing the first 5,000 of {ui.MAX_ANALYSIS_CHARS:,} characters" in page_html(at)
+    assert at.slider(key="window_start").max == ui.MAX_ANALYSIS_CHARS - 1  # the traced length
+    # the same bytes as a file: one notice, with the file's true length
+    at.radio(key="text_source").set_value("Upload a text file").run()
+    at.file_uploader(key="text_upload").set_value(("big.txt", big.encode(), "text/plain")).run()
+    ok(at)
+    assert note in text_of(at.info) and text_of(at.info).count("cut to") == 1
+    assert studied(at) == big[:ui.MAX_ANALYSIS_CHARS]
+
+
+@pytest.mark.parametrize("page,n_cells", [("activations", 5000), ("gates", 120), ("neurons", 1500)])
+def test_single_line_of_100k_characters(lstm, page, n_cells):
+    line = ('He said "to be" or not, ' * 5000)[:100_000]
+    at = paste(app(page), line)
+    ok(at)
+    assert "cut to its first 20,000 of 100,000 characters" in text_of(at.info)
+    assert studied(at) == line[:20_000]
+    cells = boxes(page_html(at))
+    assert cells and all(c == shown(line[:n_cells]) for c in cells)
+
+
+@pytest.mark.parametrize("page,n_boxes", PAGES)
+def test_emoji_rtl_and_combining_marks(lstm, page, n_boxes):
+    at = paste(app(page), ODD)
+    ok(at)
+    text = ODD.replace("\r\n", "\n")
+    assert studied(at) == text
+    body = page_html(at)
+    # bidi overrides never reach the page raw (they would reorder what follows); they show as a code
+    assert "\u202e" not in body and "\u202c" not in body and "\u200d" not in body
+    cells = boxes(body)
+    assert len(cells) == n_boxes and all(c == shown(text) for c in cells)
+    assert {"😀", "\\u202e", "\u25cc\u0301", "ש"} <= set(cells[0])
+    unknown = sorted(set(text) - known(at))
+    notes = text_of(at.info)
+    assert f"{len(unknown)} character(s) the model never saw" in notes
+    assert all(repr(c) in notes for c in unknown)
+
+
+@pytest.mark.parametrize("bad", ["abc\x00def", "".join(map(chr, range(1, 9))) * 20 + "ok"])
+def test_nul_and_control_paste_refused(lstm, bad):
+    at = paste(app("activations"), bad)
+    assert not at.exception
+    msg = text_of(at.error)
+    assert "The pasted text looks like binary data" in msg and "NUL bytes" in msg
+    assert "corpus excerpt is shown instead" in msg and len(studied(at)) == ui.DEFAULT_EXCERPT
+
+
+def test_unknown_characters_are_named(lstm):
+    cjk = "".join(chr(0x4E00 + i) for i in range(40))
+    at = paste(app("activations"), "Hello ☃ and ☃ " + cjk)
+    ok(at)
+    unknown = sorted(set(studied(at)) - known(at))
+    assert "☃" in unknown and len(unknown) == 41  # the snowman and the 40 ideographs
+    notes = text_of(at.info)
+    assert "41 character(s) the model never saw are read as the unknown symbol: " in notes
+    assert ", ".join(repr(c) for c in unknown[:30]) + " and 11 more." in notes
+
+
+def test_pasted_file_name_is_text_not_the_file(lstm, tmp_path, monkeypatch):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET\n" * 100)
+    at = paste(app("activations"), str(secret))
+    ok(at)
+    assert studied(at) == str(secret) and "TOP SECRET" not in page_html(at)
+    # the Train page's paste box reads it the same way (it once opened the file on the server)
+    got = []
+    monkeypatch.setattr(ui, "start_training", lambda name, train, val, *a, **k: got.append(train + val))
+    at.switch_page("pages/train_page.py").run()
+    at.radio(key="tr_corpus_src").set_value("Paste text").run()
+    at.text_area(key="tr_paste").input(str(secret)).run()
+    at.button(key="tr_start").click().run()
+    ok(at)
+    assert got == [str(secret)]
+
+
+# --- sampling temperature ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad,used", [(math.nan, 0.8), (math.inf, 2.0), (-math.inf, 0.0)])
+def test_stale_temperature_on_sample_page(lstm, bad, used):
+    at = app()
+    # a value left in session state (set before the Sample page's slider ever ran) reaches the slider
+    # as if code had set it: NaN used to reach sample(), inf broke the slider and left no way out
+    at.session_state["temperature"] = bad
+    at.run()
+    at.switch_page("pages/sample_page.py").run()
+    ok(at)
+    assert at.slider(key="temperature").value == used
+    assert f"Generated at temperature {used:.2f}" in text_of(at.markdown)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_nan_and_inf_temperature_library_and_cli(tmp_path, capsys, bad):
+    model = build(sorted(set("hello world\n")), cell="gru", hidden_size=8, num_layers=1, embed_size=4, seed=0)
+    with pytest.raises(ConfigError, match="finite number"):
+        check_temperature(float(bad))
+    with pytest.raises(ConfigError, match="finite number"):
+        sample(model, "he", 5, temperature=float(bad))
+    path = checkpoint.save(model, tmp_path / "m")
+    assert cli_main(["sample", str(path), f"--temperature={bad}", "--length", "5"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: temperature must be a finite number") and "Traceback" not in err
+
+
+# --- checkpoint uploads --------------------------------------------------------------------------
+
+class _Payload:
+    """Unpickling this creates a file: proof that something was executed."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def upload(at, files):
+    at.file_uploader(key="ckpt_upload").set_value(files).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return text_of(at.error)
+
+
+def as_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def pair(config: bytes, weights: bytes) -> list:
+    return [("config.json", config, "application/json"),
+            ("model.safetensors", weights, "application/octet-stream")]
+
+
+def test_pickle_as_safetensors_never_runs(lstm, tmp_path):
+    marker = tmp_path / "pwned"
+    config = (lstm / "config.json").read_bytes()
+    torch_zip = io.BytesIO()
+    torch.save({"x": _Payload(marker)}, torch_zip)
+    payloads = {"pickle protocol 4": (pickle.dumps(_Payload(marker), protocol=4), "is a pickle"),
+                "pickle protocol 0": (pickle.dumps(_Payload(marker), protocol=0), "not a readable safetensors"),
+                "torch.save": (torch_zip.getvalue(), "is a pickle or a torch.save zip")}
+    at = app()
+    for what, (data, reason) in payloads.items():
+        for files in (pair(config, data),
+                      [("m.zip", as_zip({"m/config.json": config, "m/model.safetensors": data}), "application/zip")]):
+            msg = upload(at, files)
+            assert "Upload rejected" in msg and reason in msg, (what, msg)
+            assert at.selectbox(key="model_choice").value.startswith("shipped:")
+    assert not marker.exists()
+    pickle.loads(payloads["pickle protocol 0"][0])  # the payload is live: loading it would have made the file
+    assert marker.exists()
+
+
+def test_truncated_safetensors(lstm):
+    config, weights = (lstm / "config.json").read_bytes(), (lstm / "model.safetensors").read_bytes()
+    at = app()
+    for cut in (0, 7, 20, len(weights) // 2, len(weights) - 1):
+        msg = upload(at, pair(config, weights[:cut]))
+        assert "Upload rejected: model.safetensors is not a readable safetensors file (truncated or corrupt?)" \
+            in msg, (cut, msg)
+    assert upload(at, pair(config, weights)) == ""  # the whole file loads
+    assert at.selectbox(key="model_choice").value.startswith("mem:")
+
+
+def test_config_that_does_not_match_the_weights(lstm):
+    weights = (lstm / "model.safetensors").read_bytes()
+    good = json.loads((lstm / "config.json").read_bytes())
+    at = app()
+    for field, value, says in (("hidden_size", 32, "has shape"), ("num_layers", 1, "unexpected"),
+                               ("embed_size", 9, "has shape")):
+        config = json.loads(json.dumps(good))
+        config["model"][field] = value
+        msg = upload(at, pair(json.dumps(config).encode(), weights))
+        assert "Upload rejected: model.safetensors does not match config.json" in msg and says in msg, (field, msg)
+    assert at.selectbox(key="model_choice").value.startswith("shipped:")
+
+
+def test_zip_with_parent_paths_writes_nothing(lstm, tmp_path):
+    evil = as_zip({"../../config.json": (lstm / "config.json").read_bytes(),
+                   "../model.safetensors": (lstm / "model.safetensors").read_bytes(),
+                   "../x": b"boom", "..\\y": b"boom", str(tmp_path / "abs-x"): b"boom"})
+    # where an extracting reader would write, from the working folder, the app's folder or the test's
+    targets = [base / rel for base in (Path.cwd(), Path(ui.__file__).parent, tmp_path)
+               for rel in ("x", "../x", "../y", "..\\y", "../model.safetensors", "../../config.json")]
+    targets.append(tmp_path / "abs-x")
+    before = {t: t.exists() for t in targets}
+    at = app()
+    assert upload(at, [("evil.zip", evil, "application/zip")]) == ""
+    # read in memory: the model loads, and no file lands anywhere
+    assert at.selectbox(key="model_choice").value.startswith("mem:")
+    assert {t: t.exists() for t in targets} == before and not any(before.values())
+
+
+def test_empty_and_binary_files_as_corpus(lstm):
+    elf = b"\x7fELF\x02\x01\x01\x00" + bytes(range(32)) * 8  # valid UTF-8, but NUL bytes and controls
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+    at = app("activations")
+    at.radio(key="text_source").set_value("Upload a text file").run()
+    at.file_uploader(key="text_upload").set_value(("empty.txt", b"", "text/plain")).run()
+    assert not at.exception and "empty.txt is empty (or only whitespace)" in text_of(at.error)
+    at.file_uploader(key="text_upload").set_value(("prog.bin", elf, "application/octet-stream")).run()
+    assert not at.exception and "prog.bin looks like binary data, not text" in text_of(at.error)
+    at.file_uploader(key="text_upload").set_value(("pic.png", png, "image/png")).run()
+    assert not at.exception and "pic.png is not UTF-8 text (bad byte 0x89 at offset 0)" in text_of(at.error)
+    assert len(studied(at)) == ui.DEFAULT_EXCERPT  # the excerpt stands in
+    # as a training corpus: refused before any run starts
+    at.switch_page("pages/train_page.py").run()
+    at.radio(key="tr_corpus_src").set_value("Upload a .txt file").run()
+    at.file_uploader(key="tr_upload").set_value(("corpus.txt", elf, "text/plain")).run()
+    at.button(key="tr_start").click().run()
+    assert not at.exception and "corpus.txt looks like binary data" in text_of(at.error)
+    assert at.session_state["train_jobs"] == []
+
+
+# --- fuzzing: text -> trace -> render ------------------------------------------------------------
+
+FUZZ_MODEL = build(sorted(set("abc <>&\"'\n\t")), cell="lstm", hidden_size=8, num_layers=1, embed_size=4, seed=0)
+NASTY = ["<", ">", "&", '"', "'", "\x00", "\r", "\n", "\t", "\u202e", "\u200f", "\u0301", "\u20dd", "😀",
+         "\ud800", "\udfff", "\ufeff", "\u2028", "\ufffd", "&lt;", "<script>"]
+INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, bidi marks, surrogates, unassigned, separators
+CHARS = st.one_of(st.characters(codec=None, exclude_categories=()),  # every category, surrogates too
+                  st.characters(categories=[*INVISIBLE, "Mn", "Me"]),  # the odd ones, more often
+                  st.sampled_from([c for c in NASTY if len(c) == 1]))
+TEXTS = st.one_of(st.text(CHARS, min_size=1, max_size=80),
+                  st.lists(st.sampled_from(NASTY), min_size=1, max_size=20).map("".join))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXTS)
+def test_fuzz_text_trace_render(text):
+    tr = trace(FUZZ_MODEL, text)
+    assert len(tr) == len(text) and tr.text == text
+    coloured = [colored_text(tr.text, tr.get(0, "h")[:, 0], label="L0 h0"),
+                probability_text(tr.text, tr.top_probs[:, 0])]
+    table = top_predictions_html(tr, 0, len(text), k=3)
+    for out in [*coloured, table]:
+        out.encode("utf-8")  # sendable to a browser, even for lone surrogates
+        rest = TAG.sub("", out)
+        assert "<" not in rest and ">" not in rest  # no markup but our own tags
+        # no raw control, bidi mark or surrogate (a tab is shown as itself: the box keeps white space)
+        assert not any(unicodedata.category(c) in INVISIBLE for c in rest.replace("\t", ""))
+    for out in coloured:  # one cell per character, in order, its tooltip naming position and character
+        spans = CELL.findall(out)
+        assert [htmllib.unescape(b.removesuffix("<br>")) for _, b in spans] == shown(text)
+        assert all(htmllib.unescape(t).startswith(f"#{i} '{char_label(c)}' ")
+                   for i, ((t, _), c) in enumerate(zip(spans, text)))
+    heads = re.findall(r"<th [^>]*>(.*?)</th>", table)
+    assert [htmllib.unescape(x) for x in heads] == [char_label(c) for c in text]
