@@ -4,8 +4,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -23,6 +25,8 @@ CONFIG, WEIGHTS, OPTIMIZER = "config.json", "model.safetensors", "optimizer.safe
 MAX_CONFIG_BYTES = 16 * 2**20
 MAX_WEIGHTS_BYTES = 512 * 2**20
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# One app process serves many sessions: a save in one must not meet another's recover() halfway.
+_SAVE_LOCK = threading.RLock()
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -43,21 +47,24 @@ def save(model: CharRNN, path, meta: dict | None = None, dtype: str = "float32",
               "num_params": model.num_params(), "torch_version": torch.__version__,
               "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})}
     tensors = {k: v.detach().to("cpu", DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        _write_file(tmp / WEIGHTS, st_save(tensors, metadata={"format": "rnnviz"}))
-        if optimizer_state:
-            _write_file(tmp / OPTIMIZER, st_save({k: v.detach().cpu().contiguous() for k, v in optimizer_state.items()}))
-        _write_file(tmp / CONFIG, json.dumps(config, indent=1, allow_nan=False).encode())
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
-        if path.exists():
-            os.rename(path, old)  # from here until the next rename, `old` is the live copy: see recover()
-        os.rename(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-        _fsync_dir(path.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with _SAVE_LOCK:
+        # the pid in both names lets recover() in another process leave a live save alone
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent))
+        try:
+            _write_file(tmp / WEIGHTS, st_save(tensors, metadata={"format": "rnnviz"}))
+            if optimizer_state:
+                _write_file(tmp / OPTIMIZER, st_save({k: v.detach().cpu().contiguous()
+                                                      for k, v in optimizer_state.items()}))
+            _write_file(tmp / CONFIG, json.dumps(config, indent=1, allow_nan=False).encode())
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            if path.exists():
+                os.rename(path, old)  # from here until the next rename, `old` is the live copy: see recover()
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+            _fsync_dir(path.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return path
 
 
@@ -74,19 +81,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _saving_elsewhere(leftover: Path) -> bool:
+    """Whether a `.name.tmp-PID-*` / `.name.old-PID` entry belongs to a save still running in another process."""
+    m = re.match(r"^.*\.(?:tmp|old)-(\d+)", leftover.name)
+    if m is None:
+        return False  # an old-style name: no owner to ask
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return False  # our own saves hold _SAVE_LOCK, which recover() holds too: this one died
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def recover(folder) -> None:
     """Finish or undo saves that a crash interrupted: restore `.name.old-*` copies, drop `.name.tmp-*`."""
     folder = Path(folder)
     if not folder.is_dir():
         return
-    for p in folder.glob(".*.old-*"):
-        live = folder / p.name[1:].rsplit(".old-", 1)[0]
-        if live.exists():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            os.rename(p, live)
-    for p in folder.glob(".*.tmp-*"):
-        shutil.rmtree(p, ignore_errors=True)
+    with _SAVE_LOCK:
+        for p in folder.glob(".*.old-*"):
+            if _saving_elsewhere(p):
+                continue
+            live = folder / p.name[1:].rsplit(".old-", 1)[0]
+            if live.exists():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                os.rename(p, live)
+        for p in folder.glob(".*.tmp-*"):
+            if not _saving_elsewhere(p):
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def read_config(path) -> dict:
