@@ -125,6 +125,8 @@ def finished():
             val = snap.get("val_loss")
             st.markdown(f"**{rec['name']}**: {snap.get('state')}: {snap.get('message') or ''}"
                         + (f" · val loss {val:.3f}" if isinstance(val, float) else ""))
+            if mid and snap.get("state") == "failed":  # NaN: the model below holds the last good weights
+                st.warning(f"The run stopped early: {snap.get('message')}", icon=":material/warning:")
             if not mid:
                 if rec["job"].error:
                     st.error(f"The run failed: {rec['job'].error}", icon=":material/error:")

@@ -187,6 +187,7 @@ class Trainer:
         model, opt = self.model, self.optimizer
         params = [p for p in model.parameters()]
         good = [p.detach().clone() for p in params]  # the last weights that gave a finite loss
+        good_step = self.step
         state, status, reason = None, "finished", "reached the step budget"
         start = time.perf_counter()
         tokens = 0
@@ -219,10 +220,11 @@ class Trainer:
                         p.copy_(g_)
                 status = "failed"
                 reason = (f"the loss became {loss_value} at step {self.step + 1} (learning rate {lr:.3g} too high?); "
-                          f"kept the weights of step {self.step}, the last with a finite loss")
+                          f"kept the weights of step {good_step}, the last with a finite loss")
                 break
             with torch.no_grad():
                 torch._foreach_copy_(good, [p.detach() for p in params])
+            good_step = self.step
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else float("inf"))

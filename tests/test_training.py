@@ -52,17 +52,16 @@ def test_seeded_runs_are_reproducible(bptt):
 
 def test_nan_loss_stops_with_last_good_weights():
     tr = _trainer(lr=1e30, warmup_steps=0, max_steps=50)
-    seen = []
+    seen = [[p.detach().clone() for p in tr.model.parameters()]]  # seen[k]: the weights after step k
     tr.add_callback("on_step", lambda t, loss: seen.append([p.detach().clone() for p in t.model.parameters()]))
     result = tr.run()
-    assert result.status == "failed" and "kept the weights of step" in result.reason
+    assert result.status == "failed" and "the loss became" in result.reason
     assert all(torch.isfinite(p).all() for p in tr.model.parameters())
-    good = seen[-1]  # the weights after the last step whose next loss was still finite... or earlier
-    assert result.steps == len(seen)
-    # the model holds the weights that produced the last finite loss
-    kept = [p.detach() for p in tr.model.parameters()]
-    previous = seen[-2] if len(seen) > 1 else None
-    assert any(all(torch.equal(k, s) for k, s in zip(kept, cand)) for cand in (good, previous) if cand is not None)
+    assert result.steps == len(seen) - 1
+    # the weights of the last step gave the non-finite loss; the ones before them are kept, and said so
+    kept_step = result.steps - 1
+    assert f"kept the weights of step {kept_step}," in result.reason
+    assert all(torch.equal(k, s) for k, s in zip(tr.model.parameters(), seen[kept_step]))
     assert math.isfinite(evaluate(tr.model, TEXT[:200]))
 
 
