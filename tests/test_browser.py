@@ -2,15 +2,7 @@
 
 Screenshots land in artifacts/screenshots/<page>.png (git-ignored) for a person to look at.
 """
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -18,23 +10,15 @@ from rnnviz import checkpoint
 from rnnviz.corpora import load_corpus
 from rnnviz.model import build
 from rnnviz.vocab import Vocab
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = CHROMIUM_ARGS
 # url path -> (screenshot name, how many plotly charts at least)
 PAGES = [("", "home", 0), ("train", "train", 0), ("activations", "activations", 2), ("gates", "gates", 3),
          ("gradients", "gradients", 2), ("sample", "sample", 1), ("neurons", "neurons", 1)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,37 +31,12 @@ def server(tmp_path_factory):
     text = load_corpus("shakespeare", max_chars=50_000).text
     model = build(Vocab.from_text(text), cell="lstm", hidden_size=16, num_layers=1, seed=0)
     checkpoint.save(model, pre / "tiny-lstm", meta={"corpus": {"name": "shakespeare"}, "val_loss": 3.5})
-    port = _free_port()
-    env = {**os.environ, "RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(models),
+    env = {"RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(models),
            "OMP_NUM_THREADS": "1"}  # tiny model: threads only spin on a shared 2-core box
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
-            time.sleep(0.5)
-        yield url, log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    log_path = tmp_path_factory.mktemp("log") / "server.log"
+    with streamlit_server(log_path, env) as (url, _):
+        with open(log_path) as log:
+            yield url, log
 
 
 def _settle(page, charts: int, timeout: float = 90_000) -> None:
