@@ -99,23 +99,62 @@ def _run_layer(cell: str, x: torch.Tensor, state, params):
     return out[0], h
 
 
-def _internals(cell: str, x, h, state, params) -> dict[str, torch.Tensor]:
-    """Gates recomputed in batch from (x_t, h_{t-1}); for an LSTM, c by a scan."""
+def _shifted_addmm_(z: torch.Tensor, h0: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """z[t] += W h_{t-1} for every step t, with h_{-1} = h0; in place, and no shifted copy of h."""
+    z[1:].addmm_(h[:-1], w.t())
+    z[:1].addmm_(h0, w.t())
+    return z
+
+
+def _internals(cell: str, x: torch.Tensor, h: torch.Tensor, state, params, out: dict | None = None,
+               ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Every gate, recomputed in batch from the layer input x (T, in) and h_{t-1}; for an LSTM, c by a scan.
+
+    With `ids`, x is a table (V, in) and the input at step t is x[ids[t]]: for the first layer
+    W_ih x_t is then a row of a small per-gate table, not a product. Each kind is computed in
+    out[kind] where given (say a view of the result array): each gate's pre-activation goes
+    there and is activated in place, so nothing is built in a temporary only to be copied.
+    """
     w_ih, w_hh, b_ih, b_hh = params
-    h0 = state[0] if cell == "lstm" else state  # (1, 1, H)
-    h_prev = torch.cat([h0[0], h[:-1]])  # (T, H)
-    gi = torch.addmm(b_ih, x, w_ih.t())  # (T, G*H)
-    gh = torch.addmm(b_hh, h_prev, w_hh.t())  # (T, G*H)
+    T, H = h.shape
+    names = GATES[cell] or ("pre",)
+    G = len(names)
+    out = dict(out or {})
+    for kind in names + ("c",) * (cell == "lstm"):
+        if kind not in out:
+            out[kind] = torch.empty(T, H, dtype=h.dtype, device=h.device)
+    if "h" in out:
+        out["h"].copy_(h)
+    else:
+        out["h"] = h
+    h0 = (state[0] if cell == "lstm" else state)[0]  # (1, H)
+    # The biases that simply add: all but the GRU's b_hn, which its reset gate multiplies.
+    b = (b_ih + (torch.cat([b_hh[:2 * H], torch.zeros_like(b_hh[:H])]) if cell == "gru" else b_hh)).view(G, H)
+    w_ih, w_hh = w_ih.view(G, H, -1), w_hh.view(G, H, H)  # one block per gate
+    if ids is not None:
+        table = torch.baddbmm(b[:, None], x.expand(G, *x.shape), w_ih.transpose(1, 2))  # (G, V, H)
+    for k, name in enumerate(names):
+        z = out[name]  # (T, H) this gate's pre-activation, in place
+        if ids is not None:
+            torch.index_select(table[k], 0, ids, out=z)
+        else:
+            torch.addmm(b[k], x, w_ih[k].t(), out=z)
+        if name != "n":  # the GRU's candidate takes its h part through r, below
+            _shifted_addmm_(z, h0, h, w_hh[k])
     if cell == "rnn":
-        return {"h": h, "pre": gi + gh}
+        return out
     if cell == "gru":
-        r, z = torch.sigmoid(gi[:, :2 * h.shape[1]] + gh[:, :2 * h.shape[1]]).chunk(2, 1)
-        n = torch.tanh(gi.chunk(3, 1)[2] + r * gh.chunk(3, 1)[2])
-        return {"h": h, "r": r, "z": z, "n": n}
-    zi, zf, zg, zo = gi.add_(gh).chunk(4, 1)  # PyTorch's gate order: i, f, g, o
-    i, f, g, o = torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg), torch.sigmoid(zo)
-    c = linear_scan(f, i * g, state[1][0, 0])
-    return {"h": h, "c": c, "i": i, "f": f, "g": g, "o": o}
+        r = out["r"].sigmoid_()
+        out["z"].sigmoid_()
+        gh = _shifted_addmm_(b_hh[2 * H:].expand(T, H).clone(), h0, h, w_hh[2])  # (T, H) W_hn h_{t-1} + b_hn
+        out["n"].addcmul_(r, gh).tanh_()
+        return out
+    # LSTM, in PyTorch's gate order i, f, g, o.
+    i, f, g = out["i"].sigmoid_(), out["f"].sigmoid_(), out["g"].tanh_()
+    out["o"].sigmoid_()
+    c = torch.mul(i, g, out=out["c"])  # the scan's b_t, overwritten in place by c_t
+    linear_scan(f, c, state[1][0, 0], out=c)
+    return out
 
 
 @torch.no_grad()
@@ -151,6 +190,7 @@ def trace(model: CharRNN, text: str, top_k: int = 5, chunk: int = 8192, strict: 
     # One (1, 1, H) state per layer, since each layer runs through the kernel on its own.
     states = [(state[0][l:l + 1], state[1][l:l + 1]) if cell == "lstm" else state[l:l + 1] for l in range(L)]
     dev = model.device
+    direct = dev.type == "cpu" and model.head.weight.dtype == torch.float32
     ids_t = torch.from_numpy(ids).to(dev)
     try:
         for s in range(0, T, chunk):
@@ -159,10 +199,18 @@ def trace(model: CharRNN, text: str, top_k: int = 5, chunk: int = 8192, strict: 
             for l in range(L):
                 params = _layer_params(model, l)
                 h, new_state = _run_layer(cell, x, states[l], params)  # (t, H)
-                parts = _internals(cell, x, h, states[l], params)
-                states[l] = new_state
+                # A float32 model on the CPU computes every array straight into its numpy buffer.
+                out = {kind: torch.from_numpy(layers[l][kind][s:e]) for kind in keep} if direct else {}
+                if keep == ["h"]:  # no gates asked for: nothing to recompute
+                    parts, out = {"h": h}, {}
+                else:  # the first layer's input comes from the embedding table
+                    first = l == 0
+                    parts = _internals(cell, model.embed.weight if first else x, h, states[l], params, out,
+                                       ids=ids_t[s:e] if first else None)
                 for kind in keep:
-                    layers[l][kind][s:e] = parts[kind].float().cpu().numpy()
+                    if kind not in out:
+                        layers[l][kind][s:e] = parts[kind].float().cpu().numpy()
+                states[l] = new_state
                 x = h
             logp = torch.log_softmax(model.head(x).float(), -1)  # (t, V)
             p = logp.exp()
