@@ -36,13 +36,18 @@ def test_pretrained_stays_light():
     assert total < 24 * 2**20
 
 
-@pytest.mark.skipif(not (PRETRAINED / "shakespeare-lstm").exists(), reason="shakespeare-lstm not shipped")
-def test_shakespeare_val_loss(shakespeare_text):
-    model, config = checkpoint.load(PRETRAINED / "shakespeare-lstm")
+SHAKESPEARE = [n for n in ("shakespeare-lstm", "shakespeare-gru", "shakespeare-rnn") if (PRETRAINED / n).exists()]
+
+
+@pytest.mark.parametrize("name", SHAKESPEARE)
+def test_shakespeare_val_loss(shakespeare_text, name):
+    """The README's val losses, recomputed from ../shared on the weights as shipped; the LSTM meets 1.45."""
+    model, config = checkpoint.load(PRETRAINED / name)
     val = shakespeare_text[int(len(shakespeare_text) * 0.9):]  # nanoGPT's split: the last 10%
-    loss = evaluate(model, val)  # the whole split as one stream, on the weights as shipped
+    loss = evaluate(model, val)  # the whole split as one stream
     assert loss == pytest.approx(config["val_loss"], abs=2e-3)
-    assert loss <= 1.45
+    if name == "shakespeare-lstm":
+        assert loss <= 1.45
 
 
 @pytest.mark.slow
