@@ -51,7 +51,7 @@ RECIPES: dict[str, Recipe] = {
     "quick": Recipe(
         corpus=str(TINY_SHAKESPEARE) if TINY_SHAKESPEARE.exists() else "shakespeare",
         model=dict(cell="lstm", hidden_size=256, num_layers=2, embed_size=64, dropout=0.0),
-        train=TrainConfig(seq_len=64, batch_size=32, lr=3e-3, max_steps=None, max_seconds=100.0,
+        train=TrainConfig(seq_len=64, batch_size=32, lr=5e-3, max_steps=None, max_seconds=100.0,
                           eval_every=200, eval_chars=20_000, seed=1337),
         dtype="float32", notes="the quick recipe: 100 s of training"),
     # The flagship 2x512 LSTM, and a GRU and a tanh RNN of about the same parameter count (3.3M)
