@@ -54,6 +54,8 @@ async def _problems(page, where: str) -> list[str]:
 async def _student(browser, url: str, i: int, times: dict, problems: list) -> None:
     """One student: open the app, visit every page through the sidebar, move the temperature slider."""
     ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(TIMEOUT)
+    ctx.set_default_navigation_timeout(TIMEOUT)
     page = await ctx.new_page()
     try:
         t0 = time.perf_counter()
@@ -146,6 +148,8 @@ async def _train_and_watch(url: str) -> dict:
 
     async def open_page(browser, link, title, charts):
         ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+        ctx.set_default_timeout(TIMEOUT)
+        ctx.set_default_navigation_timeout(TIMEOUT)
         page = await ctx.new_page()
         await page.goto(url, wait_until="domcontentloaded")
         await _settle(page, "rnnviz", 0)
