@@ -141,7 +141,7 @@ def _train_settings(at, steps=100_000):
     at.number_input(key="tr_sample_every").set_value(0)
 
 
-def test_nan_mid_training_in_the_app_keeps_the_last_good_weights(folders, monkeypatch):
+def test_nan_mid_training_in_the_app_keeps_the_last_good_weights(folders, monkeypatch):  # noqa: F811
     """The loss turns NaN at step 6: the page says so, and the model of step 4 (the last finite loss) is kept."""
     real = F.cross_entropy
     calls = {"n": 0}
@@ -180,7 +180,7 @@ def test_nan_mid_training_in_the_app_keeps_the_last_good_weights(folders, monkey
     assert _same(saved, step4)
 
 
-def test_stop_at_any_moment_and_page_switches_lose_nothing(folders):
+def test_stop_at_any_moment_and_page_switches_lose_nothing(folders):  # noqa: F811
     """A saved model stays; each stopped run (even one stopped before its first step) ends cleanly."""
     pre, models = folders
     keep = build(CHARS, hidden_size=16, num_layers=1, seed=7)

@@ -9,6 +9,7 @@ import io
 import json
 import math
 import pickle
+import pickletools
 import re
 import unicodedata
 import zipfile
@@ -277,8 +278,15 @@ def test_pickle_as_safetensors_never_runs(lstm, tmp_path):
             assert "Upload rejected" in msg and reason in msg, (what, msg)
             assert at.selectbox(key="model_choice").value.startswith("shipped:")
     assert not marker.exists()
-    pickle.loads(payloads["pickle protocol 0"][0])  # the payload is live: loading it would have made the file
-    assert marker.exists()
+    for data in (payloads["pickle protocol 4"][0], payloads["pickle protocol 0"][0]):
+        assert _calls_on_load(data, "touch")  # the payloads are live: unpickling them would make the file
+
+
+def _calls_on_load(data: bytes, name: str) -> bool:
+    """Whether a pickle calls a global whose name holds `name` when loaded (read, never executed)."""
+    ops = list(pickletools.genops(data))
+    return any(op.name == "REDUCE" for op, _, _ in ops) and any(
+        isinstance(arg, str) and name in arg for _, arg, _ in ops)
 
 
 def test_truncated_safetensors(lstm):
