@@ -195,10 +195,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("checkpoint")
     s.add_argument("--prime", default="\n")
     s.add_argument("--length", type=int, default=300)
-    s.add_argument("--temperature", type=float, default=0.8)
-    s.add_argument("--top-k", type=int)
+    s.add_argument("--temperature", type=float, default=0.8,
+                   help="0 = always the likeliest; any tiny positive value tends to that (default 0.8)")
+    s.add_argument("--top-k", type=int, help="keep exactly the k likeliest characters (ties: the lowest id)")
     s.add_argument("--seed", type=int)
-    s.add_argument("--clamp", help="LAYER:UNIT[,UNIT...]:VALUE[:h|c], held at every generated step")
+    s.add_argument("--clamp", help="LAYER:UNIT[,UNIT...]:VALUE[:h|c], held at every step, the prime's included")
     s.add_argument("--probs", action="store_true", help="also report the mean probability of the chosen characters")
     s.set_defaults(fn=cmd_sample)
 

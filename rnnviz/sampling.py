@@ -16,7 +16,12 @@ MAX_LENGTH = 100_000
 
 @dataclass
 class Clamp:
-    """Hold units of one layer's h (or an LSTM's c) at `value` at every generated step."""
+    """Hold units of one layer's h (or an LSTM's c) at `value` at every step, the prime's characters included.
+
+    The rule is the same for every prime length: from the first character the model reads, the
+    unit is held at `value` (it replaces what the cell computed, and is what the next step and the
+    layer above read). So even the first generated character is drawn from a clamped distribution.
+    """
 
     layer: int
     units: list[int]
@@ -60,65 +65,129 @@ def check_temperature(temperature: float) -> float:
 
 
 def distribution(logits: torch.Tensor, temperature: float, top_k: int | None = None) -> torch.Tensor:
-    """Next-character probabilities (..., V) at a temperature; 0 puts all mass on the argmax."""
+    """Next-character probabilities (..., V) at a temperature; 0 puts all mass on the argmax.
+
+    top_k keeps exactly k characters, ties broken by the lowest id. The logits are shifted so
+    that the largest is 0 before dividing by the temperature, so any positive temperature, however
+    small, gives finite probabilities: a tiny one tends to the greedy choice (exact ties for the
+    maximum share its mass equally, as they do at every temperature).
+    """
     t = check_temperature(temperature)
     logits = logits.float()
     if top_k is not None:
-        if not isinstance(top_k, int) or top_k < 1:
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise ConfigError(f"top_k must be a whole number >= 1, or None, not {top_k!r}")
         if top_k < logits.shape[-1]:
-            kth = logits.topk(top_k, -1).values[..., -1:]
-            logits = logits.masked_fill(logits < kth, -math.inf)
+            order = torch.sort(logits, dim=-1, descending=True, stable=True).indices  # equal values: lowest id first
+            keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, order[..., :top_k], True)
+            logits = logits.masked_fill(~keep, -math.inf)
     if t == 0:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
-    return torch.softmax(logits / t, -1)
+    z = logits - logits.amax(-1, keepdim=True)  # <= 0, and 0 at the maxima
+    # t may be below float32's smallest number: the maxima stay at 0 (no 0/0), the rest go to -inf
+    z = torch.where(z == 0, z, z / t)
+    return torch.softmax(z, -1)
+
+
+def start_text(vocab, prime: str) -> str:
+    """What the model reads first: the prime, or a newline (the first real character if none) when empty."""
+    return prime or ("\n" if "\n" in vocab.index else vocab.chars[1])
 
 
 class _Stepper:
-    """Feeds one character at a time and keeps the state, optionally clamping units."""
+    """Feeds characters and keeps the state; with a clamp, holds its units at every step it feeds."""
 
     def __init__(self, model: CharRNN, clamp: Clamp | None):
         self.model, self.clamp = model, clamp
         self.state = model.init_state(1)
 
     def feed(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (t,) -> logits (V,) after the last one; the prime goes through the fused kernel in one call."""
-        if self.clamp is None or len(ids) > 1:
-            out, self.state = self.model.rnn(self.model.embed(ids)[None], self.state)
-            return self.model.head(out[0, -1])
-        return self._clamped_step(ids)
+        """ids (t,) -> logits (t, V) after each one.
 
-    def _clamped_step(self, ids: torch.Tensor) -> torch.Tensor:
-        model, cl, lstm = self.model, self.clamp, self.model.cell == "lstm"
-        x = model.embed(ids)  # (1, E)
+        Without a clamp the whole run goes through the fused kernel. With one, the layers other
+        than the clamped one still do (they see the clamped layer's output as any other input);
+        the clamped layer goes one step at a time, for the prime and the generated characters alike.
+        """
+        model = self.model
+        if self.clamp is None:
+            out, self.state = model.rnn(model.embed(ids)[None], self.state)
+            return model.head(out[0])
+        lstm = model.cell == "lstm"
+        x = model.embed(ids)  # (t, E)
         hs, cs = [], []
         for l in range(model.config.num_layers):
             params = _layer_params(model, l)
             st = (self.state[0][l:l + 1], self.state[1][l:l + 1]) if lstm else self.state[l:l + 1]
-            if l == cl.layer and cl.kind == "c":
-                w_ih, w_hh, b_ih, b_hh = params
-                zi, zf, zg, zo = (x[0] @ w_ih.t() + b_ih + st[0][0, 0] @ w_hh.t() + b_hh).chunk(4)
-                c = torch.sigmoid(zf) * st[1][0, 0] + torch.sigmoid(zi) * torch.tanh(zg)
-                c[cl.units] = cl.value
-                h = (torch.sigmoid(zo) * torch.tanh(c))[None]  # (1, H)
-                c = c[None, None]
-            else:
-                h, new = _run_layer(model.cell, x, st, params)
-                c = new[1] if lstm else None
-                if l == cl.layer:
-                    h = h.clone()
-                    h[:, cl.units] = cl.value
-            hs.append(h[None])
-            cs.append(c)
-            x = h
+            x, st = (self._clamped_layer if l == self.clamp.layer else self._layer)(x, st, params)
+            hs.append(st[0] if lstm else st)
+            cs.append(st[1] if lstm else None)
         self.state = (torch.cat(hs), torch.cat(cs)) if lstm else torch.cat(hs)
-        return model.head(x[0])
+        return model.head(x)
+
+    def _layer(self, x, st, params):
+        return _run_layer(self.model.cell, x, st, params)
+
+    def _clamped_layer(self, x: torch.Tensor, st, params):
+        """x (t, in) -> (h (t, H), final state), the clamped units held at every step."""
+        cl, cell = self.clamp, self.model.cell
+        units = torch.tensor(cl.units, device=x.device)
+        hs = []
+        for t in range(len(x)):
+            if cl.kind == "c":
+                w_ih, w_hh, b_ih, b_hh = params
+                zi, zf, zg, zo = (x[t] @ w_ih.t() + b_ih + st[0][0, 0] @ w_hh.t() + b_hh).chunk(4)
+                c = torch.sigmoid(zf) * st[1][0, 0] + torch.sigmoid(zi) * torch.tanh(zg)
+                c[units] = cl.value
+                h = torch.sigmoid(zo) * torch.tanh(c)
+                st = (h[None, None], c[None, None])
+            else:
+                h, st = _run_layer(cell, x[t:t + 1], st, params)
+                h = h[0].clone()
+                h[units] = cl.value
+                st = (h[None, None], st[1]) if cell == "lstm" else h[None, None]
+            hs.append(h)
+        return torch.stack(hs), st
+
+
+@torch.no_grad()
+def clamp_divergence(model: CharRNN, prime: str, text: str, clamp: Clamp) -> np.ndarray:
+    """How far a clamp moves the model's next-character distributions along a text, in nats per step.
+
+    Returns kl (n,) for n = len(text): kl[i] = KL(p_i || q_i) = sum_v p_i(v) (ln p_i(v) - ln q_i(v)),
+    where p_i is the unclamped model's distribution of the next character after reading
+    start + text[:i] (start = the prime, or a newline when it is empty, as in `sample`), and q_i the
+    clamped model's after reading the same characters, the clamp held at every step, the prime's
+    included. Both at temperature 1 over the whole vocabulary. Pass a clamped sample's own text
+    (the prime and Sample.text) to measure the clamp along the text it produced; kl.mean() is then
+    0 exactly when the clamp changed no distribution (tiny negatives from rounding are set to 0).
+    """
+    if not isinstance(prime, str) or not isinstance(text, str):
+        raise TextError("the prime and the text must be text")
+    clamp.validate(model)
+    start = start_text(model.vocab, prime)
+    if not text:
+        return np.empty(0, np.float64)
+    ids = torch.from_numpy(model.vocab.encode(start + text[:-1])).to(model.device)
+    was_training = model.training
+    model.eval()
+    try:
+        free = _Stepper(model, None).feed(ids)[len(start) - 1:]
+        held = _Stepper(model, clamp).feed(ids)[len(start) - 1:]
+    finally:
+        model.train(was_training)
+    logp = torch.log_softmax(free.double(), -1)
+    logq = torch.log_softmax(held.double(), -1)
+    kl = (logp.exp() * (logp - logq)).sum(-1)
+    return kl.clamp_min(0).cpu().numpy()
 
 
 @torch.no_grad()
 def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: float = 0.8,
            top_k: int | None = None, seed: int | None = None, clamp: Clamp | None = None) -> Sample:
-    """Generate `length` characters after `prime`. Temperature 0 is greedy; a seed makes it repeatable."""
+    """Generate `length` characters after `prime`. Temperature 0 is greedy; a seed makes it repeatable.
+
+    A clamp holds its units at every step, from the prime's first character on (see Clamp).
+    """
     check_temperature(temperature)
     if not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
         raise ConfigError(f"length must be a whole number from 0 to {MAX_LENGTH:,}, not {length!r}")
@@ -127,7 +196,7 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
     if clamp is not None:
         clamp.validate(model)
     vocab = model.vocab
-    start = prime or ("\n" if "\n" in vocab.index else vocab.chars[1])
+    start = start_text(vocab, prime)
     gen = torch.Generator(device=model.device)
     gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
     was_training = model.training
@@ -136,7 +205,7 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
     unk = torch.zeros(1, dtype=torch.long, device=model.device)
     picks, logps, qs = [], [], []  # per step: the chosen id, the model's log-probs, the sampling probs
     try:
-        logits = stepper.feed(torch.from_numpy(vocab.encode(start)).to(model.device))
+        logits = stepper.feed(torch.from_numpy(vocab.encode(start)).to(model.device))[-1]
         # No host sync and no Python work per character beyond a handful of tensor ops:
         # everything per step stays a tensor and is gathered once at the end.
         for _ in range(length):
@@ -147,7 +216,7 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
             picks.append(nxt)
             logps.append(logp)
             qs.append(q)
-            logits = stepper.feed(nxt)
+            logits = stepper.feed(nxt)[0]
     finally:
         model.train(was_training)
     if length:

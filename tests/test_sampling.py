@@ -1,12 +1,18 @@
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import reference
+from rnnviz import checkpoint
+from rnnviz.cli import main as cli_main
 from rnnviz.errors import ConfigError
 from rnnviz.model import build
+from rnnviz import sampling
 from rnnviz.sampling import Clamp, distribution, sample
 
 VOCAB = list("abcdefgh \n")
@@ -76,45 +82,160 @@ def test_bad_temperature(bad):
         sample(_model(), "a", 5, temperature=bad)
 
 
+def softmax(z):
+    p = np.exp(z - z.max(-1, keepdims=True))
+    return p / p.sum(-1, keepdims=True)
+
+
+def clamped_reference(sd, cell, num_layers, ids, clamp=None):
+    """Logits (T, V) after each of ids: float64 numpy, one character at a time, from the textbook
+    equations; `clamp` = (layer, units, value, kind) holds those units at every step, the first included."""
+    emb = sd["embed.weight"].double().numpy()
+    W, b = sd["head.weight"].double().numpy(), sd["head.bias"].double().numpy()
+    H = sd["rnn.weight_hh_l0"].shape[1]
+    h = [np.zeros(H) for _ in range(num_layers)]
+    c = [np.zeros(H) for _ in range(num_layers)]
+    out = []
+    for i in ids:
+        x = emb[i]
+        for l in range(num_layers):
+            W_ih, W_hh, b_ih, b_hh = reference.weights(sd, l)
+            held = clamp is not None and clamp[0] == l
+            if cell == "lstm":
+                a = W_ih @ x + b_ih + W_hh @ h[l] + b_hh
+                ig, fg = reference.sigmoid(a[:H]), reference.sigmoid(a[H:2 * H])
+                gg, og = np.tanh(a[2 * H:3 * H]), reference.sigmoid(a[3 * H:])
+                c[l] = fg * c[l] + ig * gg
+                if held and clamp[3] == "c":
+                    c[l][clamp[1]] = clamp[2]
+                h[l] = og * np.tanh(c[l])
+            else:
+                h[l] = reference.LAYER[cell](x[None], W_ih, W_hh, b_ih, b_hh, h[l])["h"][0].copy()
+            if held and clamp[3] == "h":
+                h[l][clamp[1]] = clamp[2]
+            x = h[l]
+        out.append(x @ W.T + b)
+    return np.array(out)
+
+
+def greedy_reference(m, prime, n, clamp=None):
+    """The argmax text, re-running the whole prefix through clamped_reference at each step."""
+    sd, ids = m.state_dict(), [m.vocab.index[ch] for ch in prime]
+    for _ in range(n):
+        logits = clamped_reference(sd, m.cell, m.config.num_layers, ids, clamp)[-1]
+        logits[0] = -np.inf  # never the unknown symbol
+        ids.append(int(np.argmax(logits)))
+    return m.vocab.decode(ids[len(prime):])
+
+
+CLAMPS = [("lstm", (0, [0, 1, 2, 3], 5.0, "c")), ("lstm", (1, [2, 7], -1.0, "h")),
+          ("gru", (0, [1, 4, 9], 1.0, "h")), ("rnn", (1, [0, 5], -1.0, "h"))]
+
+
+@pytest.mark.parametrize("prime", ["\n", "ab", "abcde"])
+@pytest.mark.parametrize("cell,cl", CLAMPS)
+def test_clamp_holds_the_unit_from_the_prime_on_for_every_prime_length(cell, cl, prime):
+    """The rule: the unit is held at every step, the prime's characters included, whatever the prime's
+    length; so the very first generated character's distribution already feels the clamp."""
+    m = _model(cell)
+    clamp = Clamp(layer=cl[0], units=cl[1], value=cl[2], kind=cl[3])
+    out = sample(m, prime, 20, temperature=1.0, seed=0, clamp=clamp)
+    ids = [m.vocab.index[ch] for ch in prime + out.text]
+    sd, n = m.state_dict(), len(prime)
+    held = softmax(clamped_reference(sd, cell, 2, ids, cl))
+    np.testing.assert_allclose(out.model_probs, held[np.arange(n - 1, n + 19), ids[n:]], rtol=1e-4)
+    free = softmax(clamped_reference(sd, cell, 2, ids[:n]))
+    assert not np.allclose(held[n - 1], free[-1], atol=1e-4)  # the first generated character differs
+    # the empty prime means a newline, and is clamped the same way
+    if prime == "\n":
+        assert sample(m, "", 20, temperature=1.0, seed=0, clamp=clamp).text == out.text
+
+
 def test_clamp_changes_generation_and_matches_reference():
     m = _model("lstm")
     free = sample(m, "ab", 40, temperature=0)
+    cl = (1, [0, 1, 2, 3, 4, 5], 1.0, "h")
     clamped = sample(m, "ab", 40, temperature=0, clamp=Clamp(layer=1, units=[0, 1, 2, 3, 4, 5], value=1.0))
     assert not np.allclose(clamped.model_probs, free.model_probs)
-    # reference: numpy LSTM cell loop with the clamp applied to h of layer 1 after each generated step
-    sd = m.state_dict()
-    H = 16
-    state = [(np.zeros(H), np.zeros(H)) for _ in range(2)]
-    emb = sd["embed.weight"].double().numpy()
-    W, b = sd["head.weight"].double().numpy(), sd["head.bias"].double().numpy()
-
-    def step(i, clamp):
-        x = emb[i]
-        for l in range(2):
-            W_ih, W_hh, b_ih, b_hh = reference.weights(sd, l)
-            h, c = state[l]
-            out = reference.lstm_layer(x[None], W_ih, W_hh, b_ih, b_hh, h, c)
-            h, c = out["h"][0], out["c"][0]
-            if clamp and l == 1:
-                h = h.copy()
-                h[:6] = 1.0
-            state[l] = (h, c)
-            x = h
-        return x @ W.T + b
-
-    logits = [step(m.vocab.index[ch], False) for ch in "ab"][-1]
-    chars = []
-    for _ in range(40):
-        i = int(np.argmax(logits))
-        chars.append(m.vocab.chars[i])
-        logits = step(i, True)
-    assert clamped.text == "".join(chars)
+    assert clamped.text == greedy_reference(m, "ab", 40, cl)
     c_clamped = sample(m, "ab", 40, temperature=0, clamp=Clamp(layer=0, units=[1], value=0.0, kind="c"))
-    assert len(c_clamped.text) == 40
+    assert c_clamped.text == greedy_reference(m, "ab", 40, (0, [1], 0.0, "c"))
     with pytest.raises(ConfigError):
         sample(m, "ab", 5, clamp=Clamp(layer=9, units=[0]))
     with pytest.raises(ConfigError):
         sample(_model("gru"), "ab", 5, clamp=Clamp(layer=0, units=[0], kind="c"))
+
+
+@pytest.mark.parametrize("cell,cl", CLAMPS)
+def test_clamp_divergence_matches_two_step_by_step_runs(cell, cl):
+    """KL(unclamped || clamped) per step along a text: two float64 runs and a numpy KL."""
+    m = _model(cell)
+    clamp = Clamp(layer=cl[0], units=cl[1], value=cl[2], kind=cl[3])
+    text = sample(m, "ab", 30, temperature=1.0, seed=3, clamp=clamp).text
+    kl = sampling.clamp_divergence(m, "ab", text, clamp)
+    ids = [m.vocab.index[ch] for ch in "ab" + text]
+    sd = m.state_dict()
+    p = softmax(clamped_reference(sd, cell, 2, ids))[1:31]  # after "a b", ..., after text[:29]
+    q = softmax(clamped_reference(sd, cell, 2, ids, cl))[1:31]
+    expected = (p * (np.log(p) - np.log(q))).sum(1)
+    assert kl.shape == (30,)
+    np.testing.assert_allclose(kl, expected, rtol=1e-3, atol=1e-6)
+    assert expected.mean() > 1e-4
+    # the empty prime reads as a newline; no text, no steps
+    np.testing.assert_allclose(sampling.clamp_divergence(m, "", text[:5], clamp),
+                               sampling.clamp_divergence(m, "\n", text[:5], clamp), rtol=1e-6)
+    assert sampling.clamp_divergence(m, "ab", "", clamp).shape == (0,)
+
+
+# --- temperature and top-k ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("t", [1e-40, 1e-300, 5e-324])
+def test_tiny_temperature_is_the_greedy_limit(t):
+    logits = torch.tensor([0.5, 2.0, -1.0, 1.999, -math.inf])
+    q = distribution(logits, t)
+    assert torch.isfinite(q).all() and q.tolist() == [0, 1, 0, 0, 0]
+    # exact ties share the mass, as the softmax does at any temperature
+    assert distribution(torch.tensor([1.0, 3.0, 3.0, 0.0]), t).tolist() == [0, 0.5, 0.5, 0]
+    m = _model()
+    out = sample(m, "a", 30, temperature=t, seed=0)
+    assert out.text == greedy_reference(m, "a", 30)
+    assert np.all(out.probs == 1.0)
+
+
+@pytest.mark.parametrize("t", [0.01, 0.3, 1.0, 7.0])
+def test_temperature_matches_a_float64_softmax(t):
+    logits = torch.randn(3, 12, generator=torch.Generator().manual_seed(0)) * 4
+    expected = softmax(logits.double().numpy() / t)
+    np.testing.assert_allclose(distribution(logits, t).numpy(), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_top_k_keeps_exactly_k_with_ties_broken_by_lowest_id():
+    values = [1.0, 3.0, 0.5, 3.0, 3.0, 2.0, 3.0]
+    logits = torch.tensor([values, values[::-1]])
+    for k in range(1, 8):
+        q = distribution(logits, 1.0, top_k=k).numpy()
+        for row, vals in zip(q, (values, values[::-1])):
+            kept = sorted(range(7), key=lambda i: (-vals[i], i))[:k]
+            expected = np.zeros(7)
+            expected[kept] = softmax(np.array(vals)[kept])
+            np.testing.assert_allclose(row, expected, rtol=1e-6, atol=0)
+    greedy = distribution(logits, 0, top_k=1).numpy()
+    for row, vals in zip(greedy, (values, values[::-1])):
+        assert row.tolist() == [float(i == vals.index(max(vals))) for i in range(7)]
+
+
+def test_cli_tiny_temperature_exits_cleanly(capsys):
+    """`python -m rnnviz sample ... --temperature 1e-40` once printed a traceback (NaN probabilities)."""
+    ckpt = str(Path(__file__).resolve().parents[1] / "pretrained" / "quotes-lstm")
+    run = subprocess.run([sys.executable, "-m", "rnnviz", "sample", ckpt, "--temperature", "1e-40",
+                          "--length", "60", "--seed", "0"], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert cli_main(["sample", ckpt, "--temperature", "1e-300", "--length", "60", "--seed", "5"]) == 0
+    tiny = capsys.readouterr().out
+    assert run.stdout == tiny  # both the greedy limit, whatever the seed
+    model, _ = checkpoint.load(ckpt)
+    assert tiny == "\n" + greedy_reference(model, "\n", 60) + "\n"
 
 
 def test_unknown_prime_characters_are_reported():
