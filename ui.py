@@ -16,6 +16,7 @@ Session-state keys shared across pages (so they persist when the user switches p
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ import streamlit as st
 import torch
 
 from rnnviz import checkpoint
-from rnnviz.corpora import CORPORA, load_corpus, split, user_text
+from rnnviz.corpora import corpus_meta, excerpt, held_out, split, user_text
 from rnnviz.errors import RnnvizError, TextError
 from rnnviz.jobs import TrainingJob
 from rnnviz.model import build, describe_device, pick_device
@@ -243,18 +244,6 @@ def load_entry(entry: ModelEntry):
     return rec["model"], rec["config"], rec["key"]
 
 
-def corpus_name(config: dict) -> str | None:
-    """The built-in corpus a checkpoint was trained on, when its config names one."""
-    c = config.get("corpus")
-    name = c.get("name") if isinstance(c, dict) else c if isinstance(c, str) else None
-    if not isinstance(name, str):
-        return None
-    base = name.split("-")[0]
-    if base in CORPORA:
-        return base
-    return "shakespeare" if "shakespeare" in name.lower() else None  # tinyshakespeare.txt, say
-
-
 def corpus_label(config: dict) -> str:
     c = config.get("corpus")
     if isinstance(c, dict):
@@ -335,12 +324,14 @@ def _on_checkpoint_upload() -> None:
 # --- the text under study ------------------------------------------------------------------------
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def corpus_excerpt(name: str, n: int) -> str:
-    """n characters of the held-out part of a built-in corpus, starting at a line."""
-    _, val = split(load_corpus(name))
-    nl = val.find("\n", 0, 200)
-    start = nl + 1 if 0 <= nl < len(val) - 1 else 0
-    return val[start:start + n]
+def corpus_excerpt(corpus_json: str, recipe, n: int) -> tuple[str | None, str | None]:
+    """(n characters of the held-out part of a model's training corpus, notice), from a config's
+    "corpus" record as JSON and its recipe: see rnnviz.corpora.held_out. (None, None) when that
+    corpus is not on this machine."""
+    held = held_out({"corpus": json.loads(corpus_json), "recipe": recipe})
+    if held is None:
+        return None, None
+    return (excerpt(held, n) or None), held.notice
 
 
 def decode_text_upload(data: bytes, name: str) -> tuple[str, str | None]:
@@ -386,12 +377,13 @@ def study_text(ctx: Context, where=st) -> None:
     if text is None:
         where.number_input("Excerpt length (characters)", min_value=200, max_value=MAX_ANALYSIS_CHARS,
                            step=500, key="excerpt_len")
-        name = corpus_name(ctx.config)
-        if name:
-            text = corpus_excerpt(name, int(ss["excerpt_len"]))
-        else:
+        text, notice = corpus_excerpt(json.dumps(ctx.config.get("corpus"), sort_keys=True),
+                                      ctx.config.get("recipe"), int(ss["excerpt_len"]))
+        if notice:
+            notices.append(notice)
+        if text is None:
             text = BUILTIN_EXCERPT
-            notices.append("This model's corpus is not a built-in one: showing a built-in excerpt.")
+            notices.append("No held-out text of this model's corpus is on this machine: showing a built-in excerpt.")
     text = text.replace("\r\n", "\n")
     if len(text) > MAX_ANALYSIS_CHARS:
         notices.append(f"The text was cut to its first {MAX_ANALYSIS_CHARS:,} of {len(text):,} characters "
@@ -556,8 +548,7 @@ def start_quick_training() -> None:
         cfg = dataclasses.replace(recipe.train, eval_every=50, eval_chars=5_000, sample_every=100)
         shape = recipe.model
         n = len(ss.get("train_jobs", [])) + 1
-        start_training(f"quick-{shape['cell']}-{n}", train, val,
-                       {"name": corpus.name, "sha256": corpus.sha256, "chars": len(corpus.text)},
+        start_training(f"quick-{shape['cell']}-{n}", train, val, corpus_meta(corpus, recipe.val_fraction),
                        shape["cell"], shape["num_layers"], shape["hidden_size"], cfg, select_when_done=True,
                        embed_size=shape.get("embed_size", 64))
     except RnnvizError as e:  # a callback: keep the message for the page to show

@@ -4,7 +4,7 @@ import streamlit as st
 import ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
-from rnnviz.probes import is_binary, rank_units
+from rnnviz.probes import direction_words, is_binary, rank_units
 
 SHOW_CHARS = 1500
 TOP = 3
@@ -31,8 +31,10 @@ def main():
     ctx = ui.require_model()
     st.title("Neuron search")
     st.markdown("Pick a hypothesis about the text; every unit (h, and c for an LSTM) of every layer is scored by "
-                "how well it follows it: **AUROC** for yes/no hypotheses (score = |AUROC − 0.5| × 2), "
-                "|correlation| for counts.")
+                "how well it follows it, whichever way. For yes/no hypotheses, **AUROC** is the chance that the "
+                "unit is higher on a character where the hypothesis holds than on one where it does not: near 1 "
+                "for a unit *high* there, near 0 for a unit *low* there; **score** = max(AUROC, 1 − AUROC). "
+                "For counts, score = |correlation r|, and a unit *rises* or *falls* with the count.")
     tr = ctx.trace()
     ui.hypothesis_widgets()
     try:
@@ -48,11 +50,14 @@ def main():
                    "track it. Choose another one, or another text in the sidebar.", icon=":material/warning:")
         return
     df = ranked(ctx.key, tr.text, name, _labels=labels, _trace=tr)
+    binary = is_binary(labels)
+    words = [direction_words(d, name, binary) for d in df.direction]
     left, right = st.columns([1, 1])
     with left:
-        st.caption(f"All {len(df):,} units, best first ({'AUROC' if is_binary(labels) else 'correlation'} "
-                   f"with {name}).")
-        st.dataframe(df, hide_index=True, height=420,
+        st.caption(f"All {len(df):,} units, best first ({'AUROC' if binary else 'correlation'} with {name}).")
+        shown = df.assign(direction=words)[["layer", "kind", "unit", "direction", "auroc", "score", "corr"]
+                                           if binary else ["layer", "kind", "unit", "direction", "score", "corr"]]
+        st.dataframe(shown, hide_index=True, height=420,
                      column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("corr", "auroc", "score")})
     with right:
         st.plotly_chart(plots.unit_scores(df, top=20), key="unit_scores", config={"displaylogo": False})
@@ -63,7 +68,8 @@ def main():
     ui.scroll_html(render.colored_text(tr.text[:n], labels[:n], diverging=False, label=name), 200, tr.text[:n])
     for i, row in df.head(TOP).iterrows():
         layer, kind, unit = int(row.layer), str(row.kind), int(row.unit)
-        st.markdown(f"**#{i + 1}: layer {layer} {kind}{unit}** (score {row.score:.3f})")
+        how = f"AUROC {row.auroc:.3f}, score {row.score:.3f}" if binary else f"r {row['corr']:+.3f}"
+        st.markdown(f"**#{i + 1}: layer {layer} {kind}{unit}**: {words[i]} ({how})")
         ui.scroll_html(render.colored_text(tr.text[:n], tr.get(layer, kind)[:n, unit], label=f"L{layer} {kind}{unit}"),
                        200, tr.text[:n])
         c1, c2, _ = st.columns([1, 1, 2])

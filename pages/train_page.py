@@ -5,7 +5,7 @@ import torch
 
 import ui
 from rnnviz import checkpoint, plots
-from rnnviz.corpora import CORPORA, load_corpus, split, user_text
+from rnnviz.corpora import CORPORA, corpus_meta, load_corpus, split, user_text
 from rnnviz.errors import RnnvizError, TextError
 from rnnviz.model import CELLS
 from rnnviz.training import TrainConfig
@@ -47,7 +47,7 @@ def training_text():
     if corpus.notice:
         st.info(f"{corpus.name}: {corpus.notice}", icon=":material/info:")
     train, val = split(corpus, 0.1)
-    meta = {"name": corpus.name, "sha256": corpus.sha256, "chars": len(corpus.text)}
+    meta = corpus_meta(corpus, 0.1)
     return train, val, meta, corpus.name
 
 

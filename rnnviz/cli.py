@@ -1,4 +1,4 @@
-"""Command line: python -m rnnviz train | sample | trace | grads."""
+"""Command line: python -m rnnviz train | sample | trace | probe | grads."""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
-from .corpora import split
-from .errors import RnnvizError
+from .corpora import corpus_meta, excerpt, held_out, split
+from .errors import ConfigError, RnnvizError
 from .gradients import fresh_model, gradient_norms
 from .model import CELLS, build, describe_device
+from .probes import HYPOTHESES, direction_words, is_binary, rank_units, regex_hypothesis
 from .recipes import RECIPES, corpus_from_spec
 from .sampling import Clamp, sample
 from .trace import ARRAY_DOC, trace
@@ -20,10 +21,28 @@ from .training import TrainConfig, Trainer, evaluate
 from .vocab import Vocab, decode_utf8
 
 
-def _read_text(args) -> str:
+def _read_text(args, config: dict | None = None) -> str:
     if args.file:
         return decode_utf8(Path(args.file).read_bytes(), args.file)
+    if getattr(args, "held_out", False) or args.text is None:
+        return _held_out_excerpt(config or {}, args.length)
     return args.text
+
+
+def _held_out_excerpt(config: dict, length: int) -> str:
+    """The excerpt of the checkpoint's held-out text the app shows, saying on stderr when the local
+    corpus differs from the one the model trained on (see corpora.held_out)."""
+    if length < 1:
+        raise ConfigError(f"--length must be at least 1, not {length}")
+    held = held_out(config)
+    if held is None:
+        raise ConfigError("the corpus this checkpoint trained on is not on this machine: give --text or --file")
+    if held.notice:
+        print(f"note: {held.notice}", file=sys.stderr)
+    text = excerpt(held, length)
+    if not text:
+        raise ConfigError("none of this checkpoint's held-out text is on this machine: give --text or --file")
+    return text
 
 
 def cmd_train(args) -> int:
@@ -32,7 +51,12 @@ def cmd_train(args) -> int:
     corpus = corpus_from_spec(corpus_spec)
     train_text, val_text = split(corpus, recipe.val_fraction if recipe else 0.1)
     if args.resume:
-        model, _ = checkpoint.load(args.resume)
+        model, before = checkpoint.load(args.resume)
+        was = before.get("corpus") if isinstance(before.get("corpus"), dict) else {}
+        if was.get("sha256") != corpus.sha256:
+            print(f"note: {corpus.name} here is not the corpus {args.resume} trained on so far (its sha256 "
+                  f"differs): the split recorded from now on is this corpus's, and its held-out part may "
+                  f"hold text the model has trained on", file=sys.stderr)
     else:
         shape = dict(recipe.model) if recipe else {}
         for key, arg in (("cell", "cell"), ("num_layers", "layers"), ("hidden_size", "hidden"),
@@ -49,8 +73,8 @@ def cmd_train(args) -> int:
         cfg.max_steps, cfg.max_seconds = args.steps, args.seconds
     out = Path(args.out or f"models/{args.recipe or model.cell}")
     meta = {"name": out.name, "recipe": args.recipe}
-    trainer = Trainer(model, train_text, val_text, cfg, corpus={"name": corpus.name, "sha256": corpus.sha256,
-                                                                 "chars": len(corpus.text)})
+    trainer = Trainer(model, train_text, val_text, cfg,
+                      corpus=corpus_meta(corpus, recipe.val_fraction if recipe else 0.1))
     if args.resume:
         trainer.resume(args.resume)
     print(f"training a {model.cell.upper()} {model.config.num_layers}x{model.config.hidden_size} "
@@ -109,8 +133,8 @@ def cmd_trace(args) -> int:
     if args.describe:
         print(ARRAY_DOC)
         return 0
-    model, _ = checkpoint.load(args.checkpoint)
-    tr = trace(model, _read_text(args), top_k=args.top_k)
+    model, config = checkpoint.load(args.checkpoint)
+    tr = trace(model, _read_text(args, config), top_k=args.top_k)
     if tr.unknown:
         print(f"note: characters the model never saw (traced as the unknown symbol): "
               f"{''.join(sorted(tr.unknown))!r}", file=sys.stderr)
@@ -124,6 +148,31 @@ def cmd_trace(args) -> int:
             frame = tr.to_frame(args.layer, args.kind)
             getattr(frame, writer)(path, index=False)
             print(f"wrote {path}: layer {args.layer} {args.kind}, {frame.shape[0]:,} rows x {frame.shape[1]} columns")
+    return 0
+
+
+def cmd_probe(args) -> int:
+    model, config = checkpoint.load(args.checkpoint)
+    text = _read_text(args, config)
+    if not text:
+        raise ConfigError("the text is empty: give at least one character")
+    if args.regex is not None:
+        labels, name = regex_hypothesis(args.regex)(text), f"regex {args.regex!r}"
+    else:
+        labels, name = HYPOTHESES[args.hypothesis](text), args.hypothesis
+    if labels.min() == labels.max():
+        raise ConfigError(f"{name} has the same value on every character of this text: nothing can track it")
+    df = rank_units(trace(model, text, gates=False), labels)
+    binary = is_binary(labels)
+    print(f"{len(df):,} units ranked against {name} over {len(text):,} characters, best first. auroc: P(the unit "
+          f"is higher where it holds than where not); score: {'max(auroc, 1 - auroc)' if binary else '|r|'}")
+    print(f"{'rank':>4}  {'unit':<10} {'direction':<36} {'auroc':>6} {'score':>6} {'r':>7}")
+    for i, row in enumerate(df.head(args.top).itertuples()):
+        print(f"{i + 1:4d}  {f'L{row.layer} {row.kind}{row.unit}':<10} "
+              f"{direction_words(row.direction, name, binary):<36} {row.auroc:6.3f} {row.score:6.3f} {row.corr:+7.3f}")
+    if args.out:
+        df.to_csv(args.out, index=False)
+        print(f"wrote {args.out}: all {len(df):,} units")
     return 0
 
 
@@ -204,13 +253,27 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_sample)
 
     for name, fn, hlp in (("trace", cmd_trace, "export h, c and every gate per character (NPZ, CSV, Parquet)"),
+                          ("probe", cmd_probe, "rank every unit against a hypothesis about the characters"),
                           ("grads", cmd_grads, "print and export ||dL/dh_t|| per timestep and layer")):
         c = sub.add_parser(name, help=hlp, epilog=ARRAY_DOC if name == "trace" else None,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         src = c.add_mutually_exclusive_group()
-        src.add_argument("--text", default="The quick brown fox jumps over the lazy dog.\n" * 4)
+        example = "The quick brown fox jumps over the lazy dog.\n" * 4
+        src.add_argument("--text", default=None if name == "probe" else example)
         src.add_argument("--file", help="a UTF-8 text file to read")
-        if name == "trace":
+        if name in ("trace", "probe"):
+            src.add_argument("--held-out", action="store_true",
+                             help="the app's excerpt of the checkpoint's held-out text (probe's default); a note "
+                                  "says when this machine's corpus differs from the one it trained on")
+            c.add_argument("--length", type=int, default=20_000, help="characters of held-out text (default 20,000)")
+        if name == "probe":
+            c.add_argument("checkpoint")
+            hyp = c.add_mutually_exclusive_group()
+            hyp.add_argument("--hypothesis", choices=sorted(HYPOTHESES), default="inside quotes")
+            hyp.add_argument("--regex", help="1 inside each match of this regular expression")
+            c.add_argument("--top", type=int, default=10, help="units to print (default 10)")
+            c.add_argument("--out", help="CSV file for every unit's row")
+        elif name == "trace":
             c.add_argument("checkpoint", nargs="?")
             c.add_argument("--out", default="trace.npz")
             c.add_argument("--csv", help="also write one layer/kind as CSV")

@@ -1,20 +1,23 @@
 """Built-in corpora (plays, Python sources, synthetic tasks) and user-supplied text."""
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import importlib.util
+import io
 import os
 import random
 import re
 import sysconfig
+import tokenize
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, TextError
+from .errors import ConfigError, RnnvizError, TextError
 from .vocab import decode_utf8
 
 CORPORA = ("shakespeare", "python", "quotes", "memory")
@@ -352,3 +355,298 @@ def split_documents(corpus: Corpus, val_fraction: float = 0.1
         return [(name, corpus.text[start:k])], [(name, corpus.text[k:end])]
     docs = [(n, corpus.text[s:e]) for n, s, e in corpus.documents]
     return docs[:k], docs[k:]
+
+
+# --- what a checkpoint records about its corpus, and the held-out text that record implies ------
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def split_record(corpus: Corpus, val_fraction: float = 0.1) -> dict:
+    """The train / held-out split of `corpus`, by document name and hash, as config.json records it.
+
+    Several documents: {"rule": "documents", "val_fraction", "train": [{name, sha256}, ...],
+    "held_out": [{name, sha256, chars}, ...]}. The held-out text is those documents, joined by
+    newlines, found by name in whatever corpus this machine builds; a document recorded as trained
+    on is never held out, whatever its position there.
+    One document: {"rule": "offset", "val_fraction", "document", "sha256" (the document's), "chars",
+    "val_start"}: the model trained on the document's characters before val_start and held out the
+    rest. The offset means something only in a document with that hash.
+    """
+    k = _val_start(corpus, val_fraction)
+    if len(corpus.documents) == 1:
+        name, start, end = corpus.documents[0]
+        return {"rule": "offset", "val_fraction": val_fraction, "document": name,
+                "sha256": _sha256(corpus.text[start:end]), "chars": end - start, "val_start": k - start}
+    docs = [(n, corpus.text[s:e]) for n, s, e in corpus.documents]
+    return {"rule": "documents", "val_fraction": val_fraction,
+            "train": [{"name": n, "sha256": _sha256(t)} for n, t in docs[:k]],
+            "held_out": [{"name": n, "sha256": _sha256(t), "chars": len(t)} for n, t in docs[k:]]}
+
+
+def corpus_meta(corpus: Corpus, val_fraction: float = 0.1) -> dict:
+    """What a checkpoint records about its training corpus: name, sha256, size and the split."""
+    return {"name": corpus.name, "sha256": corpus.sha256, "chars": len(corpus.text),
+            "split": split_record(corpus, val_fraction)}
+
+
+@dataclass
+class HeldOut:
+    """Held-out documents of a model's training corpus as found on this machine, and what to say."""
+
+    documents: list[tuple[str, str]]  # (name, text); one entry for a cut document
+    notice: str | None = None  # set when this is not exactly what the model held out
+    style: str = "auto"  # how an excerpt should start: "python", "play" or "auto" (see excerpt_start)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(t for _, t in self.documents)
+
+
+_GENERATED = re.compile(r"(quotes)-seed(\d+)|(memory)-gap(\d+)-seed(\d+)")
+_MAX_REGENERATED = 50_000_000  # a hostile config must not ask for a gigantic synthetic corpus
+
+
+def _recorded(meta: dict, key: str, kind: type):
+    value = meta.get(key)
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def _local_corpus(meta: dict, recipe) -> tuple[Corpus | None, list[tuple[str, str]] | None]:
+    """The corpus a record names, rebuilt on this machine, and for a built-in one of several
+    documents all its documents uncut (a recorded document may lie past the local cut)."""
+    name = meta["name"]
+    if name in ("python", "shakespeare"):
+        corpus = load_corpus(name)
+        return corpus, list(_python_sources() if name == "python" else _shakespeare_plays())
+    m = _GENERATED.fullmatch(name)
+    chars = _recorded(meta, "chars", int)
+    if m and chars and 0 < chars <= _MAX_REGENERATED:
+        if m.group(1):
+            return quotes_task(chars, int(m.group(2))), None
+        return memory_task(chars, int(m.group(4)), int(m.group(5))), None
+    # a text file: the data file a recipe names, when it is on this machine
+    from .recipes import RECIPES, corpus_from_spec  # recipes imports this module
+
+    specs = [r.corpus for r in RECIPES.values()]
+    if isinstance(recipe, str) and recipe in RECIPES:
+        specs.insert(0, RECIPES[recipe].corpus)
+    for spec in specs:
+        if spec not in CORPORA and Path(spec).name == name and Path(spec).is_file():
+            return corpus_from_spec(spec), None
+    return None, None
+
+
+def _default_fraction(recipe) -> float:
+    from .recipes import RECIPES
+
+    return RECIPES[recipe].val_fraction if isinstance(recipe, str) and recipe in RECIPES else 0.1
+
+
+def _documents_rule(rec: dict, meta: dict, corpus: Corpus, every: list[tuple[str, str]] | None,
+                    label: str) -> HeldOut:
+    held = [(d["name"], d["sha256"]) for d in rec["held_out"]]
+    train = [(d["name"], d["sha256"]) for d in rec["train"]]
+    if not all(isinstance(x, str) for pair in held + train for x in pair):
+        raise TypeError("names and hashes must be strings")
+    local = dict(every or [(n, corpus.text[s:e]) for n, s, e in corpus.documents])
+    train_names, train_hashes = {n for n, _ in train}, {h for _, h in train}
+    docs, changed, missing = [], 0, 0
+    for name, sha in held:
+        text = local.get(name)
+        if text is None:
+            missing += 1
+            continue
+        digest = _sha256(text)
+        if name in train_names or digest in train_hashes:
+            continue  # a document it trained on is never called held out
+        changed += digest != sha
+        docs.append((name, text))
+    notice = None
+    if corpus.sha256 != meta.get("sha256") or changed or missing:
+        what = (f"{len(docs)} of the {len(held)} documents it held out are here"
+                + (f", {changed} of them changed" if changed else "")) if docs else \
+            f"none of the {len(held)} documents it held out is here"
+        build = " (its standard library comes from another Python build)" if meta["name"] == "python" else ""
+        notice = (f"The local {label} corpus differs from the one this model trained on{build}: {what}. "
+                  "The excerpt holds only those, never a document it trained on.")
+    return HeldOut(docs, notice)
+
+
+def held_out(config: dict) -> HeldOut | None:
+    """The held-out part of a model's training corpus, from its config.json, as found on this machine.
+
+    Follows the split the config records (see split_record): held-out documents by name, never one
+    recorded as trained on, or the recorded offset in a document with the recorded hash. The notice
+    says when the local corpus differs from the one the model trained on, and what that means for
+    the text. Configs without a record get the positional split of the local corpus, with a notice
+    unless its hash is the recorded one. None when the corpus is not on this machine (a file that
+    is not here, an upload) or the config names none.
+    """
+    meta = config.get("corpus") if isinstance(config, dict) else None
+    if isinstance(meta, str):
+        meta = {"name": meta}
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        return None
+    recipe = config.get("recipe")
+    label = meta["name"]
+    try:
+        corpus, every = _local_corpus(meta, recipe)
+    except (RnnvizError, OSError):
+        corpus, every = None, None
+    stand_in = corpus is None and "shakespeare" in label.lower()
+    if stand_in:  # tinyshakespeare.txt, say, when ../shared/data is not on this machine
+        try:
+            corpus, every = load_corpus("shakespeare"), None
+        except RnnvizError:
+            return None
+    if corpus is None:
+        return None
+    style = "python" if label == "python" else "auto"
+    if stand_in:
+        _, val = split(corpus, 0.1)
+        return HeldOut([("shakespeare", val)], f"{label}, this model's training corpus, is not on this machine: "
+                       "the excerpt is the held-out plays of the built-in shakespeare corpus instead, which "
+                       "may hold lines it trained on.", "play")
+    rec = meta.get("split")
+    if isinstance(rec, dict):
+        try:
+            if rec.get("rule") == "documents" and len(corpus.documents) > 1:
+                held = _documents_rule(rec, meta, corpus, every, label)
+                held.style = style
+                return held
+            if rec.get("rule") == "offset" and len(corpus.documents) == 1:
+                name, s, e = corpus.documents[0]
+                start = rec["val_start"]
+                if not isinstance(start, int) or isinstance(start, bool) or not 0 < start < e - s:
+                    raise ValueError("val_start out of range")
+                doc = corpus.text[s:e]
+                notice = None
+                if _sha256(doc) != rec.get("sha256"):
+                    notice = (f"The local {label} differs from the text this model trained on, so no part of "
+                              "it can be called held out: the excerpt comes from where the held-out part "
+                              "began in its copy, and may hold text it trained on.")
+                return HeldOut([(name, doc[start:])], notice, style)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # an unreadable record: as if there were none
+    fraction = rec.get("val_fraction") if isinstance(rec, dict) else None
+    if not isinstance(fraction, float) or not 0.0 < fraction < 1.0:
+        fraction = _default_fraction(recipe)
+    _, docs = split_documents(corpus, fraction)
+    notice = None
+    if corpus.sha256 != meta.get("sha256"):
+        why = "differs from the one this model trained on" if isinstance(meta.get("sha256"), str) else \
+            "cannot be checked against the one this model trained on (its config records no hash)"
+        notice = (f"The local {label} corpus {why}, and the config names no held-out documents: "
+                  "the excerpt is the local corpus's held-out part, which may hold text the model trained on.")
+    return HeldOut(docs, notice, style)
+
+
+def held_out_text(config: dict) -> tuple[str | None, str | None]:
+    """(held-out text of a model's training corpus, notice): see held_out. (None, None) when the
+    corpus is not on this machine; an empty text, with a notice, when none of it is held out here."""
+    held = held_out(config)
+    if held is None:
+        return None, None
+    return held.text, held.notice
+
+
+# --- where an excerpt starts --------------------------------------------------------------------
+
+EXCERPT_WINDOW = 2_000  # "the first screen"
+EXCERPT_MIN_STRINGS = 6  # one-line string literals a python excerpt's first screen should hold
+_SPEAKER_LINE = re.compile(r"(?:\A|(?<=\n\n))[A-Z][A-Za-z '.,&-]{0,60}:\n(?=[^\n])")
+_STATEMENT_EDGES = (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
+_FSTRING_START = tuple(getattr(tokenize, n) for n in ("FSTRING_START", "TSTRING_START") if hasattr(tokenize, n))
+_FSTRING_END = tuple(getattr(tokenize, n) for n in ("FSTRING_END", "TSTRING_END") if hasattr(tokenize, n))
+
+
+def _line_start(text: str) -> int:
+    """The first line boundary in the first 200 characters (0 when there is none)."""
+    nl = text.find("\n", 0, 200)
+    return nl + 1 if 0 <= nl < len(text) - 1 else 0
+
+
+def _python_start(text: str, window: int, min_strings: int) -> int | None:
+    """The first statement at column 0, outside any string and bracket, whose next `window`
+    characters hold at least `min_strings` one-line string literals in code (docstrings and other
+    strings that stand alone as a statement do not count); None when tokenize finds none."""
+    rows = [0] + [m.end() for m in re.finditer("\n", text)]
+    candidates: list[int] = []
+    strings: list[int] = []  # start offsets of one-line literals inside expressions
+    best = None
+
+    def ready(limit: int) -> int | None:
+        nonlocal best
+        while candidates and candidates[0] + window <= limit:
+            c = candidates.pop(0)
+            n = bisect.bisect_left(strings, c + window) - bisect.bisect_left(strings, c)
+            if n >= min_strings:
+                return c
+            if n and (best is None or n > best[1]):
+                best = (c, n)
+        return None
+
+    prev = tokenize.NEWLINE  # the type of the last significant token
+    fstring, depth = None, 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            typ = tok.type
+            pos = rows[tok.start[0] - 1] + tok.start[1] if tok.start[0] <= len(rows) else len(text)
+            found = ready(pos)
+            if found is not None:
+                return found
+            if typ in _FSTRING_START:
+                fstring = fstring or tok.start
+                depth += 1
+                continue
+            if typ in _FSTRING_END:
+                depth -= 1
+                if depth:
+                    continue
+                typ, start, fstring = tokenize.STRING, fstring, None
+            elif depth:
+                continue
+            else:
+                start = tok.start
+            if typ in (tokenize.NL, tokenize.COMMENT):
+                continue
+            if prev in _STATEMENT_EDGES and start[1] == 0 and typ not in _STATEMENT_EDGES + (tokenize.STRING,):
+                candidates.append(rows[start[0] - 1])
+            if typ == tokenize.STRING and start[0] == tok.end[0] and prev not in _STATEMENT_EDGES:
+                strings.append(rows[start[0] - 1] + start[1])
+            prev = typ
+    except (tokenize.TokenError, SyntaxError):
+        pass  # judge the statements read so far
+    found = ready(len(text) + window)
+    if found is not None:
+        return found
+    return best[0] if best else None
+
+
+def excerpt_start(text: str, style: str = "auto", window: int = EXCERPT_WINDOW,
+                  min_strings: int = EXCERPT_MIN_STRINGS) -> int:
+    """Where a screen-sized excerpt of `text` should begin, so that it opens on the model at work.
+
+    "python": the first statement at column 0, outside any string or bracket per tokenize (so not
+    inside a docstring), after which the next `window` characters hold at least `min_strings`
+    one-line string literals in code; the statement with the most such literals if none has enough.
+    "play": the first speaker line ("NAME:" after a blank line, with a line of verse after it).
+    "auto": "play" when the text holds a speaker line in its first 10,000 characters, else a line.
+    Every style falls back to the first line boundary in the first 200 characters (or 0).
+    """
+    if style == "python":
+        start = _python_start(text, window, min_strings)
+        return _line_start(text) if start is None else start
+    m = _SPEAKER_LINE.search(text, 0, 10_000 if style == "auto" else len(text))
+    if m and style in ("play", "auto"):
+        return m.start()
+    return _line_start(text)
+
+
+def excerpt(held: HeldOut, n: int) -> str:
+    """n characters of held-out text from excerpt_start, in held.style."""
+    text = held.text
+    start = excerpt_start(text, held.style)
+    return text[start:start + n]

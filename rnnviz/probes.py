@@ -287,11 +287,27 @@ def correlation(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def _selectivity(x: np.ndarray, labels: np.ndarray, binary: bool
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """corr, auroc and score (|auroc-0.5|*2 for binary labels, else |corr|) of units x (T, H)."""
+    """corr, auroc and score of units x (T, H); see rank_units for the convention."""
     corr = correlation(x, labels)
     au = auroc(x, labels.astype(bool)) if binary else np.full(x.shape[1], np.nan)
-    score = np.abs(au - 0.5) * 2.0 if binary else np.abs(corr)
+    score = np.maximum(au, 1.0 - au) if binary else np.abs(corr)
     return corr, au, score
+
+
+def _direction(corr: np.ndarray, au: np.ndarray, binary: bool) -> np.ndarray:
+    """'high', 'low' or '' per unit: the side of 0.5 its AUROC lies on, or the sign of r for counts."""
+    lean = au - 0.5 if binary else corr
+    return np.where(lean > 0, "high", np.where(lean < 0, "low", ""))
+
+
+def direction_words(direction: str, hypothesis: str, binary: bool) -> str:
+    """A unit's direction in words: "low inside quotes", "high on uppercase", "rises with bracket depth"."""
+    if direction not in ("high", "low"):
+        return "no direction"
+    if not binary:
+        return f"{'rises' if direction == 'high' else 'falls'} with {hypothesis}"
+    joined = hypothesis.startswith(("inside ", "right after ", "after ", "at ", "in "))
+    return f"{direction} {hypothesis}" if joined else f"{direction} on {hypothesis}"
 
 
 def _prepare(labels, mask, t: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -311,7 +327,12 @@ def rank_units(trace, labels, mask=None, kinds=("h", "c")) -> pd.DataFrame:
 
     `trace.layers` is a list of dicts mapping 'h', 'c', gate names to arrays (T, H); kinds a layer
     lacks are skipped. `mask` (T,) bool keeps only the time steps to count.
-    Columns: layer, kind, unit, corr, auroc, score (NaN scores last).
+    Columns: layer, kind, unit, direction, corr, auroc, score (NaN scores last). The convention:
+    auroc is as computed, the probability that the unit is higher on a character where the
+    (yes/no) hypothesis holds than on one where it does not, so a unit low inside quotes has an
+    AUROC near 0; direction says which way the unit goes ("high" where the hypothesis holds, or
+    rising with a count; "low" the other way; direction_words puts it in words); score is how
+    strongly, whichever the way: max(AUROC, 1 - AUROC) for yes/no hypotheses, |corr| for counts.
     """
     frames = []
     y = binary = None
@@ -328,7 +349,7 @@ def rank_units(trace, labels, mask=None, kinds=("h", "c")) -> pd.DataFrame:
             corr, au, score = _selectivity(x, y, binary)
             frames.append(pd.DataFrame({
                 "layer": li, "kind": kind, "unit": np.arange(x.shape[1]),
-                "corr": corr, "auroc": au, "score": score,
+                "direction": _direction(corr, au, binary), "corr": corr, "auroc": au, "score": score,
             }))
     if not frames:
         raise ConfigError(f"the trace holds none of the kinds {', '.join(kinds)}")
@@ -337,7 +358,8 @@ def rank_units(trace, labels, mask=None, kinds=("h", "c")) -> pd.DataFrame:
 
 
 def unit_stats(trace, layer: int, kind: str, labels=None, mask=None) -> pd.DataFrame:
-    """Per unit of one layer and kind: variance, mean |activation|, and selectivity (NaN without labels)."""
+    """Per unit of one layer and kind: variance, mean |activation|, and selectivity (rank_units' score;
+    NaN without labels)."""
     if not 0 <= layer < len(trace.layers):
         raise ConfigError(f"layer must be from 0 to {len(trace.layers) - 1}, not {layer}")
     if kind not in trace.layers[layer]:

@@ -8,6 +8,7 @@ from rnnviz.errors import ConfigError
 from rnnviz.probes import (HYPOTHESES, after_newline, auroc, bracket_depth, correlation, indentation,
                            inside_quotes, is_binary, position_in_line, python_string_labels,
                            rank_units, regex_hypothesis, unit_stats, uppercase, vowel)
+from rnnviz.probes import direction_words
 
 
 def brute_force_auroc(x, y):
@@ -146,11 +147,12 @@ def fake_trace(t=3000, h=16, seed=0):
 def test_rank_units_finds_planted_unit():
     trace, labels = fake_trace()
     df = rank_units(trace, labels)
-    assert list(df.columns) == ["layer", "kind", "unit", "corr", "auroc", "score"]
+    assert list(df.columns) == ["layer", "kind", "unit", "direction", "corr", "auroc", "score"]
     assert len(df) == 16 * 5  # h and c of two layers, h of the third; gates not asked for
     top = df.iloc[0]
-    assert (top.layer, top.kind, top.unit) == (1, "c", 5)
-    assert top.auroc > 0.9 and top.score == pytest.approx(2 * (top.auroc - 0.5))
+    assert (top.layer, top.kind, top.unit, top.direction) == (1, "c", 5, "high")
+    assert top.auroc > 0.9 and top.score == pytest.approx(top.auroc)
+    np.testing.assert_allclose(df.score, np.maximum(df.auroc, 1 - df.auroc))
     assert df.score.is_monotonic_decreasing
 
 
@@ -179,3 +181,43 @@ def test_unit_stats():
     assert sel.idxmax() == 5 and sel.max() > 0.8
     with pytest.raises(ConfigError):
         unit_stats(trace, 2, "c")
+
+
+def test_direction_matches_the_sign_of_the_mean_difference():
+    """A unit low inside the hypothesis is reported 'low', with AUROC as computed (below 0.5) and
+    score max(AUROC, 1 - AUROC); the reference is the plain difference of the two class means."""
+    rng = np.random.default_rng(7)
+    t, h = 2000, 12
+    labels = (rng.random(t) < 0.25).astype(np.float32)
+    x = rng.normal(size=(t, h)).astype(np.float32)
+    effects = np.linspace(-3, 3, h)  # from strongly low inside to strongly high inside
+    x += labels[:, None] * effects[None, :]
+    df = rank_units(SimpleNamespace(layers=[{"h": x}]), labels, kinds=("h",))
+    pos = labels > 0.5
+    for row in df.itertuples():
+        diff = x[pos, row.unit].mean() - x[~pos, row.unit].mean()
+        if abs(diff) > 0.5:
+            assert row.direction == ("high" if diff > 0 else "low"), row
+        xp, xn = x[pos, row.unit][:, None], x[~pos, row.unit][None, :]  # every pair, by broadcasting
+        want = ((xp > xn).sum() + 0.5 * (xp == xn).sum()) / (xp.size * xn.size)
+        assert row.auroc == pytest.approx(want, abs=1e-9)
+        assert row.score == pytest.approx(max(want, 1 - want), abs=1e-9)
+    low = df[df.unit == 0].iloc[0]
+    assert low.direction == "low" and low.auroc < 0.1 and low.score > 0.9
+    # counts: the sign of the covariance, recomputed by hand
+    depth = labels * 2 + rng.integers(0, 3, size=t)
+    counts = rank_units(SimpleNamespace(layers=[{"h": x}]), depth, kinds=("h",))
+    for row in counts.itertuples():
+        cov = ((x[:, row.unit] - x[:, row.unit].mean()) * (depth - depth.mean())).mean()
+        if abs(row.corr) > 0.1:
+            assert row.direction == ("high" if cov > 0 else "low")
+        assert row.score == pytest.approx(abs(row.corr))
+
+
+def test_direction_in_words():
+    assert direction_words("low", "inside quotes", binary=True) == "low inside quotes"
+    assert direction_words("high", "right after a newline", binary=True) == "high right after a newline"
+    assert direction_words("high", "uppercase", binary=True) == "high on uppercase"
+    assert direction_words("low", "bracket depth", binary=False) == "falls with bracket depth"
+    assert direction_words("high", "indentation", binary=False) == "rises with indentation"
+    assert direction_words("", "vowel", binary=True) == "no direction"
