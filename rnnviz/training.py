@@ -5,7 +5,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,26 @@ from .vocab import Vocab
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings. Truncated BPTT is `stateful` (char-rnn: B streams carry h) or `random` windows."""
+    """Optimisation settings. Truncated BPTT is `stateful` (char-rnn: B streams carry h) or `random` windows.
+
+    The learning rate of the update after `s` earlier ones (s = 0, 1, ...), with W = warmup_steps:
+      - warm-up, s < W: lr * (s + 1) / W, linear up to lr;
+      - then a cosine from lr down to min_lr over the rest of the schedule. For a step schedule of N
+        steps, progress = (s - W) / (N - 1 - W) clipped to [0, 1], so the first step after the warm-up
+        has lr and the last step (s = N - 1) has min_lr exactly. A budget of N <= W steps is all
+        warm-up. For a time schedule of S seconds, progress = (t - t_W) / (S - t_W) with t the training
+        time when the step starts and t_W the time the warm-up's last step ended (its point on the
+        curve), so the warm-up is taken out there too; with both, the larger progress counts.
+      - past the end of the schedule (only a resume with a larger budget gets there): the rate of its
+        last step (min_lr, unless the schedule was all warm-up).
+    N is `schedule_steps` and S `schedule_seconds` (None: no such part); both None, as in a fresh
+    run, means the budget's: max_steps and max_seconds. They differ from the budget only for resumed
+    runs: `Trainer.resume` sets them, with lr, min_lr and warmup_steps, from the saved run, so a
+    resumed run has the rates the uninterrupted run would have had.
+
+    Budgets count from the first step of the original run, across resumes: max_steps is the total
+    step count to stop at, max_seconds the total training time.
+    """
 
     seq_len: int = 128
     batch_size: int = 32
@@ -38,6 +57,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    schedule_steps: int | None = None
+    schedule_seconds: float | None = None
 
     def validate(self) -> "TrainConfig":
         for name in ("seq_len", "batch_size", "eval_every"):
@@ -54,6 +75,10 @@ class TrainConfig:
             raise ConfigError(f"max_steps must be a whole number >= 1, not {self.max_steps!r}")
         if self.max_seconds is not None and not (self.max_seconds > 0):
             raise ConfigError(f"max_seconds must be > 0, not {self.max_seconds!r}")
+        for name in ("schedule_steps", "schedule_seconds"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and v > 0):
+                raise ConfigError(f"{name} must be > 0 or None, not {v!r}")
         if self.bptt not in ("stateful", "random"):
             raise ConfigError(f"bptt must be 'stateful' or 'random', not {self.bptt!r}")
         return self
@@ -91,20 +116,27 @@ class _Batches:
         self.span = (len(ids) - 1) // self.B  # characters per stream
         self.pos = None
 
-    def next(self):
+    def _starts(self) -> tuple[torch.Tensor, bool]:
+        """The B window starts of the next batch, and whether the carried state must start over."""
         B, T = self.B, self.cfg.seq_len
         if self.cfg.bptt == "random":
-            starts = torch.randint(0, len(self.ids) - T - 1, (B,), generator=self.gen)
-            idx = starts[:, None] + torch.arange(T + 1)
-            chunk = self.ids[idx]
-            return chunk[:, :-1], chunk[:, 1:], True
+            return torch.randint(0, len(self.ids) - T - 1, (B,), generator=self.gen), True
         reset = self.pos is None or self.pos + T + 1 > self.span
         if reset:  # a new pass: each stream starts at a fresh random offset within its first window
             self.pos = int(torch.randint(0, max(1, min(T, self.span - T - 1)), (1,), generator=self.gen))
-        base = torch.arange(B) * self.span + self.pos
-        idx = base[:, None] + torch.arange(T + 1)
-        chunk = self.ids[idx]
+        starts = torch.arange(B) * self.span + self.pos
         self.pos += T
+        return starts, reset
+
+    def skip(self, n: int) -> None:
+        """Pass over n batches (same random draws, no gathering): a resumed run reads the batches
+        an uninterrupted one would read next."""
+        for _ in range(n):
+            self._starts()
+
+    def next(self):
+        starts, reset = self._starts()
+        chunk = self.ids[starts[:, None] + torch.arange(self.cfg.seq_len + 1)]
         return chunk[:, :-1], chunk[:, 1:], reset
 
 
@@ -121,11 +153,18 @@ class TrainResult:
 
 
 class Trainer:
-    """Trains `model` in place on `train_text`; callbacks: on_step, on_eval, on_sample, on_end."""
+    """Trains `model` in place on `train_text`; callbacks: on_step, on_eval, on_sample, on_end.
+
+    Works on its own copy of `config` (resume changes it). A non-finite loss or gradient stops the run
+    in a consistent state: the weights, AdamW's moments, the step count and the curve are all those of
+    the last update whose weights gave a finite loss, so a save and a resume from there are sound.
+    """
 
     def __init__(self, model: CharRNN, train_text: str, val_text: str | None, config: TrainConfig,
                  stop_event: threading.Event | None = None, corpus: dict | None = None):
-        self.config = config.validate()
+        self.config = c = replace(config).validate()
+        if c.schedule_steps is None and c.schedule_seconds is None:  # a fresh schedule, over the budget
+            c.schedule_steps, c.schedule_seconds = c.max_steps, c.max_seconds
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = pick_device(config.device)
@@ -164,40 +203,89 @@ class Trainer:
         with self.lock:
             self._progress.update(kw)
 
-    def lr_at(self, progress: float) -> float:
-        """Linear warm-up, then cosine decay from lr to min_lr over the budget."""
+    def lr_at(self, step: int, seconds: float = 0.0) -> float:
+        """The rate of the update after `step` earlier ones, started at `seconds` of training time
+        (see TrainConfig for the schedule)."""
         c = self.config
-        if self.step < c.warmup_steps:
-            return c.lr * (self.step + 1) / c.warmup_steps
-        return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+        n = c.schedule_steps
+        if n:  # past the end of a step schedule: its last step's rate
+            step = min(step, n - 1)
+        if step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        parts = []
+        if n:
+            left = n - 1 - c.warmup_steps
+            parts.append((step - c.warmup_steps) / left if left > 0 else 1.0)
+        total = c.schedule_seconds
+        if total:
+            # the cosine's clock starts when the warm-up ended: the time of its last point on the curve
+            t_w = self.curve[c.warmup_steps - 1]["time"] if 0 < c.warmup_steps <= len(self.curve) else 0.0
+            parts.append((seconds - t_w) / (total - t_w) if total > t_w else 1.0)
+        progress = min(1.0, max(0.0, max(parts, default=0.0)))
+        return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * progress))
 
-    def _progress_fraction(self, elapsed: float) -> float:
+    def _budget_fraction(self, seconds: float) -> float:
+        """How much of the budget (counted from the original run's start) is spent."""
         c, parts = self.config, []
         if c.max_steps:
             parts.append(self.step / c.max_steps)
         if c.max_seconds:
-            parts.append(elapsed / c.max_seconds)
+            parts.append(seconds / c.max_seconds)
         return max(parts)
+
+    def _keep(self, good: dict) -> None:
+        """Copy the weights and AdamW's state into `good` (its buffers reused): what a NaN goes back to."""
+        for p in self._params:
+            kept = good.setdefault(p, {})
+            for k, v in [("weights", p), *self.optimizer.state.get(p, {}).items()]:
+                if k in kept:
+                    kept[k].copy_(v)
+                else:
+                    kept[k] = v.detach().clone()
+        good["step"] = self.step
+
+    def _go_back(self, good: dict) -> None:
+        """Undo every update after the one `good` was kept at: weights, AdamW's moments, count, curve."""
+        for p in self._params:
+            kept = good[p]
+            p.copy_(kept["weights"])
+            if len(kept) == 1:  # kept before AdamW's first update here: it had no state then
+                self.optimizer.state.pop(p, None)
+            for k, v in self.optimizer.state.get(p, {}).items():
+                v.copy_(kept[k])
+        self.step = good["step"]
+        with self.lock:
+            self.curve = [p for p in self.curve if p["step"] <= self.step]
+            self.samples = [s for s in self.samples if s["step"] <= self.step]
+            self._progress["step"] = self.step
 
     def run(self) -> TrainResult:
         c = self.config
+        # Dropout's masks come from the global generator: a resumed run draws other masks than the
+        # uninterrupted run would (bit-equal resumes need dropout 0).
         torch.manual_seed(c.seed)
-        gen = torch.Generator().manual_seed(c.seed + self.step)
-        batches = _Batches(self.train_ids, c, gen)
+        # One batch stream per seed, whatever the start: a resumed run skips what was read before it.
+        batches = _Batches(self.train_ids, c, torch.Generator().manual_seed(c.seed))
+        batches.skip(self.step)
         model, opt = self.model, self.optimizer
-        params = [p for p in model.parameters()]
-        good = [p.detach().clone() for p in params]  # the last weights that gave a finite loss
-        good_step = self.step
+        params = self._params = list(model.parameters())
+        good: dict = {}  # the weights and AdamW state after the last update whose weights gave a finite loss
+        with torch.no_grad():
+            self._keep(good)
+        # The carried state starts from zeros, also after a resume (it is not saved): a stateful
+        # resume reads the same batches as an uninterrupted run, with a different state at the start.
         state, status, reason = None, "finished", "reached the step budget"
         start = time.perf_counter()
+        frac0 = self._budget_fraction(self.elapsed_before)  # spent by earlier runs: not this run's pace
         tokens = 0
         model.train()
         self._set_progress(state="running", device=describe_device(self.device), started=time.time())
         while True:
             elapsed = time.perf_counter() - start
+            seconds = self.elapsed_before + elapsed  # training time since the original run began
             if c.max_steps is not None and self.step >= c.max_steps:
                 break
-            if c.max_seconds is not None and elapsed >= c.max_seconds:
+            if c.max_seconds is not None and seconds >= c.max_seconds:
                 reason = "reached the time budget"
                 break
             if self.stop_event.is_set():
@@ -207,7 +295,7 @@ class Trainer:
             x, y = x.to(self.device), y.to(self.device)
             if reset:
                 state = None
-            lr = self.lr_at(self._progress_fraction(elapsed))
+            lr = self.lr_at(self.step, seconds)
             for g in opt.param_groups:
                 g["lr"] = lr
             logits, state = model(x, state)
@@ -215,20 +303,22 @@ class Trainer:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
             loss_value = loss.item()
             if not math.isfinite(loss_value):
+                # These weights came from the last update (if this run made one): undo it, all of it.
+                at, undone, bad_lr = self.step + 1, "", lr
+                if self.step > good["step"]:
+                    undone, bad_lr = f"undid step {self.step} and ", self.curve[-1]["lr"]
                 with torch.no_grad():
-                    for p, g_ in zip(params, good):
-                        p.copy_(g_)
+                    self._go_back(good)
                 status = "failed"
-                reason = (f"the loss became {loss_value} at step {self.step + 1} (learning rate {lr:.3g} too high?); "
-                          f"kept the weights of step {good_step}, the last with a finite loss")
+                reason = (f"the loss became {loss_value} at step {at} (learning rate {bad_lr:.3g} too high?); "
+                          f"{undone}kept the weights of step {self.step}, the last whose weights gave a finite loss")
                 break
-            with torch.no_grad():
-                torch._foreach_copy_(good, [p.detach() for p in params])
-            good_step = self.step
+            with torch.no_grad():  # the state before this update: finite loss, so the place to go back to
+                self._keep(good)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else float("inf"))
-            if not torch.isfinite(gnorm):
+            if not torch.isfinite(gnorm):  # no update made: weights, moments and count still agree
                 status = "failed"
                 reason = f"the gradient became {gnorm.item()} at step {self.step + 1}; kept the weights of step {self.step}"
                 break
@@ -236,13 +326,14 @@ class Trainer:
             self.step += 1
             tokens += x.numel()
             elapsed = time.perf_counter() - start
-            point = {"step": self.step, "train_loss": loss_value, "time": self.elapsed_before + elapsed, "lr": lr}
-            frac = self._progress_fraction(elapsed)
+            seconds = self.elapsed_before + elapsed
+            point = {"step": self.step, "train_loss": loss_value, "time": seconds, "lr": lr}
+            frac = self._budget_fraction(seconds)
             with self.lock:
                 self.curve.append(point)
                 self._progress.update(step=self.step, train_loss=loss_value, fraction=min(1.0, frac),
                                       chars_per_sec=tokens / max(elapsed, 1e-9),
-                                      eta=elapsed * (1 - frac) / frac if frac > 0 else None)
+                                      eta=elapsed * (1 - frac) / (frac - frac0) if frac > frac0 else None)
             self._fire("on_step", loss=loss_value)
             if self.val_text and self.step % c.eval_every == 0:
                 self._eval(point)
@@ -300,8 +391,33 @@ class Trainer:
         return out
 
     def resume(self, path) -> "Trainer":
-        """Continue a saved run: optimizer moments, step count and curve come from the checkpoint."""
+        """Continue a saved run where it stopped: optimizer moments, step count, curve, training time and
+        the learning-rate schedule come from the checkpoint.
+
+        A checkpoint saved at step k of an N-step schedule continues with steps k+1..N of that same
+        schedule: lr, min_lr, warmup_steps and the schedule's length (steps and/or seconds) are the saved
+        run's, whatever this trainer's config said. The budgets are totals since the original run began:
+        max_steps = N finishes the run as planned, a smaller one stops early (the saved run stays
+        resumable), a larger one trains on past the schedule's end at its last rate, min_lr (the
+        schedule is never stretched, so the rate never jumps back up). Likewise max_seconds counts the earlier runs' time.
+        To train with a new schedule instead, set the schedule fields on `self.config` after this call.
+        The batch stream continues too (same seed, batch_size, seq_len, bptt and text give the same
+        batches); with random windows and no dropout the result equals the uninterrupted run's.
+        """
         config = checkpoint.read_config(path)
+        training = config.get("training", {})
+        steps = int(training.get("steps", 0))
+        c = self.config
+        if c.max_steps is not None and c.max_steps < steps:
+            raise ConfigError(f"the checkpoint has already trained {steps} steps and max_steps counts from its "
+                              f"first step: give more than {steps}, not {c.max_steps}")
+        saved = training.get("config")
+        if saved:  # the saved run's schedule (a checkpoint that records none keeps this config's)
+            for name in ("lr", "min_lr", "warmup_steps"):
+                setattr(c, name, saved.get(name, getattr(c, name)))
+            for part in ("steps", "seconds"):  # checkpoints from before schedule_*: their budget was the schedule
+                setattr(c, f"schedule_{part}", saved.get(f"schedule_{part}", saved.get(f"max_{part}")))
+            c.validate()
         tensors = checkpoint.load_optimizer_state(path) or {}
         by_name = dict(self.model.named_parameters())
         for key, v in tensors.items():
@@ -310,10 +426,7 @@ class Trainer:
                 p = by_name[name]
                 st = self.optimizer.state[p]
                 st[k] = v.reshape(()).to(torch.float32) if k == "step" else v.to(self.device, p.dtype)
-        training = config.get("training", {})
-        self.step = int(training.get("steps", 0))
+        self.step = steps
         self.curve = list(training.get("curve", []))
         self.elapsed_before = float(training.get("wall_time_s", 0.0))
-        if self.config.max_steps is not None:
-            self.config.max_steps += self.step  # max_steps counts the steps of this run
         return self

@@ -57,11 +57,10 @@ def test_nan_loss_stops_with_last_good_weights():
     result = tr.run()
     assert result.status == "failed" and "the loss became" in result.reason
     assert all(torch.isfinite(p).all() for p in tr.model.parameters())
-    assert result.steps == len(seen) - 1
-    # the weights of the last step gave the non-finite loss; the ones before them are kept, and said so
-    kept_step = result.steps - 1
-    assert f"kept the weights of step {kept_step}," in result.reason
-    assert all(torch.equal(k, s) for k, s in zip(tr.model.parameters(), seen[kept_step]))
+    # the weights after the last update gave the non-finite loss: that update is undone, and the count with it
+    assert result.steps == len(seen) - 2 == len(result.curve)
+    assert f"kept the weights of step {result.steps}," in result.reason
+    assert all(torch.equal(k, s) for k, s in zip(tr.model.parameters(), seen[result.steps]))
     assert math.isfinite(evaluate(tr.model, TEXT[:200]))
 
 
@@ -89,13 +88,14 @@ def test_callbacks_samples_and_snapshot():
 
 
 def test_save_and_resume(tmp_path):
-    tr = _trainer(max_steps=20)
+    tr = _trainer(max_steps=20, warmup_steps=5)
     result = tr.run()
     tr.save(tmp_path / "m", result)
     model, config = checkpoint.load(tmp_path / "m")
     assert config["training"]["steps"] == 20 and len(config["training"]["curve"]) == 20
     assert config["val_loss"] == pytest.approx(result.val_loss)
-    cont = Trainer(model, TEXT[:SPLIT], TEXT[SPLIT:], TrainConfig(seq_len=32, batch_size=8, lr=1e-2, max_steps=10,
+    # max_steps counts from the start of the original run: 30 trains 10 more, past the saved 20-step schedule
+    cont = Trainer(model, TEXT[:SPLIT], TEXT[SPLIT:], TrainConfig(seq_len=32, batch_size=8, lr=1e-2, max_steps=30,
                                                                    device="cpu")).resume(tmp_path / "m")
     saved = checkpoint.load_optimizer_state(tmp_path / "m")
     p = dict(cont.model.named_parameters())["head.weight"]
@@ -103,6 +103,174 @@ def test_save_and_resume(tmp_path):
     r2 = cont.run()
     assert r2.steps == 30 and len(r2.curve) == 30 and r2.curve[-1]["step"] == 30
     assert r2.curve[20]["train_loss"] < result.curve[0]["train_loss"]
+    # the schedule is never stretched: the extra steps stay at min_lr, where the saved one ended
+    assert result.curve[-1]["lr"] == cont.config.min_lr
+    assert all(p["lr"] == cont.config.min_lr for p in r2.curve[20:])
+    with pytest.raises(ConfigError, match="already"):
+        Trainer(checkpoint.load(tmp_path / "m")[0], TEXT[:SPLIT], None,
+                TrainConfig(seq_len=32, batch_size=8, max_steps=10, device="cpu")).resume(tmp_path / "m")
+
+
+def _schedule(lr, min_lr, warmup, total):
+    """The documented schedule, written out on its own: lr of each of `total` steps."""
+    out = []
+    for s in range(total):  # s updates done before this one
+        if s < warmup:
+            out.append(lr * (s + 1) / warmup)
+        else:
+            left = total - 1 - warmup
+            t = (s - warmup) / left if left > 0 else 1.0
+            out.append(min_lr + (lr - min_lr) * (1 + math.cos(math.pi * t)) / 2)
+    return out
+
+
+def _lrs(curve):
+    return [p["lr"] for p in curve]
+
+
+@pytest.mark.parametrize("lr, min_lr, warmup, steps", [(1e-2, 0.0, 3, 10), (1e-2, 1e-4, 5, 17), (5e-3, 1e-3, 0, 6),
+                                                       (5e-3, 1e-3, 4, 5), (5e-3, 1e-3, 6, 4)])
+def test_lr_schedule_warms_up_then_ends_at_min_lr(lr, min_lr, warmup, steps):
+    result = _trainer(lr=lr, min_lr=min_lr, warmup_steps=warmup, max_steps=steps, bptt="random").run()
+    lrs = _lrs(result.curve)
+    assert lrs == pytest.approx(_schedule(lr, min_lr, warmup, steps), rel=1e-12, abs=1e-15)
+    if steps > warmup:  # the cosine starts at lr right after the warm-up and its last step is min_lr, exactly
+        assert lrs[-1] == min_lr and (steps == warmup + 1 or lrs[warmup] == lr)
+    else:  # a budget within the warm-up is all warm-up
+        assert lrs[-1] == pytest.approx(lr * steps / warmup)
+
+
+def _stop_at(tr, k):
+    tr.add_callback("on_step", lambda t, loss: t.step == k and t.stop_event.set())
+    return tr
+
+
+def _adam(tr):
+    return {n: dict(tr.optimizer.state[p]) for n, p in tr.model.named_parameters()}
+
+
+def _assert_same_state(a, b):
+    """Same weights and the same AdamW moments and step counts, bit for bit."""
+    assert a.step == b.step
+    for (n, pa), pb in zip(a.model.named_parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb), n
+    sa, sb = _adam(a), _adam(b)
+    for n in sa:
+        assert sa[n].keys() == sb[n].keys() and all(torch.equal(sa[n][k], sb[n][k]) for k in sa[n]), n
+
+
+def _resume(path, **kw):
+    """A resume as the CLI does it without a recipe: the caller's lr and warm-up are not the saved run's."""
+    model, _ = checkpoint.load(path)
+    cfg = TrainConfig(**{"seq_len": 32, "batch_size": 8, "device": "cpu", "max_steps": 20, **kw})
+    return Trainer(model, TEXT[:SPLIT], TEXT[SPLIT:], cfg).resume(path)
+
+
+def test_resume_continues_the_schedule_and_the_weights(tmp_path):
+    kw = dict(bptt="random", max_steps=20, warmup_steps=5, eval_every=7)
+    full = _trainer(**kw)
+    rf = full.run()
+    part = _stop_at(_trainer(**kw), 8)
+    rp = part.run()
+    assert rp.status == "stopped" and rp.steps == 8
+    part.save(tmp_path / "m", rp)
+    # the caller's lr, warm-up and time budget are not the saved run's: its step schedule goes on regardless
+    cont = _resume(tmp_path / "m", bptt="random", lr=3e-3, warmup_steps=0, max_seconds=1e6)
+    assert (cont.config.schedule_steps, cont.config.schedule_seconds) == (20, None)
+    rc = cont.run()
+    assert rc.status == "finished" and rc.steps == 20 and len(rc.curve) == 20
+    assert _lrs(rc.curve) == _lrs(rf.curve) == _schedule(1e-2, 1e-4, 5, 20)
+    assert [p["train_loss"] for p in rc.curve] == [p["train_loss"] for p in rf.curve]
+    _assert_same_state(cont, full)
+
+
+def test_stateful_resume_reads_the_same_batches(tmp_path):
+    """The carried state starts from zeros after a resume, but the batches are the uninterrupted run's."""
+    def recording(tr):
+        seen = []
+
+        def record(m, args):  # the training batches only, not the evaluations
+            if m.training:
+                seen.append(args[0].clone())
+        tr.model.register_forward_pre_hook(record)
+        return seen
+    full = _trainer(max_steps=20, seq_len=64)  # few streams: passes over the text end, and restart, within 20 steps
+    seen_full = recording(full)
+    full.run()
+    part = _stop_at(_trainer(max_steps=20, seq_len=64), 6)
+    part.save(tmp_path / "m", part.run())
+    cont = _resume(tmp_path / "m", seq_len=64)
+    seen_cont = recording(cont)
+    rc = cont.run()
+    assert rc.steps == 20 and len(seen_cont) == 14
+    assert all(torch.equal(a, b) for a, b in zip(seen_cont, seen_full[6:]))
+
+
+class _Clock:
+    """Stands in for the time module: the clock moves one second per training forward, and only then."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    def time(self):
+        return 1e9 + self.now
+
+    def ticking(self, tr):
+        def tick(m, args):
+            if m.training:
+                self.now += 1.0
+        tr.model.register_forward_pre_hook(tick)
+        return tr
+
+
+def test_time_budget_schedule_and_its_resume(tmp_path, monkeypatch):
+    from rnnviz import training
+    clock = _Clock()
+    monkeypatch.setattr(training, "time", clock)
+    kw = dict(bptt="random", max_steps=None, max_seconds=12.0, warmup_steps=3)
+    full = clock.ticking(_trainer(**kw))
+    rf = full.run()
+    assert rf.steps == 12
+    # warm-up by steps, then the cosine over the time left after it (step s starts at s seconds)
+    expected = [1e-2 * (s + 1) / 3 if s < 3 else 1e-4 + (1e-2 - 1e-4) * (1 + math.cos(math.pi * (s - 3) / 9)) / 2
+                for s in range(12)]
+    assert _lrs(rf.curve) == pytest.approx(expected, rel=1e-12)
+    part = clock.ticking(_stop_at(_trainer(**kw), 5))
+    part.save(tmp_path / "m", part.run())
+    cont = clock.ticking(_resume(tmp_path / "m", bptt="random", max_steps=None, max_seconds=12.0))
+    rc = cont.run()
+    assert rc.steps == 12 and _lrs(rc.curve) == _lrs(rf.curve)
+    _assert_same_state(cont, full)
+
+
+def test_nan_rolls_back_weights_moments_count_and_curve(tmp_path):
+    kw = dict(bptt="random", max_steps=16, warmup_steps=3)
+    ref = _stop_at(_trainer(**kw), 5)  # 5 good updates, nothing else
+    ref.run()
+
+    def poison(t, loss):  # update 6 gives weights whose loss is not finite
+        if t.step == 6:
+            with torch.no_grad():
+                t.model.head.weight.fill_(float("nan"))
+    tr = _trainer(**kw)
+    tr.add_callback("on_step", poison)
+    result = tr.run()
+    assert result.status == "failed" and result.steps == 5 and len(result.curve) == 5
+    assert "the loss became nan at step 7" in result.reason and "kept the weights of step 5," in result.reason
+    assert [p["train_loss"] for p in result.curve] == [p["train_loss"] for p in ref.curve]
+    assert _lrs(result.curve) == _lrs(ref.curve)
+    _assert_same_state(tr, ref)
+    tr.save(tmp_path / "m", result)
+    assert checkpoint.read_config(tmp_path / "m")["training"]["steps"] == 5
+    cont = _resume(tmp_path / "m", bptt="random", max_steps=16)
+    rc = cont.run()
+    full = _trainer(**kw)
+    rf = full.run()
+    assert rc.steps == 16 and _lrs(rc.curve) == _lrs(rf.curve)
+    _assert_same_state(cont, full)
 
 
 def test_bad_settings():
