@@ -1,18 +1,37 @@
 """Sample: generate text at a temperature, coloured by confidence; temperatures compared; clamp a unit."""
+import math
+
 import numpy as np
 import streamlit as st
 
 import ui
 from rnnviz import plots, render
-from rnnviz.sampling import Clamp, sample
+from rnnviz.sampling import Clamp, clamp_divergence, sample, start_text
 from rnnviz.trace import trace
+
+LIMIT = 10.0  # clamp values run from -LIMIT to LIMIT
+
+
+def to_clamp(clamp) -> Clamp | None:
+    """(layer, unit, value, kind) -> Clamp."""
+    return Clamp(layer=clamp[0], units=[clamp[1]], value=clamp[2], kind=clamp[3]) if clamp else None
+
+
+def number(v) -> str:
+    """The shortest text that reads back as exactly this float ('10', '0.1234567')."""
+    return repr(float(v)).removesuffix(".0")
 
 
 @st.cache_data(max_entries=32, show_spinner="Generating ...")
 def generate(model_key: str, prime: str, length: int, temperature: float, top_k, seed: int, clamp, _model):
     """A cached Sample; `clamp` is None or (layer, unit, value, kind)."""
-    cl = Clamp(layer=clamp[0], units=[clamp[1]], value=clamp[2], kind=clamp[3]) if clamp else None
-    return sample(_model, prime, length, temperature=temperature, top_k=top_k, seed=seed, clamp=cl)
+    return sample(_model, prime, length, temperature=temperature, top_k=top_k, seed=seed, clamp=to_clamp(clamp))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def divergence(model_key: str, prime: str, text: str, clamp, _model):
+    """Per-character KL(unclamped || clamped) along `text`, both models reading prime + text."""
+    return clamp_divergence(_model, prime, text, to_clamp(clamp))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -45,17 +64,34 @@ def clamp_controls(ctx):
     ui.keep_choice("clamp_layer", list(range(ctx.layers)), 0)
     ui.keep_in_range("clamp_unit", 0, ctx.hidden - 1, 0)
     ui.keep_choice("clamp_kind", kinds, "h")
-    ui.keep_in_range("clamp_value", -10.0, 10.0, 1.0)
+    typed = ss["clamp_value"]
+    ui.keep_in_range("clamp_value", -LIMIT, LIMIT, 1.0)
     st.subheader("Intervene: clamp a unit")
     st.toggle("Clamp a unit while generating", key="clamp_on")
     c1, c2, c3, c4 = st.columns(4)
     c1.selectbox("Layer", list(range(ctx.layers)), key="clamp_layer", format_func=lambda l: f"layer {l}")
     c2.number_input(f"Unit (0 to {ctx.hidden - 1})", 0, ctx.hidden - 1, step=1, key="clamp_unit")
-    c3.number_input("Value", -10.0, 10.0, step=0.25, key="clamp_value")
+    # no bounds on the box itself: the browser would refuse 50 and leave the page on the previous value;
+    # here 50 is held at 10, the box shows 10, and a note says so
+    c3.number_input(f"Value ({-LIMIT:g} to {LIMIT:g})", step=0.25, key="clamp_value")
     c4.selectbox("State", kinds, key="clamp_kind")
-    if ss["clamp_on"]:
-        return (int(ss["clamp_layer"]), int(ss["clamp_unit"]), float(ss["clamp_value"]), ss["clamp_kind"])
-    return None
+    layer, unit, kind, used = int(ss["clamp_layer"]), int(ss["clamp_unit"]), ss["clamp_kind"], float(ss["clamp_value"])
+    values = ctx.trace().get(layer, kind)[:, unit]
+    bound = ("h always lies in [-1, 1], so a value beyond that holds the unit where the model never puts it."
+             if kind == "h" else "c has no fixed range, but the unit passes on h = o·tanh(c), and tanh barely "
+             "moves beyond ±3 (tanh 3 = 0.995): holding c at 5 changes little where it is already above 3.")
+    st.caption(f"Layer {layer} {kind}{unit} over the text under study ({len(values):,} characters): "
+               f"min {values.min():.2f}, max {values.max():.2f}. {bound}")
+    if not ss["clamp_on"]:
+        return None
+    number_typed = isinstance(typed, (int, float)) and not isinstance(typed, bool)
+    if number_typed and math.isfinite(typed) and typed != used:
+        st.info(f"{number(typed)} is outside the allowed {-LIMIT:g} to {LIMIT:g}: the unit is held at "
+                f"{number(used)}, the nearest allowed value.", icon=":material/info:")
+    elif not (number_typed and typed == used):
+        st.info(f"The stored clamp value {typed!r} cannot be used (clamp values are numbers from {-LIMIT:g} to "
+                f"{LIMIT:g}): the unit is held at {number(used)}.", icon=":material/info:")
+    return layer, unit, used, kind
 
 
 def show(s, title):
@@ -79,7 +115,7 @@ def main():
     show(s, f"Generated at temperature {ss['temperature']:.2f}" + (f", top-{top_k}" if top_k else ""))
 
     st.subheader("One choice at several temperatures")
-    start = ss["prime"] or "\n"
+    start = start_text(ctx.model.vocab, ss["prime"])
     full = start + s.text
     ui.keep_in_range("dist_pos", 0, max(0, len(s.text) - 1), 0)
     if len(s.text) > 1:
@@ -97,12 +133,20 @@ def main():
     clamp = clamp_controls(ctx)
     if clamp is not None:
         clamped = generate(*args, clamp, _model=ctx.model)
+        kl = divergence(ctx.key, ss["prime"], clamped.text, clamp, _model=ctx.model)
         left, right = st.columns(2)
         with left:
             show(s, "Without the intervention")
         with right:
-            show(clamped, f"With layer {clamp[0]} {clamp[3]}{clamp[1]} held at {clamp[2]:g}")
-        st.caption("Same seed and settings on both sides: every difference comes from the clamped unit.")
+            show(clamped, f"With layer {clamp[0]} {clamp[3]}{clamp[1]} held at {number(clamp[2])}")
+        st.caption(f"Same seed and settings on both sides. The unit is held at {number(clamp[2])} at every step, "
+                   "from the prime's first character on, so even the first generated character's distribution "
+                   "can change: every difference comes from the clamped unit.")
+        if kl.size:
+            st.caption(f"The clamp moved the next-character distributions by a mean KL(unclamped || clamped) "
+                       f"{kl.mean():.3g} nats per character, largest {kl.max():.3g}: both models read the "
+                       f"right-hand text, and at each of its {kl.size:,} characters their distributions for it "
+                       "are compared (0 = no change at all; the same text on both sides can still hide a change).")
 
 
 ui.run_page(main)

@@ -1,0 +1,105 @@
+"""The Sample page's clamp: the rule it states, the exact value it uses, the unit's observed range,
+and how far the clamp moved the distributions; stale or odd values give a message, never a traceback.
+
+Fixtures (tiny untrained models in temporary folders, empty caches, one torch thread) and helpers come
+from test_app; the float64 step-by-step references from test_sampling.
+"""
+import math
+import re
+
+import numpy as np
+import pytest
+
+import reference
+from rnnviz import render
+from rnnviz.sampling import Clamp, sample
+from test_app import clean_caches, folders, one_thread, shipped, vocab  # noqa: F401 (fixtures)
+from test_app import app, ok, text_of
+from test_sampling import clamped_reference, softmax
+
+LENGTH = 40
+
+
+def clamp_on(at, **widgets):
+    """Shorten the samples, switch the clamp on, then set the clamp's widgets in order."""
+    at.number_input(key="length").set_value(LENGTH).run()
+    at.toggle(key="clamp_on").set_value(True).run()
+    for key, value in widgets.items():
+        (at.selectbox if key in ("clamp_layer", "clamp_kind") else at.number_input)(key=key).set_value(value).run()
+    return at
+
+
+def model_of(at):
+    return at.session_state["_ctx"].model
+
+
+def shown_text(at) -> str:
+    return text_of(at.markdown) + "\n" + text_of(at.caption) + "\n" + text_of(at.info)
+
+
+@pytest.mark.parametrize("typed,used,label", [(3.0, 3.0, "3"), (0.1234567, 0.1234567, "0.1234567"),
+                                              (50.0, 10.0, "10"), (-1e6, -10.0, "-10")])
+def test_caption_describes_exactly_the_value_used(shipped, typed, used, label):
+    at = clamp_on(app("sample"), clamp_value=typed)
+    ok(at)
+    assert at.number_input(key="clamp_value").value == used
+    assert "With layer 0 h0 held at " + label + "**" in text_of(at.markdown)
+    text = shown_text(at)
+    assert "from the prime's first character on" in text  # the rule, stated on the page
+    assert ("outside" in text and "-10 to 10" in text) == (typed != used)
+    # the clamped sample on the right is the one for the stated value (the page's defaults: empty prime,
+    # temperature 0.8, seed 0, no top-k)
+    s = sample(model_of(at), "", LENGTH, temperature=0.8, seed=0, clamp=Clamp(0, [0], used, "h"))
+    assert at.get("html")[2].proto.body == render.probability_text(s.text, s.probs)
+
+
+@pytest.mark.parametrize("layer,unit,kind", [(1, 3, "h"), (0, 11, "c")])
+def test_observed_range_of_the_unit_over_the_text(shipped, layer, unit, kind):
+    at = clamp_on(app("sample"), clamp_layer=layer, clamp_unit=unit, clamp_kind=kind)
+    ok(at)
+    model, study = model_of(at), at.session_state["_ctx"].text
+    layers, _ = reference.forward(model.state_dict(), "lstm", 2, model.vocab.encode(study))
+    values = layers[layer][kind][:, unit]
+    text = text_of(at.caption)
+    assert f"min {values.min():.2f}, max {values.max():.2f}" in text
+    assert f"over the text under study ({len(study):,} characters)" in text
+    assert ("h always lies in [-1, 1]" in text) == (kind == "h")
+    assert ("tanh" in text) == (kind == "c")
+
+
+def test_mean_kl_of_the_clamp(shipped):
+    at = clamp_on(app("sample"), clamp_layer=1, clamp_unit=5, clamp_value=4.0)
+    ok(at)
+    m = re.search(r"mean KL\(unclamped \|\| clamped\) ([0-9.eE+-]+) nats per character, largest ([0-9.eE+-]+)",
+                  text_of(at.caption))
+    assert m, text_of(at.caption)
+    model = model_of(at)
+    s = sample(model, "", LENGTH, temperature=0.8, seed=0, clamp=Clamp(1, [5], 4.0, "h"))
+    ids = model.vocab.encode("\n" + s.text)
+    sd = model.state_dict()
+    p = softmax(clamped_reference(sd, "lstm", 2, ids))[:LENGTH]
+    q = softmax(clamped_reference(sd, "lstm", 2, ids, (1, [5], 4.0, "h")))[:LENGTH]
+    kl = (p * (np.log(p) - np.log(q))).sum(1)
+    assert math.isclose(float(m.group(1)), kl.mean(), rel_tol=5e-3)
+    assert math.isclose(float(m.group(2)), kl.max(), rel_tol=5e-3)
+
+
+@pytest.mark.parametrize("key,bad,caption", [
+    ("clamp_value", math.nan, "h0 held at 1**"), ("clamp_value", math.inf, "h0 held at 10**"),
+    ("clamp_value", -math.inf, "h0 held at -10**"), ("clamp_value", "hot", "h0 held at 1**"),
+    ("clamp_unit", 10**6, "h15 held at 1**"), ("clamp_unit", math.nan, "h0 held at 1**"),
+    ("clamp_layer", 7, "layer 0 h0"), ("clamp_kind", "z", "layer 0 h0")])
+def test_stale_clamp_values_give_a_message(shipped, key, bad, caption):
+    at = app()
+    # left in session state before the Sample page's widgets ever ran, as a page switch or an old
+    # model (say 512 units, where unit 10**6 was never valid either) may leave it
+    at.session_state[key] = bad
+    at.session_state["clamp_on"] = True
+    at.session_state["length"] = LENGTH
+    at.run()
+    at.switch_page("pages/sample_page.py").run()
+    ok(at)
+    assert len(at.get("html")) == 3
+    assert caption in text_of(at.markdown)
+    if key == "clamp_value":
+        assert "cannot be used" in text_of(at.info) and "-10 to 10" in text_of(at.info)
