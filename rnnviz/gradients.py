@@ -25,6 +25,7 @@ class GradientFlow:
     dh: np.ndarray  # (L, T) ||dL/dh_t||
     dc: np.ndarray | None  # (L, T) ||dL/dc_t||, LSTM only
     sigma_max: np.ndarray  # (L,) largest singular value of each layer's recurrent matrix W_hh
+    units: np.ndarray | None = None  # (L, T, H) |dL/dc_t| per unit (an LSTM), |dL/dh_t| otherwise; on request
 
     @property
     def distance(self) -> np.ndarray:
@@ -32,10 +33,12 @@ class GradientFlow:
         return np.arange(self.dh.shape[1])[::-1].copy()
 
     def bound(self, layer: int) -> np.ndarray:
-        """Pascanu et al. (2013): ||dL/dh_t|| <= ||dL/dh_{T-1}|| * sigma_max^(T-1-t), as |tanh'| <= 1.
+        """Pascanu et al. (2013): ||dL/dh_(T-1)|| * sigma_max^(T-1-t), after |tanh'| <= 1.
 
-        A strict upper bound for the tanh RNN under a last-position loss; for gated cells the
-        gates scale each step further, so the curve is a reference line, not a bound.
+        A bound on ||dL/dh_t|| only for the TOP layer of a tanh RNN under a last-position loss. Below
+        the top, gradient also arrives from the layer above at every step, and for gated cells the
+        gates scale each step: there it bounds nothing. Even where it holds it is loose, since a
+        non-normal W_hh has sigma_max well above its spectral radius; `path_gain` is the tight one.
         """
         return self.dh[layer, -1] * self.sigma_max[layer] ** self.distance.astype(np.float64)
 
@@ -120,6 +123,20 @@ def _rnn_backward(h: torch.Tensor, g: torch.Tensor, w_hh: torch.Tensor):
     return dh, None, dz[:T]
 
 
+def _forward(model: CharRNN, ids: torch.Tensor, gates: bool) -> list[dict[str, torch.Tensor]]:
+    """Per layer, h from the fused kernel (and c and every gate, with `gates`), from a zero state,
+    in the model's own dtype: a float64 copy gives float64 states, unlike a Trace."""
+    x, layers, H = model.embed(ids), [], model.config.hidden_size
+    for l in range(model.config.num_layers):
+        params = _layer_params(model, l)
+        zero = torch.zeros(1, 1, H, dtype=x.dtype, device=x.device)
+        state = (zero, zero) if model.cell == "lstm" else zero
+        h, _ = _run_layer(model.cell, x, state, params)
+        layers.append(_internals(model.cell, x, h, state, params) if gates else {"h": h})
+        x = h
+    return layers
+
+
 @torch.no_grad()
 def _by_hand(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at: str):
     """LSTM / tanh RNN: the fused kernel forward, the gates recomputed in batch as in a trace, then
@@ -130,14 +147,8 @@ def _by_hand(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at: 
     matrix-vector product with W_hh and a few vector operations, and dL/dc_t comes on the way.
     """
     cell, T, H, L = model.cell, len(ids), model.config.hidden_size, model.config.num_layers
-    x, layers = model.embed(ids), []
-    for l in range(L):
-        params = _layer_params(model, l)
-        zero = torch.zeros(1, 1, H, dtype=x.dtype, device=x.device)
-        state = (zero, zero) if cell == "lstm" else zero
-        h, _ = _run_layer(cell, x, state, params)
-        layers.append(_internals(cell, x, h, state, params) if cell == "lstm" else {"h": h})
-        x = h
+    layers = _forward(model, ids, gates=cell == "lstm")
+    x = layers[-1]["h"]
     logits = F.linear(x, model.head.weight, model.head.bias)  # (T, V)
     loss = _loss(logits, targets, loss_at)
     # Cross-entropy's gradient: softmax minus the one-hot target, over the positions in the loss.
@@ -196,7 +207,7 @@ def _unrolled(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at:
 
 
 def gradient_norms(model: CharRNN, text: str, loss_at: str = "last", double: bool = True,
-                   method: str = "auto") -> GradientFlow:
+                   method: str = "auto", per_unit: bool = False) -> GradientFlow:
     """||dL/dh_t|| (and ||dL/dc_t|| for an LSTM) for every step t and layer, from one backward pass.
 
     The model reads text[:-1] and predicts text[1:]; L is the loss at the last position
@@ -204,7 +215,8 @@ def gradient_norms(model: CharRNN, text: str, loss_at: str = "last", double: boo
     copy, so norms far from the loss (1e-15 and below) keep their digits. `method="unroll"`
     forces the explicit step loop under autograd; "auto" uses the fused kernel forward and a
     hand-written backward for LSTM and RNN, and the step loop for GRU, whose h_{t-1} also enters
-    through the reset gate.
+    through the reset gate. `per_unit` also keeps every unit's |dL/dc_t| (|dL/dh_t| without a cell
+    state) as `units`, to find the units that carry memory.
     """
     if loss_at not in ("last", "mean"):
         raise ConfigError(f"loss_at must be 'last' or 'mean', not {loss_at!r}")
@@ -230,8 +242,65 @@ def gradient_norms(model: CharRNN, text: str, loss_at: str = "last", double: boo
     dtype = torch.float64 if double else torch.float32
     sigma = np.array([largest_singular_value(work.layer_weights(l)["weight_hh"], dtype)
                       for l in range(work.config.num_layers)])
+    units = None
+    if per_unit:
+        units = torch.stack([d.detach().abs() for d in (dc if dc is not None else dh)]).cpu().numpy()
     return GradientFlow(cell=work.cell, text=text[:-1], loss_at=loss_at, loss=loss, dh=norms(dh),
-                        dc=norms(dc) if dc is not None else None, sigma_max=sigma)
+                        dc=norms(dc) if dc is not None else None, sigma_max=sigma, units=units)
+
+
+@torch.no_grad()
+def path_gain(model: CharRNN, text: str, layer: int = -1) -> tuple[np.ndarray, str]:
+    """How much of a gradient the memory path of one layer can carry back from the last step to step t.
+
+    (T,) array indexed by t like GradientFlow.dh, 1 at t = T-1, for the inputs text[:-1]; and a name:
+    - tanh RNN: ||dh_(T-1)/dh_t||_2, the norm of the product of the true step Jacobians
+      diag(1 - h_s^2) W_hh met along this text. For the top layer under a last-position loss,
+      ||dL/dh_t|| <= ||dL/dh_(T-1)|| * gain: a tight bound, unlike sigma_max^d.
+    - LSTM: max over units of prod f_s (s = t+1 .. T-1), the norm of dc_(T-1)/dc_t along the cell
+      path c_s = f_s c_(s-1) + ... alone; gradient also flows through h_(t-1) -> gates, so this is
+      what the forget gates alone would keep, not a bound.
+    - GRU: max over units of prod z_s, likewise for the update gate's path h_s = z_s h_(s-1) + ...
+    Cost for an RNN: T products of (H, H) matrices.
+    """
+    if not isinstance(text, str) or len(text) < 2:
+        raise TextError("the path gain needs a text of at least two characters")
+    L = model.config.num_layers
+    layer = layer % L
+    model = copy.deepcopy(model).double().eval()  # products of many steps: float32 states would cost digits
+    ids = torch.from_numpy(model.vocab.encode(text[:-1])).to(model.device)
+    parts = {k: v.cpu() for k, v in _forward(model, ids, gates=model.cell != "rnn")[layer].items()}
+    T = len(ids)
+    if model.cell == "rnn":
+        h = parts["h"]  # (T, H)
+        w = model.layer_weights(layer)["weight_hh"].detach().cpu()  # (H, H)
+        gain, prod = np.ones(T), torch.eye(w.shape[0], dtype=torch.float64)
+        for t in range(T - 2, -1, -1):  # dh_(T-1)/dh_t = J_(T-1) ... J_(t+1), J_s = diag(1 - h_s^2) W_hh
+            prod = prod @ ((1 - h[t + 1] ** 2)[:, None] * w)
+            gain[t] = largest_singular_value(prod)
+        return gain, "||∂h_T/∂h_t||, the step Jacobians along the text"
+    gate = "f" if model.cell == "lstm" else "z"
+    logs = np.log(np.clip(parts[gate].numpy(), 1e-300, 1.0))  # (T, H)
+    # suffix sums: the log of prod_{s=t+1}^{T-1} gate_s for each t, per unit
+    suffix = np.concatenate([np.cumsum(logs[::-1], 0)[::-1][1:], np.zeros((1, logs.shape[1]))])
+    return np.exp(suffix.max(1)), f"∏{gate}, the {'cell' if gate == 'f' else 'update-gate'} path alone"
+
+
+def set_update_bias(model: CharRNN, value: float) -> CharRNN:
+    """Set a GRU's update-gate bias (b_ih + b_hh). PyTorch's GRU keeps its state where z is near 1
+    (h_t = (1 - z) n + z h_(t-1)), so a positive bias makes it remember; Cho et al. (2014) write z
+    the other way round, where the same bias would make it forget."""
+    if model.cell != "gru":
+        raise ConfigError("only a GRU has an update gate")
+    if not np.isfinite(value):
+        raise ConfigError(f"the update-gate bias must be a finite number, not {value!r}")
+    H = model.config.hidden_size
+    with torch.no_grad():
+        for l in range(model.config.num_layers):
+            w = model.layer_weights(l)
+            w["bias_ih"][H:2 * H] = value  # PyTorch's gate order is r, z, n
+            w["bias_hh"][H:2 * H] = 0.0
+    return model
 
 
 def set_spectral_radius(model: CharRNN, radius: float) -> CharRNN:
@@ -266,11 +335,13 @@ def set_forget_bias(model: CharRNN, value: float) -> CharRNN:
 
 def fresh_model(vocab: Vocab | list[str], cell: str, hidden_size: int = 128, num_layers: int = 1,
                 seed: int = 0, spectral_radius: float | None = None, forget_bias: float | None = None,
-                **kwargs) -> CharRNN:
+                update_bias: float | None = None, **kwargs) -> CharRNN:
     """A seeded, freshly initialised model with the teacher's init knobs applied."""
     model = build(vocab, cell=cell, hidden_size=hidden_size, num_layers=num_layers, seed=seed, **kwargs)
     if spectral_radius is not None:
         set_spectral_radius(model, spectral_radius)
     if forget_bias is not None:
         set_forget_bias(model, forget_bias)
+    if update_bias is not None:
+        set_update_bias(model, update_bias)
     return model

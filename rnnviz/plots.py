@@ -20,8 +20,8 @@ LAYER_SYMBOLS = ("circle", "diamond", "square", "x", "triangle-up")
 MAX_TICK_CHARS = 200  # above this many characters, the x axis shows positions instead of characters
 
 __all__ = ["char_label", "activation_heatmap", "unit_line", "gate_lines", "saturation_table", "saturation_scatter",
-           "gate_histograms", "gradient_decay", "loss_curves", "temperature_distributions", "unit_scores",
-           "memory_accuracy", "surprisal_bars"]
+           "gate_histograms", "loss_curves", "temperature_distributions", "unit_scores", "surprisal_bars"]
+# Gradient flow and the memory task have their own module: rnnviz.gradient_plots.
 
 
 def _label(ch: str) -> str:
@@ -192,56 +192,6 @@ def gate_histograms(trace, layer: int, bins: int = 50) -> go.Figure:
 
 # --- gradients -----------------------------------------------------------------------------------
 
-def _log_range(arrays: list[np.ndarray]) -> list[float] | None:
-    """log10 axis range from the data's smallest positive value / 10 to its largest * 10."""
-    vals = np.concatenate([a[np.isfinite(a) & (a > 0)] for a in arrays]) if arrays else np.array([])
-    if not vals.size:
-        return None
-    return [math.log10(vals.min()) - 1, math.log10(vals.max()) + 1]
-
-
-def gradient_decay(flows: dict, layer: int = 0, kind: str = "h", show_bound: bool = True) -> go.Figure:
-    """||dL/dh_t|| (or ||dL/dc_t||) against the distance T-1-t on a log axis, one line per model.
-
-    The dashed line is each flow's Pascanu bound ||dL/dh_(T-1)|| * sigma_max^d: a true bound for the
-    tanh RNN, a reference for gated cells. The y range follows the measured norms, not the bound.
-    """
-    if kind not in ("h", "c"):
-        raise ConfigError(f"kind must be 'h' or 'c', not {kind!r}")
-    fig, shown, skipped = go.Figure(), [], []
-    for j, (name, flow) in enumerate(flows.items()):
-        norms = flow.dh if kind == "h" else flow.dc
-        if norms is None:
-            skipped.append(name)  # only an LSTM has a cell state
-            continue
-        if not 0 <= layer < norms.shape[0]:
-            raise ConfigError(f"{name} has layers 0 to {norms.shape[0] - 1}; there is no layer {layer}")
-        color = COLORS[j % len(COLORS)]
-        y = norms[layer]  # (T,)
-        shown.append(y)
-        fig.add_trace(go.Scatter(x=flow.distance, y=y, mode="lines", name=name, line=dict(color=color, width=2),
-                                 hovertemplate=f"{name}<br>%{{x}} steps back<br>||dL/d{kind}|| = %{{y:.3g}}"
-                                               "<extra></extra>"))
-        if show_bound and kind == "h":
-            with np.errstate(over="ignore", invalid="ignore"):
-                b = flow.bound(layer).astype(np.float64)
-            b[~np.isfinite(b)] = np.nan  # an overflowing bound would break the axis
-            fig.add_trace(go.Scatter(
-                x=flow.distance, y=b, mode="lines", name=f"{name}: bound σ={flow.sigma_max[layer]:.2f}^d",
-                line=dict(color=color, dash="dash", width=1),
-                hovertemplate=f"{name} bound<br>%{{x}} steps back<br>%{{y:.3g}}<extra></extra>"))
-    fig.update_yaxes(type="log", title=f"||dL/d{kind}_t|| (log scale)", exponentformat="power")
-    rng = _log_range(shown)
-    if rng is not None:
-        fig.update_yaxes(range=rng)
-    fig.update_xaxes(title="distance T−1−t (steps before the loss)")
-    title = f"Gradient flow through time, layer {layer}: ||dL/d{kind}_t||"
-    if skipped:
-        title += f" (no cell state: {', '.join(skipped)})"
-    fig.update_layout(title=title, legend_title="model")
-    return fig
-
-
 # --- training ------------------------------------------------------------------------------------
 
 def loss_curves(runs: dict[str, list[dict]]) -> go.Figure:
@@ -331,29 +281,6 @@ def unit_scores(df: pd.DataFrame, top: int = 20) -> go.Figure:
                                          "<br>AUROC %{customdata[1]:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", type="category", title="unit")
     fig.update_layout(title=f"Top {len(part)} units by score", xaxis_title="score", height=max(300, 22 * len(part)))
-    return fig
-
-
-def memory_accuracy(df: pd.DataFrame) -> go.Figure:
-    """Recall accuracy against the gap per cell; chance as a dashed line."""
-    if df.empty:
-        return _message("No measurements yet.", "Memory: recall accuracy against the gap")
-    fig = go.Figure()
-    for j, (cell, part) in enumerate(df.groupby("cell", sort=False)):
-        part = part.sort_values("gap")
-        fig.add_trace(go.Scatter(x=part.gap.to_numpy(), y=part.accuracy.to_numpy(), mode="lines+markers",
-                                 name=str(cell).upper(), line=dict(color=COLORS[j % len(COLORS)]),
-                                 hovertemplate=f"{str(cell).upper()}<br>gap %{{x}}<br>accuracy %{{y:.3f}}"
-                                               "<extra></extra>"))
-    gaps = np.sort(df.gap.unique())
-    if "chance" in df:
-        chance = float(df.chance.mean())
-        fig.add_trace(go.Scatter(x=[gaps[0], gaps[-1]], y=[chance, chance], mode="lines", name="chance",
-                                 line=dict(dash="dash", color="#888"), hovertemplate=f"chance {chance:.3f}<extra></extra>"))
-    fig.update_xaxes(type="log", tickvals=gaps.tolist(), ticktext=[str(g) for g in gaps],
-                     title="gap k (characters between the key and its recall)")
-    fig.update_yaxes(range=[0, 1.05], title="recall accuracy")
-    fig.update_layout(title="Memory: recall accuracy against the gap", legend_title="cell")
     return fig
 
 
