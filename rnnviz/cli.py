@@ -1,4 +1,4 @@
-"""Command line: python -m rnnviz train | sample | trace | probe | grads."""
+"""Command line: python -m rnnviz train | sample | trace | probe | grads | memory."""
 from __future__ import annotations
 
 import argparse
@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from . import checkpoint
+from . import checkpoint, experiments
 from .corpora import corpus_meta, excerpt, held_out, split
 from .errors import ConfigError, RnnvizError
 from .gradients import fresh_model, gradient_norms
@@ -65,6 +66,9 @@ def cmd_train(args) -> int:
                 shape[key] = getattr(args, arg)
         model = build(Vocab.from_text(corpus.text), seed=args.seed if args.seed is not None else 0, **shape)
     cfg = recipe.train if recipe else TrainConfig()
+    if args.resume and not recipe:  # the saved run's settings, not TrainConfig's defaults
+        saved = (before.get("training") or {}).get("config") or {}
+        cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
     overrides = dict(seq_len=args.seq_len, batch_size=args.batch, lr=args.lr, eval_every=args.eval_every,
                      sample_every=args.sample_every, seed=args.seed, device=args.device, bptt=args.bptt,
                      threads=args.threads)
@@ -182,7 +186,8 @@ def cmd_grads(args) -> int:
         model, _ = checkpoint.load(args.checkpoint)
     else:
         model = fresh_model(Vocab.from_text(text), args.fresh, hidden_size=args.hidden, num_layers=args.layers,
-                            seed=args.seed, spectral_radius=args.spectral_radius, forget_bias=args.forget_bias)
+                            seed=args.seed, spectral_radius=args.spectral_radius, forget_bias=args.forget_bias,
+                            update_bias=args.update_bias)
     flow = gradient_norms(model, text, loss_at=args.loss)
     L, T = flow.dh.shape
     print(f"{flow.cell.upper()} {L} layer(s), T = {T}, loss at {flow.loss_at} position(s) = {flow.loss:.4f}; "
@@ -225,8 +230,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--seq-len", type=int)
     t.add_argument("--batch", type=int)
     t.add_argument("--lr", type=float)
-    t.add_argument("--steps", type=int, help="step budget")
-    t.add_argument("--seconds", type=float, help="time budget in seconds")
+    t.add_argument("--steps", type=int, help="step budget (with --resume: the total, counted from the first step)")
+    t.add_argument("--seconds", type=float, help="time budget in seconds (with --resume: the total, likewise)")
     t.add_argument("--bptt", choices=["stateful", "random"])
     t.add_argument("--eval-every", type=int)
     t.add_argument("--sample-every", type=int)
@@ -236,7 +241,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="storage of the saved weights")
     t.add_argument("--full-val", action="store_true", help="report the loss on the whole validation split")
     t.add_argument("--keep-optimizer", action="store_true", help="also save the optimizer moments (to resume)")
-    t.add_argument("--resume", help="a checkpoint folder to continue training")
+    t.add_argument("--resume", help="a checkpoint folder to continue training: its settings and learning-rate "
+                                    "schedule go on where it stopped")
     t.add_argument("--out", help="checkpoint folder to write (default models/<recipe or cell>)")
     t.set_defaults(fn=cmd_train)
 
@@ -291,10 +297,41 @@ def parser() -> argparse.ArgumentParser:
             c.add_argument("--seed", type=int, default=0)
             c.add_argument("--spectral-radius", type=float, help="RNN init: scale W_hh to this spectral radius")
             c.add_argument("--forget-bias", type=float, help="LSTM init: forget-gate bias")
+            c.add_argument("--update-bias", type=float, help="GRU init: update-gate bias (positive keeps the state)")
             c.add_argument("--loss", choices=["last", "mean"], default="last")
             c.add_argument("--out", help="CSV file for the norms")
         c.set_defaults(fn=fn)
+
+    m = sub.add_parser("memory", help="the memory experiment: recall accuracy against the gap, per cell")
+    m.add_argument("--cells", nargs="+", choices=CELLS, default=list(CELLS))
+    m.add_argument("--gaps", nargs="+", type=int, default=list(experiments.GAPS))
+    m.add_argument("--steps", type=int, default=experiments.STEPS, help="training steps, the same for every cell")
+    m.add_argument("--hidden", type=int, default=experiments.HIDDEN)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    m.add_argument("--save", help="a folder to write each model to, as memory-<cell> (the shipped ones: pretrained)")
+    m.set_defaults(fn=cmd_memory)
     return p
+
+
+def cmd_memory(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trainers: dict = {}
+    df = experiments.memory_experiment(cells=args.cells, gaps=args.gaps, steps_per_cell=args.steps,
+                                       hidden_size=args.hidden, seed=args.seed, trainers=trainers)
+    table = df.pivot(index="gap", columns="cell", values="accuracy")[args.cells]
+    print(f"recall accuracy on {experiments.EVAL_SEGMENTS} fresh items per gap (chance {experiments.CHANCE:.3f}), "
+          f"after {args.steps:,} steps per cell:")
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    print("seconds of training: " + ", ".join(f"{c} {s:.1f}" for c, s in df.groupby("cell").seconds.first().items()))
+    for cell, (trainer, result) in trainers.items() if args.save else ():
+        path = Path(args.save) / f"memory-{cell}"
+        meta = trainer.training_meta(result)
+        meta["memory"] = {"gaps": sorted(args.gaps), "recall": {int(g): float(a) for g, a in table[cell].items()}}
+        checkpoint.save(trainer.model, path, meta=meta, dtype="float32")
+        print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,13 @@ from .trace import trace
 from .training import TrainConfig, Trainer
 from .vocab import Vocab
 
-COLUMNS = ["cell", "gap", "accuracy", "chance", "steps", "seconds"]
+COLUMNS = ["cell", "gap", "accuracy", "chance", "items", "steps", "seconds"]
 CHANCE = 1 / len(corpora._KEYS)  # the recall is one of the key letters, drawn uniformly
 LR = 1e-2  # high for a language model, but the task is small: at 3e-3 an LSTM needs far more steps to copy
+GAPS = (2, 4, 8, 16, 32, 64)
+STEPS = 1500  # every cell gets the same number of updates: at 1,500 the LSTM and GRU recall every gap
+HIDDEN = 64
+EVAL_SEGMENTS = 300  # test items per gap: each accuracy rests on this many recalls
 
 
 def mixed_memory_text(gaps, segments_per_gap: int, seed: int) -> str:
@@ -32,7 +36,7 @@ def mixed_memory_text(gaps, segments_per_gap: int, seed: int) -> str:
     return "".join(segments)
 
 
-def recall_accuracy(model: CharRNN, gap: int, segments: int = 300, seed: int = 1) -> float:
+def recall_accuracy(model: CharRNN, gap: int, segments: int = EVAL_SEGMENTS, seed: int = 1) -> float:
     """The scoring rule of corpora.memory_task on fresh text: argmax after the cue == the key."""
     task = corpora.memory_task(segments * (gap + 2), gap, seed=seed)
     tr = trace(model, task.text, top_k=1, gates=False)
@@ -51,48 +55,82 @@ def _check(cells, gaps) -> None:
             raise ConfigError(f"a memory gap must be a whole number of at least 2, not {gap!r}")
 
 
-def memory_experiment(cells=("rnn", "gru", "lstm"), gaps=(2, 4, 8, 16, 32), seconds_per_cell: float = 30.0,
-                      hidden_size: int = 64, seed: int = 0, stop_event: threading.Event | None = None,
-                      report=None, max_steps: int | None = None, train_segments: int = 2000,
-                      eval_segments: int = 300, device: str = "auto") -> pd.DataFrame:
+def memory_config(gaps=GAPS, max_steps: int | None = STEPS, seconds: float | None = None, seed: int = 0,
+                  device: str = "auto") -> TrainConfig:
+    """The training settings of the memory task: a window spans two of the longest segments, so
+    truncated BPTT sees whole key-to-recall spans."""
+    return TrainConfig(seq_len=max(64, 2 * (max(gaps) + 2)), batch_size=32, lr=LR,
+                       warmup_steps=min(20, max_steps or 20), max_steps=max_steps,
+                       max_seconds=None if max_steps else seconds, eval_every=10**9, seed=seed, device=device)
+
+
+def memory_vocab(train_text: str) -> Vocab:
+    return Vocab.from_text(train_text + corpora._KEYS)  # every key letter, even ones the draw missed
+
+
+def memory_experiment(cells=("rnn", "gru", "lstm"), gaps=GAPS, steps_per_cell: int | None = STEPS,
+                      hidden_size: int = HIDDEN, seed: int = 0, stop_event: threading.Event | None = None,
+                      report=None, seconds_per_cell: float | None = None, train_segments: int = 2000,
+                      eval_segments: int = EVAL_SEGMENTS, device: str = "auto",
+                      max_steps: int | None = None, trainers: dict | None = None) -> pd.DataFrame:
     """Train a fresh 1-layer model per cell on all gaps mixed; recall accuracy per gap on held-out text.
 
-    Each cell gets the same budget: `seconds_per_cell` of training, or `max_steps` steps when given.
-    `report(cell=, done=, total=, message=)` gets progress (a Job's report); once `stop_event` is
-    set, the cell in training is dropped and the rows measured so far come back.
-    Columns: cell, gap, accuracy, chance, steps, seconds (of training).
+    Every cell gets the same number of updates, `steps_per_cell` (a wall-clock budget would favour
+    the cell whose steps are cheapest); `seconds_per_cell` instead, when given with steps_per_cell=None.
+    `max_steps` is an alias of steps_per_cell. `report(cell=, done=, total=, message=)` gets progress
+    (a Job's report); once `stop_event` is set, the cell in training is dropped and the rows measured
+    so far come back. Columns: cell, gap, accuracy, chance, items (recalls scored), steps, seconds.
+    A dict given as `trainers` receives cell -> (Trainer, TrainResult), to save the models.
     """
+    steps_per_cell = max_steps if max_steps is not None else steps_per_cell
+    if steps_per_cell is None and seconds_per_cell is None:
+        raise ConfigError("give steps_per_cell or seconds_per_cell")
     cells, gaps = list(cells), sorted(int(g) for g in gaps)
     _check(cells, gaps)
     stop_event = stop_event or threading.Event()
     report = report or (lambda **kw: None)
-    train_text = mixed_memory_text(gaps, train_segments, seed)
-    vocab = Vocab.from_text(train_text + corpora._KEYS)  # every key letter, even ones the draw missed
-    # a window spans two of the longest segments, so truncated BPTT sees whole key-to-recall spans
-    seq_len = max(64, 2 * (max(gaps) + 2))
+    corpus = memory_corpus(gaps, train_segments, seed)
+    train_text, vocab = corpus.text, memory_vocab(corpus.text)
+    meta = {"name": corpus.name, "sha256": corpus.sha256, "chars": len(train_text),
+            "note": "the memory task's gaps mixed; recall is scored on fresh draws (experiments.recall_table)"}
     rows, total = [], len(cells)
     for i, cell in enumerate(cells):
         if stop_event.is_set():
             break
         report(cell=cell, done=i, total=total, message=f"training {cell.upper()} ({i + 1} of {total})")
         model = build(vocab, cell=cell, hidden_size=hidden_size, num_layers=1, embed_size=32, seed=seed)
-        config = TrainConfig(seq_len=seq_len, batch_size=32, lr=LR, warmup_steps=min(20, max_steps or 20),
-                             max_steps=max_steps, max_seconds=None if max_steps else seconds_per_cell,
-                             eval_every=10**9, seed=seed, device=device)
-        trainer = Trainer(model, train_text, None, config, stop_event=stop_event)
+        config = memory_config(gaps, steps_per_cell, seconds_per_cell, seed, device)
+        trainer = Trainer(model, train_text, None, config, stop_event=stop_event, corpus=meta)
         trainer.add_callback("on_step", _progress(report, cell, i, total))
         start = time.perf_counter()
         result = trainer.run()
         seconds = time.perf_counter() - start
         if result.status == "stopped":
             break  # a half-trained cell would understate what it can do: leave it out
+        if trainers is not None:
+            trainers[cell] = (trainer, result)
         report(cell=cell, done=i, total=total, message=f"measuring {cell.upper()} recall")
-        for gap in gaps:
-            acc = recall_accuracy(trainer.model, gap, eval_segments, seed=seed + 7919 + gap)  # unseen draws
-            rows.append({"cell": cell, "gap": gap, "accuracy": acc, "chance": CHANCE,
-                         "steps": result.steps, "seconds": round(seconds, 2)})
+        for row in recall_table(trainer.model, gaps, eval_segments, seed):
+            rows.append({"cell": cell, **row, "steps": result.steps, "seconds": round(seconds, 2)})
         report(cell=cell, done=i + 1, total=total, message=f"{cell.upper()} done after {result.steps} steps")
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def recall_table(model: CharRNN, gaps=GAPS, segments: int = EVAL_SEGMENTS, seed: int = 0) -> list[dict]:
+    """Recall accuracy of a trained model at each gap, on draws never used in training."""
+    return [{"gap": gap, "accuracy": recall_accuracy(model, gap, segments, seed=seed + 7919 + gap),
+             "chance": CHANCE, "items": segments} for gap in gaps]
+
+
+def recall_example(gap: int, seed: int = 123) -> str:
+    """One segment up to its recall: KEY, filler, "=", KEY. A model reading it predicts the KEY last."""
+    return corpora.memory_task(gap + 2, gap, seed=seed).text[:gap + 1]
+
+
+def memory_corpus(gaps=GAPS, segments_per_gap: int = 2000, seed: int = 0) -> corpora.Corpus:
+    """The shipped memory models' training text: every gap mixed, as one corpus."""
+    text = mixed_memory_text(gaps, segments_per_gap, seed)
+    return corpora.Corpus(f"memory-mix-{'-'.join(map(str, gaps))}-seed{seed}", text)
 
 
 def _progress(report, cell: str, i: int, total: int, every: int = 25):

@@ -65,3 +65,17 @@ def test_errors_are_messages_not_tracebacks(trained, tmp_path, capsys):
     assert "not UTF-8" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--cell", "transformer"])
+
+
+def test_resume_without_a_recipe_keeps_the_saved_settings(tmp_path):
+    """--resume continues the saved run (its batch, window, seed), not TrainConfig's defaults; --steps
+    is the total, counted from the first step."""
+    common = ["--corpus", "quotes", "--layers", "1", "--hidden", "8", "--embed", "4"]
+    opts = ["--seq-len", "16", "--batch", "4", "--lr", "0.01", "--seed", "3", "--bptt", "random", "--eval-every", "1000"]
+    assert main(["train", *common, *opts, "--steps", "6", "--out", str(tmp_path / "six"), "--keep-optimizer"]) == 0
+    assert main(["train", "--corpus", "quotes", "--resume", str(tmp_path / "six"), "--steps", "10",
+                 "--out", str(tmp_path / "resumed")]) == 0
+    _, cfg = checkpoint.load(tmp_path / "resumed")
+    saved = cfg["training"]["config"]
+    assert (saved["seq_len"], saved["batch_size"], saved["seed"], saved["bptt"]) == (16, 4, 3, "random")
+    assert cfg["training"]["steps"] == 10

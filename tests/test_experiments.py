@@ -38,7 +38,8 @@ def test_small_run_has_the_right_frame():
     assert list(df.gap) == [2, 3] * 3
     assert df.accuracy.between(0, 1).all()
     assert np.allclose(df.chance, 1 / 26) and CHANCE == pytest.approx(1 / 26)
-    assert (df.steps == 3).all() and (df.seconds >= 0).all()
+    assert (df.steps == 3).all() and (df.seconds >= 0).all()  # the same number of updates for every cell
+    assert (df["items"] == 20).all()  # each accuracy says how many recalls it rests on
     assert calls[0]["cell"] == "rnn" and calls[0]["done"] == 0 and calls[0]["total"] == 3
     assert calls[-1]["done"] == 3 and "message" in calls[-1]
 

@@ -1,0 +1,114 @@
+"""The vanishing-gradient lesson: the curves the Gradients page opens on, and the sentences that read them.
+
+Three fresh cells on the same text tell it: a tanh RNN loses its gradient step by step; an LSTM
+whose forget gate is open (f near 1) carries it; the very same LSTM with f near 0.5 loses it too,
+so the gate, not the name of the architecture, does the work. Trained models tell it again on the
+memory task, where the RNN's recall fails at the gaps over which its gradient has vanished.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .experiments import recall_example
+from .gradients import GradientFlow, fresh_model, gradient_norms, path_gain
+from .model import CharRNN
+from .trace import trace
+from .vocab import Vocab
+
+RADIUS = 0.9  # the fresh RNN's spectral radius: below 1, its gradient vanishes
+OPEN_BIAS = 3.0  # forget-gate bias of the LSTM that remembers: f = sigmoid(3 + ...) ~ 0.95
+HALF_BIAS = 0.0  # the same LSTM with its forget gate half shut: f ~ 0.5, PyTorch's default
+UPDATE_BIAS = 3.0  # the GRU's update-gate bias: z ~ 0.95 keeps its state (PyTorch's convention)
+DISTANCE = 50  # the distance the sentences and the tests read the curves at
+MEMORY_GAP = 64  # the recall example of the trained memory models: the longest gap they learned
+
+
+@dataclass
+class Curve:
+    """One model's gradient through time, with the path gain and the gate mean that explain it."""
+
+    key: str  # "rnn", "lstm-open", "lstm-half", "gru"
+    label: str
+    cell: str
+    shade: int  # 0: the cell's own colour; 1: a lighter one, for a second model of the same cell
+    flow: GradientFlow
+    gain: np.ndarray  # (T,) path_gain of the top layer, 1 at the last step
+    gain_name: str
+    gate_mean: float | None  # f-bar of an LSTM or z-bar of a GRU over the text; None for an RNN
+
+    def relative(self, kind: str = "h") -> np.ndarray:
+        """(T,) ||dL/dh_t|| (or ||dL/dc_t||) of the top layer over ||dL/dh_(T-1)||: the share left."""
+        norms = self.flow.dh if kind == "h" else self.flow.dc
+        return norms[-1] / self.flow.dh[-1, -1]
+
+    def at(self, distance: int, kind: str = "h") -> float:
+        """The share left `distance` steps before the loss (clipped to the text's length)."""
+        y = self.relative(kind)
+        return float(y[max(0, len(y) - 1 - distance)])
+
+
+def curve(key: str, label: str, model: CharRNN, text: str, shade: int = 0, per_unit: bool = False) -> Curve:
+    """Measure one model on `text` (its last character is the one predicted)."""
+    flow = gradient_norms(model, text, per_unit=per_unit)
+    gain, name = path_gain(model, text)
+    gate = {"lstm": "f", "gru": "z"}.get(model.cell)
+    mean = float(trace(model, text[:-1], top_k=1).layers[-1][gate].mean()) if gate else None
+    return Curve(key, label, model.cell, shade, flow, gain, name, mean)
+
+
+def fresh_curves(vocab: Vocab | list[str], text: str, hidden: int = 256, radius: float = RADIUS,
+                 forget_bias: float = OPEN_BIAS, half_bias: float = HALF_BIAS, update_bias: float = UPDATE_BIAS,
+                 seed: int = 0) -> list[Curve]:
+    """The first screen: fresh one-layer RNN, LSTM (gate open and half shut) and GRU on one text."""
+    def make(cell, **knobs):
+        return fresh_model(vocab, cell, hidden_size=hidden, num_layers=1, seed=seed, **knobs)
+
+    out = [curve("rnn", f"RNN, ρ = {radius:.2f}", make("rnn", spectral_radius=radius), text)]
+    for key, bias, shade in (("lstm-open", forget_bias, 0), ("lstm-half", half_bias, 1)):
+        c = curve(key, "", make("lstm", forget_bias=bias), text, shade=shade)
+        c.label = f"LSTM, f̄ = {c.gate_mean:.2f} (forget bias {bias:+.1f})"
+        out.append(c)
+    c = curve("gru", "", make("gru", update_bias=update_bias), text)
+    c.label = f"GRU, z̄ = {c.gate_mean:.2f} (update bias {update_bias:+.1f})"
+    return out + [c]
+
+
+def memory_curves(models: dict[str, CharRNN], gap: int = MEMORY_GAP, seed: int = 123) -> list[Curve]:
+    """Trained memory models on one recall example: the loss is the recall, `gap` - 1 steps after the key."""
+    text = recall_example(gap, seed)
+    out = []
+    for cell, model in models.items():
+        c = curve(cell, "", model, text, per_unit=True)
+        c.label = cell.upper() + (f", {'f' if cell == 'lstm' else 'z'}̄ = {c.gate_mean:.2f}" if c.gate_mean else "")
+        out.append(c)
+    return out
+
+
+def _share(x: float) -> str:
+    return f"{x:.2f}" if x >= 0.01 else f"{x:.0e}".replace("e-0", "e-")
+
+
+def summary(curves: list[Curve], distance: int = DISTANCE) -> str:
+    """One sentence per curve: what share of the gradient is left `distance` steps back."""
+    lines = []
+    for c in curves:
+        d = min(distance, len(c.flow.text) - 1)
+        line = f"**{c.label}** keeps **{_share(c.at(d))}** of its gradient {d} steps back"
+        if c.flow.dc is not None:
+            line += f" (its cell state: {_share(c.at(d, 'c'))})"
+        lines.append(f"- {line}.")
+    return "\n".join(lines)
+
+
+def memory_units(c: Curve, top: int = 8) -> list[dict]:
+    """The units whose gradient reaches furthest back on the recall example: the long-memory units.
+
+    Ranked by |dL/dc| (|dL/dh| without a cell) at the key, the first character; each with its share
+    of that gradient and its gate mean over the example.
+    """
+    at_key = c.flow.units[-1, 0]  # (H,) top layer, t = 0: the key
+    order = np.argsort(-at_key)[:top]
+    total = at_key.sum() or 1.0
+    return [{"unit": int(u), "at_key": float(at_key[u]), "share": float(at_key[u] / total)} for u in order]

@@ -1,0 +1,204 @@
+"""The vanishing-gradient lesson, pinned: the Gradients page's default series, computed here from the
+library, must keep telling it (RNN below the open-gate LSTM, the f ~ 0.5 LSTM below both, the memory
+models' recall ordered the same way), and its reference lines must be what they claim to be."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import reference
+from rnnviz import checkpoint, corpora, experiments, lesson
+from rnnviz import gradient_plots as gp
+from rnnviz.errors import ConfigError
+from rnnviz.gradients import fresh_model, gradient_norms, path_gain, set_update_bias
+from rnnviz.trace import trace
+from streamlit_server import ROOT
+
+PRETRAINED = ROOT / "pretrained"
+D = lesson.DISTANCE
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def default_text(name: str, n: int = 101) -> str:
+    """The first n characters of the text the sidebar opens on for a shipped model (grad_len 100 + 1)."""
+    config = json.loads((PRETRAINED / name / "config.json").read_text())
+    held = corpora.held_out(config)
+    return corpora.excerpt(held, 2000)[:n]
+
+
+def default_curves(name: str):
+    model, _ = checkpoint.load(PRETRAINED / name)
+    return {c.key: c for c in lesson.fresh_curves(list(model.vocab.chars), default_text(name),
+                                                  hidden=min(model.config.hidden_size, 256))}
+
+
+@pytest.mark.parametrize("name", ["shakespeare-lstm", "python-lstm", "quotes-lstm"])
+def test_the_first_screen_tells_the_lesson(name):
+    c = default_curves(name)
+    rnn, open_, half, gru = (c[k].at(D) for k in ("rnn", "lstm-open", "lstm-half", "gru"))
+    assert rnn < open_ / 100, f"the open-gate LSTM must keep far more than the RNN at {D}: {open_:.2e} vs {rnn:.2e}"
+    assert half < rnn / 10 and half < open_ / 1e6, "the f ~ 0.5 LSTM must lose its gradient too"
+    assert c["lstm-open"].at(D, "c") > c["lstm-open"].at(D), "the cell path carries more than h"
+    assert gru > rnn * 100, "the GRU with its update gate open keeps its gradient"
+    assert c["lstm-open"].gate_mean > 0.9 and abs(c["lstm-half"].gate_mean - 0.5) < 0.05
+    assert rnn < 1e-3  # vanished, not merely smaller
+
+
+def test_the_words_under_the_chart_quote_the_curves():
+    curves = list(default_curves("shakespeare-lstm").values())
+    words = lesson.summary(curves, D)
+    for c in curves:
+        assert c.label in words
+        assert lesson._share(c.at(D)) in words
+    assert "LSTM, f̄ = 0.95" in words and "LSTM, f̄ = 0.50" in words and "ρ = 0.90" in words
+
+
+def test_try_this_moves_do_what_the_page_says():
+    text, vocab = default_text("shakespeare-lstm"), list(checkpoint.load(PRETRAINED / "shakespeare-lstm")[0].vocab.chars)
+    by = lambda curves: {c.key: c for c in curves}
+    base = by(lesson.fresh_curves(vocab, text))
+    # 1. rho = 1.5: the RNN's gradient grows back past 1 (explodes) instead of vanishing
+    hot = by(lesson.fresh_curves(vocab, text, radius=1.5))
+    assert hot["rnn"].relative().max() > 1 and hot["rnn"].at(D) > 100 * base["rnn"].at(D)
+    # 2. forget bias 0: the dark blue LSTM is the light blue one
+    shut = by(lesson.fresh_curves(vocab, text, forget_bias=0.0))
+    np.testing.assert_allclose(shut["lstm-open"].relative(), shut["lstm-half"].relative())
+    # 3. update bias -3: z-bar ~ 0.05 and the GRU keeps less than the RNN
+    over = by(lesson.fresh_curves(vocab, text, update_bias=-3.0))
+    assert over["gru"].gate_mean < 0.1 and over["gru"].at(D) < base["rnn"].at(D)
+
+
+# --- the reference lines -------------------------------------------------------------------------
+
+TEXT = "the cat sat (on the 'mat') and then it sat again, and again\n"
+VOCAB = sorted(set(TEXT))
+
+
+def test_rnn_path_gain_is_the_norm_of_the_true_jacobian_and_bounds_the_gradient():
+    model = fresh_model(VOCAB, "rnn", hidden_size=6, seed=3, embed_size=4, spectral_radius=1.2)
+    gain, _ = path_gain(model, TEXT)
+    sd = model.state_dict()
+    ids = [model.vocab.index[ch] for ch in TEXT[:-1]]
+    x = sd["embed.weight"].double().numpy()[ids]
+    W_ih, W_hh, b_ih, b_hh = reference.weights(sd, 0)
+    h = reference.rnn_layer(x, W_ih, W_hh, b_ih, b_hh)["h"]
+    T = len(ids)
+    for t in (0, 5, T - 10, T - 2):
+        # dh_(T-1)/dh_t by central differences: perturb h_t, run the remaining steps by hand
+        def run_from(h_t):
+            for s in range(t + 1, T):
+                h_t = np.tanh(W_ih @ x[s] + b_ih + W_hh @ h_t + b_hh)
+            return h_t
+        eps, J = 1e-4, np.zeros((6, 6))  # J ~ 1e-6 far back: a smaller eps drowns in rounding
+        for k in range(6):
+            e = np.zeros(6)
+            e[k] = eps
+            J[:, k] = (run_from(h[t] + e) - run_from(h[t] - e)) / (2 * eps)
+        assert gain[t] == pytest.approx(np.linalg.norm(J, 2), rel=1e-5)
+    assert gain[-1] == 1.0
+    flow = gradient_norms(model, TEXT)
+    assert np.all(flow.dh[0] / flow.dh[0, -1] <= gain * (1 + 1e-9))  # a bound, for one layer, loss at the end
+
+
+@pytest.mark.parametrize("cell,gate", [("lstm", "f"), ("gru", "z")])
+def test_gated_path_gain_is_the_largest_product_of_the_gate(cell, gate):
+    model = fresh_model(VOCAB, cell, hidden_size=5, seed=1, embed_size=4)
+    gain, name = path_gain(model, TEXT)
+    sd = model.state_dict()
+    ids = [model.vocab.index[ch] for ch in TEXT[:-1]]
+    g = reference.LAYER[cell](sd["embed.weight"].double().numpy()[ids], *reference.weights(sd, 0))[gate]
+    T = len(ids)
+    for t in range(T):
+        prods = [np.prod([g[s, u] for s in range(t + 1, T)]) for u in range(5)]
+        assert gain[t] == pytest.approx(max(prods), rel=1e-5)
+    assert gate in name
+
+
+def test_update_bias_sets_the_gru_z_rows_and_keeps_or_overwrites():
+    model = fresh_model(VOCAB, "gru", hidden_size=8, seed=0, embed_size=4)
+    set_update_bias(model, 3.0)
+    w = model.layer_weights(0)
+    assert torch.all(w["bias_ih"][8:16] == 3.0) and torch.all(w["bias_hh"][8:16] == 0.0)
+    z = trace(model, TEXT).layers[0]["z"]
+    assert z.mean() > 0.9
+    set_update_bias(model, -3.0)
+    assert trace(model, TEXT).layers[0]["z"].mean() < 0.1
+    with pytest.raises(ConfigError):
+        set_update_bias(fresh_model(VOCAB, "lstm", hidden_size=4), 1.0)
+    with pytest.raises(ConfigError):
+        set_update_bias(model, float("nan"))
+
+
+def test_per_unit_gradients_have_the_norms_of_the_flow():
+    for cell in ("lstm", "gru", "rnn"):
+        model = fresh_model(VOCAB, cell, hidden_size=6, num_layers=2, seed=0, embed_size=4)
+        flow = gradient_norms(model, TEXT, per_unit=True)
+        norms = flow.dc if flow.dc is not None else flow.dh
+        np.testing.assert_allclose(np.sqrt((flow.units ** 2).sum(-1)), norms, rtol=1e-10)
+
+
+# --- the trained memory models -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def memory():
+    models = {cell: checkpoint.load(PRETRAINED / f"memory-{cell}")[0] for cell in ("rnn", "gru", "lstm")}
+    table = {cell: {r["gap"]: r["accuracy"] for r in experiments.recall_table(m)} for cell, m in models.items()}
+    return models, table, {c.key: c for c in lesson.memory_curves(models)}
+
+
+def test_memory_models_recall_in_the_lesson_order(memory):
+    _, table, _ = memory
+    longest = max(experiments.GAPS)
+    rnn, gru, lstm = (table[c][longest] for c in ("rnn", "gru", "lstm"))
+    assert lstm > 0.9 and gru > 0.9, "the gated cells recall at the longest gap"
+    assert rnn < lstm - 0.3 and rnn < gru - 0.3, "the RNN falls behind at the longest gap"
+    assert table["rnn"][2] > 0.9, "... though it recalls over a short gap: the task is learnable"
+
+
+def test_memory_gradients_agree_with_the_recall(memory):
+    _, table, curves = memory
+    key = lesson.MEMORY_GAP - 1
+    assert curves["rnn"].at(key) < 1e-6, "the RNN's gradient has vanished by the time it reaches the key"
+    assert curves["lstm"].at(key) > 1e-3 and curves["gru"].at(key) > 1e-3
+    # where the recall fails, the gradient is gone; where it works, the gradient arrives
+    assert table["rnn"][lesson.MEMORY_GAP] < 0.6 and table["lstm"][lesson.MEMORY_GAP] > 0.9
+
+
+def test_long_memory_units_carry_most_of_the_gradient(memory):
+    _, _, curves = memory
+    top = lesson.memory_units(curves["lstm"], top=8)
+    at_key = curves["lstm"].flow.units[-1, 0]
+    assert [u["unit"] for u in top] == list(np.argsort(-at_key)[:8])  # brute force order
+    assert sum(u["share"] for u in top) > 0.5  # a few units carry most of it
+
+
+def test_memory_models_are_small_and_recorded():
+    for cell in ("rnn", "gru", "lstm"):
+        folder = PRETRAINED / f"memory-{cell}"
+        assert sum(f.stat().st_size for f in folder.iterdir()) < 600_000
+        config = checkpoint.read_config(folder)
+        assert config["training"]["steps"] == experiments.STEPS
+        assert config["memory"]["gaps"] == list(experiments.GAPS)
+
+
+# --- colours ---------------------------------------------------------------------------------------
+
+def test_a_cell_has_one_colour_on_every_chart(memory):
+    _, table, curves = memory
+    import pandas as pd
+    rows = [{"cell": c, "gap": g, "accuracy": a, "chance": 1 / 26, "items": 300} for c, t in table.items()
+            for g, a in t.items()]
+    acc = gp.memory_accuracy(pd.DataFrame(rows))
+    grad = gp.gradient_lesson(list(curves.values()))
+    fresh = gp.gradient_lesson(list(default_curves("quotes-lstm").values()))
+    colour = lambda fig, start: {t.line.color for t in fig.data if t.name and t.name.upper().startswith(start)}
+    for cell in ("RNN", "GRU", "LSTM"):
+        assert colour(acc, cell) & colour(grad, cell) & colour(fresh, cell) == {gp.cell_color(cell.lower())}
