@@ -18,7 +18,12 @@ ui.guard(ui.sync_jobs)
 
 pages = [st.Page(path, title=title, icon=icon, url_path=url, default=(i == 0))
          for i, (path, title, icon, url) in enumerate(ui.PAGES)]
-page = st.navigation(pages)
+# Home is served at "/"; /home is a hidden alias that sends a typed or bookmarked link there.
+home_alias = st.Page(lambda: st.switch_page(pages[0]), title="Home", url_path="home", visibility="hidden")
+page = st.navigation(pages + [home_alias])
+goto = st.session_state.pop("_goto", None)
+if goto:  # a button's callback chose a page (a callback itself cannot switch pages)
+    st.switch_page(goto)
 
 with st.sidebar:
     ui.guard(ui.sidebar)

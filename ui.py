@@ -69,7 +69,7 @@ TRAIN_THREADS = _threads_from_env("RNNVIZ_TRAIN_THREADS", max(1, (os.cpu_count()
 # convention, and a fresh server (or AppTest) asked for /activations before st.navigation has run
 # would otherwise execute pages/activations.py on its own, without app.py and its sidebar.
 PAGES = [
-    ("pages/home_page.py", "Home", ":material/home:", "home"),
+    ("pages/home_page.py", "Home", ":material/home:", "welcome"),  # served at "/"; app.py aliases /home
     ("pages/train_page.py", "Train", ":material/model_training:", "train"),
     ("pages/activations_page.py", "Activations", ":material/format_color_text:", "activations"),
     ("pages/gates_page.py", "Gates", ":material/tune:", "gates"),
@@ -80,12 +80,13 @@ PAGES = [
 
 # Page widget keys that must survive page switches (Streamlit drops a widget's state when the
 # page holding it is not shown; re-assigning the key on every run in app.py keeps it).
-PERSIST = ("layer", "unit", "kind", "sort_by", "window_start", "hypothesis", "custom_regex",
+PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind", "sort_by", "window_start",
+           "hypothesis", "custom_regex",
            "clamp_on", "clamp_layer", "clamp_unit", "clamp_value", "clamp_kind", "temperature", "prime",
            "length", "seed", "top_k", "grad_len", "radius", "forget_bias", "gate_window",
            "tr_corpus_src", "tr_corpus", "tr_paste", "tr_cell", "tr_layers", "tr_hidden", "tr_seq",
            "tr_batch", "tr_lr", "tr_budget", "tr_seconds", "tr_steps", "tr_device", "tr_sample_every",
-           "mem_seconds", "excerpt_len")
+           "mem_steps", "update_bias", "excerpt_len")
 
 # Our own words (no outside text is shipped): prose, dialogue, quotes and brackets for any model.
 BUILTIN_EXCERPT = """TEACHER:

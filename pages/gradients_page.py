@@ -1,33 +1,67 @@
-"""Gradients: the vanishing-gradient demo for RNN, GRU and LSTM, and a memory experiment."""
+"""Gradients: why a vanilla RNN forgets and an LSTM does not, told by fresh and by trained models."""
 import streamlit as st
 
 import ui
-from rnnviz import checkpoint, experiments, plots
-from rnnviz.gradients import fresh_model, gradient_norms
+from rnnviz import checkpoint, experiments, lesson
+from rnnviz import gradient_plots as gp
+from rnnviz.gradients import gradient_norms
 from rnnviz.jobs import Job
 
+MEMORY_MODELS = {"rnn": "memory-rnn", "gru": "memory-gru", "lstm": "memory-lstm"}  # shipped in pretrained/
+CHART = {"displaylogo": False}
+
 EXPLANATION = """
-**What you see.** The model reads the text and makes a prediction at the last character. We ask: how
-much would that last loss change if the hidden state *d* steps earlier had been different? That is the
-gradient norm ‖∂L/∂h‖ at distance *d*, on a log scale.
+**The question.** A model reads a text and predicts its last character. How much would that prediction's loss
+change if the state *d* steps earlier had been different? That is the gradient ‖∂L/∂h‖ at distance *d*. Learning
+to use something seen *d* steps ago needs this gradient to arrive; the charts show, on a log scale, the share of
+it that is left.
 
-**Why it matters.** Learning to use something seen *d* steps ago needs this gradient to arrive. In a
-vanilla RNN it is multiplied at every step by the recurrent matrix and by the slope of tanh (at most 1),
-so it shrinks roughly like σᵈ, where σ is the largest singular value of the recurrent matrix (the dashed
-line). With σ below 1 it vanishes exponentially: after 50 steps there is nothing left to learn from.
-Push the spectral radius above 1 and it can explode instead.
+**A vanilla RNN (red)** multiplies the gradient at every step by its recurrent matrix and by the slope of tanh
+(at most 1). With a spectral radius ρ below 1 the share left falls by a roughly constant factor per step: after 50
+steps almost nothing is left. The red dotted line is the most any gradient could keep along this text, the norm of
+the product of the RNN's own step Jacobians; the solid curve runs under it.
 
-**What gates change.** An LSTM's cell state is updated by *adding*: c_t = f·c_(t−1) + i·g. When the
-forget gate f is near 1 the gradient flows back almost untouched. A larger forget-gate bias keeps f near
-1 from the start. A GRU does the same with its update gate.
+**An LSTM (blue)** keeps a cell state updated by *adding*: c = f·c + i·g. Back through time, the cell's gradient
+(dashed) is multiplied by the forget gate f at each step, so where f stays near 1 it is carried across. The dark
+blue LSTM's forget gates are open (f̄ ≈ 0.95); the light blue one is **the same LSTM with f̄ ≈ 0.5**, and it loses
+its gradient as fast as the RNN or faster. The gate, not the name of the architecture, does the work. The dotted
+blue lines are the product of the forget gates met along the text (the largest over units): what the cell path
+alone carries.
+
+**A GRU (green)** does the same with its update gate z: h = (1 − z)·n + z·h_prev, so z near 1 keeps the state
+(this is PyTorch's convention; in Cho et al.'s paper z is the other way round). Its dotted line is the product of z.
+"""
+
+TRY_THIS = """
+**Try this** (each move changes only one curve):
+1. **Push the RNN's ρ to 1.3 or more.** The red curve flattens, then rises above 1 at ρ = 1.5: the gradient
+   explodes instead of vanishing.
+2. **Set the LSTM's forget-gate bias to 0.** The dark blue curves fall onto the light blue ones: with f̄ ≈ 0.5 the
+   LSTM forgets like the RNN.
+3. **Set the GRU's update-gate bias to −3.** z̄ drops to 0.05, and the green curve plunges: a GRU that overwrites
+   its state at every step carries nothing back.
 """
 
 
 @st.cache_data(max_entries=32, show_spinner="Measuring gradients ...")
-def fresh_flow(vocab: tuple, cell: str, hidden: int, radius, forget_bias, text: str):
-    model = fresh_model(list(vocab), cell, hidden_size=hidden, num_layers=1, seed=0,
-                        spectral_radius=radius, forget_bias=forget_bias)
-    return gradient_norms(model, text)
+def fresh_curves(vocab: tuple, text: str, hidden: int, radius: float, forget_bias: float, update_bias: float):
+    return lesson.fresh_curves(list(vocab), text, hidden, radius, forget_bias, lesson.HALF_BIAS, update_bias)
+
+
+def memory_models() -> dict:
+    """cell -> (model, cache key, model entry id) of the shipped memory-task models that are here."""
+    out = {}
+    for entry in ui.model_entries().values():
+        if entry.source == "shipped" and entry.path.name in MEMORY_MODELS.values():
+            model, _, key = ui.load_entry(entry)
+            out[model.cell] = (model, key, entry.id)
+    return {cell: out[cell] for cell in MEMORY_MODELS if cell in out}
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring the memory models ...")
+def memory_measures(keys: tuple, _models: dict):
+    rows = [{"cell": cell, **row} for cell, m in _models.items() for row in experiments.recall_table(m)]
+    return experiments.pd.DataFrame(rows), lesson.memory_curves(_models)
 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring gradients ...")
@@ -35,14 +69,91 @@ def trained_flow(model_key: str, text: str, _model):
     return gradient_norms(_model, text)
 
 
+def fresh_section(ctx):
+    ss = st.session_state
+    ui.default("grad_len", 100)
+    ui.default("radius", lesson.RADIUS)
+    ui.default("forget_bias", lesson.OPEN_BIAS)
+    ui.default("update_bias", lesson.UPDATE_BIAS)
+    n = len(ctx.text)
+    ui.keep_in_range("grad_len", 2, max(2, min(400, n - 1)), min(100, max(2, n - 1)))
+    c1, c2, c3, c4 = st.columns(4)
+    c1.slider("Steps back (sequence length)", 2, max(3, min(400, n - 1)), key="grad_len")
+    c2.slider("RNN spectral radius ρ", 0.5, 1.5, step=0.05, key="radius",
+              help="Largest |eigenvalue| of the fresh RNN's recurrent matrix: below 1 vanishes, above 1 may explode.")
+    c3.slider("LSTM forget-gate bias", -3.0, 5.0, step=0.5, key="forget_bias",
+              help="The dark blue LSTM. 3 keeps the forget gate open (f ≈ 0.95); the light blue one stays at 0.")
+    c4.slider("GRU update-gate bias", -3.0, 5.0, step=0.5, key="update_bias",
+              help="Positive keeps the GRU's state (z near 1, PyTorch's convention); negative overwrites it.")
+    text = ctx.text[: int(ss["grad_len"]) + 1]
+    hidden = min(ctx.hidden, 256)
+    curves = fresh_curves(tuple(ctx.model.vocab.chars), text, hidden, float(ss["radius"]), float(ss["forget_bias"]),
+                          float(ss["update_bias"]))
+    d = min(lesson.DISTANCE, len(text) - 2)
+    st.plotly_chart(gp.gradient_lesson(curves, "Freshly initialised models: the share of the gradient left",
+                                       mark=d, mark_text=f"{d} steps"), key="grad_fresh", config=CHART)
+    st.markdown(lesson.summary(curves, d))
+    st.caption(f"One layer of {hidden} units each, seeded, on the first {len(text)} characters of the text under study.")
+
+
+def memory_section():
+    st.subheader("Trained on the memory task: the same story")
+    models = memory_models()
+    if len(models) < 2:
+        st.info("The shipped memory-task models (memory-rnn, memory-gru, memory-lstm) are not in the models folder; "
+                "run the live experiment below instead.", icon=":material/info:")
+        return
+    table, curves = memory_measures(tuple(k for _, k, _ in models.values()), {c: m for c, (m, _, _) in models.items()})
+    st.markdown("Each model read a capital letter (the key), then filler, then `=`, and learned to repeat the key: "
+                f"{experiments.STEPS:,} steps each, every gap from 2 to 64 mixed. Left: recall on fresh text, "
+                f"{experiments.EVAL_SEGMENTS} recalls per gap. Right: the gradient of one recall's loss at gap "
+                f"{lesson.MEMORY_GAP}, reaching back to the key.")
+    left, right = st.columns(2)
+    left.plotly_chart(gp.memory_accuracy(table), key="memory_shipped", config=CHART)
+    key_d = lesson.MEMORY_GAP - 1
+    right.plotly_chart(gp.gradient_lesson(curves, "The gradient of a recall, back to its key", mark=key_d,
+                                          mark_text="the key", show_gain=False), key="grad_memory", config=CHART)
+    longest = table[table.gap == table.gap.max()].set_index("cell").accuracy
+    st.markdown("\n".join(
+        f"- **{c.label}**: recalls {longest[c.key]:.0%} at gap {lesson.MEMORY_GAP}; keeps "
+        f"{lesson._share(c.at(key_d))} of its gradient at the key." for c in curves)
+        + f"\n\nChance is {experiments.CHANCE:.0%}. Where the gradient from the recall no longer reaches the key, "
+          "training cannot teach the model to keep it.")
+    units_section(next((c for c in curves if c.cell == "lstm"), None), models)
+
+
+def units_section(curve, models):
+    if curve is None:
+        return
+    st.subheader("Which units carry the memory")
+    top = lesson.memory_units(curve, top=12)
+    rows = [u["unit"] for u in top]
+    st.plotly_chart(gp.unit_gradient_map(curve.flow.units[-1], curve.flow.text, rows,
+                                         "memory-lstm: |∂L/∂c| of each unit, from the recall back to the key"),
+                    key="memory_units", config=CHART)
+    st.caption("Units sorted by how much of the recall's gradient reaches the key through them. The few bright rows "
+               "are the long-memory units: their forget gates stay near 1 from the key to the recall.")
+    cols = st.columns(6)
+    for i, u in enumerate(top[:6]):
+        cols[i].button(f"c{u['unit']} ({u['share']:.0%})", key=f"mem_unit_{u['unit']}", on_click=show_unit,
+                       args=(models["lstm"][2], u["unit"]), help="Show this unit in Activations")
+
+
+def show_unit(entry_id: str, unit: int):
+    ss = st.session_state
+    ss["model_choice"], ss["layer"], ss["kind"], ss["unit"] = entry_id, 0, "c", unit
+    ss["_goto"] = "pages/activations_page.py"  # app.py switches there on the next run
+
+
 def other_models(ctx) -> dict:
     """One loaded model per other cell type (shipped, saved or from this session): label -> (model, key)."""
     out, seen = {}, {ctx.cell}
     for entry in ui.model_entries().values():
+        if entry.path is not None and entry.path.name in MEMORY_MODELS.values():
+            continue  # the memory models have their own section
         try:
             if entry.source in ("shipped", "saved"):
-                cell = checkpoint.read_config(entry.path)["model"].get("cell")
-                if cell in seen:
+                if checkpoint.read_config(entry.path)["model"].get("cell") in seen:
                     continue
             model, _, key = ui.load_entry(entry)
         except Exception:  # noqa: BLE001 - an unreadable extra model is simply left out
@@ -53,63 +164,37 @@ def other_models(ctx) -> dict:
     return out
 
 
-def gradient_section(ctx):
-    ss = st.session_state
-    ui.default("grad_len", 100)
-    ui.default("radius", 0.9)
-    ui.default("forget_bias", 0.0)
-    n = len(ctx.text)
-    ui.keep_in_range("grad_len", 2, max(2, min(400, n - 1)), min(100, max(2, n - 1)))
-    c1, c2, c3 = st.columns(3)
-    c1.slider("Steps back (sequence length)", 2, max(3, min(400, n - 1)), key="grad_len")
-    c2.slider("RNN spectral radius", 0.5, 1.5, step=0.05, key="radius",
-              help="Largest |eigenvalue| of the fresh RNN's recurrent matrix: below 1 vanishes, above 1 may explode.")
-    c3.slider("LSTM forget-gate bias", -3.0, 5.0, step=0.5, key="forget_bias",
-              help="A bias of 1 or more keeps the forget gate open at the start: the cell remembers.")
-    text = ctx.text[: int(ss["grad_len"]) + 1]
-    hidden = min(ctx.hidden, 256)
-    vocab = tuple(ctx.model.vocab.chars)
-    fresh = {}
-    for cell in ("rnn", "gru", "lstm"):
-        label = {"rnn": f"RNN (ρ={ss['radius']:.2f})", "gru": "GRU",
-                 "lstm": f"LSTM (forget bias {ss['forget_bias']:+.1f})"}[cell]
-        fresh[label] = fresh_flow(vocab, cell, hidden, float(ss["radius"]) if cell == "rnn" else None,
-                                  float(ss["forget_bias"]) if cell == "lstm" else None, text)
-    trained = {f"{ctx.name} ({ctx.cell.upper()}, this model)": trained_flow(ctx.key, text, _model=ctx.model)}
-    for label, (model, key) in other_models(ctx).items():
-        trained[label] = trained_flow(key, text, _model=model)
-    layers = min(f.dh.shape[0] for f in trained.values())
-    ui.keep_choice("grad_layer", list(range(layers)), 0)
-    left, right = st.columns(2)
-    with left:
-        fig = ui.legend_below(plots.gradient_decay(fresh, layer=0), "Freshly initialised: RNN vs GRU vs LSTM")
-        st.plotly_chart(fig, key="grad_fresh", config={"displaylogo": False})
-        st.caption(f"Freshly initialised, one layer of {hidden} units, same vocabulary and text.")
-    with right:
-        layer = int(ss.get("grad_layer", 0))
-        fig = ui.legend_below(plots.gradient_decay(trained, layer=layer), f"Trained models, layer {layer}")
-        st.plotly_chart(fig, key="grad_trained", config={"displaylogo": False})
+def trained_section(ctx):
+    with st.expander("Your model and the other trained models, on the text under study"):
+        text = ctx.text[: int(st.session_state["grad_len"]) + 1]
+        flows = {f"{ctx.name} (this model)": trained_flow(ctx.key, text, _model=ctx.model)}
+        for label, (model, key) in other_models(ctx).items():
+            flows[label] = trained_flow(key, text, _model=model)
+        layers = min(f.dh.shape[0] for f in flows.values())
+        ui.keep_choice("grad_layer", list(range(layers)), layers - 1)
+        layer = int(st.session_state["grad_layer"])
+        st.plotly_chart(gp.gradient_decay(flows, layer=layer), key="grad_trained", config=CHART)
         if layers > 1:
-            st.selectbox("Layer of the trained models", list(range(layers)), key="grad_layer")
-        st.caption("Trained: the model under study, and one loaded model of each other cell type "
-                   "(train or upload one to compare).")
+            st.selectbox("Layer", list(range(layers)), key="grad_layer")
+        st.caption("Language models trained on text: the loss of the last character. Their gates were learned, not "
+                   "set, so the curves say what each model needs, not what it can do: compare with the memory models.")
 
 
-def memory_section():
+def experiment_section():
     ss = st.session_state
-    st.subheader("Memory experiment")
-    st.markdown("Each cell type learns a task: remember a capital letter, read some filler, then repeat the "
-                "letter after '='. The longer the gap, the harder it is. The same small budget for every cell.")
-    ui.default("mem_seconds", 20)
+    st.subheader("Watch it learn: the live memory experiment")
+    st.markdown("Train fresh RNN, GRU and LSTM models on the memory task here. Every cell gets the **same number of "
+                f"training steps**; accuracy is measured on {experiments.EVAL_SEGMENTS} fresh recalls per gap.")
+    ui.default("mem_steps", experiments.STEPS)
     job = ss.get("memory_job")
     running = job is not None and job.running
     c1, c2, c3 = st.columns([2, 1, 1])
-    c1.slider("Seconds of training per cell", 5, 120, step=5, key="mem_seconds", disabled=running)
+    c1.slider("Training steps per cell", 100, 3000, step=100, key="mem_steps", disabled=running)
     if c2.button("Run the memory experiment", key="mem_start", type="primary", disabled=running,
                  icon=":material/play_arrow:"):
-        seconds = float(ss["mem_seconds"])
+        steps = int(ss["mem_steps"])
         job = Job(lambda stop, report: experiments.memory_experiment(
-            seconds_per_cell=seconds, stop_event=stop, report=report), name="memory", threads=ui.TRAIN_THREADS).start()
+            steps_per_cell=steps, stop_event=stop, report=report), name="memory", threads=ui.TRAIN_THREADS).start()
         ss["memory_job"] = job
         running = True
     if c3.button("Stop", key="mem_stop", disabled=not running, icon=":material/stop:"):
@@ -128,7 +213,7 @@ def memory_status(was_running: bool):
     elif job.error:
         st.error(f"The experiment failed: {job.error}", icon=":material/error:")
     elif job.result is not None and len(job.result):
-        st.plotly_chart(plots.memory_accuracy(job.result), key="memory_chart", config={"displaylogo": False})
+        st.plotly_chart(gp.memory_accuracy(job.result), key="memory_chart", config=CHART)
         st.dataframe(job.result, hide_index=True)
     if was_running and not job.running:
         st.rerun(scope="app")
@@ -139,8 +224,11 @@ def main():
     st.title("Gradients through time")
     with st.expander("How to read this (a short explanation to read aloud)", expanded=True):
         st.markdown(EXPLANATION)
-    gradient_section(ctx)
+    fresh_section(ctx)
+    st.markdown(TRY_THIS)
     memory_section()
+    trained_section(ctx)
+    experiment_section()
 
 
 ui.run_page(main)

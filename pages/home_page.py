@@ -32,9 +32,8 @@ def main():
     if ctx is None and not ui.model_entries():
         ui.empty_state()
     elif ctx is not None:
-        st.subheader("Model under study")
-        ui.model_card(ctx)
-        st.caption("Change the model and the text in the sidebar; every page follows.")
+        st.markdown(f"**Model under study: {ctx.name}** ({ctx.cell.upper()}, {ctx.layers} × {ctx.hidden}). Its card "
+                    "is in the sidebar; change the model and the text there, and every page follows.")
     st.subheader("Pages")
     for path, what in LINKS:
         title, icon = next((t, i) for p, t, i, _ in ui.PAGES if p == path)

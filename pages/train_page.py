@@ -154,7 +154,11 @@ def save_model(rec: dict):
 
 
 def select_model(mid: str):
-    st.session_state["model_choice"] = mid
+    """Study a finished run's model: select it, say so, and open Activations on it."""
+    ss = st.session_state
+    ss["model_choice"] = mid
+    ss["_toast"] = f"Now studying {ss['mem_models'][mid]['name']}: every page shows it."
+    ss["_goto"] = "pages/activations_page.py"
 
 
 def main():

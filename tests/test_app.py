@@ -139,6 +139,8 @@ def test_home_model_card_and_links(shipped):
     assert at.title[0].value.startswith("rnnviz")
     md = text_of(at.markdown)
     assert "**Cell:** LSTM" in md and "**Hidden size:** 16" in md and "**Parameters:**" in md
+    assert md.count("**Cell:**") == 1, "the model card once (in the sidebar), not twice"
+    assert "Model under study: a-lstm" in md
     assert len(at.get("page_link")) == 6
     assert at.selectbox(key="model_choice").value.startswith("shipped:")
     assert "Device: CPU" in text_of(at.caption)
@@ -255,36 +257,75 @@ def test_gates_lstm_then_rnn(shipped):
 def test_gradients_sliders_and_memory(shipped, monkeypatch):
     from rnnviz import experiments
 
-    def fake(seconds_per_cell=30.0, stop_event=None, report=None, **kw):
+    calls = []
+
+    def fake(steps_per_cell=None, stop_event=None, report=None, **kw):
+        calls.append(steps_per_cell)
         report(done=1, total=3, message="training RNN")
         return pd.DataFrame({"cell": ["rnn", "rnn", "lstm", "lstm"], "gap": [2, 8, 2, 8],
-                             "accuracy": [0.9, 0.1, 1.0, 0.9], "chance": [1 / 26] * 4, "steps": [5] * 4,
-                             "seconds": [0.1] * 4})
+                             "accuracy": [0.9, 0.1, 1.0, 0.9], "chance": [1 / 26] * 4, "items": [300] * 4,
+                             "steps": [5] * 4, "seconds": [0.1] * 4})
 
     monkeypatch.setattr(experiments, "memory_experiment", fake)
     at = app("gradients")
     ok(at)
-    fresh, trained = spec(at, 0), spec(at, 1)
+    fresh = spec(at, 0)
     assert fresh["layout"]["yaxis"]["type"] == "log"
-    assert {"RNN (ρ=0.90)", "GRU", "LSTM (forget bias +0.0)"} <= {t["name"] for t in fresh["data"]}
+    names = [t["name"] for t in fresh["data"] if t.get("showlegend", True)]
+    assert [n.split(" = ")[0] for n in names] == ["RNN, ρ", "LSTM, f̄", "LSTM, f̄", "GRU, z̄"]
+    assert [n.split(" (")[-1] for n in names[1:]] == ["forget bias +3.0)", "forget bias +0.0)", "update bias +3.0)"]
+    # h solid, the LSTMs' cells dashed, a dotted path line for every model
+    assert sum(t["line"].get("dash") == "dash" for t in fresh["data"]) == 2
+    assert sum(t["line"].get("dash") == "dot" for t in fresh["data"]) == 4
+    assert "keeps" in text_of(at.markdown) and "Try this" in text_of(at.markdown)
+    # no shipped memory models here: the page says so and offers the live experiment
+    assert "memory-task models" in text_of(at.info)
+    trained = spec(at, 1)
     trained_names = " ".join(t["name"] for t in trained["data"])
     assert "this model" in trained_names and "GRU" in trained_names and "RNN" in trained_names
-    rnn_before = next(t for t in fresh["data"] if t["name"].startswith("RNN (")
-                      and "bound" not in t["name"])["y"]
+    rnn_before = fresh["data"][0]["y"]
     at.slider(key="radius").set_value(1.3).run()
     at.slider(key="forget_bias").set_value(2.0).run()
+    at.slider(key="update_bias").set_value(-3.0).run()
     ok(at)
-    fresh = spec(at, 0)
-    names = {t["name"] for t in fresh["data"]}
-    assert "RNN (ρ=1.30)" in names and "LSTM (forget bias +2.0)" in names
-    rnn_after = next(t for t in fresh["data"] if t["name"] == "RNN (ρ=1.30)")["y"]
-    assert rnn_after != rnn_before
+    names = {t["name"] for t in spec(at, 0)["data"]}
+    assert "RNN, ρ = 1.30" in names and any("forget bias +2.0" in n for n in names)
+    assert any(n.startswith("GRU, z̄ = 0.0") and "update bias -3.0" in n for n in names)
+    assert spec(at, 0)["data"][0]["y"] != rnn_before
+    at.slider(key="mem_steps").set_value(200).run()
     at.button(key="mem_start").click().run()
     job = at.session_state["memory_job"]
     job.join(10)
     at.run()
     ok(at)
+    assert calls == [200], "every cell gets the same number of steps, the slider's"
     assert any("Memory" in title(spec(at, i)) for i in range(len(at.get("plotly_chart"))))
+
+
+def test_gradients_opens_on_the_shipped_memory_models(folders, vocab):
+    """With the shipped memory models, the page draws their recall and gradients, and a unit button
+    opens Activations on memory-lstm's unit (the model switches with it)."""
+    import shutil
+    from streamlit_server import ROOT
+    pre, _ = folders
+    save_tiny(pre, "a-lstm", vocab)
+    for cell in ("rnn", "gru", "lstm"):
+        shutil.copytree(ROOT / "pretrained" / f"memory-{cell}", pre / f"memory-{cell}")
+    at = app("gradients")
+    ok(at)
+    titles = [title(spec(at, i)) for i in range(len(at.get("plotly_chart")))]
+    assert any("recall accuracy" in t for t in titles) and any("back to its key" in t for t in titles)
+    assert any("|∂L/∂c|" in t for t in titles)
+    words = text_of(at.markdown)
+    assert "recalls" in words and "at gap 64" in words
+    unit_buttons = [b for b in at.button if str(b.key).startswith("mem_unit_")]
+    assert len(unit_buttons) == 6
+    unit = int(unit_buttons[0].key.split("_")[-1])
+    unit_buttons[0].click().run()
+    ok(at)
+    assert at.session_state["model_choice"] == f"shipped:{pre / 'memory-lstm'}"
+    assert (at.session_state["layer"], at.session_state["kind"], at.session_state["unit"]) == (0, "c", unit)
+    assert at.title[0].value == "Activations"
 
 
 # --- sample ------------------------------------------------------------------------------------------
