@@ -118,7 +118,8 @@ def memory_section():
         f"- **{c.label}**: recalls {longest[c.key]:.0%} at gap {lesson.MEMORY_GAP}; keeps "
         f"{lesson._share(c.at(key_d))} of its gradient at the key." for c in curves)
         + f"\n\nChance is {experiments.CHANCE:.0%}. Where the gradient from the recall no longer reaches the key, "
-          "training cannot teach the model to keep it.")
+          "training cannot teach the model to keep it: what the RNN still recalls at long gaps, it learned from "
+          "the short ones, the only ones that sent it a gradient.")
     units_section(next((c for c in curves if c.cell == "lstm"), None), models)
 
 
@@ -131,8 +132,9 @@ def units_section(curve, models):
     st.plotly_chart(gp.unit_gradient_map(curve.flow.units[-1], curve.flow.text, rows,
                                          "memory-lstm: |∂L/∂c| of each unit, from the recall back to the key"),
                     key="memory_units", config=CHART)
-    st.caption("Units sorted by how much of the recall's gradient reaches the key through them. The few bright rows "
-               "are the long-memory units: their forget gates stay near 1 from the key to the recall.")
+    st.caption("The 12 units through which most of the recall's gradient reaches the key, the most on top. Bright "
+               "from right to left, they carry it all the way: the long-memory units, whose forget gates stay near "
+               "1 from the key to the recall. Click one to see it in Activations.")
     cols = st.columns(6)
     for i, u in enumerate(top[:6]):
         cols[i].button(f"c{u['unit']} ({u['share']:.0%})", key=f"mem_unit_{u['unit']}", on_click=show_unit,

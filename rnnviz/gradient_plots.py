@@ -147,6 +147,7 @@ def unit_gradient_map(units: np.ndarray, text: str, rows: list[int], title: str 
         customdata=np.array([chars] * len(rows)), colorbar=dict(title="log10 |∂L/∂c|"),
         hovertemplate="%{y}<br>%{x} steps back (character %{customdata})<br>log10 |∂L/∂c| = %{z:.2f}<extra></extra>"))
     fig.update_xaxes(title="distance: steps before the recall", autorange="reversed")
+    fig.update_yaxes(autorange="reversed")  # the first of `rows` on top
     fig.update_layout(title=title, height=120 + 22 * len(rows))
     return fig
 

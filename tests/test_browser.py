@@ -95,8 +95,12 @@ def test_every_page_renders(server):
             _full_screenshot(page, "train-done")
             assert page.locator('[data-testid="stException"]').count() == 0
             assert not page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
-            assert "trained in this session" in page.locator('[data-testid="stSidebar"]').inner_text() or \
-                page.get_by_role("button", name=re.compile("Study this model")).count() == 1
+            assert page.get_by_role("button", name=re.compile("Study this model")).count() == 1
+            # "Study this model" selects the run's model and opens Activations on it
+            page.get_by_role("button", name=re.compile("Study this model")).click()
+            page.locator("h1", has_text="Activations").first.wait_for(timeout=90_000)
+            _settle(page, 2)
+            assert "trained in this session" in _model_shown(page)
 
             # a hostile text stays text: typed <script> shows literally in the coloured text
             page.goto(f"{url}/activations", wait_until="domcontentloaded")
@@ -152,3 +156,124 @@ def test_upload_over_the_size_limit_is_refused(server, tmp_path):
         finally:
             browser.close()
     assert not sent, f"the oversized file was sent to the server: {sent}"
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """A tiny default model plus copies of the real python-lstm and memory models: a non-default model
+    with its own corpus, to walk every cross-page link with."""
+    import shutil
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    pre = tmp_path_factory.mktemp("pretrained-real")
+    text = load_corpus("shakespeare", max_chars=50_000).text
+    model = build(Vocab.from_text(text), cell="lstm", hidden_size=16, num_layers=1, seed=0)
+    checkpoint.save(model, pre / "shakespeare-lstm", meta={"corpus": {"name": "shakespeare"}, "val_loss": 3.5})
+    for name in ("python-lstm", "memory-rnn", "memory-gru", "memory-lstm"):
+        shutil.copytree(ROOT / "pretrained" / name, pre / name)
+    env = {"RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(tmp_path_factory.mktemp("models")),
+           "OMP_NUM_THREADS": "1"}
+    log_path = tmp_path_factory.mktemp("log") / "server.log"
+    with streamlit_server(log_path, env) as (url, _):
+        with open(log_path) as log:
+            yield url, log, pre
+
+
+def _nav(page, title: str, charts: int = 0) -> None:
+    page.locator('[data-testid="stSidebarNavLink"]', has_text=title).first.click()
+    page.locator("h1", has_text=title).first.wait_for(timeout=90_000)
+    _settle(page, charts)
+
+
+def _model_shown(page) -> str:
+    return page.get_by_role("combobox", name="Model under study").input_value()
+
+
+def _no_errors(page, where: str) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: exception shown"
+    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    assert not errors, f"{where}: error shown: {errors}"
+
+
+def test_links_keep_the_model_and_small_truths_hold(real_server):
+    """Issue 16, item 7, in a real browser: every cross-page link keeps a non-default model; one colour
+    per cell; the AUROC's direction in words; a clamp value out of range is described as used; the
+    python excerpt opens on code; /home; '1 thread'."""
+    from playwright.sync_api import sync_playwright
+
+    from rnnviz import corpora
+
+    url, log, pre = real_server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded")
+            _settle(page, 0)
+            assert "CPU (1 thread)" in page.locator('[data-testid="stSidebar"]').inner_text()
+            page.goto(f"{url}/home", wait_until="domcontentloaded")
+            _settle(page, 0)
+            assert page.get_by_text("Page not found").count() == 0
+            assert page.locator("h1").first.inner_text().startswith("rnnviz")
+            assert page.get_by_text("Model card").count() == 1  # once: in the sidebar
+            # pick python-lstm, then follow Neuron search's links
+            page.get_by_role("combobox", name="Model under study").click()
+            page.get_by_role("option", name=re.compile("^python-lstm")).click()
+            _settle(page, 0)
+            assert _model_shown(page).startswith("python-lstm")
+            _nav(page, "Neuron search", 1)
+            body = page.locator('[data-testid="stMain"]').inner_text()
+            assert re.search(r"(high|low) inside", body), "the AUROC's direction in words"
+            page.get_by_role("button", name=re.compile("Show in Activations")).first.click()
+            page.locator("h1", has_text="Activations").first.wait_for(timeout=90_000)
+            _settle(page, 2)
+            _no_errors(page, "Activations from Neuron search")
+            assert _model_shown(page).startswith("python-lstm"), "a page switch changed the model"
+            # the excerpt opens on code, not inside a docstring
+            config = checkpoint.read_config(pre / "python-lstm")
+            first = corpora.excerpt(corpora.held_out(config), 2000).split("\n")[0]
+            assert page.locator(".rnnviz-text").first.inner_text().startswith(first)
+            _full_screenshot(page, "activations-python-lstm")
+            _nav(page, "Neuron search", 1)
+            page.get_by_role("button", name=re.compile("Clamp it in Sample")).first.click()
+            page.locator("h1", has_text="Sample").first.wait_for(timeout=90_000)
+            _settle(page, 1)
+            assert _model_shown(page).startswith("python-lstm")
+            value = page.get_by_label(re.compile(r"^Value \("))
+            value.fill("50")
+            value.press("Enter")
+            page.wait_for_function("document.body.innerText.includes('is outside the allowed')", timeout=90_000)
+            _settle(page, 1)
+            text = page.locator('[data-testid="stMain"]').inner_text()
+            assert "held at 10" in text and "over the text under study" in text and "KL" in text
+            _no_errors(page, "Sample with a clamp at 50")
+            _full_screenshot(page, "sample-clamp-python-lstm")
+            # Gradients: a cell keeps its colour on every chart
+            _nav(page, "Gradients", 4)
+            colours = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(el =>
+                (el.data || []).map(t => [t.name || '', (t.line || {}).color || '']))""")
+            by_cell = {}
+            for chart in colours:
+                for name, colour in chart:
+                    cell = name.split(",")[0].split(" ")[0].upper()
+                    if cell in ("RNN", "GRU", "LSTM") and colour and "f̄ = 0.50" not in name:
+                        by_cell.setdefault(cell, set()).add(colour)
+            assert set(by_cell) == {"RNN", "GRU", "LSTM"} and all(len(c) == 1 for c in by_cell.values()), by_cell
+            body = page.locator('[data-testid="stMain"]').inner_text()
+            assert "same number of training steps" in body and "recalls per gap" in body
+            _full_screenshot(page, "gradients-python-lstm")
+            _no_errors(page, "Gradients")
+            # a memory unit's button opens Activations on memory-lstm
+            page.get_by_role("button", name=re.compile(r"^c\d+ \(")).first.click()
+            page.locator("h1", has_text="Activations").first.wait_for(timeout=90_000)
+            _settle(page, 2)
+            assert _model_shown(page).startswith("memory-lstm")
+            _no_errors(page, "Activations from Gradients")
+        finally:
+            browser.close()
+    log.seek(0)
+    server_log = log.read()
+    assert "Traceback" not in server_log, server_log[-3000:]
