@@ -127,18 +127,22 @@ def units_section(curve, models):
     if curve is None:
         return
     st.subheader("Which units carry the memory")
-    top = lesson.memory_units(curve, top=12)
+    top = lesson.memory_units(curve, models["lstm"][0], top=12)
     rows = [u["unit"] for u in top]
     st.plotly_chart(gp.unit_gradient_map(curve.flow.units[-1], curve.flow.text, rows,
                                          "memory-lstm: |∂L/∂c| of each unit, from the recall back to the key"),
                     key="memory_units", config=CHART)
-    st.caption("The 12 units through which most of the recall's gradient reaches the key, the most on top. Bright "
-               "from right to left, they carry it all the way: the long-memory units, whose forget gates stay near "
-               "1 from the key to the recall. Click one to see it in Activations.")
+    keep = [u for u in top if u["gate_product"] > 0.5]
+    st.caption(f"The 12 units through which most of the recall's gradient reaches the key, the most on top. "
+               f"{len(keep)} of them carry {sum(u['share'] for u in keep):.0%} of it, bright all the way from the "
+               f"recall to the key: their forget gates stay open across the gap (mean f from "
+               f"{min(u['gate_mean'] for u in keep):.3f} to {max(u['gate_mean'] for u in keep):.3f}), the long-memory "
+               "units. Each button shows its share and the product of its forget gates across the gap; click one "
+               "to see it in Activations." if keep else "No unit keeps its forget gate open across the gap.")
     cols = st.columns(6)
     for i, u in enumerate(top[:6]):
-        cols[i].button(f"c{u['unit']} ({u['share']:.0%})", key=f"mem_unit_{u['unit']}", on_click=show_unit,
-                       args=(models["lstm"][2], u["unit"]), help="Show this unit in Activations")
+        cols[i].button(f"c{u['unit']}: {u['share']:.0%}, ∏f {u['gate_product']:.2f}", key=f"mem_unit_{u['unit']}",
+                       on_click=show_unit, args=(models["lstm"][2], u["unit"]), help="Show this unit in Activations")
 
 
 def show_unit(entry_id: str, unit: int):

@@ -102,13 +102,22 @@ def summary(curves: list[Curve], distance: int = DISTANCE) -> str:
     return "\n".join(lines)
 
 
-def memory_units(c: Curve, top: int = 8) -> list[dict]:
+def memory_units(c: Curve, model: CharRNN, top: int = 8) -> list[dict]:
     """The units whose gradient reaches furthest back on the recall example: the long-memory units.
 
-    Ranked by |dL/dc| (|dL/dh| without a cell) at the key, the first character; each with its share
-    of that gradient and its gate mean over the example.
+    Ranked by |dL/dc| (|dL/dh| without a cell) at the key, the first character; each with its share of
+    that gradient, and its forget gate (an LSTM's f, a GRU's z) over the steps from the key to the
+    recall: the mean, and the product, which is the share the cell path alone carries across.
     """
     at_key = c.flow.units[-1, 0]  # (H,) top layer, t = 0: the key
     order = np.argsort(-at_key)[:top]
     total = at_key.sum() or 1.0
-    return [{"unit": int(u), "at_key": float(at_key[u]), "share": float(at_key[u] / total)} for u in order]
+    gate = {"lstm": "f", "gru": "z"}.get(model.cell)
+    g = trace(model, c.flow.text, top_k=1).layers[-1][gate][1:].astype(np.float64) if gate else None  # (T-1, H)
+    out = []
+    for u in order:
+        row = {"unit": int(u), "at_key": float(at_key[u]), "share": float(at_key[u] / total)}
+        if g is not None:
+            row.update(gate_mean=float(g[:, u].mean()), gate_product=float(np.prod(g[:, u])))
+        out.append(row)
+    return out

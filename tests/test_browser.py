@@ -267,7 +267,7 @@ def test_links_keep_the_model_and_small_truths_hold(real_server):
             _full_screenshot(page, "gradients-python-lstm")
             _no_errors(page, "Gradients")
             # a memory unit's button opens Activations on memory-lstm
-            page.get_by_role("button", name=re.compile(r"^c\d+ \(")).first.click()
+            page.get_by_role("button", name=re.compile(r"^c\d+: ")).first.click()
             page.locator("h1", has_text="Activations").first.wait_for(timeout=90_000)
             _settle(page, 2)
             assert _model_shown(page).startswith("memory-lstm")

@@ -173,11 +173,20 @@ def test_memory_gradients_agree_with_the_recall(memory):
 
 
 def test_long_memory_units_carry_most_of_the_gradient(memory):
-    _, _, curves = memory
-    top = lesson.memory_units(curves["lstm"], top=8)
+    models, _, curves = memory
+    top = lesson.memory_units(curves["lstm"], models["lstm"], top=8)
     at_key = curves["lstm"].flow.units[-1, 0]
     assert [u["unit"] for u in top] == list(np.argsort(-at_key)[:8])  # brute force order
     assert sum(u["share"] for u in top) > 0.5  # a few units carry most of it
+    # the forget gates of those units, from a step-by-step reference over the example
+    sd = models["lstm"].state_dict()
+    text = curves["lstm"].flow.text
+    ids = [models["lstm"].vocab.index[ch] for ch in text]
+    f = reference.lstm_layer(sd["embed.weight"].double().numpy()[ids], *reference.weights(sd, 0))["f"]
+    for u in top:
+        assert u["gate_product"] == pytest.approx(np.prod(f[1:, u["unit"]]), rel=1e-4, abs=1e-12)
+    open_ = [u for u in top if u["gate_product"] > 0.5]
+    assert len(open_) >= 3 and sum(u["share"] for u in open_) > 0.5, "the gradient rides on open forget gates"
 
 
 def test_memory_models_are_small_and_recorded():
