@@ -161,7 +161,7 @@ def memory_accuracy(df: pd.DataFrame) -> go.Figure:
     for (cell, part), shade in zip(groups, _shades([str(c).split()[0].lower() for c, _ in groups])):
         part = part.sort_values("gap")
         name = str(cell).upper()
-        items = f"<br>%{{customdata}} recalls scored" if "items" in part else ""
+        items = "<br>%{customdata} recalls scored" if "items" in part else ""
         fig.add_trace(go.Scatter(x=part.gap.to_numpy(), y=part.accuracy.to_numpy(), mode="lines+markers", name=name,
                                  line=dict(color=cell_color(str(cell).split()[0].lower(), shade), width=2.5),
                                  customdata=part["items"].to_numpy() if "items" in part else None,

@@ -146,7 +146,7 @@ def _by_hand(model: CharRNN, ids: torch.Tensor, targets: torch.Tensor, loss_at: 
     every matrix product) and compute weight gradients nobody asked for; by hand, each step is one
     matrix-vector product with W_hh and a few vector operations, and dL/dc_t comes on the way.
     """
-    cell, T, H, L = model.cell, len(ids), model.config.hidden_size, model.config.num_layers
+    cell, T, L = model.cell, len(ids), model.config.num_layers
     layers = _forward(model, ids, gates=cell == "lstm")
     x = layers[-1]["h"]
     logits = F.linear(x, model.head.weight, model.head.bias)  # (T, V)
@@ -286,23 +286,6 @@ def path_gain(model: CharRNN, text: str, layer: int = -1) -> tuple[np.ndarray, s
     return np.exp(suffix.max(1)), f"∏{gate}, the {'cell' if gate == 'f' else 'update-gate'} path alone"
 
 
-def set_update_bias(model: CharRNN, value: float) -> CharRNN:
-    """Set a GRU's update-gate bias (b_ih + b_hh). PyTorch's GRU keeps its state where z is near 1
-    (h_t = (1 - z) n + z h_(t-1)), so a positive bias makes it remember; Cho et al. (2014) write z
-    the other way round, where the same bias would make it forget."""
-    if model.cell != "gru":
-        raise ConfigError("only a GRU has an update gate")
-    if not np.isfinite(value):
-        raise ConfigError(f"the update-gate bias must be a finite number, not {value!r}")
-    H = model.config.hidden_size
-    with torch.no_grad():
-        for l in range(model.config.num_layers):
-            w = model.layer_weights(l)
-            w["bias_ih"][H:2 * H] = value  # PyTorch's gate order is r, z, n
-            w["bias_hh"][H:2 * H] = 0.0
-    return model
-
-
 def set_spectral_radius(model: CharRNN, radius: float) -> CharRNN:
     """Scale each layer's W_hh so its largest |eigenvalue| is `radius` (vanish < 1 < explode)."""
     if not (np.isfinite(radius) and radius > 0):
@@ -318,19 +301,31 @@ def set_spectral_radius(model: CharRNN, radius: float) -> CharRNN:
     return model
 
 
-def set_forget_bias(model: CharRNN, value: float) -> CharRNN:
-    """Set an LSTM's forget-gate bias (b_ih + b_hh) to `value`; 1 or more helps memory at init."""
-    if model.cell != "lstm":
-        raise ConfigError("only an LSTM has a forget gate")
+def _set_gate_bias(model: CharRNN, cell: str, gate: str, value: float) -> CharRNN:
+    """Set the bias (b_ih + b_hh) of the second gate block, an LSTM's f or a GRU's z, in every layer."""
+    if model.cell != cell:
+        raise ConfigError(f"only {'an LSTM has a forget' if cell == 'lstm' else 'a GRU has an update'} gate")
     if not np.isfinite(value):
-        raise ConfigError(f"the forget-gate bias must be a finite number, not {value!r}")
+        raise ConfigError(f"the {gate} bias must be a finite number, not {value!r}")
     H = model.config.hidden_size
     with torch.no_grad():
         for l in range(model.config.num_layers):
             w = model.layer_weights(l)
-            w["bias_ih"][H:2 * H] = value
+            w["bias_ih"][H:2 * H] = value  # PyTorch's gate orders: i, f, g, o and r, z, n
             w["bias_hh"][H:2 * H] = 0.0
     return model
+
+
+def set_forget_bias(model: CharRNN, value: float) -> CharRNN:
+    """Set an LSTM's forget-gate bias (b_ih + b_hh) to `value`; 1 or more helps memory at init."""
+    return _set_gate_bias(model, "lstm", "forget-gate", value)
+
+
+def set_update_bias(model: CharRNN, value: float) -> CharRNN:
+    """Set a GRU's update-gate bias (b_ih + b_hh). PyTorch's GRU keeps its state where z is near 1
+    (h_t = (1 - z) n + z h_(t-1)), so a positive bias makes it remember; Cho et al. (2014) write z
+    the other way round, where the same bias would make it forget."""
+    return _set_gate_bias(model, "gru", "update-gate", value)
 
 
 def fresh_model(vocab: Vocab | list[str], cell: str, hidden_size: int = 128, num_layers: int = 1,

@@ -2,20 +2,13 @@ import threading
 
 import numpy as np
 import pytest
-import torch
 
 from rnnviz import corpora
 from rnnviz.errors import ConfigError
 from rnnviz.experiments import CHANCE, COLUMNS, memory_experiment, mixed_memory_text
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and far faster than on two on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_mixed_text_holds_whole_segments_of_every_gap():

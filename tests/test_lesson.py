@@ -19,12 +19,7 @@ PRETRAINED = ROOT / "pretrained"
 D = lesson.DISTANCE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def default_text(name: str, n: int = 101) -> str:
