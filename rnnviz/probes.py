@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import re
 import tokenize
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -29,17 +30,31 @@ def _line_start_flags(codes: np.ndarray) -> np.ndarray:
 
 # --- hypotheses: text -> float32 (T,) ---------------------------------------------------------
 
-# a literal runs to its closing quote or, unclosed, to the end of the line; backslash escapes.
-# A ' right after a letter or digit is an apostrophe (battle's), unless it follows a string
-# prefix such as f' or rb' that itself starts a word.
-_QUOTED = re.compile(r"(?:(?<!\w)[rRbBfFuU]{1,2}|(?<!\w))'(?:[^'\\\n]|\\.)*'?|\"(?:[^\"\\\n]|\\.)*\"?")
+# A literal opens with ' or " (a ' right after a letter or digit is an apostrophe, battle's, unless
+# it follows a string prefix such as f' or rb' that itself starts a word) and runs to its closing
+# quote or, unclosed, to the end of the line; backslash escapes.
+_OPENER = re.compile(r"(?:(?<!\w)[rRbBfFuU]{1,2}|(?<!\w))'|\"")
+_BODY = {"'": re.compile(r"'(?:[^'\\\n]|\\.)*('?)"), '"': re.compile(r'"(?:[^"\\\n]|\\.)*("?)')}
 
 
 def inside_quotes(text: str) -> np.ndarray:
-    """1 inside '...' or "..." on one line, quotes included; an unclosed quote ends at the line end."""
+    """1 inside '...' or "..." on one line, quotes included; an unclosed quote ends at the line end.
+
+    An elision is not a quote: a ' before a letter that no ' closes on its line ('Tis, 'gainst,
+    'twixt) opens nothing, and the search goes on from the next character. (An elision that a later
+    ' on its line seems to close, as in "'Tis so: 'Frets" or "'Tis bargain'd", is still read as a
+    quote.)
+    """
     out = np.zeros(len(text), dtype=np.float32)
-    for m in _QUOTED.finditer(text):
-        out[m.start():m.end()] = 1.0
+    pos = 0
+    while (m := _OPENER.search(text, pos)) is not None:
+        q = m.end() - 1  # the quote character itself
+        body = _BODY[text[q]].match(text, q)
+        if text[q] == "'" and not body.group(1) and text[q + 1:q + 2].isalpha():
+            pos = q + 1  # an elision
+            continue
+        out[m.start():body.end()] = 1.0
+        pos = body.end()
     return out
 
 
@@ -89,6 +104,42 @@ def vowel(text: str) -> np.ndarray:
     return np.isin(_codes(text), _codes("aeiouAEIOU")).astype(np.float32)
 
 
+_WORD = re.compile(r"\w+(?:'\w+)*")  # letters, digits, _; an apostrophe inside a word (o'er) joins it
+
+
+def position_in_word(text: str) -> np.ndarray:
+    """1-based position of a character in its word (a run of letters, digits and _, an apostrophe
+    between two of them included: "o'er" is one word); 0 outside words. "ab c" -> 1,2,0,1."""
+    inside = np.zeros(len(text), dtype=bool)
+    for m in _WORD.finditer(text):
+        inside[m.start():m.end()] = True
+    idx = np.arange(len(text))
+    starts = inside & ~np.concatenate(([False], inside[:-1]))  # (T,) first character of each word
+    first = np.maximum.accumulate(np.where(starts, idx, 0))
+    return np.where(inside, idx - first + 1, 0).astype(np.float32)
+
+
+def line_length(text: str) -> np.ndarray:
+    """Length of the current line (its newline not counted), for every character of it and its newline."""
+    lines = text.split("\n")
+    lengths = [len(line) + 1 for line in lines]
+    return np.repeat(np.asarray([len(line) for line in lines], dtype=np.float32), lengths)[: len(text)]
+
+
+# a play's speaker line: "NAME:" alone on a line, at the text's start or after a blank line, with a
+# line of speech after it (tinyshakespeare's and the shakespeare corpus's format)
+_SPEAKER = re.compile(r"(?:\A|(?<=\n\n))[A-Z][A-Za-z '.,&-]{0,60}:\n(?=[^\n])")
+
+
+def speaker_line(text: str) -> np.ndarray:
+    """1 on a play's speaker-name line ("KING RICHARD III:" at the text's start or after a blank
+    line, with speech on the next line), its newline included."""
+    out = np.zeros(len(text), dtype=np.float32)
+    for m in _SPEAKER.finditer(text):
+        out[m.start():m.end()] = 1.0
+    return out
+
+
 def regex_hypothesis(pattern: str) -> Hypothesis:
     """A hypothesis that is 1 for characters inside any match of `pattern`."""
     try:
@@ -104,17 +155,6 @@ def regex_hypothesis(pattern: str) -> Hypothesis:
 
     matches.__name__ = f"regex {pattern!r}"
     return matches
-
-
-HYPOTHESES: dict[str, Hypothesis] = {
-    "inside quotes": inside_quotes,
-    "bracket depth": bracket_depth,
-    "position in line": position_in_line,
-    "indentation": indentation,
-    "right after a newline": after_newline,
-    "uppercase": uppercase,
-    "vowel": vowel,
-}
 
 
 def is_binary(labels) -> bool:
@@ -136,25 +176,17 @@ def _statement_start(items) -> int:
     return ends[-1] if ends else 0
 
 
-def python_string_labels(source: str) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (T,) float32: 1.0 on string-literal characters (quotes and prefixes included), and
-    mask (T,) bool: which characters to count.
-
-    The mask leaves out comments, multi-line strings, strings that are a statement by themselves
-    (docstrings), and the whole statement where tokenize fails and all after it. Whitespace
-    between tokens stays in: it is code context too. Labels are 1.0 on masked-out literals as well,
-    for display. Python 3.12+ splits f-strings into parts; the whole span counts as one string.
-    """
+def _python_items(source: str) -> tuple[list[tuple[int, int, int, bool]], int | None]:
+    """Tokens of `source` as (token type, start offset, end offset, spans lines), an f-string as one
+    STRING item; and the offset from which tokenize could not read (the start of the statement
+    where it failed), or None when it read everything."""
     n = len(source)
-    labels = np.zeros(n, dtype=np.float32)
-    mask = np.ones(n, dtype=bool)
     line_starts = [0] + [m.end() for m in re.finditer("\n", source)]
 
     def offset(pos: tuple[int, int]) -> int:
         row, col = pos
         return n if row > len(line_starts) else min(line_starts[row - 1] + col, n)
 
-    # items: (token type, start offset, end offset, spans lines); an f-string is one STRING item
     items: list[tuple[int, int, int, bool]] = []
     bad_from = None
     fstring_start, nesting = None, 0
@@ -178,6 +210,22 @@ def python_string_labels(source: str) -> tuple[np.ndarray, np.ndarray]:
                 items.append((tok.type, offset(tok.start), offset(tok.end), tok.end[0] != tok.start[0]))
     except (tokenize.TokenError, SyntaxError):
         bad_from = _statement_start(items)
+    return items, bad_from
+
+
+def python_string_labels(source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (T,) float32: 1.0 on string-literal characters (quotes and prefixes included), and
+    mask (T,) bool: which characters to count.
+
+    The mask leaves out comments, multi-line strings, strings that are a statement by themselves
+    (docstrings), and the whole statement where tokenize fails and all after it. Whitespace
+    between tokens stays in: it is code context too. Labels are 1.0 on masked-out literals as well,
+    for display. Python 3.12+ splits f-strings into parts; the whole span counts as one string.
+    """
+    n = len(source)
+    labels = np.zeros(n, dtype=np.float32)
+    mask = np.ones(n, dtype=bool)
+    items, bad_from = _python_items(source)
 
     significant = [i for i, it in enumerate(items) if it[0] not in _SKIP]
     statement_edges = (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
@@ -209,19 +257,61 @@ def python_string_labels(source: str) -> tuple[np.ndarray, np.ndarray]:
     return labels, mask
 
 
+def python_strings(text: str) -> np.ndarray:
+    """1 on every character of a Python string literal by tokenize (docstrings and multi-line strings
+    included: python_string_labels without its mask); 0 from the statement where tokenize fails on."""
+    return python_string_labels(text)[0]
+
+
+def python_comments(text: str) -> np.ndarray:
+    """1 on every character of a Python comment by tokenize ('#' to the line end); 0 from the
+    statement where tokenize fails on."""
+    out = np.zeros(len(text), dtype=np.float32)
+    items, bad_from = _python_items(text)
+    for typ, start, end, _ in items:
+        if typ == tokenize.COMMENT:
+            out[start:end] = 1.0
+    if bad_from is not None:
+        out[bad_from:] = 0.0
+    return out
+
+
+HYPOTHESES: dict[str, Hypothesis] = {
+    "inside quotes": inside_quotes,
+    "inside a string (tokenize)": python_strings,
+    "inside a comment (tokenize)": python_comments,
+    "bracket depth": bracket_depth,
+    "position in line": position_in_line,
+    "line length": line_length,
+    "position in the word": position_in_word,
+    "indentation": indentation,
+    "right after a newline": after_newline,
+    "speaker-name line": speaker_line,
+    "uppercase": uppercase,
+    "vowel": vowel,
+}
+
+
 # --- scoring units ------------------------------------------------------------------------------
 
-def _sorted_labels_and_keys(block: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit, the labels in ascending score order and the sorted scores (for ties); (U, T) each."""
+def _ranks(block: np.ndarray) -> np.ndarray:
+    """1-based ranks of each column of block (T, C) within that column, tied values sharing their
+    average rank, as (C, T) float64 in the original time order."""
+    t, c = block.shape
     if block.dtype == np.float32:
-        # pack score and label into one int64 and sort that: cheaper than argsort plus a gather
+        # pack the score (as an order-preserving integer) and the time index into one int64 and
+        # sort that: cheaper than argsort plus a gather
         bits = np.ascontiguousarray(block.T + np.float32(0)).view(np.int32)  # + 0 maps -0.0 to 0.0
         keys = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int64)  # order-preserving
-        packed = np.sort(keys * 2 + labels, axis=1)
-        return packed & 1, packed >> 1
-    x = np.ascontiguousarray(block.T, dtype=np.float64)
-    order = np.argsort(x, axis=1)
-    return labels[order], np.take_along_axis(x, order, axis=1)
+        packed = np.sort((keys << 32) | np.arange(t, dtype=np.int64), axis=1)
+        order, sorted_keys = packed & 0xFFFFFFFF, packed >> 32
+    else:
+        x = np.ascontiguousarray(block.T, dtype=np.float64)
+        order = np.argsort(x, axis=1, kind="stable")
+        sorted_keys = np.take_along_axis(x, order, axis=1)
+    ranks = np.empty((c, t))
+    np.put_along_axis(ranks, order, _average_ranks(sorted_keys), axis=1)
+    return ranks
 
 
 def _average_ranks(sorted_keys: np.ndarray) -> np.ndarray:
@@ -237,61 +327,83 @@ def _average_ranks(sorted_keys: np.ndarray) -> np.ndarray:
     return (start + end) / 2.0 + 1.0
 
 
+def _as_2d(scores) -> np.ndarray:
+    scores = np.asarray(scores)
+    return scores[:, None] if scores.ndim == 1 else scores
+
+
+def _score_rows(x: np.ndarray, targets: np.ndarray, binary: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r (R, U) and AUROC (R, U; NaN for counts or an empty class) of every unit x (T, U)
+    against every row of targets (R, T).
+
+    One sort per unit serves every row: AUROC is Mann-Whitney U from the unit's average ranks (ties
+    count one half), U = sum of the ranks where the row holds - n_pos (n_pos + 1) / 2, and the sums
+    for all rows are one matrix product. Scores must be finite.
+    """
+    t, u = x.shape
+    rows = targets.shape[0]
+    y = targets - targets.mean(axis=1, keepdims=True)  # (R, T)
+    y_norm = np.sqrt((y * y).sum(axis=1))  # (R,)
+    corr = np.zeros((rows, u))
+    au = np.full((rows, u), np.nan)
+    if t == 0:
+        return corr, au
+    if binary:
+        pos = targets > 0.5
+        n_pos = pos.sum(axis=1).astype(np.float64)  # (R,)
+        n_neg = t - n_pos
+        both = (n_pos > 0) & (n_neg > 0)
+        pos = pos.astype(np.float64)
+    chunk = max(1, _CHUNK_ELEMS // max(t, 1))
+    for a in range(0, u, chunk):
+        block = x[:, a:a + chunk]
+        xc = block.astype(np.float64)  # (T, C)
+        constant = np.ptp(xc, axis=0) == 0  # exact test: centring a constant can leave rounding noise
+        xc -= xc.mean(axis=0)
+        den = np.sqrt((xc * xc).sum(axis=0))[None, :] * y_norm[:, None]  # (R, C)
+        ok = ~constant[None, :] & (den > 0)
+        cov = np.einsum("rt,tc->rc", y, xc, optimize=False)  # no BLAS: its threads stall on a busy box
+        corr[:, a:a + chunk] = np.where(ok, cov / np.where(ok, den, 1.0), 0.0)
+        if binary and both.any():
+            rank_sum = np.einsum("rt,ct->rc", pos, _ranks(block), optimize=False)  # (R, C)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                au[:, a:a + chunk] = (rank_sum - (n_pos * (n_pos + 1) / 2.0)[:, None]) / (n_pos * n_neg)[:, None]
+    if binary:
+        au[~both] = np.nan
+    return corr, au
+
+
 def auroc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """AUROC of each column of scores (T, U) for boolean labels (T,), shape (U,); NaN if a class is empty.
 
     Mann-Whitney U from average ranks, so ties count one half. Scores must be finite.
     """
-    scores = np.asarray(scores)
-    if scores.ndim == 1:
-        scores = scores[:, None]
+    scores = _as_2d(scores)
     labels = np.asarray(labels).astype(bool).ravel()
-    t, u = scores.shape
-    if len(labels) != t:
-        raise ConfigError(f"{len(labels)} labels for {t} time steps")
-    n_pos = int(labels.sum())
-    n_neg = t - n_pos
-    out = np.full(u, np.nan)
-    if n_pos == 0 or n_neg == 0:
-        return out
-    chunk = max(1, _CHUNK_ELEMS // t)
-    for a in range(0, u, chunk):
-        lab_sorted, keys = _sorted_labels_and_keys(scores[:, a:a + chunk], labels)  # (C, T)
-        rank_sum = (_average_ranks(keys) * lab_sorted).sum(axis=1)  # (C,)
-        out[a:a + chunk] = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-    return out
+    if len(labels) != scores.shape[0]:
+        raise ConfigError(f"{len(labels)} labels for {scores.shape[0]} time steps")
+    return _score_rows(scores, labels[None, :].astype(np.float64), binary=True)[1][0]
 
 
 def correlation(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Pearson correlation of each column of scores (T, U) with target (T,), shape (U,); 0 if constant."""
-    scores = np.asarray(scores)
-    if scores.ndim == 1:
-        scores = scores[:, None]
+    scores = _as_2d(scores)
     y = np.asarray(target, dtype=np.float64).ravel()
-    t, u = scores.shape
-    if len(y) != t:
-        raise ConfigError(f"{len(y)} targets for {t} time steps")
-    y = y - y.mean()
-    y_norm = np.sqrt(y @ y)
-    out = np.zeros(u)
-    chunk = max(1, _CHUNK_ELEMS // max(t, 1))
-    for a in range(0, u, chunk):
-        x = scores[:, a:a + chunk].astype(np.float64)  # (T, C)
-        constant = np.ptp(x, axis=0) == 0  # exact test: centring a constant can leave rounding noise
-        x -= x.mean(axis=0)
-        den = np.sqrt((x * x).sum(axis=0)) * y_norm
-        ok = ~constant & (den > 0)
-        out[a:a + chunk][ok] = (y @ x)[ok] / den[ok]
-    return out
+    if len(y) != scores.shape[0]:
+        raise ConfigError(f"{len(y)} targets for {scores.shape[0]} time steps")
+    return _score_rows(scores, y[None, :], binary=False)[0][0]
+
+
+def _score_of(corr: np.ndarray, au: np.ndarray, binary: bool) -> np.ndarray:
+    """max(AUROC, 1 - AUROC) for yes/no hypotheses, |r| for counts."""
+    return np.maximum(au, 1.0 - au) if binary else np.abs(corr)
 
 
 def _selectivity(x: np.ndarray, labels: np.ndarray, binary: bool
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """corr, auroc and score of units x (T, H); see rank_units for the convention."""
-    corr = correlation(x, labels)
-    au = auroc(x, labels.astype(bool)) if binary else np.full(x.shape[1], np.nan)
-    score = np.maximum(au, 1.0 - au) if binary else np.abs(corr)
-    return corr, au, score
+    corr, au = _score_rows(x, np.asarray(labels, dtype=np.float64)[None, :], binary)
+    return corr[0], au[0], _score_of(corr[0], au[0], binary)
 
 
 def _direction(corr: np.ndarray, au: np.ndarray, binary: bool) -> np.ndarray:
@@ -322,7 +434,102 @@ def _prepare(labels, mask, t: int) -> tuple[np.ndarray, np.ndarray | None]:
     return y, mask
 
 
-def rank_units(trace, labels, mask=None, kinds=("h", "c")) -> pd.DataFrame:
+# --- chance level: the same scores against circularly shifted labels ---------------------------
+
+CHANCE_SHIFTS = 20  # shifted labellings behind a chance level
+
+
+def shift_offsets(t: int, shifts: int = CHANCE_SHIFTS, seed: int = 0, min_shift: int | None = None) -> np.ndarray:
+    """The circular shifts behind a chance level, sorted: `shifts` distinct offsets k drawn without
+    replacement (numpy default_rng(seed)) from min_shift <= k <= t - min_shift, so that every
+    shift moves the labels at least min_shift characters either way round the circle; all such
+    offsets when there are no more than `shifts`. min_shift defaults to max(1, t // 10). Empty when
+    t < 2 min_shift or shifts < 1."""
+    if min_shift is None:
+        min_shift = max(1, t // 10)
+    min_shift = max(1, int(min_shift))
+    candidates = np.arange(min_shift, t - min_shift + 1, dtype=np.int64)
+    if shifts < 1 or len(candidates) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if len(candidates) <= shifts:
+        return candidates
+    return np.sort(np.random.default_rng(seed).choice(candidates, size=int(shifts), replace=False))
+
+
+def _evaluate(x: np.ndarray, y: np.ndarray, binary: bool, offsets: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """corr, auroc, score (U,) of units x (T, U) against y (T,), and their scores (K, U) against y
+    rolled by each offset (np.roll(y, k): the label of character i moved to i + k, round the end)."""
+    targets = np.stack([y] + [np.roll(y, int(k)) for k in offsets])  # (1 + K, T)
+    corr, au = _score_rows(x, targets, binary)
+    score = _score_of(corr, au, binary)
+    return corr[0], au[0], score[0], score[1:]
+
+
+@dataclass
+class Chance:
+    """Scores of units against circularly shifted labels (see chance_level)."""
+
+    per_unit: np.ndarray  # (U,) each unit's largest score over the shifted labellings
+    best: np.ndarray  # (K,) for each shifted labelling, the largest score over all units
+    offsets: np.ndarray  # (K,) the shifts used
+
+    @property
+    def level(self) -> float:
+        """What the best unit scores by chance: the largest score of any unit against any of the
+        shifted labellings (NaN without shifts)."""
+        return float(self.best.max()) if len(self.best) else float("nan")
+
+
+def chance_level(values: np.ndarray, labels, mask=None, shifts: int = CHANCE_SHIFTS, seed: int = 0,
+                 min_shift: int | None = None) -> Chance:
+    """How well the units of values (T, U) score against labels that keep their own structure but
+    no longer line up with the text: the labels (of the counted characters, when a mask is given)
+    circularly shifted by each offset of shift_offsets(T counted, shifts, seed, min_shift), and
+    every unit scored against each shifted labelling exactly as score_units scores it.
+
+    A circular shift keeps the labels' autocorrelation (runs of 1s stay runs of the same lengths,
+    spaced the same way), so the chance level is what the units' own slow drifts reach on a
+    hypothesis just as clumpy, not what they reach on shuffled labels (which would be far lower).
+    Chance.per_unit[u] = max over shifts of unit u's score; Chance.best[k] = max over units of the
+    scores against shift k; Chance.level = max of best = max of per_unit: a top score above it beats
+    the best unit on every one of the K shifted labellings (about p < 1/(K + 1) when the text has
+    no period that a shift could realign). Cost: one sort per unit as for score_units, plus a
+    (K + 1, T) x (T, U) matrix product; measured 2 x 512 x 2 units x 20,000 characters, 20 shifts.
+    """
+    values = _as_2d(values)
+    y, mask = _prepare(labels, mask, values.shape[0])
+    x = values[mask] if mask is not None else values
+    offsets = shift_offsets(len(y), shifts, seed, min_shift)
+    shifted = _evaluate(x, y, is_binary(y), offsets)[3]  # (K, U)
+    per_unit = shifted.max(axis=0) if len(offsets) else np.full(x.shape[1], np.nan)
+    return Chance(per_unit=per_unit, best=shifted.max(axis=1) if x.shape[1] else np.full(len(offsets), np.nan),
+                  offsets=offsets)
+
+
+def score_units(values: np.ndarray, labels, mask=None, shifts: int = 0, seed: int = 0,
+                min_shift: int | None = None) -> pd.DataFrame:
+    """Every column of values (T, U) scored against labels (T,), in column order.
+
+    Columns: unit (the column index), direction, corr, auroc, score, as rank_units describes them;
+    with shifts > 0 also chance: the unit's chance level, its largest score against the labels
+    circularly shifted by each of shift_offsets(T, shifts, seed, min_shift) (chance_level's
+    per_unit, from the same sort). `mask` (T,) bool keeps only the time steps to count.
+    """
+    values = _as_2d(values)
+    y, mask = _prepare(labels, mask, values.shape[0])
+    x = values[mask] if mask is not None else values
+    binary = is_binary(y)
+    offsets = shift_offsets(len(y), shifts, seed, min_shift) if shifts > 0 else np.zeros(0, dtype=np.int64)
+    corr, au, score, shifted = _evaluate(x, y, binary, offsets)
+    df = pd.DataFrame({"unit": np.arange(x.shape[1]), "direction": _direction(corr, au, binary),
+                       "corr": corr, "auroc": au, "score": score})
+    if shifts > 0:
+        df["chance"] = shifted.max(axis=0) if len(offsets) else np.nan
+    return df
+
+
+def rank_units(trace, labels, mask=None, kinds=("h", "c"), shifts: int = 0, seed: int = 0) -> pd.DataFrame:
     """Every unit of every layer and kind, best match to `labels` first.
 
     `trace.layers` is a list of dicts mapping 'h', 'c', gate names to arrays (T, H); kinds a layer
@@ -333,28 +540,136 @@ def rank_units(trace, labels, mask=None, kinds=("h", "c")) -> pd.DataFrame:
     AUROC near 0; direction says which way the unit goes ("high" where the hypothesis holds, or
     rising with a count; "low" the other way; direction_words puts it in words); score is how
     strongly, whichever the way: max(AUROC, 1 - AUROC) for yes/no hypotheses, |corr| for counts.
+    With shifts > 0, a column chance: each unit's chance level (score_units; the same offsets for
+    every layer and kind), and df.chance.max() is the ranking's chance level, what the best unit
+    scores by chance (chance_level's Chance.level). Whether the labels give a score enough to rest
+    on is evidence(labels, mask)'s to say.
     """
     frames = []
-    y = binary = None
     for li, layer in enumerate(trace.layers):
         for kind in kinds:
             if kind not in layer:
                 continue
-            x = np.asarray(layer[kind])  # (T, H)
-            if y is None:
-                y, mask = _prepare(labels, mask, x.shape[0])
-                binary = is_binary(y)
-            if mask is not None:
-                x = x[mask]
-            corr, au, score = _selectivity(x, y, binary)
-            frames.append(pd.DataFrame({
-                "layer": li, "kind": kind, "unit": np.arange(x.shape[1]),
-                "direction": _direction(corr, au, binary), "corr": corr, "auroc": au, "score": score,
-            }))
+            df = score_units(np.asarray(layer[kind]), labels, mask, shifts=shifts, seed=seed)
+            df.insert(0, "kind", kind)
+            df.insert(0, "layer", li)
+            frames.append(df)
     if not frames:
         raise ConfigError(f"the trace holds none of the kinds {', '.join(kinds)}")
     df = pd.concat(frames, ignore_index=True)
     return df.sort_values("score", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+
+# --- evidence: how much a score against these labels can rest on -------------------------------
+
+MIN_SPANS = 5  # separate runs where the hypothesis holds (and where it does not) for a detector
+MIN_CHARS = 50  # characters where it holds (and where it does not) for a detector
+
+
+def _runs(flags: np.ndarray) -> int:
+    """Number of maximal runs of True in flags (T,)."""
+    flags = np.asarray(flags, dtype=bool)
+    return int(flags[0]) + int(np.count_nonzero(flags[1:] & ~flags[:-1])) if len(flags) else 0
+
+
+def evidence(labels, mask=None) -> dict:
+    """What a score against `labels` (T,) rests on, and whether it is too little to call the best
+    unit a detector.
+
+    The hypothesis "holds" on a character where its label is 1 (yes/no hypotheses) or above its
+    smallest value on the counted characters (counts: inside brackets, past the line start).
+    Returns counted (characters counted: all, or those `mask` keeps), binary, positives (counted
+    characters where it holds), spans (separate runs of them in text order; a character the mask
+    leaves out ends a run), negatives and negative_spans (the same where it does not hold),
+    flagged and reason. flagged is True when positives or negatives < MIN_CHARS (50) or spans or
+    negative_spans < MIN_SPANS (5): then a high score can rest on one passage or a few dozen
+    characters (an elision read as a quote, one bracketed aside), so the top unit is no detector;
+    reason says why in words ("" when not flagged).
+    """
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    keep = np.ones(len(y), dtype=bool) if mask is None else np.asarray(mask, dtype=bool).ravel()
+    if len(keep) != len(y):
+        raise ConfigError(f"the mask has {len(keep)} entries but there are {len(y)} labels")
+    counted = int(keep.sum())
+    binary = is_binary(y[keep])
+    floor = y[keep].min() if counted else 0.0
+    holds = (y > 0.5) if binary else (y > floor)
+    pos, neg = holds & keep, ~holds & keep
+    out = {"counted": counted, "binary": binary,
+           "positives": int(pos.sum()), "spans": _runs(pos),
+           "negatives": int(neg.sum()), "negative_spans": _runs(neg)}
+    where = "holds" if binary else "is above its smallest value"
+    problems = []
+    for chars, spans, side in ((out["positives"], out["spans"], f"it {where}"),
+                               (out["negatives"], out["negative_spans"], "it does not hold" if binary else
+                                "it is at its smallest value")):
+        if chars < MIN_CHARS or spans < MIN_SPANS:
+            problems.append(f"{side} on {chars:,} character{'s' if chars != 1 else ''} in "
+                            f"{spans:,} separate span{'s' if spans != 1 else ''}")
+    out["flagged"] = bool(problems)
+    out["reason"] = (
+        "; ".join(problems).capitalize() + f" (a detector needs at least {MIN_CHARS} characters in at least "
+        f"{MIN_SPANS} separate spans each way), so a high score can rest on one passage rather than on "
+        "the hypothesis: the best unit is not shown to be a detector." if problems else "")
+    return out
+
+
+# --- the hypothesis that suits a model's corpus -------------------------------------------------
+
+_PREFERRED = {
+    "python": ("inside a string (tokenize)", "inside quotes", "indentation", "bracket depth"),
+    "quotes": ("inside quotes", "bracket depth"),
+    "shakespeare": ("speaker-name line", "uppercase", "position in line"),
+    "memory": ("uppercase", "right after a newline"),
+    "text": ("uppercase", "position in line", "right after a newline", "inside quotes", "vowel"),
+}
+
+
+def corpus_family(config_or_name) -> str:
+    """"python", "quotes", "shakespeare", "memory" or "text": the kind of corpus a checkpoint's
+    config (its corpus record) or a corpus name names. python: "python" or a .py file; quotes and
+    memory: a name that starts so (quotes-seed0, memory-mix-...); shakespeare: any name holding
+    "shakespeare" (tinyshakespeare.txt, the built-in shakespeare); anything else is text."""
+    name = config_or_name
+    if isinstance(name, dict):
+        name = name.get("corpus")
+        if isinstance(name, dict):
+            name = name.get("name")
+    name = name.strip().lower() if isinstance(name, str) else ""
+    if name == "python" or name.endswith(".py"):
+        return "python"
+    for family in ("quotes", "memory"):
+        if name.startswith(family):
+            return family
+    return "shakespeare" if "shakespeare" in name else "text"
+
+
+def default_hypothesis(config_or_name=None, text: str | None = None) -> str:
+    """The hypothesis Neuron search and Activations open with for a model: its corpus family's
+    first choice (python-lstm: "inside a string (tokenize)"; quotes-lstm: "inside quotes"; the
+    Shakespeare models: "speaker-name line"; the memory models: "uppercase"; other text:
+    "uppercase"; see corpus_family).
+
+    With the text under study: the first of the family's choices whose evidence on that text is
+    not flagged, else the first of them that varies on it (flagged: the page says so), else the
+    same for the general choices (uppercase, position in line, right after a newline, inside
+    quotes, vowel), else the family's first choice.
+    """
+    family = corpus_family(config_or_name)
+    if not text:
+        return _PREFERRED[family][0]
+    for choices in (_PREFERRED[family], _PREFERRED["text"]):
+        varying = None
+        for name in choices:
+            y = HYPOTHESES[name](text)
+            if y.min() == y.max():
+                continue
+            if not evidence(y)["flagged"]:
+                return name
+            varying = varying or name
+        if varying:
+            return varying
+    return _PREFERRED[family][0]
 
 
 def unit_stats(trace, layer: int, kind: str, labels=None, mask=None) -> pd.DataFrame:

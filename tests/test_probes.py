@@ -5,10 +5,37 @@ import numpy as np
 import pytest
 
 from rnnviz.errors import ConfigError
-from rnnviz.probes import (HYPOTHESES, after_newline, auroc, bracket_depth, correlation, indentation,
-                           inside_quotes, is_binary, position_in_line, python_string_labels,
-                           rank_units, regex_hypothesis, unit_stats, uppercase, vowel)
-from rnnviz.probes import direction_words
+from rnnviz.probes import (
+    HYPOTHESES,
+    MIN_CHARS,
+    MIN_SPANS,
+    after_newline,
+    auroc,
+    bracket_depth,
+    chance_level,
+    corpus_family,
+    correlation,
+    default_hypothesis,
+    direction_words,
+    evidence,
+    indentation,
+    inside_quotes,
+    is_binary,
+    line_length,
+    position_in_line,
+    position_in_word,
+    python_comments,
+    python_string_labels,
+    python_strings,
+    rank_units,
+    regex_hypothesis,
+    score_units,
+    shift_offsets,
+    speaker_line,
+    unit_stats,
+    uppercase,
+    vowel,
+)
 
 
 def brute_force_auroc(x, y):
@@ -55,13 +82,26 @@ def test_correlation_matches_corrcoef():
 # --- hypotheses ---------------------------------------------------------------------------------
 
 def test_inside_quotes():
-    text = "a 'b\"c' \"d'\" e 'f\ng"
-    want = [0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0]
+    text = "a 'b\"c' \"d'\" e '(\ng"
+    want = [0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0]  # an unclosed quote ends at the line end
     np.testing.assert_array_equal(inside_quotes(text), want)
     # an apostrophe inside a word opens nothing; a string prefix does
     np.testing.assert_array_equal(inside_quotes("it's x"), [0] * 6)
     np.testing.assert_array_equal(inside_quotes("=f'a'+b"), [0, 1, 1, 1, 1, 0, 0])
     assert inside_quotes(text).dtype == np.float32
+
+
+def test_inside_quotes_skips_elisions():
+    """An unclosed ' before a letter is an elision ('Tis, 'gainst), not the start of a quote; a real
+    quote on the same footing ('Frets ...?') still counts, and so does a quote after an elision."""
+    text = ("'Gainst my captivity.\nAs whence the sun 'gins his reflection\n'Tis with cares.\n"
+            "'Frets, call you these?' quoth she")
+    got = inside_quotes(text)
+    want = np.zeros(len(text))
+    want[span(text, "'Frets, call you these?'")] = 1
+    np.testing.assert_array_equal(got, want)
+    # the old rule ran 'Gainst and 'gins to their line ends: two long spans of no quote at all
+    assert got[: text.index("quoth")].sum() == len("'Frets, call you these?'")
 
 
 def test_bracket_depth():
@@ -80,8 +120,9 @@ def test_line_hypotheses():
 
 
 def test_hypotheses_dict_and_binary():
-    assert set(HYPOTHESES) == {"inside quotes", "bracket depth", "position in line", "indentation",
-                               "right after a newline", "uppercase", "vowel"}
+    assert set(HYPOTHESES) == {"inside quotes", "inside a string (tokenize)", "inside a comment (tokenize)",
+                               "bracket depth", "position in line", "line length", "position in the word",
+                               "indentation", "right after a newline", "speaker-name line", "uppercase", "vowel"}
     text = "x = ('y')\n  z"
     for name, fn in HYPOTHESES.items():
         out = fn(text)
@@ -221,3 +262,188 @@ def test_direction_in_words():
     assert direction_words("low", "bracket depth", binary=False) == "falls with bracket depth"
     assert direction_words("high", "indentation", binary=False) == "rises with indentation"
     assert direction_words("", "vowel", binary=True) == "no direction"
+
+
+# --- new hypotheses -----------------------------------------------------------------------------
+
+def test_word_line_and_speaker_hypotheses():
+    np.testing.assert_array_equal(position_in_word("ab c o'er, x_1"), [1, 2, 0, 1, 0, 1, 2, 3, 4, 0, 0, 1, 2, 3])
+    np.testing.assert_array_equal(line_length("ab\n\nxyz\nq"), [2, 2, 2, 0, 3, 3, 3, 3, 1])
+    play = "KING RICHARD III:\nNow is the winter\nSir, I say:\n\nFirst Citizen:\nSpeak.\n"
+    want = np.zeros(len(play))
+    want[span(play, "KING RICHARD III:\n")] = 1
+    want[span(play, "First Citizen:\n")] = 1  # after a blank line; "Sir, I say:" is verse, not a speaker
+    np.testing.assert_array_equal(speaker_line(play), want)
+
+
+def test_python_strings_and_comments_by_tokenize():
+    labels, _ = python_string_labels(SOURCE)
+    np.testing.assert_array_equal(python_strings(SOURCE), labels)  # docstrings included, no mask
+    want = np.zeros(len(SOURCE))
+    want[span(SOURCE, "# note")] = 1
+    np.testing.assert_array_equal(python_comments(SOURCE), want)
+    bad = "a = 1  # one\nb = (1,  # two\n"  # the bracket never closes: the statement and all after it are 0
+    got = python_comments(bad)
+    assert got[span(bad, "# one")].all() and got.sum() == len("# one")
+    assert not python_strings("GREMIO:\nCall'd Katharina, fair.\n").any()  # a play is no Python
+
+
+# --- scoring plain (T, U) arrays, evidence and the chance level ---------------------------------
+
+def test_score_units_against_pairs_and_corrcoef_and_rank_units():
+    rng = np.random.default_rng(3)
+    t = 80
+    x = np.concatenate([rng.integers(-2, 3, size=(t, 2)), rng.normal(size=(t, 3))], axis=1).astype(np.float32)
+    y = rng.random(t) < 0.3
+    df = score_units(x, y.astype(np.float32))
+    assert list(df.columns) == ["unit", "direction", "corr", "auroc", "score"]
+    assert list(df.unit) == list(range(5))  # column order, not ranked
+    for u in range(5):
+        want = brute_force_auroc(x[:, u].astype(np.float64), y)
+        assert df.auroc[u] == pytest.approx(want, abs=1e-12)
+        assert df.score[u] == pytest.approx(max(want, 1 - want), abs=1e-12)
+        assert df["corr"][u] == pytest.approx(np.corrcoef(x[:, u], y)[0, 1], abs=1e-9)
+    # rank_units is score_units per layer and kind, ranked
+    ranked = rank_units(SimpleNamespace(layers=[{"h": x}]), y.astype(np.float32), kinds=("h",))
+    for row in ranked.itertuples():
+        assert row.auroc == pytest.approx(df.auroc[row.unit], abs=0)
+
+
+def runs_by_hand(flags):
+    """Separate runs of True, counted one character at a time."""
+    runs, inside = 0, False
+    for f in flags:
+        if f and not inside:
+            runs += 1
+        inside = bool(f)
+    return runs
+
+
+def test_evidence_counts_against_a_hand_count():
+    rng = np.random.default_rng(4)
+    for trial in range(30):
+        t = int(rng.integers(1, 300))
+        y = (rng.random(t) < rng.uniform(0.02, 0.9)).astype(np.float32)
+        mask = None if trial % 2 else rng.random(t) < 0.8
+        keep = np.ones(t, bool) if mask is None else mask
+        ev = evidence(y, mask)
+        pos, neg = (y > 0.5) & keep, (y < 0.5) & keep
+        assert ev["counted"] == keep.sum()
+        assert (ev["positives"], ev["negatives"]) == (pos.sum(), neg.sum())
+        assert (ev["spans"], ev["negative_spans"]) == (runs_by_hand(pos), runs_by_hand(neg))
+        thin = min(pos.sum(), neg.sum()) < MIN_CHARS or min(runs_by_hand(pos), runs_by_hand(neg)) < MIN_SPANS
+        assert ev["flagged"] == thin and bool(ev["reason"]) == thin
+
+
+def test_evidence_flags_one_span_and_few_characters():
+    """The thresholds, at their edges: 50 characters and 5 spans each way pass, one less fails."""
+    def labels(runs, length, gap=20):
+        y = np.zeros(runs * (length + gap) + gap, np.float32)
+        for r in range(runs):
+            y[gap + r * (length + gap):gap + r * (length + gap) + length] = 1
+        return y
+
+    assert MIN_CHARS == 50 and MIN_SPANS == 5
+    assert not evidence(labels(5, 10))["flagged"]  # 5 spans, 50 characters
+    one = evidence(labels(1, 61))  # the elision of the issue: 61 characters, one span
+    assert one["flagged"] and (one["positives"], one["spans"]) == (61, 1)
+    assert "61 characters in 1 separate span" in one["reason"] and "not shown to be a detector" in one["reason"]
+    four = evidence(labels(4, 20))
+    assert four["flagged"] and "4 separate spans" in four["reason"]
+    few = evidence(labels(7, 7))  # 49 characters in 7 spans
+    assert few["flagged"] and "49 characters" in few["reason"]
+    # counts: "holds" means above the smallest value
+    depth = bracket_depth("x ((a)) " * 3 + "y")
+    ev = evidence(depth)
+    assert not ev["binary"] and (ev["positives"], ev["spans"]) == (15, 3) and ev["flagged"]
+    assert "above its smallest value" in ev["reason"]
+    # a hypothesis that holds almost everywhere is as thin as one that almost never holds
+    assert evidence(1 - labels(1, 61))["flagged"]
+
+
+def test_shift_offsets():
+    k = shift_offsets(1000, 20, seed=0)
+    assert len(k) == 20 == len(set(k.tolist())) and list(k) == sorted(k)
+    assert k.min() >= 100 and k.max() <= 900  # min_shift = t // 10 either way round the circle
+    np.testing.assert_array_equal(k, shift_offsets(1000, 20, seed=0))
+    assert not np.array_equal(k, shift_offsets(1000, 20, seed=1))
+    np.testing.assert_array_equal(shift_offsets(10, 20, min_shift=3), [3, 4, 5, 6, 7])  # all there are
+    assert len(shift_offsets(5, 20, min_shift=3)) == 0 and len(shift_offsets(100, 0)) == 0
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize("masked", [False, True])
+def test_chance_level_against_brute_force_shifts(binary, masked):
+    """Every unit scored against np.roll(labels, k) for each offset, by pairs (AUROC) or corrcoef."""
+    rng = np.random.default_rng(5)
+    t, u = 90, 4
+    x = rng.normal(size=(t, u)).astype(np.float32)
+    x[:, 1] = np.round(x[:, 1])  # ties
+    y = (rng.random(t) < 0.3).astype(np.float32) if binary else rng.integers(0, 4, size=t).astype(np.float32)
+    mask = rng.random(t) < 0.8 if masked else None
+    xs, ys = (x[mask], y[mask]) if masked else (x, y)
+    offsets = shift_offsets(len(ys), 7, seed=2)
+    want = np.zeros((len(offsets), u))
+    for i, k in enumerate(offsets):
+        rolled = np.roll(ys, k)
+        for j in range(u):
+            if binary:
+                a = brute_force_auroc(xs[:, j].astype(np.float64), rolled > 0.5)
+                want[i, j] = max(a, 1 - a)
+            else:
+                want[i, j] = abs(np.corrcoef(xs[:, j], rolled)[0, 1])
+    ch = chance_level(x, y, mask, shifts=7, seed=2)
+    np.testing.assert_array_equal(ch.offsets, offsets)
+    np.testing.assert_allclose(ch.per_unit, want.max(axis=0), atol=1e-9)
+    np.testing.assert_allclose(ch.best, want.max(axis=1), atol=1e-9)
+    assert ch.level == pytest.approx(want.max(), abs=1e-9)
+    # the same from score_units and rank_units (one sort for the scores and the chance level)
+    df = score_units(x, y, mask, shifts=7, seed=2)
+    np.testing.assert_allclose(df.chance, ch.per_unit, atol=1e-12)
+    ranked = rank_units(SimpleNamespace(layers=[{"h": x}]), y, mask, kinds=("h",), shifts=7, seed=2)
+    assert ranked.chance.max() == pytest.approx(ch.level, abs=1e-12)
+    assert "chance" not in rank_units(SimpleNamespace(layers=[{"h": x}]), y, kinds=("h",)).columns
+
+
+def test_chance_level_is_high_for_a_drifting_unit_on_clumpy_labels():
+    """Shifting keeps the labels' clumps: a slowly drifting unit that happens to line up with one long
+    clump scores high against the true labels and nearly as high against shifted ones; a unit that
+    follows every clump beats its chance level by far."""
+    rng = np.random.default_rng(6)
+    t = 4000
+    y = np.zeros(t, np.float32)
+    for s in (150, 900, 1500, 2600, 3300):
+        y[s:s + 300] = 1  # 5 long clumps, at no regular spacing (a period would let a shift realign them)
+    drift = np.cumsum(rng.normal(size=t)).astype(np.float32)  # a random walk
+    detector = (y + 0.3 * rng.normal(size=t)).astype(np.float32)
+    df = score_units(np.stack([drift, detector], axis=1), y, shifts=20)
+    assert df.score[1] > 0.95 and df.chance[1] < 0.8  # the detector, far above its chance level
+    assert df.chance[0] > 0.6  # a random walk scores well against shifted clumps too
+    shuffled = np.array([score_units(drift[:, None], rng.permutation(y)).score[0] for _ in range(20)])
+    assert shuffled.max() < df.chance[0]  # shuffling, which destroys the clumps, would understate chance
+
+
+# --- the default hypothesis of a model ----------------------------------------------------------
+
+def test_default_hypothesis_per_corpus():
+    assert corpus_family({"corpus": {"name": "tinyshakespeare.txt"}}) == "shakespeare"
+    assert default_hypothesis({"corpus": {"name": "tinyshakespeare.txt"}}) == "speaker-name line"
+    assert default_hypothesis({"corpus": {"name": "shakespeare"}}) == "speaker-name line"
+    assert default_hypothesis({"corpus": {"name": "python"}}) == "inside a string (tokenize)"
+    assert default_hypothesis("quotes-seed0") == "inside quotes"
+    assert default_hypothesis({"corpus": {"name": "memory-mix-2-4-8-16-32-64-seed0"}}) == "uppercase"
+    assert default_hypothesis({"corpus": "notes.txt"}) == "uppercase"
+    assert default_hypothesis(None) == "uppercase" and default_hypothesis({}) == "uppercase"
+    assert set(default_hypothesis(n) for n in ("python", "quotes-seed0", "shakespeare", "memory-gap8-seed0",
+                                                "x")) <= set(HYPOTHESES)
+
+
+def test_default_hypothesis_suits_the_text():
+    play = "".join(f"{name}:\nSpeak the speech, I pray you, as I pronounced it to you.\n\n"
+                   for name in ("HAMLET", "FIRST PLAYER", "HORATIO", "POLONIUS", "OPHELIA", "ROSENCRANTZ"))
+    assert not evidence(speaker_line(play))["flagged"]
+    assert default_hypothesis({"corpus": {"name": "shakespeare"}}, play) == "speaker-name line"
+    # no speaker line in a pasted snippet: the first of the model's choices that varies on it
+    assert default_hypothesis({"corpus": {"name": "shakespeare"}}, "He said \"<b>\" & <i>") == "uppercase"
+    assert default_hypothesis("python", "x = 1\n") == "position in line"  # no string, no capital: general
+    assert default_hypothesis("python", "") == "inside a string (tokenize)"
