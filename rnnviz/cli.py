@@ -1,9 +1,10 @@
-"""Command line: python -m rnnviz train | sample | trace | probe | grads | memory."""
+"""Command line: python -m rnnviz train | sample | trace | probe | grads | memory | atlas."""
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -311,6 +312,21 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     m.add_argument("--save", help="a folder to write each model to, as memory-<cell> (the shipped ones: pretrained)")
     m.set_defaults(fn=cmd_memory)
+
+    a = sub.add_parser("atlas", help="index a model over a corpus: every unit's top characters, statistics and "
+                                     "best hypothesis (cached)")
+    a.add_argument("checkpoint")
+    a.add_argument("--corpus", help="a built-in corpus name or a UTF-8 file (default: the model's held-out text)")
+    a.add_argument("--chars", type=int, default=200_000, help="cut the corpus at this many characters (200,000)")
+    a.add_argument("--out", help="the cache folder (default: $RNNVIZ_ATLAS_DIR or atlas_cache/)")
+    a.add_argument("--unit", help="LAYER:KIND:UNIT, e.g. 1:c:28: that unit's top and bottom characters and labels")
+    a.add_argument("--top", type=int, default=10, help="positions to list with --unit (default 10)")
+    a.add_argument("--width", type=int, default=40, help="characters of context on each side (default 40)")
+    a.add_argument("--json", action="store_true", help="with --unit: print one JSON object")
+    a.add_argument("--export-lstmvis", metavar="DIR", help="also write states.h5, train.h5, words.dict and "
+                                                           "lstm.yml for LSTMVis")
+    a.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    a.set_defaults(fn=cmd_atlas)
     return p
 
 
@@ -331,6 +347,84 @@ def cmd_memory(args) -> int:
         meta["memory"] = {"gaps": sorted(args.gaps), "recall": {int(g): float(a) for g, a in table[cell].items()}}
         checkpoint.save(trainer.model, path, meta=meta, dtype="float32")
         print(f"wrote {path}")
+    return 0
+
+
+def _parse_unit(spec: str) -> tuple[int, str, int]:
+    parts = spec.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
+        raise ConfigError(f"--unit takes LAYER:KIND:UNIT, e.g. 1:c:28, not {spec!r}")
+    return int(parts[0]), parts[1], int(parts[2])
+
+
+def cmd_atlas(args) -> int:
+    from . import atlas as atlas_mod
+    from .corpora import CORPORA
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.top < 1:
+        raise ConfigError(f"--top must be at least 1, not {args.top}")
+    model, config = checkpoint.load(args.checkpoint)
+    corpus = None
+    if args.corpus:
+        if args.corpus in CORPORA:
+            corpus = args.corpus
+        elif Path(args.corpus).is_file():
+            corpus = Path(args.corpus)
+        else:
+            raise ConfigError(f"--corpus {args.corpus!r} is neither a built-in ({', '.join(CORPORA)}) nor a file")
+    unit = _parse_unit(args.unit) if args.unit else None
+    last = [0.0]
+
+    def progress(done, total, message):
+        now = time.monotonic()
+        if not args.json and (now - last[0] > 2 or done == total):
+            last[0] = now
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    at = atlas_mod.load_or_build(model, config, corpus, cache_dir=args.out, max_chars=args.chars,
+                                 report=progress)
+    if at.notice:
+        print(f"note: {at.notice}", file=sys.stderr)
+    if unit is not None:
+        layer, kind, u = unit
+        top, bottom = at.top(layer, kind, u, args.top), at.bottom(layer, kind, u, args.top)
+        labels = at.labels()
+        mine = labels[(labels.layer == layer) & (labels.kind == kind) & (labels.unit == u)].dropna(subset=["score"])
+
+        def rows(pairs):
+            return [{"pos": p, "value": v, "context": at.context(p, args.width)[1]} for p, v in pairs]
+
+        if args.json:
+            import json
+            out = {"unit": f"{layer}:{kind}:{u}", "corpus": at.name, "chars": len(at),
+                   "top": rows(top), "bottom": rows(bottom),
+                   "labels": [{"hypothesis": r.hypothesis, "score": float(r.score), "direction": r.direction,
+                               "auroc": None if r.auroc != r.auroc else float(r.auroc), "corr": float(r.corr)}
+                              for r in mine.itertuples()]}
+            print(json.dumps(out, ensure_ascii=False))
+        else:
+            print(f"L{layer} {kind}{u} over {len(at):,} characters of {at.name}")
+            for title, pairs in (("highest", top), ("lowest", bottom)):
+                print(f"{title}:")
+                for p, v in pairs:
+                    start, ctx = at.context(p, args.width)
+                    print(f"  {p:8d} {v:+.4f}  {ctx[:p - start]!r} [{at.text[p]!r}] {ctx[p - start + 1:]!r}")
+            print("labels: " + ", ".join(f"{r.hypothesis} {r.score:.3f} ({r.direction})"
+                                         for r in mine.head(5).itertuples()))
+    else:
+        best = at.best_units()
+        print(f"atlas of {at.cell.upper()} {at.num_layers}x{at.hidden_size} over {len(at):,} characters of "
+              f"{at.name}{' (cached at ' + str(at.path) + ')' if at.path else ' (not cached)'}")
+        print(f"{'hypothesis':<24} {'unit':<10} {'direction':<36} {'auroc':>6} {'score':>6} {'r':>7}")
+        for r in best.itertuples():
+            print(f"{r.hypothesis:<24} {f'L{r.layer} {r.kind}{r.unit}':<10} "
+                  f"{direction_words(r.direction, r.hypothesis, r.binary):<36} {r.auroc:6.3f} {r.score:6.3f} "
+                  f"{r.corr:+7.3f}")
+    if args.export_lstmvis:
+        paths = atlas_mod.export_lstmvis(at, args.export_lstmvis, model.vocab.chars)
+        print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
