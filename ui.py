@@ -36,7 +36,7 @@ from rnnviz.corpora import corpus_meta, excerpt, held_out, split, user_text
 from rnnviz.errors import RnnvizError, TextError
 from rnnviz.jobs import TrainingJob
 from rnnviz.model import build, describe_device, pick_device
-from rnnviz.probes import HYPOTHESES, regex_hypothesis
+from rnnviz.probes import HYPOTHESES, default_hypothesis, regex_hypothesis
 from rnnviz.recipes import RECIPES, corpus_from_spec
 from rnnviz.trace import trace as run_trace
 from rnnviz.training import TrainConfig
@@ -408,7 +408,7 @@ def get_trace(model_key: str, text: str, _model):
 def hypothesis_labels(text: str) -> tuple[np.ndarray | None, str]:
     """Labels of the shared hypothesis for a text, and its name; a ConfigError for a bad regex."""
     ss = st.session_state
-    name = ss.get("hypothesis", "inside quotes")
+    name = ss.get("hypothesis") or default_hypothesis()
     if name == CUSTOM:
         pattern = ss.get("custom_regex") or ""
         if not pattern:
@@ -419,8 +419,11 @@ def hypothesis_labels(text: str) -> tuple[np.ndarray | None, str]:
 
 def hypothesis_widgets(where=st) -> None:
     options = list(HYPOTHESES) + [CUSTOM]
-    keep_choice("hypothesis", options, "inside quotes")
-    where.selectbox("Hypothesis", options, key="hypothesis",
+    ss, ctx = st.session_state, context()
+    if not ss.get("hypothesis_chosen"):  # until the user picks one: the one that suits the model and text
+        ss["hypothesis"] = default_hypothesis(ctx.config if ctx else None, ctx.text if ctx else None)
+    keep_choice("hypothesis", options, default_hypothesis())
+    where.selectbox("Hypothesis", options, key="hypothesis", on_change=ss.update, kwargs={"hypothesis_chosen": True},
                     help="What a unit might track. Units are scored by how well they follow it.")
     if st.session_state["hypothesis"] == CUSTOM:
         default("custom_regex", r"[A-Z][a-z]+")

@@ -1,10 +1,13 @@
-"""Neuron search: rank every unit of every layer by how well it tracks a hypothesis."""
+"""Neuron search: rank every unit of every layer by how well it tracks a hypothesis, with the
+evidence the score rests on (how many characters and separate spans) and its chance level."""
+import math
+
 import streamlit as st
 
 import ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
-from rnnviz.probes import direction_words, is_binary, rank_units
+from rnnviz.probes import CHANCE_SHIFTS, direction_words, evidence, is_binary, rank_units, shift_offsets
 
 SHOW_CHARS = 1500
 TOP = 3
@@ -12,7 +15,7 @@ TOP = 3
 
 @st.cache_data(max_entries=16, show_spinner="Ranking units ...")
 def ranked(model_key: str, text: str, hypothesis: str, _labels, _trace):
-    return rank_units(_trace, _labels)
+    return rank_units(_trace, _labels, shifts=CHANCE_SHIFTS)
 
 
 def send_to_activations(layer: int, kind: str, unit: int):
@@ -27,6 +30,25 @@ def send_to_clamp(layer: int, kind: str, unit: int):
     st.switch_page("pages/sample_page.py")
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def evidence_text(ev: dict, chance: float, n_shifts: int, min_shift: int) -> str:
+    """What the scores rest on, and what the best unit scores by chance, in words."""
+    holds = "holds" if ev["binary"] else "is above its smallest value"
+    text = (f"**Evidence:** the hypothesis {holds} on {plural(ev['positives'], 'character')} of "
+            f"{ev['counted']:,}, in {plural(ev['spans'], 'separate span')}; it "
+            f"{'does not hold' if ev['binary'] else 'is at its smallest'} on {ev['negatives']:,}, in "
+            f"{plural(ev['negative_spans'], 'span')}. ")
+    if math.isnan(chance):
+        return text + "**Chance level:** none (the text is too short to shift its labels)."
+    return text + (f"**Chance level: {chance:.3f}**, the best score any unit reaches against the same labels "
+                   f"circularly shifted round the text by {plural(n_shifts, 'random offset')} (each at least "
+                   f"{min_shift:,} characters either way; a shift keeps the labels' clumps but unhooks them from "
+                   "the text): a detector should score well above it.")
+
+
 def main():
     ctx = ui.require_model()
     st.title("Neuron search")
@@ -34,7 +56,9 @@ def main():
                 "how well it follows it, whichever way. For yes/no hypotheses, **AUROC** is the chance that the "
                 "unit is higher on a character where the hypothesis holds than on one where it does not: near 1 "
                 "for a unit *high* there, near 0 for a unit *low* there; **score** = max(AUROC, 1 − AUROC). "
-                "For counts, score = |correlation r|, and a unit *rises* or *falls* with the count.")
+                "For counts, score = |correlation r|, and a unit *rises* or *falls* with the count. "
+                "A score is only as good as what it rests on: the page says on how many characters and separate "
+                "spans the hypothesis holds, and what the best unit scores by chance.")
     tr = ctx.trace()
     ui.hypothesis_widgets()
     try:
@@ -51,7 +75,26 @@ def main():
         return
     df = ranked(ctx.key, tr.text, name, _labels=labels, _trace=tr)
     binary = is_binary(labels)
+    ev = evidence(labels)
+    offsets = shift_offsets(len(labels), CHANCE_SHIFTS)
+    chance = float(df["chance"].max()) if len(offsets) else float("nan")
     words = [direction_words(d, name, binary) for d in df.direction]
+    best = df.iloc[0]
+    best_name = f"layer {int(best.layer)} {best.kind}{int(best.unit)}"
+    st.markdown(evidence_text(ev, chance, len(offsets), int(offsets.min()) if len(offsets) else 0))
+    if ev["flagged"]:
+        st.warning(f"**Not a detector: too little evidence.** {ev['reason']} The ranking below is shown for "
+                   f"exploring only: its best unit ({best_name}, score {best.score:.3f}) is not shown to track {name}. "
+                   "A longer text in the sidebar may hold enough.", icon=":material/warning:")
+    elif math.isnan(chance):
+        st.info(f"**{best_name}: {words[0]}**, score {best.score:.3f}; the text is too short for a chance level.",
+                icon=":material/info:")
+    elif not best.score > chance:
+        st.warning(f"**No unit beats chance.** The best, {best_name}, scores {best.score:.3f}; against the "
+                   f"shifted labels some unit reaches {chance:.3f}.", icon=":material/warning:")
+    else:
+        st.success(f"**{best_name}: {words[0]}**, score {best.score:.3f}, above the chance level {chance:.3f} "
+                   f"(its own: {best.chance:.3f}).", icon=":material/check_circle:")
     left, right = st.columns([1, 1])
     with left:
         st.caption(f"All {len(df):,} units, best first ({'AUROC' if binary else 'correlation'} with {name}).")
@@ -63,13 +106,18 @@ def main():
         st.plotly_chart(plots.unit_scores(df, top=20), key="unit_scores", config={"displaylogo": False})
 
     n = min(len(tr.text), SHOW_CHARS)
-    st.subheader("The hypothesis and the best units")
-    st.markdown(f"**Hypothesis: {name}**")
+    st.subheader("The hypothesis and the best-scoring units, not detectors" if ev["flagged"]
+                 else "The hypothesis and the best units")
+    st.markdown(f"**Hypothesis: {name}** ({plural(ev['positives'], 'character')} in "
+                f"{plural(ev['spans'], 'span')})")
     ui.scroll_html(render.colored_text(tr.text[:n], labels[:n], diverging=False, label=name), 200, tr.text[:n])
     for i, row in df.head(TOP).iterrows():
         layer, kind, unit = int(row.layer), str(row.kind), int(row.unit)
         how = f"AUROC {row.auroc:.3f}, score {row.score:.3f}" if binary else f"r {row['corr']:+.3f}"
-        st.markdown(f"**#{i + 1}: layer {layer} {kind}{unit}**: {words[i]} ({how})")
+        if not math.isnan(row.chance):
+            how += f"; chance {row.chance:.3f}"
+        head = f"#{i + 1} best score: layer {layer}" if ev["flagged"] else f"#{i + 1}: layer {layer}"
+        st.markdown(f"**{head} {kind}{unit}**: {words[i]} ({how})" + (" — not a detector" if ev["flagged"] else ""))
         ui.scroll_html(render.colored_text(tr.text[:n], tr.get(layer, kind)[:n, unit], label=f"L{layer} {kind}{unit}"),
                        200, tr.text[:n])
         c1, c2, _ = st.columns([1, 1, 2])

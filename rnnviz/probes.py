@@ -494,8 +494,14 @@ def chance_level(values: np.ndarray, labels, mask=None, shifts: int = CHANCE_SHI
     Chance.per_unit[u] = max over shifts of unit u's score; Chance.best[k] = max over units of the
     scores against shift k; Chance.level = max of best = max of per_unit: a top score above it beats
     the best unit on every one of the K shifted labellings (about p < 1/(K + 1) when the text has
-    no period that a shift could realign). Cost: one sort per unit as for score_units, plus a
-    (K + 1, T) x (T, U) matrix product; measured 2 x 512 x 2 units x 20,000 characters, 20 shifts.
+    no period that a shift could realign).
+
+    Cost: the sort per unit that score_units needs anyway serves every shift (rank sums and
+    covariances for all K + 1 labellings are one product, computed without BLAS threads). Measured
+    on shakespeare-lstm (h and c of 2 x 512 units, 2,048 columns) over 20,000 characters of its
+    default excerpt, 2 shared CPU cores: ranking alone 1.2 s (speaker-name line), with 20 shifts
+    1.6 s; for a count (position in line) 0.2 s and 0.4 s; over the 2,000-character default excerpt
+    0.11 s and 0.16 s. So every unit gets its chance level, with all 20 shifts.
     """
     values = _as_2d(values)
     y, mask = _prepare(labels, mask, values.shape[0])
