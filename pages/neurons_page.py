@@ -2,6 +2,7 @@
 evidence the score rests on (how many characters and separate spans) and its chance level."""
 import math
 
+import numpy as np
 import streamlit as st
 
 import ui
@@ -81,7 +82,8 @@ def main():
     words = [direction_words(d, name, binary) for d in df.direction]
     best = df.iloc[0]
     best_name = f"layer {int(best.layer)} {best.kind}{int(best.unit)}"
-    st.markdown(evidence_text(ev, chance, len(offsets), int(offsets.min()) if len(offsets) else 0))
+    apart = int(np.minimum(offsets, len(labels) - offsets).min()) if len(offsets) else 0  # either way round
+    st.markdown(evidence_text(ev, chance, len(offsets), apart))
     if ev["flagged"]:
         st.warning(f"**Not a detector: too little evidence.** {ev['reason']} The ranking below is shown for "
                    f"exploring only: its best unit ({best_name}, score {best.score:.3f}) is not shown to track {name}. "

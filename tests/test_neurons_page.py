@@ -9,7 +9,7 @@ import numpy as np
 
 from rnnviz import checkpoint
 from rnnviz.model import build
-from rnnviz.probes import chance_level, evidence, speaker_line
+from rnnviz.probes import chance_level, evidence, shift_offsets, speaker_line
 from test_app import clean_caches, folders, one_thread, shipped, vocab  # noqa: F401 (fixtures)
 from test_app import app, choose, ok, text_of
 
@@ -47,6 +47,9 @@ def test_default_hypothesis_evidence_and_chance_level(shipped):
     units = np.concatenate([layer[k] for layer in tr.layers for k in ("h", "c") if k in layer], axis=1)
     level = chance_level(units, speaker_line(tr.text), shifts=20, seed=0).level
     assert f"Chance level: {level:.3f}" in md
+    t = len(tr.text)
+    apart = min(min(int(k), t - int(k)) for k in shift_offsets(t, 20))
+    assert apart >= t // 10 and f"by 20 random offsets (each at least {apart:,} characters either way" in md
     verdict = text_of(at.success) + text_of(at.warning)
     assert f"{level:.3f}" in verdict  # the best unit's score is set against it, whichever way it falls
 
