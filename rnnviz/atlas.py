@@ -550,7 +550,10 @@ class Atlas:
     # labels
     def labels(self, hypotheses: dict | None = None) -> pd.DataFrame:
         """Every unit against every hypothesis (probes.HYPOTHESES by default), on the stored states:
-        columns layer, kind, unit, hypothesis, binary, auroc, direction, score, corr; best score first."""
+        columns layer, kind, unit, hypothesis, binary, auroc, direction, score, corr, and probes.evidence's
+        positives, spans, flagged, reason for the hypothesis over the atlas text; best score first.
+        The scores follow probes.rank_units' conventions; one sort per unit serves every hypothesis, and
+        the result is cached beside the atlas (keyed by the hypotheses' names and labels)."""
         if hypotheses is None and self._labels is not None:
             return self._labels
         df = _load_or_score_labels(self, hypotheses)
@@ -737,10 +740,15 @@ def build_atlas(model: CharRNN, text: str, *, name: str = "text", notices: list[
             if path is None:
                 notices.append("the atlas could not be saved to the cache folder: it lives in a temporary folder")
                 atexit.register(shutil.rmtree, work, True)
-            else:
-                states = {s: np.memmap(path / f"{s}.i8", dtype=np.int8, mode="r", shape=(H, T)) for s in sinks}
         notice = " ".join(notices) or None
         report(done=T, total=T, message=f"atlas of {T:,} characters ready")
+        if path is not None:  # what is returned is what the cache holds (another process's build, maybe)
+            try:
+                at = load(path)
+                at.notice = notice
+                return at
+            except CacheError:
+                pass
         return Atlas(meta, small, states, text, path, notice)
     except BaseException:
         for sink in sinks.values():
@@ -802,9 +810,16 @@ def _commit(work: Path, cache_dir: Path, key: str, meta: dict, small: dict, text
                     return final
                 except CacheError:
                     _discard(final)
-            os.rename(work, final)
+            try:
+                os.rename(work, final)
+            except OSError:  # another process renamed its build of the same key in first: use that one
+                _validate(final, key)
+                shutil.rmtree(work, ignore_errors=True)
+                return final
         _fsync_dir(cache_dir)
         return final
+    except CacheError:
+        return None
     except OSError:
         return None
 
@@ -1044,7 +1059,8 @@ def _score_atlas(atlas: Atlas, names: list[str], Y: np.ndarray, binary: np.ndarr
     return out
 
 
-def _labels_frame(atlas: Atlas, names: list[str], binary: np.ndarray, scores: dict) -> pd.DataFrame:
+def _labels_frame(atlas: Atlas, names: list[str], binary: np.ndarray, scores: dict,
+                  Y: np.ndarray | None = None) -> pd.DataFrame:
     frames = []
     H = atlas.hidden_size
     for l in range(atlas.num_layers):
@@ -1059,6 +1075,12 @@ def _labels_frame(atlas: Atlas, names: list[str], binary: np.ndarray, scores: di
                     "auroc": au[:, j], "direction": np.where(lean > 0, "high", np.where(lean < 0, "low", "")),
                     "score": score, "corr": r[:, j]}))
     df = pd.concat(frames, ignore_index=True)
+    evidence = getattr(probes, "evidence", None)
+    if evidence is not None and Y is not None:  # what each hypothesis's score rests on (labels only: cheap)
+        ev = pd.DataFrame([{"hypothesis": name, **{k: v for k, v in evidence(Y[:, j]).items()
+                                                   if k in ("positives", "spans", "flagged", "reason")}}
+                           for j, name in enumerate(names)])
+        df = df.merge(ev, on="hypothesis", how="left")
     return df.sort_values("score", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
@@ -1075,7 +1097,7 @@ def _load_or_score_labels(atlas: Atlas, hypotheses: dict | None) -> pd.DataFrame
                     shape = (atlas.hidden_size, len(names))
                     if all(v.shape == shape and v.dtype == np.float64 for v in scores.values()) and \
                             len(scores) == 2 * atlas.num_layers * len(atlas.kinds):
-                        return _labels_frame(atlas, names, binary, scores)
+                        return _labels_frame(atlas, names, binary, scores, Y)
         except (ValueError, OSError, KeyError, EOFError):
             pass  # unreadable: recomputed below
     scores = _score_atlas(atlas, names, Y, binary)
@@ -1086,7 +1108,7 @@ def _load_or_score_labels(atlas: Atlas, hypotheses: dict | None) -> pd.DataFrame
             os.replace(tmp, f)
         except OSError:
             pass
-    return _labels_frame(atlas, names, binary, scores)
+    return _labels_frame(atlas, names, binary, scores, Y)
 
 
 # --- export for LSTMVis -----------------------------------------------------------------------

@@ -171,6 +171,11 @@ def test_labels_match_probes_on_the_stored_states(built):
     model, at, _, _ = built
     df = at.labels()
     assert set(df.columns) >= {"layer", "kind", "unit", "hypothesis", "auroc", "direction", "score", "corr"}
+    if hasattr(probes, "evidence"):  # what each score rests on, joined from probes
+        assert {"positives", "spans", "flagged"} <= set(df.columns)
+        ev = probes.evidence(probes.HYPOTHESES["uppercase"](TEXT))
+        row = df[df.hypothesis == "uppercase"].iloc[0]
+        assert (row.positives, row.spans, row.flagged) == (ev["positives"], ev["spans"], ev["flagged"])
     assert len(df) == len(probes.HYPOTHESES) * 2 * len(at.kinds) * 16
     stored = SimpleNamespace(layers=[{k: at.states(l, k) for k in at.kinds} for l in range(2)])
     for name, fn in probes.HYPOTHESES.items():
