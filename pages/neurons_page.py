@@ -8,15 +8,16 @@ import streamlit as st
 import ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
-from rnnviz.probes import CHANCE_SHIFTS, direction_words, evidence, is_binary, rank_units, shift_offsets
+from rnnviz.probes import (CHANCE_SHIFTS, direction_words, evidence, hypothesis_mask, is_binary, rank_units,
+                           shift_offsets)
 
 SHOW_CHARS = 1500
 TOP = 3
 
 
 @st.cache_data(max_entries=16, show_spinner="Ranking units ...")
-def ranked(model_key: str, text: str, hypothesis: str, _labels, _trace):
-    return rank_units(_trace, _labels, shifts=CHANCE_SHIFTS)
+def ranked(model_key: str, text: str, hypothesis: str, _labels, _mask, _trace):
+    return rank_units(_trace, _labels, _mask, shifts=CHANCE_SHIFTS)
 
 
 def send_to_activations(layer: int, kind: str, unit: int):
@@ -70,20 +71,27 @@ def main():
     if labels is None:
         st.info("Type a regular expression to search for.", icon=":material/info:")
         return
-    if labels.min() == labels.max():
-        st.warning(f"The hypothesis {name} has the same value on every character of this text, so nothing can "
-                   "track it. Choose another one, or another text in the sidebar.", icon=":material/warning:")
+    mask = hypothesis_mask(name, tr.text)  # None: every character counts
+    counted = labels if mask is None else labels[mask]
+    if counted.size == 0 or counted.min() == counted.max():
+        st.warning(f"The hypothesis {name} has the same value on every character of this text"
+                   f"{'' if mask is None else ' that it counts'}, so nothing can track it. Choose another one, "
+                   "or another text in the sidebar.", icon=":material/warning:")
         return
-    df = ranked(ctx.key, tr.text, name, _labels=labels, _trace=tr)
-    binary = is_binary(labels)
-    ev = evidence(labels)
-    offsets = shift_offsets(len(labels), CHANCE_SHIFTS)
+    df = ranked(ctx.key, tr.text, name, _labels=labels, _mask=mask, _trace=tr)
+    binary = is_binary(counted)
+    ev = evidence(labels, mask)
+    offsets = shift_offsets(len(counted), CHANCE_SHIFTS)
     chance = float(df["chance"].max()) if len(offsets) else float("nan")
     words = [direction_words(d, name, binary) for d in df.direction]
     best = df.iloc[0]
     best_name = f"layer {int(best.layer)} {best.kind}{int(best.unit)}"
-    apart = int(np.minimum(offsets, len(labels) - offsets).min()) if len(offsets) else 0  # either way round
+    apart = int(np.minimum(offsets, len(counted) - offsets).min()) if len(offsets) else 0  # either way round
     st.markdown(evidence_text(ev, chance, len(offsets), apart))
+    if mask is not None:
+        st.caption(f"Counted: {ev['counted']:,} of {len(labels):,} characters. Docstrings, multi-line strings, "
+                   "comments and what tokenize cannot read are left out, so the score sets one-line strings "
+                   "against code.")
     if ev["flagged"]:
         st.warning(f"**Not a detector: too little evidence.** {ev['reason']} The ranking below is shown for "
                    f"exploring only: its best unit ({best_name}, score {best.score:.3f}) is not shown to track {name}. "

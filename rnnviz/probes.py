@@ -259,7 +259,8 @@ def python_string_labels(source: str) -> tuple[np.ndarray, np.ndarray]:
 
 def python_strings(text: str) -> np.ndarray:
     """1 on every character of a Python string literal by tokenize (docstrings and multi-line strings
-    included: python_string_labels without its mask); 0 from the statement where tokenize fails on."""
+    included: python_string_labels without its mask); 0 from the statement where tokenize fails on.
+    hypothesis_mask gives the characters to count with it: one-line strings in code against code."""
     return python_string_labels(text)[0]
 
 
@@ -291,6 +292,19 @@ HYPOTHESES: dict[str, Hypothesis] = {
     "vowel": vowel,
 }
 
+
+# Characters a hypothesis leaves out of the count, where it has such a rule: text -> (T,) bool, True
+# for a character to count. The python-lstm quote unit follows one-line strings in code; docstrings,
+# multi-line strings and comments (python_string_labels' mask) would blur it.
+MASKS: dict[str, Callable[[str], np.ndarray]] = {
+    "inside a string (tokenize)": lambda text: python_string_labels(text)[1],
+}
+
+
+def hypothesis_mask(name: str, text: str) -> np.ndarray | None:
+    """The characters to count for hypothesis `name` on `text` ((T,) bool), or None to count all."""
+    rule = MASKS.get(name)
+    return None if rule is None else rule(text)
 
 # --- scoring units ------------------------------------------------------------------------------
 
@@ -667,10 +681,11 @@ def default_hypothesis(config_or_name=None, text: str | None = None) -> str:
     for choices in (_PREFERRED[family], _PREFERRED["text"]):
         varying = None
         for name in choices:
-            y = HYPOTHESES[name](text)
-            if y.min() == y.max():
+            y, mask = HYPOTHESES[name](text), hypothesis_mask(name, text)
+            counted = y if mask is None else y[mask]
+            if counted.size == 0 or counted.min() == counted.max():
                 continue
-            if not evidence(y)["flagged"]:
+            if not evidence(y, mask)["flagged"]:
                 return name
             varying = varying or name
         if varying:

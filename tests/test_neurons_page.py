@@ -106,3 +106,17 @@ def test_each_model_opens_on_its_own_hypothesis(folders, vocab):
     choose(at, pre / "b-memory")
     ok(at)
     assert at.selectbox(key="hypothesis").value == "uppercase"  # the memory models'
+
+
+def test_tokenize_strings_count_one_line_strings_against_code(shipped):
+    from rnnviz.probes import hypothesis_mask, python_strings
+    source = ('def f(x):\n    """Say what f does, at length, in a docstring."""\n'
+              + "".join(f"    d['key{i}'] = \"value {i}\" + x  # note {i}\n" for i in range(8)) + "    return d\n")
+    at = paste(app("neurons"), source)
+    at.selectbox(key="hypothesis").set_value("inside a string (tokenize)").run()
+    ok(at)
+    mask = hypothesis_mask("inside a string (tokenize)", source)
+    ev = evidence(python_strings(source), mask)
+    assert ev["counted"] < len(source) and ev["spans"] == 16 and not ev["flagged"]
+    assert f"Counted: {ev['counted']:,} of {len(source):,} characters" in text_of(at.caption)
+    assert f"holds on {ev['positives']:,} characters of {ev['counted']:,}, in 16 separate spans" in markdown(at)

@@ -447,3 +447,18 @@ def test_default_hypothesis_suits_the_text():
     assert default_hypothesis({"corpus": {"name": "shakespeare"}}, "He said \"<b>\" & <i>") == "uppercase"
     assert default_hypothesis("python", "x = 1\n") == "position in line"  # no string, no capital: general
     assert default_hypothesis("python", "") == "inside a string (tokenize)"
+
+
+def test_tokenize_strings_count_one_line_strings_against_code():
+    """"inside a string (tokenize)" counts what python_string_labels' mask keeps, in the evidence and
+    in the default's choice; other hypotheses count every character."""
+    from rnnviz.probes import hypothesis_mask
+    labels, mask = python_string_labels(SOURCE)
+    np.testing.assert_array_equal(hypothesis_mask("inside a string (tokenize)", SOURCE), mask)
+    assert hypothesis_mask("inside quotes", SOURCE) is None
+    ev = evidence(python_strings(SOURCE), hypothesis_mask("inside a string (tokenize)", SOURCE))
+    assert ev["counted"] == mask.sum() and ev["positives"] == ((labels > 0.5) & mask).sum()
+    assert ev["spans"] == 3  # 'ab', f"v{x}" and rb"q"; the two multi-line strings are not counted
+    # docstrings alone are no evidence for the string hypothesis: the default moves on
+    doc_only = 'def f():\n    """' + "A docstring line.\n    " * 20 + '"""\n    return 1\n' * 3
+    assert default_hypothesis("python", doc_only) != "inside a string (tokenize)"
