@@ -343,7 +343,7 @@ def cmd_memory(args) -> int:
     print("seconds of training: " + ", ".join(f"{c} {s:.1f}" for c, s in df.groupby("cell").seconds.first().items()))
     for cell, (trainer, result) in trainers.items() if args.save else ():
         path = Path(args.save) / f"memory-{cell}"
-        meta = trainer.training_meta(result)
+        meta = {"name": path.name, **trainer.training_meta(result)}
         meta["memory"] = {"gaps": sorted(args.gaps), "recall": {int(g): float(a) for g, a in table[cell].items()}}
         checkpoint.save(trainer.model, path, meta=meta, dtype="float32")
         print(f"wrote {path}")
