@@ -621,7 +621,7 @@ def _workdir(cache_dir: Path, key: str, need: int) -> tuple[Path | None, str | N
 
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
-        return False
+        return True  # a build of this process is running in another thread (a failed one cleans up itself)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -102,20 +102,23 @@ def match(unit_states: np.ndarray, threshold: float, length: int, *, min_overlap
         a, b = exclude
         keep = (ends <= a) | (starts >= b)
         starts, ends = starts[keep], ends[keep]
-    # overlap = units on at every character of the candidate, from per-unit prefix sums of `on`
-    prefix = np.zeros((S, T + 1), dtype=np.int32)
-    np.cumsum(on, axis=1, out=prefix[:, 1:])
     lengths = ends - starts
-    full = (prefix[:, ends] - prefix[:, starts]) == lengths[None, :]  # (S, R)
-    overlap = full.sum(axis=0)
+    overlap = np.zeros(len(starts), dtype=np.int64)
+    if len(starts):
+        # units on at every character of each candidate: the minimum of `on` over each run, by reduceat
+        # over the run bounds interleaved (runs are separated by at least one character, so the bounds
+        # increase; a bound at T is dropped, reduceat runs to the end by itself)
+        bounds = np.stack([starts, ends], axis=1).ravel()
+        bounds = bounds[bounds < T]
+        mins = np.minimum.reduceat(on.view(np.uint8), bounds, axis=1)[:, ::2]  # (S, R)
+        overlap = mins.sum(axis=0, dtype=np.int64)
     closeness = np.abs(lengths - length)
     order = np.lexsort((starts, closeness, -overlap))[:max(0, int(top))]
     starts, ends, lengths, overlap = starts[order], ends[order], lengths[order], overlap[order]
-    csum = np.zeros((S, T + 1))
-    np.cumsum(x, axis=1, out=csum[:, 1:])
-    heat = (csum[:, ends] - csum[:, starts]) / np.maximum(lengths, 1)[None, :]
-    cc = np.concatenate([[0], np.cumsum(count, dtype=np.int64)])
-    mean_on = (cc[ends] - cc[starts]) / np.maximum(lengths, 1) / S  # mean fraction of the units on
+    heat = np.stack([x[:, a:b].mean(axis=1, dtype=np.float64) for a, b in zip(starts, ends)], axis=1) \
+        if len(starts) else np.zeros((S, 0))
+    on_count = np.array([count[a:b].mean() for a, b in zip(starts, ends)]) if len(starts) else np.zeros(0)
+    mean_on = on_count / S  # mean fraction of the units on
     table = pd.DataFrame({"start": starts, "end": ends, "length": lengths, "overlap": overlap,
                           "fraction": overlap / S, "mean_on": mean_on})
     sel = np.arange(S) if units is None else np.asarray(units)

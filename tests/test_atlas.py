@@ -411,3 +411,24 @@ def test_cli_summary_errors_and_export(tmp_path, capsys):
     empty.write_text("")
     assert main(["atlas", str(ck), "--corpus", str(empty), "--out", str(tmp_path / "cache")]) == 1
     assert "empty" in capsys.readouterr().err
+
+
+def test_concurrent_builds_of_one_key_share_one_entry(tmp_path):
+    model = _model("gru")
+    # a build that died (kill -9) left its temporary folder: removed by the next build, its pid gone
+    dead = tmp_path / ".0123abcd.tmp-999999999-xyz"
+    dead.mkdir(parents=True)
+    (dead / "L0_h.i8").write_bytes(b"\0" * 10)
+    results = []
+
+    def run():
+        results.append(A.build_atlas(model, TEXT, cache_dir=tmp_path, chunk=CHUNK, top_k=K))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2 and results[0].path == results[1].path
+    np.testing.assert_array_equal(results[0].states(1, "h"), results[1].states(1, "h"))
+    assert [p.name for p in _entries(tmp_path)] == [results[0].path.name]

@@ -85,3 +85,31 @@ def test_match_over_200k_characters_is_fast():
     elapsed = time.perf_counter() - t
     assert len(m) == 20
     print(f"match over 200,000 characters, 16 units: {elapsed:.3f} s")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_overlap_heatmap_and_order_against_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(5, 400)).astype(np.float32)
+    x[:, -3:] = 0.9  # a run that reaches the end of the text
+    m = match(x, 0.0, 4, min_overlap=2, top=10_000)
+    on = x >= 0.0
+    count = on.sum(0)
+    runs, t = [], 0
+    while t < 400:  # the maximal runs with at least 2 units on, by hand
+        if count[t] >= 2:
+            s = t
+            while t < 400 and count[t] >= 2:
+                t += 1
+            runs.append((s, t))
+        else:
+            t += 1
+    assert sorted(zip(m.table.start, m.table.end)) == runs
+    for i, row in m.table.iterrows():
+        a, b = int(row.start), int(row.end)
+        assert row.overlap == on[:, a:b].all(axis=1).sum()
+        np.testing.assert_allclose(m.heatmap[:, i], x[:, a:b].astype(np.float64).mean(axis=1), atol=1e-9)
+        assert row.mean_on == pytest.approx(count[a:b].mean() / 5)
+    keys = list(zip(-m.table.overlap, (m.table.length - 4).abs(), m.table.start))
+    assert keys == sorted(keys)
+    assert m.table.end.max() == 400  # the run at the end of the text is found (and its overlap checked above)
