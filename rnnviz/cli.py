@@ -417,11 +417,17 @@ def cmd_atlas(args) -> int:
         best = at.best_units()
         print(f"atlas of {at.cell.upper()} {at.num_layers}x{at.hidden_size} over {len(at):,} characters of "
               f"{at.name}{' (cached at ' + str(at.path) + ')' if at.path else ' (not cached)'}")
-        print(f"{'hypothesis':<24} {'unit':<10} {'direction':<36} {'auroc':>6} {'score':>6} {'r':>7}")
+        width = max([len("hypothesis")] + [len(h) for h in best.hypothesis])
+        print(f"{'hypothesis':<{width}} {'unit':<10} {'direction':<44} {'auroc':>6} {'score':>6} {'r':>7}")
+        flagged = False
         for r in best.itertuples():
-            print(f"{r.hypothesis:<24} {f'L{r.layer} {r.kind}{r.unit}':<10} "
-                  f"{direction_words(r.direction, r.hypothesis, r.binary):<36} {r.auroc:6.3f} {r.score:6.3f} "
-                  f"{r.corr:+7.3f}")
+            mark = " *" if getattr(r, "flagged", False) is True else ""
+            flagged = flagged or bool(mark)
+            print(f"{r.hypothesis:<{width}} {f'L{r.layer} {r.kind}{r.unit}':<10} "
+                  f"{direction_words(r.direction, r.hypothesis, r.binary):<44} {r.auroc:6.3f} {r.score:6.3f} "
+                  f"{r.corr:+7.3f}{mark}")
+        if flagged:
+            print("* too few characters or passages where it holds (or not) to call the best unit a detector")
     if args.export_lstmvis:
         paths = atlas_mod.export_lstmvis(at, args.export_lstmvis, model.vocab.chars)
         print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr if args.json else sys.stdout)
