@@ -183,6 +183,12 @@ def _pack(a: np.ndarray, start: int) -> np.ndarray:
     return (_order_keys(a) << 32) | (0xFFFFFFFF - pos)[:, None]
 
 
+def _key_values(keys: np.ndarray) -> np.ndarray:
+    """The float32 values packed in the high halves of keys (as ordered; negated for bottom buffers)."""
+    k32 = (keys >> 32).astype(np.int32)
+    return np.where(k32 < 0, k32 ^ np.int32(0x7FFFFFFF), k32).view(np.float32)
+
+
 def _unpack(keys: np.ndarray, negated: bool) -> tuple[np.ndarray, np.ndarray]:
     """Keys (K, H), best last -> (positions, values), best first."""
     keys = keys[::-1]
@@ -213,40 +219,29 @@ class _Series:
         t, H = a.shape
         a = a.detach().to("cpu", torch.float32).contiguous()
         x = a.numpy()
-        # mean and M2 merged by Chan et al.'s rule, float64
-        m = a.mean(0, dtype=torch.float64).numpy()
-        d = a - torch.from_numpy(m).float()
-        m2 = (d * d).sum(0, dtype=torch.float64).numpy()
+        # mean and M2: per chunk in float32 (torch's cascade sums) about the chunk's own mean, merged in
+        # float64 by Chan et al.'s rule
+        m = a.sum(0).numpy().astype(np.float64) / t
+        d = a - torch.from_numpy(m.astype(np.float32))
+        d.mul_(d)
+        m2 = d.sum(0).numpy().astype(np.float64)
+        m2 -= t * (m - m.astype(np.float32)) ** 2  # M2 about the float64 mean, not its float32 rounding
+        del d
         n = self.n + t
         delta = m - self.mean
         self.mean += delta * (t / n)
         self.m2 += m2 + delta * delta * (self.n * t / n)
         self.n = n
-        lo, hi = torch.aminmax(a, dim=0)
-        lo, hi = lo.numpy(), hi.numpy()
+        lo, hi = a.amin(0).numpy(), a.amax(0).numpy()  # (aminmax is several times slower on the CPU)
         np.minimum(self.min, lo, out=self.min)
         np.maximum(self.max, hi, out=self.max)
-        self.small += (a.abs() < SPARSE_BELOW).sum(0).numpy()
+        self.small += (a.abs() < SPARSE_BELOW).view(torch.uint8).sum(0, dtype=torch.int32).numpy()
         if self.hist is not None:
             idx = _h_bins(a)
             idx += torch.arange(H) * H_BINS
             self.hist += torch.bincount(idx.view(-1), minlength=H * H_BINS).view(H, H_BINS).numpy().T
-        # exact top-K / bottom-K: torch.topk finds each unit's K + 1 best of the chunk; where the K-th and
-        # (K+1)-th tie, that unit's whole column is ranked by packed keys (value, then earlier position)
         for name, largest in (("top", True), ("bottom", False)):
-            k1 = min(self.K + 1, t)
-            vals, idx = torch.topk(a, k1, dim=0, largest=largest, sorted=True)
-            vals, idx = vals.numpy(), idx.numpy()
-            k = min(self.K, t)
-            sign = np.float32(1 if largest else -1)
-            cand = (_order_keys(sign * vals[:k]) << 32) | (0xFFFFFFFF - (idx[:k].astype(np.int64) + start))
-            if k1 > k:
-                for u in np.flatnonzero(vals[k - 1] == vals[k]):
-                    col = _pack(sign * x[:, u:u + 1], start)
-                    cand[:, u] = np.partition(col, col.shape[0] - k, axis=0)[col.shape[0] - k:, 0]
-            keys = np.concatenate([getattr(self, name), cand])
-            k = min(self.K, keys.shape[0])
-            setattr(self, name, np.partition(keys, keys.shape[0] - k, axis=0)[keys.shape[0] - k:])
+            self._merge(name, largest, a, x, start)
         # compact states: int8, symmetric scale per unit and block
         absmax = np.maximum(np.abs(lo), np.abs(hi))
         scale = (absmax / np.float32(127)).astype(np.float32)
@@ -254,6 +249,48 @@ class _Series:
         safe = torch.from_numpy(np.where(scale > 0, scale, np.float32(1)))
         q = torch.round(a / safe).clamp_(-127, 127).to(torch.int8)
         self.sink.write(q.t().contiguous().numpy(), start)
+
+    def _merge(self, name: str, largest: bool, a: torch.Tensor, x: np.ndarray, start: int) -> None:
+        """Fold a chunk into the (K, H) buffer of packed keys (value, then earlier position); exact.
+
+        Once the buffer is full, only values at least as good as a unit's K-th can enter, so those
+        are gathered (one comparison); when too many are (a saturated unit, say), or at the start,
+        torch.topk finds each unit's K + 1 best of the chunk, and a unit whose K-th and (K+1)-th tie
+        is ranked over its whole column."""
+        t, H = x.shape
+        buf = getattr(self, name)
+        sign = np.float32(1 if largest else -1)
+        cand = None
+        if buf.shape[0] == self.K:
+            worst = sign * _key_values(buf.min(axis=0))  # each unit's K-th best value, (H,)
+            thr = torch.from_numpy(np.ascontiguousarray(worst, dtype=np.float32))
+            mask = a >= thr if largest else a <= thr
+            counts = mask.view(torch.uint8).sum(0, dtype=torch.int32).numpy().astype(np.int64)
+            width = int(counts.max()) if H else 0
+            if width <= 4 * self.K:
+                rows, units = (v.numpy() for v in torch.nonzero(mask, as_tuple=True))
+                if len(rows):
+                    order = np.argsort(units, kind="stable")
+                    rows, units = rows[order], units[order]
+                    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+                    rank = np.arange(len(units)) - first[units]
+                    cand = np.full((max(width, 1), H), np.iinfo(np.int64).min, dtype=np.int64)
+                    cand[rank, units] = (_order_keys(sign * x[rows, units]) << 32) | (0xFFFFFFFF - (rows + start))
+                else:
+                    return  # nothing in this chunk can enter
+        if cand is None:
+            k1 = min(self.K + 1, t)
+            vals, idx = torch.topk(a, k1, dim=0, largest=largest, sorted=True)
+            vals, idx = vals.numpy(), idx.numpy()
+            k = min(self.K, t)
+            cand = (_order_keys(sign * vals[:k]) << 32) | (0xFFFFFFFF - (idx[:k].astype(np.int64) + start))
+            if k1 > k:
+                for u in np.flatnonzero(vals[k - 1] == vals[k]):
+                    col = _pack(sign * x[:, u:u + 1], start)
+                    cand[:, u] = np.partition(col, col.shape[0] - k, axis=0)[col.shape[0] - k:, 0]
+        keys = np.concatenate([buf, cand])
+        k = min(self.K, keys.shape[0])
+        setattr(self, name, np.partition(keys, keys.shape[0] - k, axis=0)[keys.shape[0] - k:])
 
     def finish(self) -> dict[str, np.ndarray]:
         top_pos, top_val = _unpack(np.sort(self.top, axis=0), False)
