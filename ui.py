@@ -76,6 +76,9 @@ PAGES = [
     ("pages/gradients_page.py", "Gradients", ":material/trending_down:", "gradients"),
     ("pages/sample_page.py", "Sample", ":material/edit_note:", "sample"),
     ("pages/neurons_page.py", "Neuron search", ":material/search:", "neurons"),
+    ("pages/atlas_page.py", "Unit atlas", ":material/hub:", "atlas"),
+    ("pages/unit_page.py", "Unit dashboard", ":material/dashboard:", "unit"),
+    ("pages/match_page.py", "Select and match", ":material/join_inner:", "match"),
 ]
 
 # Page widget keys that must survive page switches (Streamlit drops a widget's state when the
@@ -86,7 +89,9 @@ PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind"
            "length", "seed", "top_k", "grad_len", "radius", "forget_bias", "gate_window",
            "tr_corpus_src", "tr_corpus", "tr_paste", "tr_cell", "tr_layers", "tr_hidden", "tr_seq",
            "tr_batch", "tr_lr", "tr_budget", "tr_seconds", "tr_steps", "tr_device", "tr_sample_every",
-           "mem_steps", "update_bias", "excerpt_len")
+           "mem_steps", "update_bias", "excerpt_len", "atlas_corpus", "atlas_layers", "atlas_kinds", "atlas_labels",
+           "atlas_min_score", "match_layer", "match_kind", "match_threshold", "match_before", "match_after",
+           "match_span")
 
 # Our own words (no outside text is shipped): prose, dialogue, quotes and brackets for any model.
 BUILTIN_EXCERPT = """TEACHER:

@@ -13,6 +13,12 @@ LINKS = [
                            "and a memory experiment."),
     ("pages/sample_page.py", "Generate text with a temperature, see how sure the model was, and clamp a unit."),
     ("pages/neurons_page.py", "Find units that track a hypothesis (inside quotes, bracket depth, a regex ...)."),
+    ("pages/atlas_page.py", "Every unit over a whole corpus, labelled, on one map: how long it remembers, what it "
+                            "follows."),
+    ("pages/unit_page.py", "One unit's dashboard: its top contexts over the whole corpus, its distribution, what "
+                           "it does to the prediction."),
+    ("pages/match_page.py", "Select a span and find where the same units fire across the corpus (LSTMVis's "
+                            "select-and-match)."),
 ]
 
 

@@ -86,8 +86,12 @@ def _cut_note(shown: int, total: int) -> str:
 
 
 def colored_text(text: str, values: np.ndarray, vmin: float | None = None, vmax: float | None = None,
-                 diverging: bool = True, label: str = "value", max_chars: int = 5000) -> str:
-    """One <div> with a <span> per character, its background the value and its tooltip '#t 'c' label=v'."""
+                 diverging: bool = True, label: str = "value", max_chars: int = 5000, mark: int | None = None,
+                 first: int = 0) -> str:
+    """One <div> with a <span> per character, its background the value and its tooltip '#t 'c' label=v'.
+
+    `mark` outlines one character (a context's peak); `first` is the position of text[0] in a longer
+    text, so tooltips give positions in that text."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)  # (T,)
     if len(values) != len(text):
         raise ConfigError(f"{len(text)} characters but {len(values)} values: give one value per character")
@@ -97,11 +101,12 @@ def colored_text(text: str, values: np.ndarray, vmin: float | None = None, vmax:
     parts = []
     for t in range(n):
         ch, v = text[t], values[t]
-        tip = html.escape(f"#{t} '{char_label(ch)}' ", quote=True) + f"{name}={_fmt(v)}"
+        tip = html.escape(f"#{first + t} '{char_label(ch)}' ", quote=True) + f"{name}={_fmt(v)}"
         shown = html.escape(_display(ch), quote=True)
         if ch == "\n":
             shown += "<br>"  # the ↵ marks the line end; the break keeps the layout of the text
-        parts.append(f'<span title="{tip}" style="background-color: {_rgb(value_color(v, lo, hi, diverging))}">'
+        peak = "; outline: 2px solid #111; font-weight: bold" if t == mark else ""
+        parts.append(f'<span title="{tip}" style="background-color: {_rgb(value_color(v, lo, hi, diverging))}{peak}">'
                      f"{shown}</span>")
     return f'<div class="rnnviz-text" style="{_BOX}">{"".join(parts)}{_cut_note(n, len(text))}</div>'
 

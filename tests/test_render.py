@@ -136,3 +136,11 @@ def test_top_predictions_more_than_stored_k_and_end(small_trace):
     assert ">nan</td>" in out  # no next character after the last one
     with pytest.raises(ConfigError):
         top_predictions_html(small_trace, 5, 5)
+
+
+def test_mark_outlines_one_character_and_positions_count_from_first():
+    out = colored_text("ab<c", np.array([0.1, -0.2, 0.3, 0.0]), mark=2, first=100)
+    spans = out.split("<span")[1:]
+    assert ["outline" in s for s in spans] == [False, False, True, False]
+    assert spans[2].startswith(' title="#102 ') and spans[0].startswith(' title="#100 ')
+    assert "&lt;" in spans[2] and "<c" not in out

@@ -1,0 +1,147 @@
+"""The atlas in the app: one per (model, corpus, settings) for the whole server, built in a background job.
+
+Every session that asks for the same atlas gets the same object (and the same running build): twenty
+students on one model hold one atlas. What is built is also on disk (rnnviz.atlas's cache), so a
+restarted server finds it again.
+"""
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+import ui
+from rnnviz import atlas as atlas_lib
+from rnnviz.corpora import CORPORA
+from rnnviz.errors import RnnvizError
+from rnnviz.jobs import Job
+
+HELD_OUT = "held-out split"
+UNDER_STUDY = "the text under study"
+CHOICES = [HELD_OUT, *CORPORA, UNDER_STUDY]
+
+
+@st.cache_resource
+def _server() -> dict:
+    """Server-wide: key -> Atlas, key -> the Job building it."""
+    return {"atlases": {}, "jobs": {}, "lock": threading.Lock()}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _weights_hash(model_key: str, _model) -> str:
+    return atlas_lib.model_key(_model)
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the corpus ...")
+def _corpus(model_key: str, choice: str, text_under_study: str, _config) -> atlas_lib.CorpusText:
+    corpus = None if choice == HELD_OUT else text_under_study if choice == UNDER_STUDY else choice
+    return atlas_lib.resolve_corpus(_config, corpus)
+
+
+def corpus_widget(where=st) -> str:
+    ui.keep_choice("atlas_corpus", CHOICES, HELD_OUT)
+    return where.selectbox("Atlas corpus", CHOICES, key="atlas_corpus",
+                           help="The corpus the atlas indexes: by default the model's held-out split (up to "
+                                f"{atlas_lib.MAX_CHARS:,} characters), or a built-in corpus, or the text under study.")
+
+
+def _key(ctx, src) -> str:
+    return atlas_lib.cache_key(_weights_hash(ctx.key, _model=ctx.model), atlas_lib.text_sha256(src.text),
+                               atlas_lib._settings(atlas_lib.DEFAULT_CHUNK, atlas_lib.DEFAULT_TOP_K))
+
+
+def current(ctx, choice: str | None = None):
+    """(atlas or None, the corpus, its key) for the model under study; never builds. An atlas counts as
+    ready once its units are labelled (the labels are what the map and the dashboards read)."""
+    choice = choice or st.session_state.get("atlas_corpus", HELD_OUT)
+    src = _corpus(ctx.key, choice, ctx.text if choice == UNDER_STUDY else "", _config=ctx.config)
+    key = _key(ctx, src)
+    server = _server()
+    found = server["atlases"].get(key)
+    job = server["jobs"].get(key)
+    if found is None and job is not None and not job.running and job.result is not None:
+        found = server["atlases"][key] = job.result  # a build that ended since the last run
+    if found is not None:
+        found.check(ctx.model)  # never an atlas of another model
+    return found, src, key
+
+
+def panel(ctx):
+    """The atlas of the model under study over the chosen corpus, or a build button and its progress.
+    Returns the Atlas when it is ready, else None (the caller shows nothing more)."""
+    choice = corpus_widget()
+    try:
+        found, src, key = current(ctx, choice)
+    except RnnvizError as e:
+        st.error(f"No atlas for this corpus: {e}", icon=":material/error:")
+        return None
+    for n in src.notices:
+        st.info(n, icon=":material/info:")
+    if found is not None:
+        st.caption(f"Atlas of **{ctx.name}** over {src.name} ({len(found):,} characters, "
+                   f"{'cached on disk' if found.cached else 'in memory only'}).")
+        return found
+    server = _server()
+    job = server["jobs"].get(key)
+    running = job is not None and job.running
+    on_disk = not running and atlas_lib.lookup(ctx.model, src.text) is not None
+    if on_disk:  # built earlier (or by the CLI): only the labels are left to read or compute
+        start(ctx, src, key)
+        running = True
+    if not running:
+        if job is not None and job.error:
+            st.error(f"The last build failed: {job.error}", icon=":material/error:")
+        st.info(f"No atlas yet for **{ctx.name}** over {src.name} ({len(src.text):,} characters). Building it runs "
+                "the model over the whole corpus once and labels every unit; the result is saved and shared "
+                "with every session.", icon=":material/info:")
+        if st.button("Build the atlas", key="atlas_build", type="primary", icon=":material/play_arrow:"):
+            start(ctx, src, key)
+            running = True
+    if running:
+        st.fragment(run_every=1.0)(lambda: ui.guard(_progress, key))()
+    return None
+
+
+def _prepare(model, config, corpus):
+    """fn(stop_event, report) for a Job: the atlas (from the cache or built), its units labelled."""
+    build = atlas_lib.job_fn(model, config, corpus)
+
+    def run(stop_event, report):
+        found = build(stop_event, report)
+        if found is not None and not stop_event.is_set():
+            report(message="labelling every unit against every hypothesis ...")
+            found.labels()
+        return None if stop_event.is_set() else found
+    return run
+
+
+def start(ctx, src, key: str) -> Job:
+    """Start (or join) the server's build of this atlas."""
+    server = _server()
+    with server["lock"]:
+        job = server["jobs"].get(key)
+        if job is None or not job.running:
+            corpus = None if src.name == "held-out" else src.name if src.name in CORPORA else src.text
+            job = Job(_prepare(ctx.model, ctx.config, corpus), name="atlas", threads=ui.TRAIN_THREADS).start()
+            server["jobs"][key] = job
+    return job
+
+
+def _progress(key: str) -> None:
+    server = _server()
+    job = server["jobs"].get(key)
+    if job is None:
+        return
+    snap = job.snapshot()
+    if job.running:
+        done, total = snap.get("done") or 0, snap.get("total") or 1
+        st.progress(min(1.0, done / total), text=str(snap.get("message") or "building the atlas"))
+        if st.button("Cancel", key="atlas_cancel", icon=":material/stop:"):
+            job.stop()
+        return
+    if job.result is not None:
+        server["atlases"][key] = job.result
+    elif job.stop_event.is_set():
+        server["jobs"].pop(key, None)
+        st.session_state["_toast"] = "The atlas build was cancelled; nothing was saved."
+    st.rerun(scope="app")

@@ -1,0 +1,109 @@
+"""Unit dashboard: one unit over the whole atlas corpus: its top and bottom contexts, its distribution,
+its labels, its memory, and what it does to the prediction."""
+import streamlit as st
+
+import ui
+from pages._shared import atlas as atlas_ui
+from rnnviz import atlas_plots, dashboard, render
+from rnnviz.probes import direction_words
+
+TOP = 8
+
+
+@st.cache_data(max_entries=8, show_spinner="Holding the unit at 0 over the whole corpus ...")
+def ablation(atlas_key: str, layer: int, kind: str, unit: int, _model, _text):
+    return dashboard.ablation(_model, _text, layer, kind, unit, 0.0)
+
+
+def show_contexts(items, layer, kind, unit):
+    for c in items:
+        st.html(f"<div style='font-size:0.8em;color:#666'>#{c['pos']:,}: {c['value']:+.3f}</div>"
+                + render.colored_text(c["text"], c["values"], label=f"L{layer} {kind}{unit}", mark=c["peak"],
+                                      first=c["start"]))
+
+
+def go(page: str, **state) -> None:
+    st.session_state.update(state)
+    st.session_state["_goto"] = page
+
+
+def main():
+    ctx = ui.require_model()
+    st.title("Unit dashboard")
+    atlas = atlas_ui.panel(ctx)
+    if atlas is None:
+        return
+    ui.unit_controls(ctx, list(atlas.kinds))
+    ss = st.session_state
+    layer, kind, unit = int(ss["layer"]), ss.get("kind", "h") if ctx.cell == "lstm" else "h", int(ss["unit"])
+    row = dashboard.unit_map(atlas).query("layer == @layer and kind == @kind and unit == @unit").iloc[0]
+    labels = atlas.labels().query("layer == @layer and kind == @kind and unit == @unit")
+    labels = labels.sort_values(["flagged", "score"], ascending=[True, False], kind="stable").head(4)
+    words = [f"**{direction_words(r.direction, r.hypothesis, bool(r.binary))}**: score {r.score:.3f}"
+             + (f" (AUROC {r.auroc:.3f})" if r.binary else f" (r = {r.corr:+.3f})")
+             + (f", ⚠ not a detector: {r.reason}" if r.flagged else f", {int(r.positives):,} characters in "
+                f"{int(r.spans):,} spans") for r in labels.itertuples()]
+    memory = dashboard.unit_tau(atlas, layer, unit)
+    gate = "f" if ctx.cell == "lstm" else "z"
+    st.markdown(f"### Layer {layer}, {kind}{unit}\n"
+                + "\n".join(f"- {w}" for w in words)
+                + (f"\n- memory: mean {gate} of this unit {row[f'{gate}_mean']:.3f}, so τ = −1/ln {gate}̄ = "
+                   f"{memory:.1f} characters" if memory is not None else "")
+                + f"\n- over {len(atlas):,} characters: mean {row['mean']:+.3f}, std {row['std']:.3f}, "
+                  f"from {row['min']:+.3f} to {row['max']:+.3f}; |a| < 0.1 on {row['sparsity']:.0%} of them")
+    c1, c2, _ = st.columns([1, 1, 3])
+    c1.button("Show in Activations", key="unit_to_act", icon=":material/format_color_text:", on_click=go,
+              args=("pages/activations_page.py",))
+    c2.button("Clamp it in Sample", key="unit_to_clamp", icon=":material/edit_note:", on_click=go,
+              args=("pages/sample_page.py",), kwargs=dict(clamp_layer=layer, clamp_kind=kind, clamp_unit=unit,
+                                                          clamp_on=True))
+    best = labels[~labels.flagged.astype(bool)].head(1)
+    low_first = len(best) and best.direction.iloc[0] == "low"  # the side its best label speaks of first
+    for col, which in zip(st.columns(2), ("bottom", "top") if low_first else ("top", "bottom")):
+        with col:
+            st.markdown(f"**{'Highest' if which == 'top' else 'Lowest'}** (the peak character outlined; "
+                        f"±{dashboard.CONTEXT} characters)")
+            show_contexts(dashboard.contexts(atlas, layer, kind, unit, which, TOP), layer, kind, unit)
+    left, right = st.columns(2)
+    counts, edges = atlas.histogram(layer, kind, unit)
+    left.plotly_chart(atlas_plots.unit_histogram(counts, edges, f"L{layer} {kind}{unit} over the corpus"),
+                      key="unit_hist", config={"displaylogo": False})
+    with right:
+        st.markdown("**Examples from each decile** (lowest first)")
+        for band in dashboard.decile_examples(atlas, layer, kind, unit, n=1):
+            for c in band["contexts"]:
+                st.html(f"<div style='font-size:0.8em;color:#666'>decile {band['decile']} "
+                        f"[{band['low']:+.2f}, {band['high']:+.2f}]</div>"
+                        + render.colored_text(c["text"], c["values"], label=f"{kind}{unit}", mark=c["peak"],
+                                              first=c["start"]))
+    effect_section(ctx, atlas, layer, kind, unit)
+
+
+def effect_section(ctx, atlas, layer, kind, unit):
+    st.subheader("What it does to the prediction")
+    if kind == "h" and layer == ctx.layers - 1:
+        up, down = dashboard.logit_effect(ctx.model, unit)
+        fmt = lambda pairs: ", ".join(f"`{render.char_label(ch)}` {w:+.2f}" for ch, w in pairs)  # noqa: E731
+        st.markdown(f"Its column of the output layer: at +1 it raises the logits of {fmt(up)}; it lowers "
+                    f"{fmt(down)}.")
+    key = atlas.path.name if atlas.path else str(id(atlas))
+    if st.button(f"Measure: hold it at 0 over all {len(atlas):,} characters", key="unit_ablate",
+                 icon=":material/science:") or st.session_state.get("_ablated") == (key, layer, kind, unit):
+        st.session_state["_ablated"] = (key, layer, kind, unit)
+        ab = ablation(key, layer, kind, unit, _model=ctx.model, _text=atlas.text)
+        pos, most = ab.most_changed(0.01)
+        st.markdown(f"Held at 0, the loss changes by **{ab.mean_change():+.4f} nats/char** on average over the "
+                    f"corpus, and by **{most:+.3f}** on the 1% of characters it changes most "
+                    f"({len(pos):,} characters; positive: the unit helped predict them).")
+        for p in pos[:4]:
+            c = dashboard.window(atlas, layer, kind, unit, int(p) + 1, width=30)
+            st.html(f"<div style='font-size:0.8em;color:#666'>predicting #{int(p) + 1:,} "
+                    f"{render.char_label(atlas.text[int(p) + 1])!r}: loss {ab.base[p]:.2f} → {ab.held[p]:.2f}</div>"
+                    + render.colored_text(c["text"], c["values"], label=f"{kind}{unit}", mark=c["peak"],
+                                          first=c["start"]))
+    else:
+        st.caption("Running the model over the whole corpus with the unit held takes a few seconds to a minute; "
+                   "the result is kept for this atlas.")
+
+
+ui.run_page(main)

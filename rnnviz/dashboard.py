@@ -1,0 +1,179 @@
+"""What one unit does, over a whole atlas corpus: its map entry, its contexts, and its effect on the prediction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .atlas import Atlas, tau
+from .errors import ConfigError
+from .model import CharRNN
+from .trace import _layer_params, _run_layer
+
+CONTEXT = 40  # characters either side of a context's peak
+
+
+def unit_map(atlas: Atlas) -> pd.DataFrame:
+    """Every unit with its best label: layer, kind, unit, label, direction, score, flagged, tau, sparsity,
+    mean, std. tau is the unit's memory time constant from its layer's mean forget (update) gate."""
+    units = atlas.units
+    best = atlas.best_labels()[["layer", "kind", "unit", "hypothesis", "direction", "score", "binary", "flagged"]]
+    df = units.merge(best, on=["layer", "kind", "unit"], how="left").rename(columns={"hypothesis": "label"})
+    if "tau" not in df:
+        df["tau"] = np.nan
+    return df
+
+
+def contexts(atlas: Atlas, layer: int, kind: str, unit: int, which: str = "top", k: int = 8,
+             width: int = CONTEXT) -> list[dict]:
+    """The k highest (which="top") or lowest ("bottom") positions of a unit, each with its exact value and
+    its context: text[start:end] with the unit's stored values over it, and the peak's offset in it."""
+    if which not in ("top", "bottom"):
+        raise ConfigError(f"which must be 'top' or 'bottom', not {which!r}")
+    pairs = (atlas.top if which == "top" else atlas.bottom)(layer, kind, unit, k)
+    return [window(atlas, layer, kind, unit, pos, value, width) for pos, value in pairs]
+
+
+def window(atlas: Atlas, layer: int, kind: str, unit: int, pos: int, value: float | None = None,
+           width: int = CONTEXT) -> dict:
+    """One context: {pos, value, start, text, values (stored, within the atlas's bound), peak}."""
+    start, text = atlas.context(pos, width)
+    values = atlas.unit_values(layer, kind, unit, start, start + len(text))
+    value = float(values[pos - start]) if value is None else value
+    return {"pos": pos, "value": value, "start": start, "text": text, "values": values, "peak": pos - start}
+
+
+def decile_examples(atlas: Atlas, layer: int, kind: str, unit: int, n: int = 2, width: int = 20) -> list[dict]:
+    """Per decile band of the unit's values, its bounds and n short contexts of positions in it."""
+    out = []
+    for band in atlas.deciles(layer, kind, unit, n):
+        out.append({**band, "contexts": [window(atlas, layer, kind, unit, int(p), v, width)
+                                         for p, v in band["examples"]]})
+    return out
+
+
+def logit_effect(model: CharRNN, unit: int, k: int = 8) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """The characters whose logits a top-layer h unit raises and lowers most: its column of the output
+    layer, W_out[:, unit] (a unit at +1 adds this to every logit). Largest first in each list."""
+    H = model.config.hidden_size
+    if not 0 <= unit < H:
+        raise ConfigError(f"unit must be from 0 to {H - 1}, not {unit}")
+    w = model.head.weight.detach()[:, unit].double().cpu().numpy()  # (V,)
+    order = np.argsort(-w)
+    chars = model.vocab.chars
+    up = [(chars[i], float(w[i])) for i in order[:k]]
+    down = [(chars[i], float(w[i])) for i in order[::-1][:k]]
+    return up, down
+
+
+@dataclass
+class Ablation:
+    """The loss per character with a unit held at a value, against the model's own."""
+
+    layer: int
+    kind: str
+    unit: int
+    value: float
+    base: np.ndarray  # (T-1,) -ln p(text[t+1]) of the model
+    held: np.ndarray  # (T-1,) the same with the unit held
+
+    @property
+    def delta(self) -> np.ndarray:
+        return self.held - self.base
+
+    def mean_change(self) -> float:
+        """Mean change in loss over the whole corpus, nats/char (positive: the unit helped)."""
+        return float(self.delta.mean())
+
+    def most_changed(self, fraction: float = 0.01) -> tuple[np.ndarray, float]:
+        """The positions of the `fraction` of characters whose loss the hold changes most (by |delta|),
+        largest first, and the mean change over them."""
+        n = max(1, int(round(len(self.delta) * fraction)))
+        pos = np.argsort(-np.abs(self.delta), kind="stable")[:n]
+        return pos, float(self.delta[pos].mean())
+
+
+@torch.no_grad()
+def ablation(model: CharRNN, text: str, layer: int, kind: str, unit: int, value: float = 0.0,
+             chunk: int = 8192) -> Ablation:
+    """Run the model over `text` twice, as it is and with one unit held at `value` at every step (an
+    LSTM's c or h, or a GRU's or RNN's h), and return both losses per character.
+
+    The layers below the held one and the unheld run go through the fused kernel; the held layer steps
+    one character at a time (holding a unit changes the recurrence); the layers above read its output.
+    Chunks of `chunk` characters carry the state, so memory stays bounded on a long corpus.
+    """
+    L, H = model.config.num_layers, model.config.hidden_size
+    if not 0 <= layer < L or not 0 <= unit < H:
+        raise ConfigError(f"no unit {unit} in layer {layer} (layers 0 to {L - 1}, units 0 to {H - 1})")
+    if kind not in ("h", "c") or (kind == "c" and model.cell != "lstm"):
+        raise ConfigError("kind must be 'h', or 'c' for an LSTM")
+    if not np.isfinite(value):
+        raise ConfigError(f"the value must be a finite number, not {value!r}")
+    if len(text) < 2:
+        raise ConfigError("the text needs at least two characters (one to read, one to predict)")
+    was = model.training
+    model.eval()
+    ids = torch.from_numpy(model.vocab.encode(text)).to(model.device)
+    base, held = [], []
+    zero = lambda: torch.zeros(1, 1, H, device=model.device)  # noqa: E731
+    lstm = model.cell == "lstm"
+    states = {run: [(zero(), zero()) if lstm else zero() for _ in range(L)] for run in ("base", "held")}
+    try:
+        for a in range(0, len(ids) - 1, chunk):
+            x_ids = ids[a:a + chunk + 1]
+            inputs, targets = x_ids[:-1], x_ids[1:]
+            for run, out in (("base", base), ("held", held)):
+                x = model.embed(inputs)
+                for l in range(L):
+                    params = _layer_params(model, l)
+                    if run == "held" and l == layer:
+                        x, states[run][l] = _held_layer(model.cell, x, states[run][l], params, kind, unit, value)
+                    else:
+                        x, states[run][l] = _run_layer(model.cell, x, states[run][l], params)
+                logits = F.linear(x, model.head.weight, model.head.bias)
+                out.append(F.cross_entropy(logits.float(), targets, reduction="none").cpu().numpy())
+    finally:
+        model.train(was)
+    return Ablation(layer, kind, unit, float(value), np.concatenate(base), np.concatenate(held))
+
+
+def _held_layer(cell: str, x: torch.Tensor, state, params, kind: str, unit: int, value: float):
+    """One layer, step by step, with h[unit] (or c[unit]) set to `value` after every step."""
+    w_ih, w_hh, b_ih, b_hh = params
+    gi = torch.addmm(b_ih, x, w_ih.t())  # (T, G*H) the input part, for every step at once
+    H = w_hh.shape[1]
+    if cell == "lstm":
+        h, c = state[0][0, 0].clone(), state[1][0, 0].clone()
+    else:
+        h, c = state[0, 0].clone(), None
+    hs = torch.empty(x.shape[0], H, dtype=x.dtype, device=x.device)
+    for t in range(x.shape[0]):
+        gh = torch.addmv(b_hh, w_hh, h)
+        if cell == "lstm":
+            i, f, g, o = (gi[t] + gh).chunk(4)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            if kind == "c":
+                c[unit] = value
+            h = torch.sigmoid(o) * torch.tanh(c)
+        elif cell == "gru":
+            r, z = torch.sigmoid(gi[t, :2 * H] + gh[:2 * H]).chunk(2)
+            n = torch.tanh(gi[t, 2 * H:] + r * gh[2 * H:])
+            h = (1 - z) * n + z * h
+        else:
+            h = torch.tanh(gi[t] + gh)
+        if kind == "h":
+            h[unit] = value
+        hs[t] = h
+    new = (h[None, None].clone(), c[None, None].clone()) if cell == "lstm" else h[None, None].clone()
+    return hs, new
+
+
+def unit_tau(atlas: Atlas, layer: int, unit: int) -> float | None:
+    """The memory time constant of one unit, -1 / ln(mean gate), or None for a tanh RNN."""
+    if atlas.cell == "rnn":
+        return None
+    return float(tau(atlas.gate_mean(layer)[unit]))

@@ -1,0 +1,117 @@
+"""The atlas pages through AppTest: build (and cancel) in the background, the map, a unit's dashboard,
+select-and-match; never an atlas of another model."""
+import time
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from rnnviz import checkpoint
+from rnnviz.corpora import corpus_meta, quotes_task
+from rnnviz.model import build
+from rnnviz.vocab import Vocab
+
+TIMEOUT = 120
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True)
+def folders(tmp_path, monkeypatch):
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    pre = tmp_path / "pretrained"
+    corpus = quotes_task(20_000, seed=0)
+    text = corpus.text
+    for name, cell, seed in (("shakespeare-lstm", "lstm", 0), ("other-gru", "gru", 1)):
+        model = build(Vocab.from_text(text), cell=cell, hidden_size=12, num_layers=2, embed_size=6, seed=seed)
+        # the generator's held-out split (2,000 characters) is the default atlas corpus: a quick build
+        checkpoint.save(model, pre / name, meta={"corpus": corpus_meta(corpus, 0.1)})
+    monkeypatch.setenv("RNNVIZ_PRETRAINED", str(pre))
+    monkeypatch.setenv("RNNVIZ_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("RNNVIZ_ATLAS_DIR", str(tmp_path / "atlas"))
+    yield pre
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def app(page: str) -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(f"pages/{page}_page.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def built(at: AppTest, corpus: str | None = None) -> AppTest:
+    """Choose a corpus (default: the held-out split), press Build, and rerun until the atlas is ready."""
+    if corpus:
+        at.selectbox(key="atlas_corpus").set_value(corpus).run()
+    if [b for b in at.button if b.key == "atlas_build"]:
+        at.button(key="atlas_build").click().run()
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline and not at.get("plotly_chart") and not at.warning:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_atlas_map_lists_every_unit(folders):
+    at = app("atlas")
+    assert "No atlas yet" in "\n".join(i.value for i in at.info)
+    built(at)
+    import json
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert fig["data"] and all(t["type"] == "scatter" for t in fig["data"])
+    at.slider(key="atlas_min_score").set_value(0.0).run()
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    points = sum(len(t["customdata"]) for t in fig["data"])  # x, y may come as typed arrays
+    table = at.dataframe[0].value
+    assert points == len(table) and len(table) <= 2 * 2 * 12  # 2 layers x (h, c) x 12 units
+    assert {"label", "score", "tau"} <= set(table.columns)
+    best = at.dataframe[1].value
+    assert {"hypothesis", "positives", "spans", "flagged"} <= set(best.columns)
+
+
+def test_dashboard_and_its_links(folders):
+    at = built(app("unit"))
+    html = "\n".join(h.proto.body for h in at.get("html"))
+    assert html.count("outline") >= 8, "every top and bottom context marks its peak"
+    md = "\n".join(m.value for m in at.markdown)
+    assert "### Layer 1, h0" in md and "τ = −1/ln" in md
+    assert "raises the logits of" in md  # a top-layer h unit: its column of the output layer
+    at.button(key="unit_ablate").click().run()
+    md = "\n".join(m.value for m in at.markdown)
+    assert "nats/char" in md and "on the 1% of characters" in md
+    at.button(key="unit_to_clamp").click().run()
+    assert at.title[0].value == "Sample" and at.session_state["clamp_on"] is True
+
+
+def test_match_finds_spans_or_says_why(folders):
+    at = built(app("match"))
+    ok = [m.value for m in at.markdown if "units selected" in m.value]
+    warned = [w.value for w in at.warning]
+    assert ok or warned
+    at.slider(key="match_span").set_value((5, 6)).run()
+    assert any("at least two characters" in w.value for w in at.warning)
+    at.slider(key="match_span").set_value((5, 20)).run()
+    at.slider(key="match_threshold").set_value(-1.0).run()
+    assert any("every unit" in w.value for w in at.warning)
+
+
+def test_cancel_saves_nothing_and_another_model_gets_its_own_atlas(folders, tmp_path):
+    at = app("atlas")
+    at.selectbox(key="atlas_corpus").set_value("python").run()  # a large corpus: time to cancel
+    at.button(key="atlas_build").click().run()
+    from pages._shared import atlas as atlas_ui
+    jobs = list(atlas_ui._server()["jobs"].values())
+    assert jobs and jobs[0].running
+    jobs[0].stop()
+    jobs[0].join(60)
+    at.run()
+    assert not list((tmp_path / "atlas").glob("*/meta.json")), "a cancelled build leaves no cache entry"
+    built(at, "held-out split")
+    assert at.get("plotly_chart") and len(list((tmp_path / "atlas").glob("*/meta.json"))) == 1  # what a build leaves
+    at.selectbox(key="model_choice").set_value(f"shipped:{folders / 'other-gru'}").run()
+    assert not at.get("plotly_chart") and "No atlas yet" in "\n".join(i.value for i in at.info)
