@@ -91,7 +91,7 @@ PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind"
            "tr_batch", "tr_lr", "tr_budget", "tr_seconds", "tr_steps", "tr_device", "tr_sample_every",
            "mem_steps", "update_bias", "excerpt_len", "atlas_corpus", "atlas_layers", "atlas_kinds", "atlas_labels",
            "atlas_min_score", "match_layer", "match_kind", "match_threshold", "match_before", "match_after",
-           "match_span")
+           "match_span", "rank_over", "act_over_atlas", "atlas_window")
 
 # Our own words (no outside text is shipped): prose, dialogue, quotes and brackets for any model.
 BUILTIN_EXCERPT = """TEACHER:

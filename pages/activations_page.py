@@ -4,11 +4,13 @@ import io
 import streamlit as st
 
 import ui
+from pages._shared import atlas as atlas_ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
 from rnnviz.probes import unit_stats
 
 WINDOW = 120
+ATLAS_WINDOW = 2000
 HEATMAP_UNITS = 48
 SORTS = {"variance": "variance", "mean |activation|": "mean_abs", "selectivity": "selectivity"}
 
@@ -24,6 +26,24 @@ def controls(ctx):
     ui.unit_controls(ctx, ["h", "c"] if ctx.cell == "lstm" else ["h"])
 
 
+def atlas_window(ctx, layer: int, kind: str, unit: int) -> None:
+    """The unit over a window of the atlas corpus, from the atlas's stored states."""
+    found, src, _ = atlas_ui.current(ctx)
+    if found is None:
+        st.info(f"No atlas of {ctx.name} over {src.name} yet: build it on the Unit atlas page.", icon=":material/info:")
+        return
+    ui.keep_in_range("atlas_window", 0, max(0, len(found) - 1), 0)
+    st.slider(f"Where in the atlas corpus ({len(found):,} characters)", 0, max(1, len(found) - 1), step=ATLAS_WINDOW // 4,
+              key="atlas_window")
+    a = int(st.session_state["atlas_window"])
+    b = min(len(found), a + ATLAS_WINDOW)
+    text = found.text[a:b]
+    ui.scroll_html(render.colored_text(text, found.unit_values(layer, kind, unit, a, b), label=f"L{layer} {kind}{unit}",
+                                       first=a), 440, text)
+    st.caption(f"Characters {a:,} to {b - 1:,} of {src.name}, from the atlas's int8 states (within "
+               f"{found.error_bound(layer, kind)[unit]:.2g} of the model's own values).")
+
+
 def main():
     ctx = ui.require_model()
     st.title("Activations")
@@ -37,7 +57,13 @@ def main():
     with left:
         st.markdown(f"**Layer {layer}, {kind}{unit}** over the text: red positive, blue negative; hover a "
                     "character for its value.")
-        ui.scroll_html(render.colored_text(tr.text, values[:, unit], label=f"L{layer} {kind}{unit}"), 440, tr.text)
+        ui.default("act_over_atlas", False)
+        if st.toggle("Over the atlas corpus", key="act_over_atlas",
+                     help="Show the unit anywhere in the atlas corpus (built on the Unit atlas page)."):
+            atlas_window(ctx, layer, kind, unit)
+        else:
+            ui.scroll_html(render.colored_text(tr.text, values[:, unit], label=f"L{layer} {kind}{unit}"), 440,
+                           tr.text)
     with right:
         ui.default("sort_by", "variance")
         st.selectbox("Sort units by", list(SORTS), key="sort_by")

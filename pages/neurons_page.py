@@ -6,9 +6,10 @@ import numpy as np
 import streamlit as st
 
 import ui
+from pages._shared import atlas as atlas_ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
-from rnnviz.probes import (CHANCE_SHIFTS, direction_words, evidence, hypothesis_mask, is_binary, rank_units,
+from rnnviz.probes import (CHANCE_SHIFTS, HYPOTHESES, direction_words, evidence, hypothesis_mask, is_binary, rank_units,
                            shift_offsets)
 
 SHOW_CHARS = 1500
@@ -61,8 +62,14 @@ def main():
                 "For counts, score = |correlation r|, and a unit *rises* or *falls* with the count. "
                 "A score is only as good as what it rests on: the page says on how many characters and separate "
                 "spans the hypothesis holds, and what the best unit scores by chance.")
+    ui.default("rank_over", "the text under study")
+    over = st.radio("Rank over", ["the text under study", "the atlas corpus"], key="rank_over", horizontal=True,
+                    help="The atlas corpus is the whole held-out split (or the corpus chosen on Unit atlas).")
     tr = ctx.trace()
     ui.hypothesis_widgets()
+    if over == "the atlas corpus":
+        atlas_ranking(ctx)
+        return
     try:
         labels, name = ui.hypothesis_labels(tr.text)
     except RnnvizError as e:
@@ -135,6 +142,38 @@ def main():
             send_to_activations(layer, kind, unit)
         if c2.button("Clamp it in Sample", key=f"clamp_{i}", icon=":material/edit_note:"):
             send_to_clamp(layer, kind, unit)
+
+
+def atlas_ranking(ctx):
+    """Every unit ranked over the atlas corpus, from the atlas's labels (built on the Unit atlas page)."""
+    found, src, _ = atlas_ui.current(ctx)
+    if found is None:
+        st.info(f"No atlas of {ctx.name} over {src.name} yet: build it on the Unit atlas page.", icon=":material/info:")
+        st.page_link("pages/atlas_page.py", label="Unit atlas", icon=":material/hub:")
+        return
+    name = st.session_state.get("hypothesis")
+    if name not in HYPOTHESES:
+        st.info("Over the atlas corpus, units are ranked against the built-in hypotheses; a custom regex is "
+                "ranked over the text under study.", icon=":material/info:")
+        return
+    df = found.labels().query("hypothesis == @name").reset_index(drop=True)
+    ev = df.iloc[0]
+    st.markdown(f"Over **{len(found):,} characters** of {src.name}: the hypothesis holds on "
+                f"{plural(int(ev.positives), 'character')} in {plural(int(ev.spans), 'separate span')}.")
+    if ev.flagged:
+        st.warning(f"**Not a detector: too little evidence.** {ev.reason}", icon=":material/warning:")
+    binary = bool(ev.binary)
+    words = [direction_words(d, name, binary) for d in df.direction]
+    st.dataframe(df.assign(direction=words)[["layer", "kind", "unit", "direction", "auroc", "score", "corr"]
+                                            if binary else ["layer", "kind", "unit", "direction", "score", "corr"]],
+                 hide_index=True, height=360,
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("corr", "auroc", "score")})
+    for i, row in df.head(TOP).iterrows():
+        st.markdown(f"**#{i + 1}: layer {int(row.layer)} {row.kind}{int(row.unit)}**: {words[i]}, score {row.score:.3f}")
+        if st.button("Open its dashboard", key=f"dash_{i}", icon=":material/dashboard:"):
+            ss = st.session_state
+            ss["layer"], ss["kind"], ss["unit"] = int(row.layer), str(row.kind), int(row.unit)
+            st.switch_page("pages/unit_page.py")
 
 
 ui.run_page(main)

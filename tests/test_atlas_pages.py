@@ -115,3 +115,27 @@ def test_cancel_saves_nothing_and_another_model_gets_its_own_atlas(folders, tmp_
     assert at.get("plotly_chart") and len(list((tmp_path / "atlas").glob("*/meta.json"))) == 1  # what a build leaves
     at.selectbox(key="model_choice").set_value(f"shipped:{folders / 'other-gru'}").run()
     assert not at.get("plotly_chart") and "No atlas yet" in "\n".join(i.value for i in at.info)
+
+
+def test_neuron_search_and_activations_over_the_atlas_corpus(folders):
+    at = app("neurons")
+    at.radio(key="rank_over").set_value("the atlas corpus").run()
+    assert "No atlas of" in "\n".join(i.value for i in at.info)
+    at.switch_page("pages/atlas_page.py").run()
+    built(at)
+    at.switch_page("pages/neurons_page.py").run()
+    at.radio(key="rank_over").set_value("the atlas corpus").run()
+    assert not at.exception
+    md = "\n".join(m.value for m in at.markdown)
+    assert "Over **2,000 characters**" in md and "#1: layer" in md
+    table = at.dataframe[0].value
+    assert len(table) == 2 * 2 * 12 and list(table.score) == sorted(table.score, reverse=True)
+    at.button(key="dash_0").click().run()
+    assert at.title[0].value == "Unit dashboard"
+    first = table.iloc[0]
+    assert (at.session_state["layer"], at.session_state["kind"], at.session_state["unit"]) == \
+        (int(first.layer), first.kind, int(first.unit))
+    at.switch_page("pages/activations_page.py").run()
+    at.toggle(key="act_over_atlas").set_value(True).run()
+    assert not at.exception and not at.error
+    assert any("from the atlas's int8 states" in c.value for c in at.caption)
