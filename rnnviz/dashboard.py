@@ -47,11 +47,12 @@ def window(atlas: Atlas, layer: int, kind: str, unit: int, pos: int, value: floa
 
 
 def decile_examples(atlas: Atlas, layer: int, kind: str, unit: int, n: int = 2, width: int = 20) -> list[dict]:
-    """Per decile band of the unit's values, its bounds and n short contexts of positions in it."""
+    """Per decile band of the unit's values, its bounds and n short contexts of positions in it, spread
+    through the corpus (the band's first and last members, at the corpus's two ends, are skipped)."""
     out = []
-    for band in atlas.deciles(layer, kind, unit, n):
-        out.append({**band, "contexts": [window(atlas, layer, kind, unit, int(p), v, width)
-                                         for p, v in band["examples"]]})
+    for band in atlas.deciles(layer, kind, unit, n + 2):
+        inner = band["examples"][1:-1] or band["examples"]
+        out.append({**band, "contexts": [window(atlas, layer, kind, unit, int(p), v, width) for p, v in inner[:n]]})
     return out
 
 

@@ -32,6 +32,7 @@ def server(tmp_path_factory):
     model = build(Vocab.from_text(text), cell="lstm", hidden_size=16, num_layers=1, seed=0)
     checkpoint.save(model, pre / "tiny-lstm", meta={"corpus": {"name": "shakespeare"}, "val_loss": 3.5})
     env = {"RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(models),
+           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("atlas")),
            "OMP_NUM_THREADS": "1"}  # tiny model: threads only spin on a shared 2-core box
     log_path = tmp_path_factory.mktemp("log") / "server.log"
     with streamlit_server(log_path, env) as (url, _):
@@ -174,7 +175,7 @@ def real_server(tmp_path_factory):
     for name in ("python-lstm", "memory-rnn", "memory-gru", "memory-lstm"):
         shutil.copytree(ROOT / "pretrained" / name, pre / name)
     env = {"RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(tmp_path_factory.mktemp("models")),
-           "OMP_NUM_THREADS": "1"}
+           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("atlas")), "OMP_NUM_THREADS": "1"}
     log_path = tmp_path_factory.mktemp("log") / "server.log"
     with streamlit_server(log_path, env) as (url, _):
         with open(log_path) as log:
@@ -272,6 +273,43 @@ def test_links_keep_the_model_and_small_truths_hold(real_server):
             _settle(page, 2)
             assert _model_shown(page).startswith("memory-lstm")
             _no_errors(page, "Activations from Gradients")
+        finally:
+            browser.close()
+    log.seek(0)
+    server_log = log.read()
+    assert "Traceback" not in server_log, server_log[-3000:]
+
+
+def test_atlas_build_map_click_dashboard_and_match(server):
+    """Build an atlas in the browser, click a unit on the map, read its dashboard, run a match."""
+    from playwright.sync_api import sync_playwright
+
+    url, log = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded")
+            _settle(page, 0)
+            _nav(page, "Unit atlas")
+            page.get_by_role("button", name=re.compile("Build the atlas")).click()
+            page.wait_for_selector(".js-plotly-plot .scatterlayer .points path", timeout=240_000)
+            _settle(page, 1)
+            _no_errors(page, "Unit atlas")
+            _full_screenshot(page, "atlas")
+            page.locator(".js-plotly-plot .scatterlayer .points path").first.click(force=True)
+            page.locator("h1", has_text="Unit dashboard").first.wait_for(timeout=90_000)
+            _settle(page, 1)
+            _no_errors(page, "Unit dashboard")
+            assert page.locator(".rnnviz-text").count() >= 16  # top and bottom contexts
+            assert page.get_by_text(re.compile("^Layer \\d+, [hc]\\d+$")).count() == 1
+            _full_screenshot(page, "unit-dashboard")
+            _nav(page, "Select and match", 0)
+            _no_errors(page, "Select and match")
+            body = page.locator('[data-testid="stMain"]').inner_text()
+            assert "units selected" in body or "no unit stays" in body.lower() or "all " in body
+            _full_screenshot(page, "match")
         finally:
             browser.close()
     log.seek(0)
