@@ -624,6 +624,17 @@ def _settings(chunk: int, top_k: int) -> dict:
     return {"block": chunk, "top_k": top_k, "h_bins": H_BINS, "sparse_below": SPARSE_BELOW}
 
 
+def settings(chunk: int = DEFAULT_CHUNK, top_k: int = DEFAULT_TOP_K) -> dict:
+    """The build settings that enter the cache key (cache_key(model_key, text_sha256, settings()))."""
+    return _settings(chunk, top_k)
+
+
+def entry_key(model: CharRNN | str, text: str, chunk: int = DEFAULT_CHUNK, top_k: int = DEFAULT_TOP_K) -> str:
+    """The cache key of (model or its model_key, text, settings): the entry's folder name."""
+    mkey = model if isinstance(model, str) else model_key(model)
+    return cache_key(mkey, text_sha256(text), _settings(chunk, top_k))
+
+
 def _check_settings(chunk, top_k) -> None:
     if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
         raise ConfigError(f"chunk must be a whole number of at least 1, not {chunk!r}")
@@ -965,10 +976,11 @@ def load(entry) -> Atlas:
 
 
 def lookup(model: CharRNN, text: str, *, cache_dir=None, chunk: int = DEFAULT_CHUNK,
-           top_k: int = DEFAULT_TOP_K) -> Atlas | None:
-    """The cached atlas of (model, text, settings), or None when there is none (or a bad one)."""
+           top_k: int = DEFAULT_TOP_K, model_hash: str | None = None) -> Atlas | None:
+    """The cached atlas of (model, text, settings), or None when there is none (or a bad one).
+    model_hash: the model's model_key when the caller has it (hashing the weights is skipped)."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = cache_key(model_key(model), text_sha256(text), _settings(chunk, top_k))
+    key = entry_key(model_hash or model, text, chunk, top_k)
     entry = cache_dir / key
     if not (entry / META).exists():
         return None

@@ -432,3 +432,15 @@ def test_concurrent_builds_of_one_key_share_one_entry(tmp_path):
     assert len(results) == 2 and results[0].path == results[1].path
     np.testing.assert_array_equal(results[0].states(1, "h"), results[1].states(1, "h"))
     assert [p.name for p in _entries(tmp_path)] == [results[0].path.name]
+
+
+def test_keys_and_lookup_by_hash(tmp_path):
+    model = _model("lstm")
+    at = A.build_atlas(model, TEXT, cache_dir=tmp_path, chunk=CHUNK, top_k=K)
+    key = A.entry_key(model, TEXT, CHUNK, K)
+    assert at.path.name == key == A.entry_key(at.model_key, TEXT, CHUNK, K)
+    assert key == A.cache_key(A.model_key(model), A.text_sha256(TEXT), A.settings(CHUNK, K))
+    assert A.lookup(model, TEXT, cache_dir=tmp_path, chunk=CHUNK, top_k=K, model_hash=at.model_key).path == at.path
+    other = _model("lstm", seed=1)
+    assert A.model_key(other) != at.model_key
+    assert A.lookup(other, TEXT, cache_dir=tmp_path, chunk=CHUNK, top_k=K) is None
