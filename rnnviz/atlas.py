@@ -233,6 +233,10 @@ class _Series:
         self.m2 += m2 + delta * delta * (self.n * t / n)
         self.n = n
         lo, hi = a.amin(0).numpy(), a.amax(0).numpy()  # (aminmax is several times slower on the CPU)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0]) + start
+            raise ConfigError(f"the model's states are NaN or infinite from character {bad:,} on: "
+                              "no atlas can be built for it")
         np.minimum(self.min, lo, out=self.min)
         np.maximum(self.max, hi, out=self.max)
         self.small += (a.abs() < SPARSE_BELOW).view(torch.uint8).sum(0, dtype=torch.int32).numpy()

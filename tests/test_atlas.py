@@ -444,3 +444,12 @@ def test_keys_and_lookup_by_hash(tmp_path):
     other = _model("lstm", seed=1)
     assert A.model_key(other) != at.model_key
     assert A.lookup(other, TEXT, cache_dir=tmp_path, chunk=CHUNK, top_k=K) is None
+
+
+def test_a_model_with_non_finite_states_gets_a_clear_error(tmp_path):
+    model = _model("lstm")
+    with torch.no_grad():
+        model.rnn.weight_hh_l1[0, 0] = float("nan")
+    with pytest.raises(ConfigError, match="NaN or infinite from character"):
+        A.build_atlas(model, TEXT, cache_dir=tmp_path, chunk=CHUNK, top_k=K)
+    assert _entries(tmp_path) == []
