@@ -139,3 +139,15 @@ def test_neuron_search_and_activations_over_the_atlas_corpus(folders):
     at.toggle(key="act_over_atlas").set_value(True).run()
     assert not at.exception and not at.error
     assert any("from the atlas's int8 states" in c.value for c in at.caption)
+
+
+def test_sessions_share_one_atlas(folders):
+    """Two sessions on the same model and corpus: one build, one Atlas object for the server."""
+    from pages._shared import atlas as atlas_ui
+    first = built(app("atlas"))
+    second = app("atlas")
+    assert second.get("plotly_chart"), "the second session finds the first one's atlas, with no build"
+    assert not [b for b in second.button if b.key == "atlas_build"]
+    server = atlas_ui._server()
+    assert len(server["atlases"]) == 1 and len(server["jobs"]) == 1
+    assert first.get("plotly_chart")
