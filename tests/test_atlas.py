@@ -1,4 +1,5 @@
 import json
+import tempfile
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -306,7 +307,7 @@ def test_unwritable_cache_folder_builds_elsewhere(tmp_path, monkeypatch):
     ref = trace(model, TEXT, chunk=CHUNK)
     assert at.top(1, "h", 0)[0][1] == ref.get(1, "h")[:, 0].max()
     # no temporary folder either (a full disk): in memory
-    monkeypatch.setattr(A.tempfile, "mkdtemp", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left")))
     at2 = A.load_or_build(model, None, TEXT, cache_dir=blocker, chunk=CHUNK, top_k=K)
     assert not at2.cached and "in memory" in at2.notice
     np.testing.assert_array_equal(at2.states(0, "h"), at.states(0, "h"))

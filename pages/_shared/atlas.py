@@ -47,7 +47,7 @@ def corpus_widget(where=st) -> str:
 
 def _key(ctx, src) -> str:
     return atlas_lib.cache_key(_weights_hash(ctx.key, _model=ctx.model), atlas_lib.text_sha256(src.text),
-                               atlas_lib._settings(atlas_lib.DEFAULT_CHUNK, atlas_lib.DEFAULT_TOP_K))
+                               atlas_lib.settings(atlas_lib.DEFAULT_CHUNK, atlas_lib.DEFAULT_TOP_K))
 
 
 def current(ctx, choice: str | None = None):
