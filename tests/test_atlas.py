@@ -1,3 +1,4 @@
+import hashlib
 import json
 import tempfile
 import threading
@@ -181,9 +182,11 @@ def test_labels_match_probes_on_the_stored_states(built):
     stored = SimpleNamespace(layers=[{k: at.states(l, k) for k in at.kinds} for l in range(2)])
     for name, fn in probes.HYPOTHESES.items():
         y = fn(TEXT)
-        if y.min() == y.max():
+        mask = probes.hypothesis_mask(name, TEXT)  # the characters Neuron search counts (None: all)
+        counted = y if mask is None else y[mask]
+        if counted.min() == counted.max():
             continue
-        ref = probes.rank_units(stored, y, kinds=at.kinds)
+        ref = probes.rank_units(stored, y, mask, kinds=at.kinds)
         mine = df[df.hypothesis == name]
         merged = ref.merge(mine, on=["layer", "kind", "unit"], suffixes=("_ref", ""))
         assert len(merged) == 2 * len(at.kinds) * 16
@@ -195,6 +198,90 @@ def test_labels_match_probes_on_the_stored_states(built):
     assert len(best) == 2 * len(at.kinds) * 16
     again = A.load(at.path).labels()  # from the cached labels file
     np.testing.assert_allclose(again.score.to_numpy(), df.score.to_numpy(), equal_nan=True)
+
+
+PYTHON = ("""def greet(name):
+    \"\"\"Say hello to someone, politely.\"\"\"
+    return "hello, " + name + '!'  # a comment with "quotes"
+
+
+def shout(words):
+    sep = " "
+    return sep.join(w.upper() for w in words) + "!!"
+
+
+def table(rows):
+    \"\"\"Format rows
+    as a table.\"\"\"
+    out = []
+    for k, v in rows:
+        out.append(f"{k}: {v}")
+    return "\\n".join(out)
+
+""" * 3)
+
+
+def test_masked_hypothesis_labels_match_probes_with_the_mask(tmp_path):
+    # "inside a string (tokenize)" counts one-line strings against code, as Neuron search does: the
+    # docstrings and comments are left out of both the score and the evidence
+    name = "inside a string (tokenize)"
+    model = build(sorted(set(PYTHON)), cell="lstm", hidden_size=16, num_layers=2, embed_size=12, seed=0)
+    with torch.no_grad():
+        for p in model.rnn.parameters():
+            p.mul_(3.0)
+    at = _build(model, tmp_path, PYTHON)
+    y, mask = probes.HYPOTHESES[name](PYTHON), probes.hypothesis_mask(name, PYTHON)
+    assert mask is not None and 0 < mask.sum() < len(PYTHON) and y[~mask].any()  # docstrings left out
+    df = at.labels()
+    mine = df[df.hypothesis == name]
+    stored = SimpleNamespace(layers=[{k: at.states(l, k) for k in at.kinds} for l in range(2)])
+    ref = probes.rank_units(stored, y, mask, kinds=at.kinds)
+    merged = ref.merge(mine, on=["layer", "kind", "unit"], suffixes=("_ref", ""))
+    assert len(merged) == 2 * 2 * 16
+    np.testing.assert_allclose(merged["auroc"], merged["auroc_ref"], atol=1e-9)
+    np.testing.assert_allclose(merged["corr"], merged["corr_ref"], atol=1e-9)
+    np.testing.assert_allclose(merged["score"], merged["score_ref"], atol=1e-9)
+    assert (merged["direction"] == merged["direction_ref"]).all()
+    one = probes.score_units(at.states(1, "c"), y, mask)
+    np.testing.assert_allclose(mine[(mine.layer == 1) & (mine.kind == "c")].sort_values("unit").score,
+                               one.score, atol=1e-9)
+    # without the mask the scores differ: the mask is what is being tested
+    unmasked = probes.rank_units(stored, y, kinds=at.kinds)
+    assert not np.allclose(unmasked.sort_values(["layer", "kind", "unit"]).score,
+                           ref.sort_values(["layer", "kind", "unit"]).score)
+    ev = probes.evidence(y, mask)
+    row = mine.iloc[0]
+    assert (row.positives, row.spans, row.flagged, row.reason) == (ev["positives"], ev["spans"], ev["flagged"],
+                                                                    ev["reason"])
+    assert ev["positives"] < int(y.sum())  # the evidence counts only the counted characters
+    # an unmasked hypothesis is scored on every character, as before
+    q = probes.HYPOTHESES["inside quotes"](PYTHON)
+    assert probes.hypothesis_mask("inside quotes", PYTHON) is None
+    refq = probes.rank_units(stored, q, kinds=at.kinds)
+    mq = refq.merge(df[df.hypothesis == "inside quotes"], on=["layer", "kind", "unit"], suffixes=("_ref", ""))
+    np.testing.assert_allclose(mq["score"], mq["score_ref"], atol=1e-9, equal_nan=True)
+    # the cached labels (labels.npz, keyed with the masks) give the same
+    again = A.load(at.path).labels()
+    np.testing.assert_allclose(again.score.to_numpy(), df.score.to_numpy(), equal_nan=True)
+
+
+def test_labels_cache_of_an_older_version_is_rescored(tmp_path):
+    model = build(sorted(set(PYTHON)), cell="gru", hidden_size=8, num_layers=1, embed_size=8, seed=0)
+    at = _build(model, tmp_path, PYTHON)
+    df = at.labels()
+    f = at.path / A.LABELS
+    with np.load(f, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    # a labels.npz from before the masks: its digest (names and labels only) no longer matches
+    names = list(probes.HYPOTHESES)
+    Y = np.stack([np.asarray(fn(PYTHON), dtype=np.float64).ravel() for fn in probes.HYPOTHESES.values()], 1)
+    old = hashlib.sha256(json.dumps(names).encode() + Y.tobytes()).hexdigest()
+    arrays = {k: (np.full_like(v, 0.5) if k != "digest" else np.array(old)) for k, v in arrays.items()}
+    np.savez(f, **arrays)
+    again = A.load(at.path).labels()
+    np.testing.assert_allclose(again.score.to_numpy(), df.score.to_numpy(), equal_nan=True)
+    with np.load(f, allow_pickle=False) as z:
+        assert str(z["digest"]) != old
 
 
 def test_auroc_by_ranks_equals_brute_force():

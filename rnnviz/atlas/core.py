@@ -229,8 +229,10 @@ class Atlas:
         """Every unit against every hypothesis (probes.HYPOTHESES by default), on the stored states:
         columns layer, kind, unit, hypothesis, binary, auroc, direction, score, corr, and probes.evidence's
         positives, spans, flagged, reason for the hypothesis over the atlas text; best score first.
-        The scores follow probes.rank_units' conventions; one sort per unit serves every hypothesis, and
-        the result is cached beside the atlas (keyed by the hypotheses' names and labels)."""
+        The scores follow probes.rank_units' conventions; a hypothesis with a probes.hypothesis_mask is
+        scored (and its evidence counted) on the characters the mask keeps, as Neuron search does. One
+        sort per unit serves every unmasked hypothesis, and the result is cached beside the atlas (keyed
+        by the hypotheses' names, labels and masks)."""
         if hypotheses is None and self._labels is not None:
             return self._labels
         df = _load_or_score_labels(self, hypotheses)

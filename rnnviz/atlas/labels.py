@@ -69,38 +69,67 @@ def score_units(x: np.ndarray, targets: np.ndarray, binary: np.ndarray) -> tuple
     return auroc, corr
 
 
-def _hypothesis_targets(text: str, hypotheses: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
-    names, cols = [], []
+# Bump when what the scores mean changes, so every labels.npz written before is rescored (2: masks).
+LABELS_VERSION = 2
+
+
+def _hypothesis_targets(text: str, hypotheses: dict) -> tuple[list[str], np.ndarray, np.ndarray, list]:
+    """names, labels Y (T, N), binary (N,) and each hypothesis's mask: probes.hypothesis_mask, (T,) bool
+    of the characters to count, or None for all (as Neuron search counts them)."""
+    names, cols, masks = [], [], []
     for name, fn in hypotheses.items():
         y = np.asarray(fn(text), dtype=np.float64).ravel()
         if len(y) != len(text):
             raise ConfigError(f"hypothesis {name!r} gives {len(y)} labels for {len(text)} characters")
+        mask = probes.hypothesis_mask(name, text)
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool).ravel()
+            if len(mask) != len(text):
+                raise ConfigError(f"hypothesis {name!r} masks {len(mask)} of {len(text)} characters")
         names.append(name)
         cols.append(y)
+        masks.append(mask)
     Y = np.stack(cols, axis=1) if cols else np.zeros((len(text), 0))
-    binary = np.array([probes.is_binary(Y[:, j]) for j in range(Y.shape[1])], dtype=bool)
-    return names, Y, binary
+    # yes/no is judged on the counted labels, as probes.score_units does; with nothing counted, on all of
+    # them (then the AUROC is NaN, as for an empty class)
+    binary = np.array([probes.is_binary(Y[:, j] if m is None or not m.any() else Y[m, j])
+                       for j, m in enumerate(masks)], dtype=bool)
+    return names, Y, binary, masks
 
 
-def _score_atlas(atlas: Atlas, names: list[str], Y: np.ndarray, binary: np.ndarray, block: int = 64) -> dict:
-    L, H = atlas.num_layers, atlas.hidden_size
+def _score_atlas(atlas: Atlas, names: list[str], Y: np.ndarray, binary: np.ndarray, masks: list,
+                 block: int = 64) -> dict:
+    """auroc and corr (H, N) per series. The unmasked hypotheses share one sort per unit; a masked one
+    is scored on its counted characters only (its own sort), so it equals probes.score_units(mask=)."""
+    L, H, N = atlas.num_layers, atlas.hidden_size, len(names)
+    plain = [j for j in range(N) if masks[j] is None]
+    masked = [j for j in range(N) if masks[j] is not None]
     out = {}
     for l in range(L):
         for kind in atlas.kinds:
-            au = np.empty((H, len(names)))
-            r = np.empty((H, len(names)))
+            au = np.full((H, N), np.nan)
+            r = np.full((H, N), np.nan)  # NaN stays only where a mask counts nothing
             for a in range(0, H, block):
                 units = np.arange(a, min(H, a + block))
-                au[units], r[units] = score_units(atlas.unit_states(l, kind, units), Y, binary)
+                x = atlas.unit_states(l, kind, units)
+                if plain:
+                    au[a:a + len(units), plain], r[a:a + len(units), plain] = score_units(
+                        x, Y[:, plain], binary[plain])
+                for j in masked:
+                    m = masks[j]
+                    if m.any():
+                        au[a:a + len(units), [j]], r[a:a + len(units), [j]] = score_units(
+                            x[:, m], Y[m][:, [j]], binary[[j]])
             out[f"{_series_name(l, kind)}.auroc"] = au
             out[f"{_series_name(l, kind)}.corr"] = r
     return out
 
 
 def _labels_frame(atlas: Atlas, names: list[str], binary: np.ndarray, scores: dict,
-                  Y: np.ndarray | None = None) -> pd.DataFrame:
+                  Y: np.ndarray | None = None, masks: list | None = None) -> pd.DataFrame:
     frames = []
     H = atlas.hidden_size
+    masks = masks if masks is not None else [None] * len(names)
     for l in range(atlas.num_layers):
         for kind in atlas.kinds:
             au, r = scores[f"{_series_name(l, kind)}.auroc"], scores[f"{_series_name(l, kind)}.corr"]
@@ -113,19 +142,27 @@ def _labels_frame(atlas: Atlas, names: list[str], binary: np.ndarray, scores: di
                     "auroc": au[:, j], "direction": np.where(lean > 0, "high", np.where(lean < 0, "low", "")),
                     "score": score, "corr": r[:, j]}))
     df = pd.concat(frames, ignore_index=True)
-    evidence = getattr(probes, "evidence", None)
-    if evidence is not None and Y is not None:  # what each hypothesis's score rests on (labels only: cheap)
-        ev = pd.DataFrame([{"hypothesis": name, **{k: v for k, v in evidence(Y[:, j]).items()
+    if Y is not None:  # what each hypothesis's score rests on, over the characters it counts (labels only: cheap)
+        ev = pd.DataFrame([{"hypothesis": name, **{k: v for k, v in probes.evidence(Y[:, j], masks[j]).items()
                                                    if k in ("positives", "spans", "flagged", "reason")}}
                            for j, name in enumerate(names)])
         df = df.merge(ev, on="hypothesis", how="left")
     return df.sort_values("score", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
+def _digest(names: list[str], Y: np.ndarray, masks: list) -> str:
+    """What the cached scores depend on: the version, the hypotheses' names, labels and masks."""
+    h = hashlib.sha256(json.dumps({"labels_version": LABELS_VERSION, "names": names}).encode())
+    h.update(Y.astype(np.float64).tobytes())
+    for m in masks:
+        h.update(b"-" if m is None else b"m" + np.packbits(m).tobytes())
+    return h.hexdigest()
+
+
 def _load_or_score_labels(atlas: Atlas, hypotheses: dict | None) -> pd.DataFrame:
     hyps = dict(probes.HYPOTHESES) if hypotheses is None else dict(hypotheses)
-    names, Y, binary = _hypothesis_targets(atlas.text, hyps)
-    digest = hashlib.sha256(json.dumps(names).encode() + Y.astype(np.float64).tobytes()).hexdigest()
+    names, Y, binary, masks = _hypothesis_targets(atlas.text, hyps)
+    digest = _digest(names, Y, masks)
     f = atlas.path / LABELS if atlas.path is not None else None
     if f is not None and f.exists():
         try:
@@ -135,10 +172,10 @@ def _load_or_score_labels(atlas: Atlas, hypotheses: dict | None) -> pd.DataFrame
                     shape = (atlas.hidden_size, len(names))
                     if all(v.shape == shape and v.dtype == np.float64 for v in scores.values()) and \
                             len(scores) == 2 * atlas.num_layers * len(atlas.kinds):
-                        return _labels_frame(atlas, names, binary, scores, Y)
+                        return _labels_frame(atlas, names, binary, scores, Y, masks)
         except (ValueError, OSError, KeyError, EOFError):
             pass  # unreadable: recomputed below
-    scores = _score_atlas(atlas, names, Y, binary)
+    scores = _score_atlas(atlas, names, Y, binary, masks)
     if f is not None:  # best effort: a read-only cache just recomputes next time
         try:
             tmp = f.parent / f".{LABELS}.tmp-{os.getpid()}-{threading.get_ident()}"
@@ -146,4 +183,4 @@ def _load_or_score_labels(atlas: Atlas, hypotheses: dict | None) -> pd.DataFrame
             os.replace(tmp, f)
         except OSError:
             pass
-    return _labels_frame(atlas, names, binary, scores, Y)
+    return _labels_frame(atlas, names, binary, scores, Y, masks)
