@@ -16,7 +16,7 @@ from .errors import ConfigError, RnnvizError
 from .gradients import fresh_model, gradient_norms
 from .model import CELLS, build, describe_device
 from .probes import HYPOTHESES, direction_words, is_binary, rank_units, regex_hypothesis
-from .recipes import RECIPES, corpus_from_spec
+from .recipes import RECIPES, SHAKESPEARE_ENV, corpus_from_spec, recipe_corpus
 from .sampling import Clamp, sample
 from .trace import ARRAY_DOC, trace
 from .training import TrainConfig, Trainer, evaluate
@@ -49,8 +49,10 @@ def _held_out_excerpt(config: dict, length: int) -> str:
 
 def cmd_train(args) -> int:
     recipe = RECIPES[args.recipe] if args.recipe else None
-    corpus_spec = args.corpus or (recipe.corpus if recipe else "shakespeare")
-    corpus = corpus_from_spec(corpus_spec)
+    if recipe:
+        corpus = recipe_corpus(recipe, args.recipe, args.corpus, allow_other=args.allow_other_corpus)
+    else:
+        corpus = corpus_from_spec(args.corpus or "shakespeare")
     train_text, val_text = split(corpus, recipe.val_fraction if recipe else 0.1)
     if args.resume:
         model, before = checkpoint.load(args.resume)
@@ -222,7 +224,11 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model (from a recipe or options) and save a checkpoint")
     t.add_argument("--recipe", choices=sorted(RECIPES), help="a named, seeded recipe (see README)")
-    t.add_argument("--corpus", help="built-in corpus name (shakespeare, python, quotes, memory) or a text file")
+    t.add_argument("--corpus", help="built-in corpus name (shakespeare, python, quotes, memory) or a text file; "
+                                    f"a Shakespeare recipe's tinyshakespeare file (default: ${SHAKESPEARE_ENV}, "
+                                    "else ../shared/data/tinyshakespeare.txt beside the checkout)")
+    t.add_argument("--allow-other-corpus", action="store_true",
+                   help="train a recipe on a corpus file whose sha256 is not the shipped model's")
     t.add_argument("--cell", choices=CELLS)
     t.add_argument("--layers", type=int)
     t.add_argument("--hidden", type=int)
