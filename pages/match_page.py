@@ -10,6 +10,7 @@ from rnnviz.errors import ConfigError
 from rnnviz.probes import HYPOTHESES, default_hypothesis
 
 SHOWN = 8  # matches drawn as text
+MATCH_CHARS = 240  # a long match is drawn up to this many characters
 QUERY_CHARS = 3000  # the span slider covers the first characters of the text under study
 
 
@@ -38,10 +39,16 @@ def main():
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 1])
     ui.keep_choice("match_layer", list(range(ctx.layers)), ctx.layers - 1)
     c1.selectbox("Layer", list(range(ctx.layers)), key="match_layer")
-    ui.keep_choice("match_kind", list(atlas.kinds), atlas.kinds[-1])
+    ui.keep_choice("match_kind", list(atlas.kinds), "h")  # h lives in [-1, 1], where one threshold fits all units
     c2.selectbox("State", list(atlas.kinds), key="match_kind")
-    ui.default("match_threshold", 0.3)
-    c3.slider("Threshold", -1.0, 1.0, step=0.05, key="match_threshold")
+    layer, kind = int(ss["match_layer"]), ss["match_kind"]
+    states = ctx.trace().get(layer, kind)[:len(text)]  # (T, H)
+    lo, hi = float(np.floor(max(-10.0, states.min()))), float(np.ceil(min(10.0, states.max())))
+    if "match_threshold" not in ss:  # a first threshold that selects about ten units of the default span
+        a, b = default_span(ctx, text)
+        ss["match_threshold"] = matching.suggest_threshold(states, a, b)
+    ui.keep_in_range("match_threshold", lo, max(hi, lo + 0.05), 0.3)
+    c3.slider("Threshold", lo, max(hi, lo + 0.05), step=0.01, key="match_threshold")
     ui.keep_in_range("match_before", 0, 20, 0)
     ui.keep_in_range("match_after", 0, 20, 0)
     c4.number_input("Off before", 0, 20, key="match_before")
@@ -51,9 +58,7 @@ def main():
         ss["match_span"] = default_span(ctx, text)
     st.slider("Span (characters of the text under study)", 0, len(text), key="match_span")
     a, b = (int(v) for v in ss["match_span"])
-    layer, kind = int(ss["match_layer"]), ss["match_kind"]
     show_query(text, a, b)
-    states = ctx.trace().get(layer, kind)[:len(text)]  # (T, H)
     try:
         found = matching.select_and_match(states, a, b, float(ss["match_threshold"]), atlas, layer, kind,
                                           before=int(ss["match_before"]), after=int(ss["match_after"]))
@@ -82,10 +87,11 @@ def show_query(text: str, a: int, b: int) -> None:
 def show_matches(atlas, found, layer: int, kind: str) -> None:
     st.markdown("**The best matches**, each character shaded by the fraction of the selected units on there:")
     for i, r in enumerate(found.table.head(SHOWN).itertuples()):
-        lo, hi = max(0, int(r.start) - 30), min(len(atlas), int(r.end) + 30)
+        lo, hi = max(0, int(r.start) - 30), min(len(atlas), int(r.end) + 30, int(r.start) + MATCH_CHARS + 30)
         on = (atlas.unit_states(layer, kind, found.units, lo, hi) >= found.threshold).mean(axis=0)  # (chars,)
+        cut = f" (the first {MATCH_CHARS} shown)" if r.length > MATCH_CHARS else ""
         st.html(f"<div style='font-size:0.8em;color:#666'>#{i + 1} at {int(r.start):,}: {int(r.overlap)} of "
-                f"{len(found.units)} units on throughout, {int(r.length)} characters</div>"
+                f"{len(found.units)} units on throughout, {int(r.length):,} characters{cut}</div>"
                 + render.colored_text(atlas.text[lo:hi], on, vmin=0, vmax=1, diverging=False, label="units on",
                                       first=lo))
 

@@ -58,6 +58,17 @@ def select_units(states: np.ndarray, start: int, end: int, threshold: float, bef
     return sel
 
 
+def suggest_threshold(states: np.ndarray, start: int, end: int, units: int = 10, step: float = 0.01) -> float:
+    """A threshold that selects about `units` units for the span [start, end): the `units`-th highest of
+    the units' lowest values over the span, rounded down to `step` (so those units stay on through it)."""
+    x = np.asarray(states)[start:end]
+    if x.ndim != 2 or len(x) == 0:
+        raise ConfigError("give a (characters, units) array and a span of at least one character")
+    lows = np.sort(x.min(axis=0))[::-1]  # (H,) each unit's lowest value in the span, highest first
+    k = min(max(1, units), len(lows)) - 1
+    return float(np.floor(lows[k] / step) * step)
+
+
 @dataclass
 class Matches:
     """The ranked matches of one query; `table` is best first."""
@@ -79,13 +90,15 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def match(unit_states: np.ndarray, threshold: float, length: int, *, min_overlap: int | None = None,
-          top: int = 20, exclude: tuple[int, int] | None = None, units=None) -> Matches:
+          top: int = 20, exclude: tuple[int, int] | None = None, units=None, min_length: int | None = None) -> Matches:
     """Rank the corpus spans where the selected units are on.
 
     unit_states (S, T): the selected units' states over the corpus (Atlas.unit_states gives them from
     the compact states). min_overlap: the least number of units on for a character to join a candidate
     (default: half of them, rounded up). exclude: a span [a, b) to leave out (the query itself, when
-    it comes from the corpus). Returns the `top` best matches."""
+    it comes from the corpus). min_length: the shortest candidate kept (default: half the query's length,
+    at least 2), since a single character on which every unit happens to be on says little.
+    Returns the `top` best matches."""
     x = np.asarray(unit_states)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ConfigError("give the states of at least one selected unit, shape (units, characters)")
@@ -98,6 +111,9 @@ def match(unit_states: np.ndarray, threshold: float, length: int, *, min_overlap
     on = x >= threshold  # (S, T)
     count = on.sum(axis=0, dtype=np.int32)  # (T,)
     starts, ends = _runs(count >= m)
+    shortest = max(2, length // 2) if min_length is None else max(1, int(min_length))
+    keep = (ends - starts) >= shortest
+    starts, ends = starts[keep], ends[keep]
     if exclude is not None:
         a, b = exclude
         keep = (ends <= a) | (starts >= b)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from rnnviz.errors import ConfigError
+from rnnviz import matching
 from rnnviz.matching import match, select_and_match, select_units
 
 
@@ -81,7 +82,7 @@ def test_match_over_200k_characters_is_fast():
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, size=(16, 200_000)).astype(np.float32)
     t = time.perf_counter()
-    m = match(x, 0.5, 10)
+    m = match(x, 0.5, 10, min_length=1)  # random states: runs are short
     elapsed = time.perf_counter() - t
     assert len(m) == 20
     print(f"match over 200,000 characters, 16 units: {elapsed:.3f} s")
@@ -92,7 +93,7 @@ def test_overlap_heatmap_and_order_against_brute_force(seed):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, size=(5, 400)).astype(np.float32)
     x[:, -3:] = 0.9  # a run that reaches the end of the text
-    m = match(x, 0.0, 4, min_overlap=2, top=10_000)
+    m = match(x, 0.0, 4, min_overlap=2, top=10_000, min_length=1)
     on = x >= 0.0
     count = on.sum(0)
     runs, t = [], 0
@@ -105,6 +106,8 @@ def test_overlap_heatmap_and_order_against_brute_force(seed):
         else:
             t += 1
     assert sorted(zip(m.table.start, m.table.end)) == runs
+    short = match(x, 0.0, 4, min_overlap=2, top=10_000)  # by default no run shorter than half the query's
+    assert sorted(zip(short.table.start, short.table.end)) == [r for r in runs if r[1] - r[0] >= 2]
     for i, row in m.table.iterrows():
         a, b = int(row.start), int(row.end)
         assert row.overlap == on[:, a:b].all(axis=1).sum()
@@ -113,3 +116,12 @@ def test_overlap_heatmap_and_order_against_brute_force(seed):
     keys = list(zip(-m.table.overlap, (m.table.length - 4).abs(), m.table.start))
     assert keys == sorted(keys)
     assert m.table.end.max() == 400  # the run at the end of the text is found (and its overlap checked above)
+
+
+def test_suggested_threshold_selects_about_that_many_units():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 40))
+    t = matching.suggest_threshold(x, 10, 20, units=7)
+    on = (x[10:20] >= t).all(axis=0)
+    lows = np.sort(x[10:20].min(axis=0))[::-1]
+    assert on.sum() >= 7 and t <= lows[6] < t + 0.01  # brute force: the 7th highest span minimum
