@@ -219,7 +219,8 @@ def cmd_grads(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rnnviz", description="See inside character-level RNNs.")
+    prog = "rnnviz" if Path(sys.argv[0]).name == "rnnviz" else "python -m rnnviz"  # the console script or -m
+    p = argparse.ArgumentParser(prog=prog, description="See inside character-level RNNs.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model (from a recipe or options) and save a checkpoint")

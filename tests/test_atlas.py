@@ -541,3 +541,15 @@ def test_a_model_with_non_finite_states_gets_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="NaN or infinite from character"):
         A.build_atlas(model, TEXT, cache_dir=tmp_path, chunk=CHUNK, top_k=K)
     assert _entries(tmp_path) == []
+
+
+def test_default_cache_folder(monkeypatch, tmp_path):
+    """$RNNVIZ_ATLAS_DIR first; the repository's atlas_cache/ when run from it; else the user's cache."""
+    from rnnviz.atlas import store
+    monkeypatch.setenv("RNNVIZ_ATLAS_DIR", str(tmp_path / "x"))
+    assert store.default_cache_dir() == tmp_path / "x"
+    monkeypatch.delenv("RNNVIZ_ATLAS_DIR")
+    assert store.default_cache_dir() == store.ROOT / "atlas_cache"
+    monkeypatch.setattr(store, "ROOT", tmp_path / "site-packages")  # an installed package
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert store.default_cache_dir() == tmp_path / "cache" / "rnnviz" / "atlas"

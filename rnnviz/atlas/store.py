@@ -30,7 +30,14 @@ class CacheError(RnnvizError):
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or ROOT / "atlas_cache")
+    """$RNNVIZ_ATLAS_DIR; else atlas_cache/ in the repository rnnviz runs from; else, for an installed
+    package (whose folder is site-packages, no place for a cache), the user's cache folder."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    if (ROOT / "app.py").is_file() and (ROOT / "rnnviz").is_dir():
+        return ROOT / "atlas_cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnviz" / "atlas"
+
 
 class _FileSink:
     """(H, T) int8 in a file, unit-major; written by pwrite, so a full disk raises, never SIGBUS."""
