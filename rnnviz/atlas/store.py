@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import _fsync_dir  # the same durable rename as checkpoint saves
 from ..errors import RnnvizError
 from .corpus import FORMAT_VERSION
 from .stats import GATE, H_BINS, _series_name, kinds_of
@@ -124,19 +125,6 @@ def _recover(cache_dir: Path) -> None:
         m = re.match(r"^\.[0-9a-f]+\.(?:tmp|old)-(\d+)", p.name)
         if m and not _pid_alive(int(m.group(1))):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write(path: Path, data: bytes) -> None:
