@@ -73,7 +73,8 @@ def panel(ctx):
     try:
         found, src, key = current(ctx, choice)
     except RnnvizError as e:
-        st.error(f"No atlas for this corpus: {e}", icon=":material/error:")
+        st.info(f"No atlas over {choice}: {e}. Choose a built-in corpus or the text under study in the box "
+                "above.", icon=":material/info:")
         return None
     for n in src.notices:
         st.info(n, icon=":material/info:")
