@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.run import print_rows  # noqa: E402
 from rnnviz import atlas as A  # noqa: E402
 from rnnviz import checkpoint, corpora  # noqa: E402
 from rnnviz.matching import select_and_match  # noqa: E402
@@ -194,12 +195,7 @@ def main() -> int:
     print(f"\nrnnviz atlas benchmarks: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, {describe_device('cpu')}; "
           f"{time.perf_counter() - t0:.0f} s\n")
-    print("| figure | measured | target | detail |\n|---|---|---|---|")
-    for name, value, target, detail in rows:
-        shown = "n/a" if value != value else f"{value:.2f}"
-        print(f"| {name} | {shown} | {target} | {detail} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+    print_rows(rows, args.json)
     return 0
 
 

@@ -213,13 +213,18 @@ def main() -> int:
         bench_pages(rows, quick=q)
     print(f"\nrnnviz benchmarks: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, {describe_device(pick_device(args.device))}; {time.perf_counter() - t0:.0f} s\n")
+    print_rows(rows, args.json)
+    return 0
+
+
+def print_rows(rows, json_path=None) -> None:
+    """The figures as a markdown table (for docs/benchmarks.md), and as JSON when asked."""
     print("| figure | measured | target | detail |\n|---|---|---|---|")
     for name, value, target, detail in rows:
         shown = "n/a" if isinstance(value, float) and math.isnan(value) else f"{value:.2f}"
         print(f"| {name} | {shown} | {target} | {detail} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
-    return 0
+    if json_path:
+        Path(json_path).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

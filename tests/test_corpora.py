@@ -162,14 +162,19 @@ def test_split_single_document():
         split(corpus, 1.0)
 
 
-def test_split_holds_out_last_whole_documents():
+def four_documents() -> tuple[list[str], Corpus]:
+    """Documents d0..d3 of 50, 30, 15 and 5 characters, joined by newlines."""
     texts = ["a" * 50, "b" * 30, "c" * 15, "d" * 5]
-    text = "\n".join(texts)
     docs, pos = [], 0
     for i, t in enumerate(texts):
         docs.append((f"d{i}", pos, pos + len(t)))
         pos += len(t) + 1
-    corpus = Corpus("many", text, docs)
+    return texts, Corpus("many", "\n".join(texts), docs)
+
+
+def test_split_holds_out_last_whole_documents():
+    texts, corpus = four_documents()
+    text = corpus.text
     train_docs, val_docs = split_documents(corpus, 0.15)  # 15% of 100 chars: "d" (5) + "c" (15)
     assert [n for n, _ in val_docs] == ["d2", "d3"]
     assert [t for _, t in val_docs] == texts[2:]
@@ -236,13 +241,9 @@ def sha(text):
 
 
 def test_corpus_meta_records_documents_by_name_and_hash():
-    texts = ["a" * 50, "b" * 30, "c" * 15, "d" * 5]
-    text = "\n".join(texts)
-    docs, pos = [], 0
-    for i, t in enumerate(texts):
-        docs.append((f"d{i}", pos, pos + len(t)))
-        pos += len(t) + 1
-    meta = corpora.corpus_meta(Corpus("many", text, docs), 0.15)
+    texts, corpus = four_documents()
+    text = corpus.text
+    meta = corpora.corpus_meta(corpus, 0.15)
     assert (meta["name"], meta["sha256"], meta["chars"]) == ("many", sha(text), len(text))
     rec = meta["split"]
     assert rec["rule"] == "documents" and rec["val_fraction"] == 0.15

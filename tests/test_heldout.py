@@ -7,11 +7,9 @@ references (which files a model trained on, where strings are) are recomputed he
 and by tokenize.
 """
 import hashlib
-import io
 import json
 import re
 import sysconfig
-import tokenize
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from rnnviz import checkpoint, corpora
 from rnnviz.model import build
 from rnnviz.vocab import Vocab
+from test_corpora import string_tokens  # the same tokenize reference
 
 TIMEOUT = 60
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
@@ -83,25 +82,6 @@ def local_python_split(meta):
     return docs[:k], docs[k:]
 
 
-def string_spans(source):
-    """(start, end, one line) offsets of the string literals tokenize finds in `source`."""
-    starts = [0] + [m.end() for m in re.finditer("\n", source)]
-    spans, opened = [], None
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        name = tokenize.tok_name[tok.type]
-        if name in ("FSTRING_START", "TSTRING_START"):
-            opened = opened or tok.start
-            continue
-        if name in ("FSTRING_END", "TSTRING_END"):
-            begin, opened = opened, None
-        elif tok.type == tokenize.STRING:
-            begin = tok.start
-        else:
-            continue
-        spans.append((starts[begin[0] - 1] + begin[1], starts[tok.end[0] - 1] + tok.end[1], begin[0] == tok.end[0]))
-    return spans
-
-
 def test_python_excerpt_opens_in_code_with_one_line_strings(tmp_path, monkeypatch):
     meta = shipped_corpus("python-lstm")
     _, held_docs = local_python_split(meta)
@@ -112,7 +92,7 @@ def test_python_excerpt_opens_in_code_with_one_line_strings(tmp_path, monkeypatc
     start = held.find(text)
     assert start >= 0, "the excerpt is not from the held-out files"
     assert start == 0 or held[start - 1] == "\n"
-    spans = string_spans(held)
+    spans = string_tokens(held)
     assert not [s for s, e, _ in spans if s <= start < e], "the excerpt opens inside a string"
     assert len([s for s, e, one in spans if one and start <= s and e <= start + 2_000]) >= 5
 
