@@ -4,7 +4,7 @@ import io
 import streamlit as st
 
 import ui
-from pages._shared import atlas as atlas_ui
+from ui import atlas as atlas_ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
 from rnnviz.probes import unit_stats

@@ -2,7 +2,7 @@
 import streamlit as st
 
 import ui
-from pages._shared import atlas as atlas_ui
+from ui import atlas as atlas_ui
 from rnnviz import atlas_plots, dashboard
 
 COLUMNS = ["layer", "kind", "unit", "label", "direction", "score", "flagged", "tau", "sparsity", "mean", "std"]

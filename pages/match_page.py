@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 import ui
-from pages._shared import atlas as atlas_ui
+from ui import atlas as atlas_ui
 from rnnviz import atlas_plots, matching, render
 from rnnviz.errors import ConfigError
 from rnnviz.probes import HYPOTHESES, default_hypothesis

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 import ui
-from pages._shared import atlas as atlas_ui
+from ui import atlas as atlas_ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
 from rnnviz.probes import (CHANCE_SHIFTS, HYPOTHESES, direction_words, evidence, hypothesis_mask, is_binary, rank_units,

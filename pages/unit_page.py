@@ -3,7 +3,7 @@ its labels, its memory, and what it does to the prediction."""
 import streamlit as st
 
 import ui
-from pages._shared import atlas as atlas_ui
+from ui import atlas as atlas_ui
 from rnnviz import atlas_plots, dashboard, render
 from rnnviz.probes import direction_words
 

@@ -104,7 +104,7 @@ def test_cancel_saves_nothing_and_another_model_gets_its_own_atlas(folders, tmp_
     at = app("atlas")
     at.selectbox(key="atlas_corpus").set_value("python").run()  # a large corpus: time to cancel
     at.button(key="atlas_build").click().run()
-    from pages._shared import atlas as atlas_ui
+    from ui import atlas as atlas_ui
     jobs = list(atlas_ui._server()["jobs"].values())
     assert jobs and jobs[0].running
     jobs[0].stop()
@@ -143,7 +143,7 @@ def test_neuron_search_and_activations_over_the_atlas_corpus(folders):
 
 def test_sessions_share_one_atlas(folders):
     """Two sessions on the same model and corpus: one build, one Atlas object for the server."""
-    from pages._shared import atlas as atlas_ui
+    from ui import atlas as atlas_ui
     first = built(app("atlas"))
     second = app("atlas")
     assert second.get("plotly_chart"), "the second session finds the first one's atlas, with no build"

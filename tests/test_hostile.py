@@ -318,7 +318,7 @@ def test_zip_with_parent_paths_writes_nothing(lstm, tmp_path):
                    "../model.safetensors": (lstm / "model.safetensors").read_bytes(),
                    "../x": b"boom", "..\\y": b"boom", str(tmp_path / "abs-x"): b"boom"})
     # where an extracting reader would write, from the working folder, the app's folder or the test's
-    targets = [base / rel for base in (Path.cwd(), Path(ui.__file__).parent, tmp_path)
+    targets = [base / rel for base in (Path.cwd(), ui.ROOT, tmp_path)
                for rel in ("x", "../x", "../y", "..\\y", "../model.safetensors", "../../config.json")]
     targets.append(tmp_path / "abs-x")
     before = {t: t.exists() for t in targets}

@@ -1,0 +1,132 @@
+"""Training jobs of a session: start, poll, register the finished model, show progress."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from rnnviz import checkpoint
+from rnnviz.corpora import corpus_meta, split
+from rnnviz.errors import RnnvizError, TextError
+from rnnviz.jobs import TrainingJob
+from rnnviz.model import build
+from rnnviz.recipes import RECIPES, corpus_from_spec
+from rnnviz.training import TrainConfig
+from rnnviz.vocab import Vocab
+from ui.models import add_mem_model
+from ui.state import TRAIN_THREADS, guard
+
+
+def job_records() -> list[dict]:
+    recs = st.session_state.get("train_jobs", [])
+    for r in recs:
+        r["running"] = r["job"].running
+    return recs
+
+
+def start_training(name: str, train_text: str, val_text: str, corpus_meta: dict, cell: str, layers: int,
+                   hidden: int, cfg: TrainConfig, select_when_done: bool = False, embed_size: int = 64) -> dict:
+    """Build a fresh model and train it in a worker thread; the record lives in session state."""
+    if len(train_text) < cfg.seq_len + 2:
+        raise TextError(f"the training text has {len(train_text):,} characters; it needs more than "
+                        f"the sequence length + 1 ({cfg.seq_len + 1})")
+    vocab = Vocab.from_text(train_text + (val_text or ""))
+    model = build(vocab, cell=cell, hidden_size=hidden, num_layers=layers, embed_size=embed_size, seed=cfg.seed)
+    cfg = dataclasses.replace(cfg, threads=cfg.threads or TRAIN_THREADS)
+    job = TrainingJob(model, train_text, val_text, cfg, corpus=corpus_meta, name=name).start()
+    rec = {"name": name, "job": job, "registered": None, "select": select_when_done, "running": True,
+           "started": time.time()}
+    st.session_state["train_jobs"].append(rec)
+    return rec
+
+
+def quick_seconds() -> int:
+    return int(RECIPES["quick"].train.max_seconds or 60)
+
+
+def start_quick_training() -> None:
+    """The 'quick' recipe of rnnviz.recipes, in a worker thread; its model is selected when done."""
+    ss = st.session_state
+    try:
+        recipe = RECIPES["quick"]
+        corpus = corpus_from_spec(recipe.corpus)
+        train, val = split(corpus, recipe.val_fraction)
+        cfg = dataclasses.replace(recipe.train, eval_every=50, eval_chars=5_000, sample_every=100)
+        shape = recipe.model
+        n = len(ss.get("train_jobs", [])) + 1
+        start_training(f"quick-{shape['cell']}-{n}", train, val, corpus_meta(corpus, recipe.val_fraction),
+                       shape["cell"], shape["num_layers"], shape["hidden_size"], cfg, select_when_done=True,
+                       embed_size=shape.get("embed_size", 64))
+    except RnnvizError as e:  # a callback: keep the message for the page to show
+        ss["quick_error"] = str(e)
+
+
+def session_dir() -> Path:
+    ss = st.session_state
+    if "_tmpdir" not in ss or not Path(ss["_tmpdir"]).is_dir():
+        ss["_tmpdir"] = tempfile.mkdtemp(prefix="rnnviz-session-")
+    return Path(ss["_tmpdir"])
+
+
+def sync_jobs() -> None:
+    """Register the model of every finished run (once): saved to a temp folder, selectable everywhere."""
+    ss = st.session_state
+    for rec in job_records():
+        if rec["running"] or rec["registered"] is not None:
+            continue
+        job = rec["job"]
+        result = job.result
+        if result is None or result.steps == 0:
+            rec["registered"] = ""  # failed before training: nothing to register
+            continue
+        path = session_dir() / re.sub(r"[^A-Za-z0-9_.-]", "_", rec["name"])
+        job.trainer.save(path, result)
+        model, config = checkpoint.load(path)
+        rec["path"] = path
+        rec["registered"] = add_mem_model(model, config, rec["name"], "session", path=path,
+                                          select=rec["select"] or context_missing())
+        ss["_toast"] = f"Model {rec['name']} is ready: pick it in the sidebar on any page."
+
+
+def context_missing() -> bool:
+    return st.session_state.get("model_choice") is None
+
+
+def _fmt_eta(eta) -> str:
+    if eta is None or not isinstance(eta, (int, float)) or not math.isfinite(eta):
+        return "-"
+    eta = int(eta)
+    return f"{eta // 60}m {eta % 60:02d}s" if eta >= 60 else f"{eta}s"
+
+
+def progress_line(snap: dict) -> str:
+    cps = snap.get("chars_per_sec") or 0
+    parts = [f"step {snap.get('step', 0):,}", f"{cps:,.0f} chars/s", f"ETA {_fmt_eta(snap.get('eta'))}"]
+    if snap.get("train_loss") is not None:
+        parts.append(f"train loss {snap['train_loss']:.3f}")
+    if snap.get("val_loss") is not None:
+        parts.append(f"val loss {snap['val_loss']:.3f}")
+    return " · ".join(parts)
+
+
+def training_progress() -> None:
+    """Progress of the running jobs; polls every second while one runs (a fragment), then reruns the app."""
+    running = any(r["running"] for r in job_records())
+
+    def body():
+        recs = job_records()
+        for rec in recs:
+            if not rec["running"] and rec["registered"] is not None:
+                continue
+            snap = rec["job"].snapshot()
+            st.markdown(f"**{rec['name']}** - {snap.get('state', 'starting')}")
+            st.progress(min(1.0, float(snap.get("fraction") or 0.0)), text=progress_line(snap))
+        if running and not any(r["running"] for r in recs):
+            st.rerun(scope="app")  # a run just ended: register its model everywhere
+
+    st.fragment(run_every=1.0 if running else None)(lambda: guard(body))()

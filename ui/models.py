@@ -1,0 +1,174 @@
+"""The model registry: shipped, saved, trained and uploaded models, their cached loaders and traces."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from rnnviz import checkpoint
+from rnnviz.errors import RnnvizError
+from rnnviz.trace import trace as run_trace
+from ui.state import log, models_dir, pretrained_dir
+
+
+@dataclass
+class ModelEntry:
+    id: str  # the widget value: "shipped:<path>", "saved:<path>", "mem:<n>"
+    label: str
+    source: str  # shipped | saved | session | upload
+    path: Path | None = None
+
+
+def model_entries() -> dict[str, ModelEntry]:
+    out: dict[str, ModelEntry] = {}
+    for source, folder in (("shipped", pretrained_dir()), ("saved", models_dir())):
+        try:
+            paths = checkpoint.list_checkpoints(folder)
+        except OSError:
+            paths = []
+        for p in paths:
+            out[f"{source}:{p}"] = ModelEntry(f"{source}:{p}", f"{p.name} ({source})", source, p)
+    for mid, rec in st.session_state.get("mem_models", {}).items():
+        what = "trained in this session" if rec["source"] == "session" else "uploaded"
+        out[mid] = ModelEntry(mid, f"{rec['name']} ({what})", rec["source"], rec.get("path"))
+    return out
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model ...")
+def _load_checkpoint(path: str, mtime_ns: int):
+    """(model, config); keyed by path and modification time, so a re-saved checkpoint reloads."""
+    log.info("loading checkpoint %s", path)  # once per server, however many sessions: the load test counts it
+    return checkpoint.load(path)
+
+
+@dataclass
+class Context:
+    """The model and text under study, as the sidebar chose them this run."""
+
+    model: object
+    config: dict
+    key: str  # a string that names these exact weights: the cache key for traces
+    name: str
+    entry: ModelEntry
+    text: str = ""
+    notices: list[str] = field(default_factory=list)
+
+    def trace(self):
+        return get_trace(self.key, self.text, _model=self.model)
+
+    @property
+    def cell(self) -> str:
+        return self.model.cell
+
+    @property
+    def layers(self) -> int:
+        return self.model.config.num_layers
+
+    @property
+    def hidden(self) -> int:
+        return self.model.config.hidden_size
+
+
+def load_entry(entry: ModelEntry):
+    """(model, config, cache key) of a model entry."""
+    if entry.source in ("shipped", "saved"):
+        weights = entry.path / checkpoint.WEIGHTS
+        try:
+            mtime = weights.stat().st_mtime_ns
+        except OSError:
+            mtime = 0
+        model, config = _load_checkpoint(str(entry.path), mtime)
+        return model, config, f"{entry.path}@{mtime}"
+    rec = st.session_state["mem_models"][entry.id]
+    return rec["model"], rec["config"], rec["key"]
+
+
+def corpus_label(config: dict) -> str:
+    c = config.get("corpus")
+    if isinstance(c, dict):
+        return str(c.get("name") or c.get("source") or "unknown")
+    return str(c) if c else "unknown"
+
+
+def model_card(ctx: Context, where=st) -> None:
+    m, cfg = ctx.model, ctx.config
+    val = cfg.get("val_loss")
+    rows = {
+        "Model": ctx.name,
+        "Cell": m.cell.upper(),
+        "Layers": m.config.num_layers,
+        "Hidden size": m.config.hidden_size,
+        "Vocabulary": f"{len(m.vocab)} characters",
+        "Parameters": f"{m.num_params():,}",
+        "Corpus": corpus_label(cfg),
+        "Validation loss": (f"{val:.3f} nats/char ({val / math.log(2):.3f} bits/char)"
+                            if isinstance(val, (int, float)) and math.isfinite(val) else "not recorded"),
+    }
+    steps = (cfg.get("training") or {}).get("steps") if isinstance(cfg.get("training"), dict) else None
+    if steps:
+        rows["Trained"] = f"{steps:,} steps"
+    where.markdown("\n".join(f"- **{k}:** {v}" for k, v in rows.items()))
+
+
+def add_mem_model(model, config: dict, name: str, source: str, path: Path | None = None,
+                  select: bool = True) -> str:
+    ss = st.session_state
+    n = ss.get("_mem_counter", 0) + 1
+    ss["_mem_counter"] = n
+    mid = f"mem:{n}"
+    ss["mem_models"][mid] = {"model": model, "config": config, "name": name, "source": source,
+                             "path": path, "key": f"{mid}:{time.time_ns()}"}
+    if select:
+        ss["model_choice"] = mid
+    return mid
+
+
+def load_upload(files) -> tuple:
+    """(model, config, name) from uploaded files: one zip, or config.json + model.safetensors."""
+    files = list(files or [])
+    if not files:
+        raise checkpoint.CheckpointError("no file uploaded")
+    names = {f.name: f for f in files}
+    zips = [f for f in files if f.name.lower().endswith(".zip")]
+    if len(files) == 1 and zips:
+        model, config = checkpoint.from_zip(zips[0].getvalue())
+        return model, config, Path(zips[0].name).stem
+    if checkpoint.CONFIG in names and checkpoint.WEIGHTS in names:
+        model, config = checkpoint.from_bytes(names[checkpoint.CONFIG].getvalue(),
+                                              names[checkpoint.WEIGHTS].getvalue())
+        return model, config, "upload"
+    raise checkpoint.CheckpointError(
+        f"upload one .zip of a checkpoint folder, or the two files {checkpoint.CONFIG} and "
+        f"{checkpoint.WEIGHTS} together (got {', '.join(sorted(names))})")
+
+
+def _on_checkpoint_upload() -> None:
+    ss = st.session_state
+    files = ss.get("ckpt_upload") or []
+    ss.pop("upload_error", None)
+    if not files:
+        return
+    try:
+        model, config, name = load_upload(files)
+    except RnnvizError as e:
+        ss["upload_error"] = str(e)
+        return
+    except Exception as e:  # noqa: BLE001 - hostile files must never crash the app
+        log.exception("checkpoint upload failed")
+        ss["upload_error"] = f"could not read the upload ({type(e).__name__})"
+        return
+    add_mem_model(model, config, name, "upload")
+
+
+@st.cache_data(max_entries=4, show_spinner="Tracing the model over the text ...")
+def get_trace(model_key: str, text: str, _model):
+    """The Trace of a model over a text, cached by (model key, text)."""
+    return run_trace(_model, text)
+
+
+def context() -> Context | None:
+    """The model and text the sidebar chose this run (None when no model is loaded)."""
+    return st.session_state.get("_ctx")

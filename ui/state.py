@@ -1,0 +1,130 @@
+"""Session state and the error guard: page list, persisted widget keys, thread settings, folders."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import streamlit as st
+import torch
+
+from rnnviz.errors import RnnvizError
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: app.py, pages/, pretrained/
+MAX_ANALYSIS_CHARS = 20_000  # longer texts under study are cut, with a notice
+DEFAULT_EXCERPT = 2_000
+DEFAULT_MODEL = "shakespeare-lstm"  # the shipped model a first visit opens, when it is there
+log = logging.getLogger("rnnviz.app")
+
+
+def _threads_from_env(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+# Torch threads. One server serves many sessions, each page run on its own thread; torch's default
+# (every core per call) makes concurrent runs oversubscribe the cores, and OpenMP's spinning threads
+# then slow everyone down many times over. So each page run computes on one thread, and each
+# training on half the cores. torch's setting is per thread, hence set in every run and every worker.
+PAGE_THREADS = _threads_from_env("RNNVIZ_PAGE_THREADS", 1)
+TRAIN_THREADS = _threads_from_env("RNNVIZ_TRAIN_THREADS", max(1, (os.cpu_count() or 2) // 2))
+
+# file, title, icon, url path (the first page is the default one, served at "/").
+# File names differ from the URL paths on purpose: Streamlit still knows the old pages/-folder
+# convention, and a fresh server (or AppTest) asked for /activations before st.navigation has run
+# would otherwise execute pages/activations.py on its own, without app.py and its sidebar.
+PAGES = [
+    ("pages/home_page.py", "Home", ":material/home:", "welcome"),  # served at "/"; app.py aliases /home
+    ("pages/train_page.py", "Train", ":material/model_training:", "train"),
+    ("pages/activations_page.py", "Activations", ":material/format_color_text:", "activations"),
+    ("pages/gates_page.py", "Gates", ":material/tune:", "gates"),
+    ("pages/gradients_page.py", "Gradients", ":material/trending_down:", "gradients"),
+    ("pages/sample_page.py", "Sample", ":material/edit_note:", "sample"),
+    ("pages/neurons_page.py", "Neuron search", ":material/search:", "neurons"),
+    ("pages/atlas_page.py", "Unit atlas", ":material/hub:", "atlas"),
+    ("pages/unit_page.py", "Unit dashboard", ":material/dashboard:", "unit"),
+    ("pages/match_page.py", "Select and match", ":material/join_inner:", "match"),
+]
+
+# Page widget keys that must survive page switches (Streamlit drops a widget's state when the
+# page holding it is not shown; re-assigning the key on every run in app.py keeps it).
+PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind", "sort_by", "window_start",
+           "hypothesis", "custom_regex",
+           "clamp_on", "clamp_layer", "clamp_unit", "clamp_value", "clamp_kind", "temperature", "prime",
+           "length", "seed", "top_k", "grad_len", "radius", "forget_bias", "gate_window",
+           "tr_corpus_src", "tr_corpus", "tr_paste", "tr_cell", "tr_layers", "tr_hidden", "tr_seq",
+           "tr_batch", "tr_lr", "tr_budget", "tr_seconds", "tr_steps", "tr_device", "tr_sample_every",
+           "mem_steps", "update_bias", "excerpt_len", "atlas_corpus", "atlas_layers", "atlas_kinds", "atlas_labels",
+           "atlas_min_score", "match_layer", "match_kind", "match_threshold", "match_before", "match_after",
+           "match_span", "rank_over", "act_over_atlas", "atlas_window")
+
+
+# --- folders -------------------------------------------------------------------------------------
+
+def pretrained_dir() -> Path:
+    """Shipped models; RNNVIZ_PRETRAINED overrides (tests point it at a temporary folder)."""
+    return Path(os.environ.get("RNNVIZ_PRETRAINED") or ROOT / "pretrained")
+
+
+def models_dir() -> Path:
+    """Models the user saved; RNNVIZ_MODELS overrides."""
+    return Path(os.environ.get("RNNVIZ_MODELS") or ROOT / "models")
+
+
+# --- state ---------------------------------------------------------------------------------------
+
+def init_state() -> None:
+    torch.set_num_threads(PAGE_THREADS)
+    ss = st.session_state
+    ss.setdefault("mem_models", {})
+    ss.setdefault("train_jobs", [])
+    for k in PERSIST:
+        if k in ss:
+            ss[k] = ss[k]
+
+
+def default(key: str, value) -> None:
+    """Give a widget key its first value (widgets never get value= so the two never disagree)."""
+    st.session_state.setdefault(key, value)
+
+
+def keep_in_range(key: str, lo, hi, value) -> None:
+    """Clamp a number widget's stored value into [lo, hi] (the model may have changed)."""
+    ss = st.session_state
+    v = ss.get(key, value)
+    try:
+        v = type(lo)(v)
+        v = value if v != v else min(max(v, lo), hi)  # NaN (v != v) would pass min/max unchanged
+    except (TypeError, ValueError, OverflowError):
+        v = value
+    ss[key] = v
+
+
+def keep_choice(key: str, options: list, value=None) -> None:
+    """Reset a choice widget whose stored value is no longer among its options."""
+    ss = st.session_state
+    if ss.get(key) not in options:
+        ss[key] = value if value in options else options[0]
+
+
+# --- error guard ---------------------------------------------------------------------------------
+
+def guard(fn: Callable, *args, **kwargs):
+    """Run fn; an RnnvizError shows its message, anything else a short line (traceback to the log)."""
+    try:
+        return fn(*args, **kwargs)
+    except RnnvizError as e:
+        st.error(str(e), icon=":material/error:")
+    except Exception as e:  # noqa: BLE001 - a page must never show a traceback
+        log.exception("rnnviz page error")
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        st.error(f"Something went wrong: {type(e).__name__}{': ' + msg if msg else ''}. "
+                 "The details are in the server log.", icon=":material/error:")
+    return None
+
+
+def run_page(fn: Callable) -> None:
+    guard(fn)
