@@ -47,6 +47,10 @@ PAGES = [
     ("pages/atlas_page.py", "Unit atlas", ":material/hub:", "atlas"),
     ("pages/unit_page.py", "Unit dashboard", ":material/dashboard:", "unit"),
     ("pages/match_page.py", "Select and match", ":material/join_inner:", "match"),
+    ("pages/why_page.py", "Why this character?", ":material/ads_click:", "why"),
+    ("pages/compare_page.py", "Compare", ":material/compare_arrows:", "compare"),
+    ("pages/history_page.py", "Training history", ":material/history:", "history"),
+    ("pages/guess_page.py", "Guessing game", ":material/psychology_alt:", "guess"),
 ]
 
 # Page widget keys that must survive page switches (Streamlit drops a widget's state when the
@@ -60,6 +64,12 @@ PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind"
            "mem_steps", "update_bias", "excerpt_len", "atlas_corpus", "atlas_layers", "atlas_kinds", "atlas_labels",
            "atlas_min_score", "match_layer", "match_kind", "match_threshold", "match_before", "match_after",
            "match_span", "rank_over", "act_over_atlas", "atlas_window")
+# One group per page family, so each can grow on its own.
+PERSIST_WHY = ()  # Why this character?: saliency and counterfactual edits
+PERSIST_COMPARE = ()  # Compare: the n-gram baseline and a second model
+PERSIST_HISTORY = ()  # Training history
+PERSIST_TEACHING = ()  # the tour and the guessing game
+PERSIST = PERSIST + PERSIST_WHY + PERSIST_COMPARE + PERSIST_HISTORY + PERSIST_TEACHING
 
 
 # --- folders -------------------------------------------------------------------------------------
