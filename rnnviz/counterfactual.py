@@ -1,0 +1,198 @@
+"""Counterfactual edits: replace, insert or delete a character, run the model on both texts, compare downstream.
+
+Rows are aligned on the characters after the edit that both texts share (the common suffix): for
+each such character k of the original text, and the same character k + shift of the edited one,
+  surprisal   -ln p(text[k] | everything before it), in each text, and its change;
+  p           p(text[k] | everything before it), in each text, and its change;
+  dh          ||h_k(edited) - h_k(original)|| per layer, the state after reading that character.
+The part before the edit (the common prefix) is computed once and shared by both runs, so it
+changes by exactly nothing; a no-op edit changes nothing anywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import TextError
+from .gradients import _frozen_head, _frozen_params
+from .model import CharRNN
+
+OPS = ("replace", "insert", "delete")
+
+
+class EditError(TextError):
+    """An edit that cannot be made: outside the text, an unseen character, or an empty result."""
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace or delete the character at `position`, or insert `char` before it (position len(text): at the end)."""
+
+    op: str
+    position: int
+    char: str = ""
+
+    def apply(self, text: str) -> str:
+        """The edited text, or an EditError."""
+        if self.op not in OPS:
+            raise EditError(f"the edit must be one of {', '.join(OPS)}, not {self.op!r}")
+        n = len(text)
+        hi = n if self.op == "insert" else n - 1
+        if not isinstance(self.position, (int, np.integer)) or not 0 <= self.position <= hi:
+            raise EditError(f"the position for {self.op} must be from 0 to {hi}, not {self.position!r}")
+        if self.op != "delete" and (not isinstance(self.char, str) or len(self.char) != 1):
+            raise EditError(f"{self.op} needs exactly one character, not {self.char!r}")
+        p = int(self.position)
+        if self.op == "replace":
+            return text[:p] + self.char + text[p + 1:]
+        if self.op == "insert":
+            return text[:p] + self.char + text[p:]
+        return text[:p] + text[p + 1:]
+
+    def describe(self, text: str) -> str:
+        from .render import char_label
+        p = int(self.position)
+        if self.op == "replace":
+            return f"replace '{char_label(text[p])}' at #{p} by '{char_label(self.char)}'"
+        if self.op == "insert":
+            return f"insert '{char_label(self.char)}' before #{p}"
+        return f"delete '{char_label(text[p])}' at #{p}"
+
+
+@dataclass
+class Counterfactual:
+    """The model on a text and on its edited version, aligned on the characters after the edit."""
+
+    text: str
+    edited: str
+    prefix: int  # characters shared at the start
+    suffix: int  # characters shared at the end (not overlapping the prefix)
+    positions: np.ndarray  # (n,) original positions of the aligned characters (the common suffix)
+    surprisal: np.ndarray  # (n,) in the original; NaN at position 0
+    surprisal_edited: np.ndarray  # (n,)
+    p: np.ndarray  # (n,) probability of the character in the original
+    p_edited: np.ndarray  # (n,)
+    dh: np.ndarray  # (L, n) ||Δh|| per layer
+
+    @property
+    def shift(self) -> int:
+        return len(self.edited) - len(self.text)
+
+    @property
+    def d_surprisal(self) -> np.ndarray:
+        return self.surprisal_edited - self.surprisal
+
+    @property
+    def d_p(self) -> np.ndarray:
+        return self.p_edited - self.p
+
+    @property
+    def distance(self) -> np.ndarray:
+        """How many characters after the edit each aligned character comes (1 = the first one after it)."""
+        return self.positions - (len(self.text) - self.suffix) + 1
+
+
+def _check_chars(model: CharRNN, text: str, what: str) -> None:
+    unseen = sorted(set(text) - set(model.vocab.chars))
+    if unseen:
+        raise EditError(f"{what} has characters the model never saw: {''.join(unseen)!r}; use characters "
+                        "of its vocabulary")
+
+
+@torch.no_grad()
+def _run(model: CharRNN, ids: torch.Tensor, states):
+    """ids (T,) from `states` (per layer, or None for zero) -> (log-probs (T, V), h per layer (L, T, H), final states)."""
+    cell, H = model.cell, model.config.hidden_size
+    x = model.embed.weight.detach()[ids][None]  # (1, T, E)
+    hs, finals = [], []
+    for l in range(model.config.num_layers):
+        params = list(_frozen_params(model, l))
+        st = states[l]
+        if st is None:
+            zero = torch.zeros(1, 1, H, dtype=x.dtype, device=x.device)
+            st = (zero, zero) if cell == "lstm" else zero
+        if len(ids) == 0:
+            finals.append(st)
+            hs.append(x.new_zeros(0, H))
+            x = x.new_zeros(1, 0, H)
+            continue
+        if cell == "lstm":
+            x, h1, c1 = torch.lstm(x, st, params, True, 1, 0.0, False, False, True)
+            finals.append((h1, c1))
+        else:
+            x, h1 = (torch.gru if cell == "gru" else torch.rnn_tanh)(x, st, params, True, 1, 0.0, False, False, True)
+            finals.append(h1)
+        hs.append(x[0])
+    logp = torch.log_softmax(_frozen_head(model, x[0]), -1) if len(ids) else None  # (T, V)
+    return logp, hs, finals
+
+
+def counterfactual(model: CharRNN, text: str, edit: Edit | str) -> Counterfactual:
+    """Run the model on `text` and on its edit (an Edit, or the whole edited text) and align them downstream."""
+    if not isinstance(text, str) or not text:
+        raise EditError("the text is empty: give at least one character")
+    _check_chars(model, text, "the text")
+    edited = edit.apply(text) if isinstance(edit, Edit) else edit
+    if not isinstance(edited, str) or not edited:
+        raise EditError("the edit leaves the text empty: keep at least one character")
+    _check_chars(model, edited, "the edited text")
+    n, m = len(text), len(edited)
+    pre = 0
+    while pre < min(n, m) and text[pre] == edited[pre]:
+        pre += 1
+    suf = 0
+    while suf < min(n, m) - pre and text[n - 1 - suf] == edited[m - 1 - suf]:
+        suf += 1
+    if text == edited:  # no change at all: every character is aligned (and computed once)
+        suf = n
+    vocab = model.vocab
+    a, b = torch.from_numpy(vocab.encode(text)), torch.from_numpy(vocab.encode(edited))
+    a, b = a.to(model.device), b.to(model.device)
+    # the shared prefix once; both texts go on from its final state, so it cannot differ between them
+    lp0, h0, st = _run(model, a[:pre], [None] * model.config.num_layers)
+    lp1, h1, _ = _run(model, a[pre:], st)
+    lp2, h2, _ = _run(model, b[pre:], st)
+    L = model.config.num_layers
+    cat = [x for x in (lp0, lp1) if x is not None]
+    logp_a = torch.cat(cat) if cat else None  # (n, V)
+    logp_b = torch.cat([x for x in (lp0, lp2) if x is not None])  # (m, V)
+    ha = [torch.cat([h0[l], h1[l]]) for l in range(L)]
+    hb = [torch.cat([h0[l], h2[l]]) for l in range(L)]
+    pos = np.arange(n - suf, n)  # (k,) original positions of the common suffix
+    pos_b = pos + (m - n)
+
+    def char_logp(logp, ids, where):
+        out = np.full(len(where), np.nan)
+        ok = where >= 1
+        w = torch.from_numpy(where[ok]).to(ids.device)
+        out[ok] = logp[w - 1].gather(1, ids[w][:, None])[:, 0].double().cpu().numpy()
+        return out
+
+    la, lb = char_logp(logp_a, a, pos), char_logp(logp_b, b, pos_b)
+    ia, ib = torch.from_numpy(pos).to(a.device), torch.from_numpy(pos_b).to(a.device)
+    dh = np.stack([(hb[l][ib] - ha[l][ia]).double().norm(dim=-1).cpu().numpy() for l in range(L)]) if suf \
+        else np.zeros((L, 0))
+    return Counterfactual(text=text, edited=edited, prefix=pre, suffix=suf, positions=pos, surprisal=-la,
+                          surprisal_edited=-lb, p=np.exp(la), p_edited=np.exp(lb), dh=dh)
+
+
+def find_opener(text: str, pairs: str = "\"\"''()[]{}", min_gap: int = 10) -> int | None:
+    """The position of an opening quote or bracket whose closer comes at least `min_gap` characters later
+    (the longest such span in the text), or None: a default edit that tells the story."""
+    best, best_gap = None, min_gap - 1
+    for o, c in zip(pairs[::2], pairs[1::2]):
+        start = 0
+        while True:
+            i = text.find(o, start)
+            if i < 0:
+                break
+            j = text.find(c, i + 1)
+            if j < 0:
+                break
+            if o == c or text.find(o, i + 1, j) < 0:  # no nested opener of the same kind
+                if j - i > best_gap and (o != "'" or not (i > 0 and text[i - 1].isalpha())):  # not an apostrophe
+                    best, best_gap = i, j - i
+            start = j + 1 if o == c else i + 1
+    return best

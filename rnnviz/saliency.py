@@ -1,0 +1,277 @@
+"""Input saliency: how much each earlier character's embedding moves the log-probability of one prediction.
+
+Positions follow the Trace: position t is the state after reading character t, which predicts
+character t+1. A valid target is 1 <= t <= len(text) - 1: at t = 0 only the character itself can
+matter, and there is no position len(text). At the last position the next character is unknown,
+so the "true next" character there is the model's top prediction.
+
+The gradient is taken with respect to the embedded inputs e_s as a leaf tensor, through the
+model's own fused kernel: an ordinary input gradient, exact (unlike the recurrent state gradients
+of gradients.py, which the kernel hides).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+
+from .errors import ConfigError, TextError
+from .gradients import _frozen_head, _frozen_params
+from .model import CharRNN
+
+TRUE, TOP = "true", "top"  # the character c whose log-probability is differentiated
+
+
+class TargetError(ConfigError):
+    """The target position is outside the text, or at position 0."""
+
+
+@dataclass
+class Saliency:
+    """Influence of every input position s <= target on log p(c) at the target."""
+
+    text: str  # the text up to and including the target
+    target: int
+    which: str  # "true" (the true next character, or the argmax at the text's end) or "top"
+    char: str  # the character c
+    logp: float  # log p(c) at the target
+    grad_norm: np.ndarray  # (t+1,) ||d log p(c) / d e_s||
+    grad_x_input: np.ndarray  # (t+1,) sum_k (g_s * e_s)_k
+
+    @property
+    def distance(self) -> np.ndarray:
+        """t - s for each s = 0..t."""
+        return np.arange(self.target, -1, -1)
+
+    def value(self, measure: str) -> np.ndarray:
+        """'grad_norm' or 'grad_x_input', by name."""
+        if measure not in ("grad_norm", "grad_x_input"):
+            raise ConfigError(f"measure must be grad_norm or grad_x_input, not {measure!r}")
+        return getattr(self, measure)
+
+
+def check_target(text: str, target) -> int:
+    """The target as an int, or a clear TargetError for position 0, beyond the text, or not a number."""
+    if not isinstance(text, str) or len(text) < 2:
+        raise TextError("saliency needs a text of at least two characters")
+    try:
+        t = int(target)
+        if t != target:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise TargetError(f"the target must be a whole number, not {target!r}") from None
+    if not 1 <= t <= len(text) - 1:
+        raise TargetError(f"the target must be a position from 1 to {len(text) - 1} (the text has {len(text)} "
+                          f"characters; position 0 has nothing before it), not {t}")
+    return t
+
+
+def _layers_forward(model: CharRNN, x: torch.Tensor, states=None):
+    """x (B, T, E) through every layer of the fused kernel with frozen weights -> h (B, T, H) of the top layer."""
+    cell = model.cell
+    for l in range(model.config.num_layers):
+        params = list(_frozen_params(model, l))
+        if states is None:
+            zero = torch.zeros(1, x.shape[0], model.config.hidden_size, dtype=x.dtype, device=x.device)
+            state = (zero, zero) if cell == "lstm" else zero
+        else:
+            state = states[l]
+        if cell == "lstm":
+            x, _, _ = torch.lstm(x, state, params, True, 1, 0.0, False, False, True)
+        else:
+            x, _ = (torch.gru if cell == "gru" else torch.rnn_tanh)(x, state, params, True, 1, 0.0, False, False, True)
+    return x
+
+
+def _embed_leaf(model: CharRNN, ids: torch.Tensor) -> torch.Tensor:
+    return model.embed.weight.detach()[ids].clone().requires_grad_(True)  # (..., E) the leaf e_s
+
+
+def saliency(model: CharRNN, text: str, target: int) -> dict[str, Saliency]:
+    """{'true': ..., 'top': ...}: saliency of log p(c) at `target` for c the true next and the top predicted
+    character; one forward over text[:target+1] and one backward per distinct c, in the model's dtype."""
+    t = check_target(text, target)
+    vocab = model.vocab
+    ids = torch.from_numpy(vocab.encode(text[: t + 2])).to(model.device)
+    x = _embed_leaf(model, ids[: t + 1])[None]  # (1, t+1, E)
+    with torch.enable_grad():
+        h = _layers_forward(model, x)  # (1, t+1, H)
+        logp = torch.log_softmax(_frozen_head(model, h[0, -1]), -1)  # (V,)
+        top = int(logp.argmax())
+        nxt = int(ids[t + 1]) if t + 1 < len(ids) else top
+        out, grads = {}, {}
+        for which, c in ((TRUE, nxt), (TOP, top)):
+            if c not in grads:
+                grads[c] = torch.autograd.grad(logp[c], x, retain_graph=which == TRUE and top != nxt)[0][0]
+            g = grads[c]  # (t+1, E)
+            out[which] = Saliency(text=text[: t + 1], target=t, which=which, char=vocab.chars[c],
+                                  logp=float(logp[c].detach()), grad_norm=g.norm(dim=-1).double().cpu().numpy(),
+                                  grad_x_input=(g * x[0].detach()).sum(-1).double().cpu().numpy())
+    return out
+
+
+@dataclass
+class Aggregate:
+    """Influence against distance, averaged over many targets (windows of W characters)."""
+
+    targets: np.ndarray  # (N,)
+    window: int
+    which: str
+    grad_norm: np.ndarray  # (N, W) per target, column d = distance t - s
+    grad_x_input: np.ndarray  # (N, W)
+
+    @property
+    def distance(self) -> np.ndarray:
+        return np.arange(self.window)
+
+    def mean(self, measure: str = "grad_norm") -> np.ndarray:
+        """(W,) mean over targets of |value| at each distance."""
+        return np.abs(getattr(self, measure)).mean(0)
+
+    def relative(self, measure: str = "grad_norm") -> np.ndarray:
+        """(W,) the mean at each distance over the mean at distance 0."""
+        m = self.mean(measure)
+        return m / m[0] if m[0] > 0 else m
+
+
+def spread_targets(n_chars: int, count: int, window: int) -> np.ndarray:
+    """`count` targets evenly spread over window-1 .. n_chars-2 (each has a full window and a known next)."""
+    lo, hi = window - 1, n_chars - 2
+    if hi < lo:
+        raise TextError(f"the text has {n_chars} characters: the aggregate over windows of {window} needs at "
+                        f"least {window + 1}")
+    return np.unique(np.linspace(lo, hi, max(1, int(count))).round().astype(np.int64))
+
+
+@torch.no_grad()
+def _window_states(model: CharRNN, ids: torch.Tensor, starts: np.ndarray) -> list:
+    """The state of every layer just before each start position (sorted), from one no-grad pass
+    over the text with the state carried; per layer (h0, c0) or h0, each (1, N, H)."""
+    cell, L, H = model.cell, model.config.num_layers, model.config.hidden_size
+    N = len(starts)
+    hs = torch.zeros(L, N, H, dtype=model.head.weight.dtype, device=ids.device)
+    cs = torch.zeros_like(hs)
+    state = [None] * L
+    pos = 0
+    for j, s in enumerate(starts.tolist()):
+        if s > pos:  # read text[pos:s], carrying the state
+            x = model.embed.weight.detach()[ids[pos:s]][None]  # (1, n, E)
+            for l in range(L):
+                params = list(_frozen_params(model, l))
+                st = state[l]
+                if st is None:
+                    zero = torch.zeros(1, 1, H, dtype=x.dtype, device=x.device)
+                    st = (zero, zero) if cell == "lstm" else zero
+                if cell == "lstm":
+                    x, h1, c1 = torch.lstm(x, st, params, True, 1, 0.0, False, False, True)
+                    state[l] = (h1, c1)
+                else:
+                    x, h1 = (torch.gru if cell == "gru" else torch.rnn_tanh)(x, st, params, True, 1, 0.0, False,
+                                                                           False, True)
+                    state[l] = h1
+            pos = s
+        for l in range(L):
+            if state[l] is not None:
+                if cell == "lstm":
+                    hs[l, j], cs[l, j] = state[l][0][0, 0], state[l][1][0, 0]
+                else:
+                    hs[l, j] = state[l][0, 0]
+    return [(hs[l:l + 1].contiguous(), cs[l:l + 1].contiguous()) if cell == "lstm" else hs[l:l + 1].contiguous()
+            for l in range(L)]
+
+
+def aggregate(model: CharRNN, text: str, targets=None, window: int = 100, count: int = 200, batch: int = 32,
+              which: str = TRUE, progress=None) -> Aggregate:
+    """Saliency of many targets in windows of `window` characters ending at each, `batch` windows per backward.
+
+    Each window starts from the state the model reached over the text before it (no gradient: the
+    embeddings there are constants), so inside the window the gradient equals the full one exactly.
+    """
+    if which not in (TRUE, TOP):
+        raise ConfigError(f"which must be 'true' or 'top', not {which!r}")
+    window, batch = int(window), int(batch)
+    if window < 1 or batch < 1:
+        raise ConfigError("window and batch must be at least 1")
+    if targets is None:
+        targets = spread_targets(len(text), count, window)
+    targets = np.asarray(sorted({check_target(text, t) for t in np.asarray(targets).tolist()}), dtype=np.int64)
+    if len(targets) and targets[0] < window - 1:
+        raise TargetError(f"with windows of {window} characters the first target is {window - 1}, not {targets[0]}")
+    ids = torch.from_numpy(model.vocab.encode(text)).to(model.device)
+    T = len(ids)
+    starts = targets - window + 1
+    states = _window_states(model, ids, starts)
+    gn = np.empty((len(targets), window))
+    gx = np.empty((len(targets), window))
+    offs = torch.arange(window, device=ids.device)
+    for b0 in range(0, len(targets), batch):
+        sl = slice(b0, b0 + batch)
+        win = torch.from_numpy(starts[sl]).to(ids.device)[:, None] + offs  # (B, W) positions
+        x = _embed_leaf(model, ids[win])  # (B, W, E)
+        st = [tuple(s[:, sl] for s in st) if model.cell == "lstm" else st[:, sl] for st in states]
+        with torch.enable_grad():
+            h = _layers_forward(model, x, st)  # (B, W, H)
+            logp = torch.log_softmax(_frozen_head(model, h[:, -1]), -1)  # (B, V)
+            tg = torch.from_numpy(targets[sl]).to(ids.device)
+            if which == TOP:
+                c = logp.argmax(-1)
+            else:
+                c = torch.where(tg + 1 < T, ids[(tg + 1).clamp(max=T - 1)], logp.argmax(-1))
+            # the windows are independent, so the gradient of the sum is each window's own gradient
+            g = torch.autograd.grad(logp.gather(1, c[:, None]).sum(), x)[0]  # (B, W, E)
+        # column d = distance: reverse the window so that d = 0 is the target itself
+        gn[sl] = g.norm(dim=-1).flip(1).double().cpu().numpy()
+        gx[sl] = (g * x.detach()).sum(-1).flip(1).double().cpu().numpy()
+        if progress is not None:
+            progress(min(len(targets), b0 + batch), len(targets))
+    return Aggregate(targets=targets, window=window, which=which, grad_norm=gn, grad_x_input=gx)
+
+
+def long_range_target(model: CharRNN, text: str, min_distance: int = 20, window: int = 60, count: int = 60,
+                      measure: str = "grad_norm") -> tuple[int, float]:
+    """(t, share): among `count` spread targets, the one whose influence lies most beyond `min_distance`:
+    the share of its summed |value| over the window found at distances >= min_distance."""
+    window = min(window, len(text) - 1)
+    agg = aggregate(model, text, window=window, count=count)
+    v = np.abs(getattr(agg, measure))  # (N, W)
+    share = v[:, min_distance:].sum(1) / np.maximum(v.sum(1), 1e-300)
+    k = int(share.argmax())
+    return int(agg.targets[k]), float(share[k])
+
+
+def predicted_change(model: CharRNN, text: str, position: int, new_char: str | None) -> np.ndarray:
+    """First-order (gradient) prediction of the change in log p(text[k] | text[:k]) for every k > position
+    when the input at `position` changes from e(text[position]) to e(new_char) (None: to zero, as if
+    the character were blanked out). One forward-mode pass: (len(text),), NaN up to `position`.
+    """
+    vocab = model.vocab
+    if not 0 <= position < len(text):
+        raise TargetError(f"position must be from 0 to {len(text) - 1}, not {position}")
+    ids = torch.from_numpy(vocab.encode(text)).to(model.device)
+    w = model.embed.weight.detach()
+    x = w[ids][None]  # (1, T, E)
+    tangent = torch.zeros_like(x)
+    old = w[ids[position]]
+    tangent[0, position] = (w[int(vocab.encode(new_char)[0])] - old) if new_char is not None else -old
+    # oneDNN's LSTM kernel has no forward-mode derivative; the native one computes the same function
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the flags context warns about TF32 on Intel GPUs, irrelevant here
+        with torch.backends.mkldnn.flags(enabled=False), fwAD.dual_level():
+            h = _layers_forward(model, fwAD.make_dual(x, tangent))
+            logp = torch.log_softmax(_frozen_head(model, h[0]), -1)  # (T, V)
+            dlogp = fwAD.unpack_dual(logp).tangent  # (T, V)
+    out = np.full(len(text), np.nan)
+    k = torch.arange(position + 1, len(text), device=ids.device)
+    out[position + 1:] = dlogp[k - 1, ids[k]].double().cpu().numpy()
+    return out
+
+
+def top_influence_table(sal: Saliency, measure: str = "grad_norm", top: int = 10) -> list[dict]:
+    """The `top` positions with the largest |value|: position, distance, character, value."""
+    v = sal.value(measure)
+    order = np.argsort(-np.abs(v), kind="stable")[:top]
+    return [{"position": int(s), "distance": int(sal.target - s), "char": sal.text[s], "value": float(v[s])}
+            for s in order]
