@@ -37,8 +37,11 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def save(model: CharRNN, path, meta: dict | None = None, dtype: str = "float32",
-         optimizer_state: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write `path/` atomically: a crash mid-save leaves the old checkpoint (or none), never half a one."""
+         optimizer_state: dict[str, torch.Tensor] | None = None, history: list[dict] | None = None) -> Path:
+    """Write `path/` atomically: a crash mid-save leaves the old checkpoint (or none), never half a one.
+
+    `history`: snapshots {"step", "tensors", "meta"} (Trainer.history), written inside the same atomic
+    save as `path/history/step-<N>/`, each a checkpoint folder of its own (float16 weights)."""
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     path = Path(path)
@@ -55,6 +58,7 @@ def save(model: CharRNN, path, meta: dict | None = None, dtype: str = "float32",
             if optimizer_state:
                 _write_file(tmp / OPTIMIZER, st_save({k: v.detach().cpu().contiguous()
                                                       for k, v in optimizer_state.items()}))
+            _write_history(tmp, model, history or [], path.name)
             _write_file(tmp / CONFIG, json.dumps(config, indent=1, allow_nan=False).encode())
             old = path.parent / f".{path.name}.old-{os.getpid()}"
             if path.exists():
@@ -66,6 +70,70 @@ def save(model: CharRNN, path, meta: dict | None = None, dtype: str = "float32",
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return path
+
+
+HISTORY = "history"
+MAX_SNAPSHOTS = 64  # training.MAX_HISTORY: a history holds at most this many float16 copies of its model
+SNAPSHOT_DTYPE = torch.float16
+
+
+def snapshot_dir(path, step: int) -> Path:
+    """Where the snapshot of `step` lies inside checkpoint `path`."""
+    return Path(path) / HISTORY / f"step-{int(step)}"
+
+
+def _write_history(folder: Path, model: CharRNN, history: list[dict], name: str) -> None:
+    """Each snapshot as a checkpoint folder `history/step-<N>/` (config.json + float16 model.safetensors)."""
+    if len(history) > MAX_SNAPSHOTS:
+        raise ConfigError(f"a history holds at most {MAX_SNAPSHOTS} snapshots, not {len(history)}")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for snap in history:
+        step, tensors = int(snap["step"]), snap["tensors"]
+        if {k: tuple(v.shape) for k, v in tensors.items()} != expected:
+            raise ConfigError(f"the snapshot of step {step} does not match the model's shapes")
+        d = snapshot_dir(folder, step)
+        d.mkdir(parents=True)
+        _write_file(d / WEIGHTS, st_save({k: v.detach().to("cpu", SNAPSHOT_DTYPE).contiguous()
+                                          for k, v in tensors.items()}, metadata={"format": "rnnviz"}))
+        config = {"format_version": FORMAT_VERSION, "model": model.config.to_dict(), "dtype": "float16",
+                  "num_params": model.num_params(), "torch_version": torch.__version__,
+                  "name": f"{name} step {step}", "history_of": name, **snap.get("meta", {}), "step": step}
+        _write_file(d / CONFIG, json.dumps(config, indent=1, allow_nan=False).encode())
+
+
+def history_folders(path) -> list[tuple[int, Path]]:
+    """(step, folder) of every `history/step-<N>/` inside checkpoint `path`, by step."""
+    root = Path(path) / HISTORY
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        m = re.fullmatch(r"step-(\d+)", p.name)
+        if m and p.is_dir():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def read_history(path) -> list[dict]:
+    """The readable snapshots of checkpoint `path` as Trainer.history holds them (a resume appends to
+    these); a snapshot that is unreadable or of another shape is left out."""
+    out = []
+    try:
+        model_cfg = read_config(path)["model"]
+    except CheckpointError:
+        return []
+    for step, folder in history_folders(path)[:MAX_SNAPSHOTS]:
+        try:
+            config = read_config(folder)
+            if config["model"] != model_cfg:
+                continue
+            snap, _ = from_bytes(json.dumps(config).encode(), (folder / WEIGHTS).read_bytes())  # every check of load
+        except (CheckpointError, OSError):
+            continue
+        tensors = {k: v.to(SNAPSHOT_DTYPE) for k, v in snap.state_dict().items()}
+        meta = {k: config[k] for k in ("train_loss", "val_loss", "time", "lr") if k in config}
+        out.append({"step": step, "tensors": tensors, "meta": {"step": step, **meta}})
+    return out
 
 
 def _fsync_dir(path: Path) -> None:

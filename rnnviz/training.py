@@ -16,6 +16,9 @@ from .model import CharRNN, describe_device, pick_device
 from .sampling import sample
 from .vocab import Vocab
 
+MAX_HISTORY = 64  # snapshots per run, so a history's size is bounded: at most 64 float16 copies of the model
+DEFAULT_HISTORY = 13  # the app's and the recipes' choice: 12 log-spaced snapshots, then the last step
+
 
 @dataclass
 class TrainConfig:
@@ -59,6 +62,9 @@ class TrainConfig:
     threads: int | None = None
     schedule_steps: int | None = None
     schedule_seconds: float | None = None
+    # Snapshots of the weights to keep (float16, in memory; Trainer.save writes them to history/):
+    # a count n (about n roughly log-spaced steps, the last step always among them) or explicit steps.
+    history: int | list[int] = 0
 
     def validate(self) -> "TrainConfig":
         for name in ("seq_len", "batch_size", "eval_every"):
@@ -81,7 +87,39 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be > 0 or None, not {v!r}")
         if self.bptt not in ("stateful", "random"):
             raise ConfigError(f"bptt must be 'stateful' or 'random', not {self.bptt!r}")
+        h = self.history
+        if isinstance(h, bool) or not (isinstance(h, int) or (isinstance(h, (list, tuple)) and all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in h))):
+            raise ConfigError(f"history must be a number of snapshots or a list of steps >= 1, not {h!r}")
+        if isinstance(h, int) and not 0 <= h <= MAX_HISTORY or not isinstance(h, int) and len(set(h)) > MAX_HISTORY - 1:
+            raise ConfigError(f"history keeps at most {MAX_HISTORY} snapshots, not {h!r}")
+        if not isinstance(h, int):
+            self.history = sorted(set(h))
         return self
+
+
+
+def history_points(n: int, end: float, first: float | None = None) -> list[float]:
+    """About n - 1 points spaced evenly on a log scale from `first` (default end / 300, at least 1)
+    up to `end`, plus `end`: when snapshots are taken (steps or seconds). Early training changes fastest."""
+    if n < 1 or end <= 0:
+        return []
+    if n == 1:
+        return [end]
+    first = first if first is not None else max(1.0, end / 300)
+    first = min(first, end)
+    return sorted({*(first * (end / first) ** (i / (n - 1)) for i in range(n - 1)), end})
+
+
+def history_steps(config: TrainConfig) -> list[int]:
+    """The steps a step-budget run snapshots (explicit steps as given; a count: log-spaced up to
+    max_steps, rounded to whole steps, the last step included). A time-only budget: see Trainer.run."""
+    h = config.history
+    if not isinstance(h, int):
+        return list(h)
+    if not h or config.max_steps is None:
+        return []
+    return sorted({max(1, round(x)) for x in history_points(h, config.max_steps, first=min(10, config.max_steps))})
 
 
 @torch.no_grad()
@@ -178,6 +216,7 @@ class Trainer:
         self.corpus = corpus or {}
         self.callbacks = defaultdict(list)
         self.step, self.curve, self.samples = 0, [], []
+        self.history: list[dict] = []  # snapshots, oldest first: {"step", "tensors" (float16, CPU), "meta"}
         self.elapsed_before = 0.0  # wall time of earlier runs, when resumed
         decay, no_decay = [], []
         for name, p in model.named_parameters():
@@ -278,6 +317,10 @@ class Trainer:
         start = time.perf_counter()
         frac0 = self._budget_fraction(self.elapsed_before)  # spent by earlier runs: not this run's pace
         tokens = 0
+        steps_due = [s for s in history_steps(c) if s > self.step]
+        # a time-only budget: snapshots when the training time first passes each of these points
+        times_due = [] if c.max_steps is not None or not isinstance(c.history, int) else [
+            t for t in history_points(c.history, c.max_seconds)[:-1] if t > self.elapsed_before]
         model.train()
         self._set_progress(state="running", device=describe_device(self.device), started=time.time())
         while True:
@@ -339,7 +382,13 @@ class Trainer:
                 self._eval(point)
             if c.sample_every and self.step % c.sample_every == 0:
                 self._sample()
+            if (steps_due and self.step >= steps_due[0]) or (times_due and seconds >= times_due[0]):
+                steps_due = [s for s in steps_due if s > self.step]
+                times_due = [t for t in times_due if t > seconds]
+                self._take_snapshot(point)
         wall = time.perf_counter() - start
+        if c.history and self.step > 0 and (not self.history or self.history[-1]["step"] < self.step):
+            self._take_snapshot(self.curve[-1] if self.curve else {"step": self.step})  # the last step, always
         if self.val_text and self.curve and "val_loss" not in self.curve[-1] and status != "failed":
             self._eval(self.curve[-1])
         val = next((p["val_loss"] for p in reversed(self.curve) if "val_loss" in p), None)
@@ -360,6 +409,18 @@ class Trainer:
             self._progress["val_loss"] = val
         self._fire("on_eval", val_loss=val)
 
+    @torch.no_grad()
+    def _take_snapshot(self, point: dict) -> None:
+        """Keep a float16 copy of the weights at this step, with the step's losses (val measured now if
+        the run has a val text and this step had no evaluation), for Trainer.save to write."""
+        if self.val_text and "val_loss" not in point and point.get("step") == self.step:
+            self._eval(point)
+        tensors = {k: v.detach().to("cpu", torch.float16, copy=True) for k, v in self.model.state_dict().items()}
+        meta = {"step": self.step, **{k: point[k] for k in ("train_loss", "val_loss", "time", "lr") if k in point}}
+        self.history = [h for h in self.history if h["step"] < self.step] + [
+            {"step": self.step, "tensors": tensors, "meta": meta}]
+        self._fire("on_snapshot", step=self.step)
+
     def _sample(self) -> None:
         s = sample(self.model, "\n", self.config.sample_length, temperature=0.8, seed=self.step)
         with self.lock:
@@ -378,7 +439,7 @@ class Trainer:
     def save(self, path, result: TrainResult | None = None, dtype: str = "float32"):
         """Checkpoint the model, the optimizer moments (for resuming) and the run's record."""
         return checkpoint.save(self.model, path, meta=self.training_meta(result), dtype=dtype,
-                               optimizer_state=self.optimizer_state())
+                               optimizer_state=self.optimizer_state(), history=self.history)
 
     def optimizer_state(self) -> dict[str, torch.Tensor]:
         """AdamW's moments and step counts as flat named tensors, for optimizer.safetensors."""
@@ -428,5 +489,8 @@ class Trainer:
                 st[k] = v.reshape(()).to(torch.float32) if k == "step" else v.to(self.device, p.dtype)
         self.step = steps
         self.curve = list(training.get("curve", []))
+        # the saved run's snapshots (those up to its last step; unreadable ones are skipped): the next
+        # save writes them again with the new ones after them, so the history reads as one run
+        self.history = [h for h in checkpoint.read_history(path) if h["step"] <= steps]
         self.elapsed_before = float(training.get("wall_time_s", 0.0))
         return self
