@@ -334,6 +334,18 @@ def parser() -> argparse.ArgumentParser:
                                                            "lstm.yml for LSTMVis")
     a.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     a.set_defaults(fn=cmd_atlas)
+
+    sal = sub.add_parser("saliency", help="how much each earlier character moves one prediction: gradient norm "
+                                          "and gradient x input per position")
+    sal.add_argument("checkpoint")
+    sal_src = sal.add_mutually_exclusive_group(required=True)
+    sal_src.add_argument("--file", help="a UTF-8 text file to read")
+    sal_src.add_argument("--text")
+    sal.add_argument("--target", type=int, required=True,
+                     help="position T, 1 to len-1: the prediction after reading character T")
+    sal.add_argument("--json", action="store_true", help='print {"target", "grad_norm", "grad_x_input"}')
+    sal.add_argument("--top", type=int, default=15, help="positions to list without --json (default 15)")
+    sal.set_defaults(fn=cmd_saliency)
     return p
 
 
@@ -438,6 +450,31 @@ def cmd_atlas(args) -> int:
     if args.export_lstmvis:
         paths = atlas_mod.export_lstmvis(at, args.export_lstmvis, model.vocab.chars)
         print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_saliency(args) -> int:
+    # issue 11: ||d log p(c) / d e_s|| and gradient x input for every s <= T, c the true next character
+    from .saliency import TargetError, saliency
+    text = decode_utf8(Path(args.file).read_bytes(), args.file) if args.file else args.text
+    model, _ = checkpoint.load(args.checkpoint)
+    try:
+        sal = saliency(model, text, args.target)["true"]
+    except TargetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        import json
+        print(json.dumps({"target": sal.target, "grad_norm": sal.grad_norm.tolist(),
+                          "grad_x_input": sal.grad_x_input.tolist()}))
+        return 0
+    from .render import char_label
+    print(f"target #{sal.target} '{char_label(text[sal.target])}', next '{char_label(sal.char)}' "
+          f"(log p = {sal.logp:.4f}); the {min(args.top, sal.target + 1)} most influential positions:")
+    print(f"{'position':>8} {'distance':>8} char {'grad_norm':>11} {'grad_x_input':>12}")
+    for s in np.argsort(-sal.grad_norm, kind="stable")[: args.top]:
+        print(f"{s:8d} {sal.target - s:8d} {char_label(text[s]):>4} {sal.grad_norm[s]:11.3e} "
+              f"{sal.grad_x_input[s]:12.3e}")
     return 0
 
 
