@@ -74,7 +74,7 @@ def cmd_train(args) -> int:
         cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
     overrides = dict(seq_len=args.seq_len, batch_size=args.batch, lr=args.lr, eval_every=args.eval_every,
                      sample_every=args.sample_every, seed=args.seed, device=args.device, bptt=args.bptt,
-                     threads=args.threads)
+                     threads=args.threads, history=args.history)
     cfg = TrainConfig(**{**cfg.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
     if args.steps is not None or args.seconds is not None:
         cfg.max_steps, cfg.max_seconds = args.steps, args.seconds
@@ -101,13 +101,15 @@ def cmd_train(args) -> int:
     meta.update(trainer.training_meta(result))
     meta["val_split"] = f"first {min(cfg.eval_chars, len(val_text)):,} chars"
     optimizer = trainer.optimizer_state() if args.keep_optimizer else None
-    checkpoint.save(trainer.model, out, meta=meta, dtype=dtype, optimizer_state=optimizer)
+    checkpoint.save(trainer.model, out, meta=meta, dtype=dtype, optimizer_state=optimizer,
+                    history=trainer.history)
     if args.full_val and len(val_text) >= 2:
         # the reported number is measured on the weights as stored, over the whole val split as one stream
         stored, _ = checkpoint.load(out)
         val = evaluate(stored, val_text)
         meta.update(val_loss=val, val_bpc=val / math.log(2), val_split=f"full ({len(val_text):,} chars, {dtype})")
-        checkpoint.save(stored, out, meta=meta, dtype=dtype, optimizer_state=optimizer)
+        checkpoint.save(stored, out, meta=meta, dtype=dtype, optimizer_state=optimizer,
+                        history=trainer.history)
         print(f"validation loss on the whole split ({len(val_text):,} chars, {dtype} weights): "
               f"{val:.4f} nats/char ({val / math.log(2):.4f} bits/char)")
     status = result.status if result else "stopped"
@@ -249,6 +251,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="storage of the saved weights")
     t.add_argument("--full-val", action="store_true", help="report the loss on the whole validation split")
     t.add_argument("--keep-optimizer", action="store_true", help="also save the optimizer moments (to resume)")
+    t.add_argument("--history", type=int, metavar="N",
+                   help="keep N snapshots of the weights (log-spaced steps, the last among them) in <out>/history/ "
+                        "(0: none; default: the recipe's, else none)")
     t.add_argument("--resume", help="a checkpoint folder to continue training: its settings and learning-rate "
                                     "schedule go on where it stopped")
     t.add_argument("--out", help="checkpoint folder to write (default models/<recipe or cell>)")
