@@ -2,6 +2,7 @@
 import streamlit as st
 
 import ui
+from ui import jobs as ui_jobs
 from rnnviz import checkpoint, experiments, lesson
 from rnnviz import gradient_plots as gp
 from rnnviz.gradients import gradient_norms
@@ -193,17 +194,25 @@ def experiment_section():
                 f"training steps**; accuracy is measured on {experiments.EVAL_SEGMENTS} fresh recalls per gap.")
     ui.default("mem_steps", experiments.STEPS)
     job = ss.get("memory_job")
-    running = job is not None and job.running
+    running = job is not None and job.active  # waiting in the server's queue, or running
+    other = ui_jobs.session_job()  # a training of this session counts too: one job per session
+    busy = other is not None and other is not job
+    if busy:
+        st.info(f"This session's training {other.name} is under way (on Train); one job at a time per session.",
+                icon=":material/info:")
     c1, c2, c3 = st.columns([2, 1, 1])
     c1.slider("Training steps per cell", 100, 3000, step=100, key="mem_steps", disabled=running)
-    if c2.button("Run the memory experiment", key="mem_start", type="primary", disabled=running,
+    if c2.button("Run the memory experiment", key="mem_start", type="primary", disabled=running or busy,
                  icon=":material/play_arrow:"):
         steps = int(ss["mem_steps"])
-        job = Job(lambda stop, report: experiments.memory_experiment(
-            steps_per_cell=steps, stop_event=stop, report=report), name="memory", threads=ui.TRAIN_THREADS).start()
-        ss["memory_job"] = job
-        running = True
-    if c3.button("Stop", key="mem_stop", disabled=not running, icon=":material/stop:"):
+        job = ui.guard(ui_jobs.submit, Job(lambda stop, report: experiments.memory_experiment(
+            steps_per_cell=steps, stop_event=stop, report=report), name="memory experiment",
+            threads=ui_jobs.job_threads()))
+        if job is not None:
+            ss["memory_job"] = job
+            running = True
+    if c3.button("Stop", key="mem_stop", disabled=not running, icon=":material/stop:",
+                 help="Stops the experiment, or takes it out of the queue."):
         job.stop()
     st.fragment(run_every=1.0 if running else None)(lambda: ui.guard(memory_status, running))()
 
@@ -212,8 +221,12 @@ def memory_status(was_running: bool):
     job = st.session_state.get("memory_job")
     if job is None:
         return
+    if ui_jobs.queue_status(job, key="mem_leave"):
+        return
     snap = job.snapshot()
-    if job.running:
+    if job.left:
+        st.info("The experiment left the queue before it ran.", icon=":material/info:")
+    elif job.running:
         done, total = snap.get("done") or 0, snap.get("total") or 1
         st.progress(min(1.0, done / total), text=str(snap.get("message") or snap.get("state") or "starting"))
     elif job.error:
@@ -221,7 +234,7 @@ def memory_status(was_running: bool):
     elif job.result is not None and len(job.result):
         st.plotly_chart(gp.memory_accuracy(job.result), key="memory_chart", config=CHART)
         st.dataframe(job.result, hide_index=True)
-    if was_running and not job.running:
+    if was_running and not job.active:
         st.rerun(scope="app")
 
 

@@ -4,7 +4,9 @@ import streamlit as st
 import torch
 
 import ui
-from rnnviz import checkpoint, plots
+from ui import jobs as ui_jobs
+from ui import models as ui_models
+from rnnviz import checkpoint, plots, quotas
 from rnnviz.corpora import CORPORA, corpus_meta, load_corpus, split, user_text
 from rnnviz.errors import RnnvizError, TextError
 from rnnviz.model import CELLS
@@ -65,6 +67,15 @@ def start():
     ui.start_training(run_name, train, val, meta, ss["tr_cell"], int(ss["tr_layers"]), int(ss["tr_hidden"]), cfg)
 
 
+def start_or_offer():
+    ss = st.session_state
+    ss.pop("tr_quota", None)
+    try:
+        start()
+    except quotas.QuotaError as e:  # shown by quota_offer, with a button to forget each model
+        ss["tr_quota"] = (str(e), e.candidates)
+
+
 def settings():
     ss = st.session_state
     st.radio("Corpus", SOURCES, key="tr_corpus_src", horizontal=True)
@@ -102,6 +113,8 @@ def live():
         return
     for rec in recs:
         if rec["running"]:
+            if ui_jobs.queue_status(rec["job"], key=f"leave_{rec['name']}"):
+                continue
             snap = rec["job"].snapshot()
             st.markdown(f"**{rec['name']}**: {snap.get('state', 'starting')} on {snap.get('device', '...')}")
             st.progress(min(1.0, float(snap.get("fraction") or 0.0)), text=ui.progress_line(snap))
@@ -131,26 +144,75 @@ def finished():
                 if rec["job"].error:
                     st.error(f"The run failed: {rec['job'].error}", icon=":material/error:")
                 continue
-            c1, c2, c3 = st.columns(3)
+            c1, c2, c3, c4 = st.columns([1, 1, 1, 1.4])
             c1.button("Study this model", key=f"use_{mid}", on_click=select_model, args=(mid,),
                       icon=":material/visibility:")
             c2.download_button("Download (.zip)", data=lambda p=rec["path"]: checkpoint.to_zip(p),
                                file_name=f"{rec['path'].name}.zip", mime="application/zip", key=f"dl_{mid}",
                                icon=":material/download:")
+            ui.default(f"savename_{mid}", rec["path"].name)
+            c4.text_input("Name in the models folder", key=f"savename_{mid}", max_chars=quotas.MAX_NAME,
+                          label_visibility="collapsed")
             c3.button("Save to the models folder", key=f"save_{mid}", icon=":material/save:", on_click=save_model,
-                      args=(rec,), help=f"Copies the checkpoint to {ui.models_dir()}; it then stays in the picker.")
+                      args=(rec, mid), help=f"Copies the checkpoint to {ui.models_dir()} under the name on the "
+                                           "right; it then stays in the picker.")
             if rec.get("saved_to"):
                 st.success(f"Saved to {rec['saved_to']}; it is listed in the model picker.", icon=":material/check:")
+            if rec.get("save_error"):
+                st.error(f"Not saved: {rec['save_error']}", icon=":material/error:")
+                for name in rec.get("save_candidates", [])[:8]:  # oldest first
+                    st.button(f"Delete the saved model {name}", key=f"del_{mid}_{name}", on_click=delete_saved,
+                              args=(rec, name), icon=":material/delete:")
 
 
-def save_model(rec: dict):
+def save_model(rec: dict, mid: str):
     """A callback, so the model picker (drawn before the page) already lists the saved copy."""
-    dest = ui.models_dir() / rec["path"].name
+    rec.pop("save_error", None)
+    rec["save_candidates"] = []
+    folder = ui.models_dir()
     try:
-        rec["job"].trainer.save(dest, rec["job"].result)
+        with quotas.SAVE_LOCK:  # two sessions saving at once must not both take the last place
+            dest = quotas.save_path(folder, st.session_state.get(f"savename_{mid}") or rec["path"].name,
+                                    shipped_folder=ui.pretrained_dir())
+            quotas.check_save(folder, quotas.folder_bytes(rec["path"]))
+            rec["job"].trainer.save(dest, rec["job"].result)
         rec["saved_to"] = dest
+    except quotas.QuotaError as e:
+        rec["save_error"], rec["save_candidates"] = str(e), e.candidates
     except (OSError, RnnvizError) as e:
-        st.session_state["_toast"] = f"Could not save to {dest}: {e}"
+        rec["save_error"] = str(e)
+
+
+def delete_saved(rec: dict, name: str):
+    """Delete a saved model the quota message offered, so this run can be saved."""
+    try:
+        quotas.delete_saved(ui.models_dir(), name)
+        rec["save_candidates"] = [n for n in rec.get("save_candidates", []) if n != name]
+        rec["save_error"] = f"deleted {name}; press Save again"
+        st.session_state["_toast"] = f"Deleted the saved model {name}."
+    except (OSError, RnnvizError) as e:
+        rec["save_error"] = str(e)
+
+
+def quota_offer():
+    """After Start met this session's model limit: the message, and a button to forget each model."""
+    ss = st.session_state
+    offer = ss.get("tr_quota")
+    if not offer:
+        return
+    msg, mids = offer
+    st.error(f"Not started: {msg}", icon=":material/error:")
+    for mid in [m for m in mids if m in ss.get("mem_models", {})]:
+        st.button(f"Forget {ui_models.mem_name(mid)}", key=f"forget_{mid}", on_click=forget, args=(mid,),
+                  icon=":material/delete:")
+
+
+def forget(mid: str):
+    ss = st.session_state
+    name = ui_models.mem_name(mid)
+    ui_models.forget_mem_model(mid)
+    ss["_toast"] = f"Forgot {name}; press Start again."
+    ss.pop("tr_quota", None)
 
 
 def select_model(mid: str):
@@ -169,13 +231,20 @@ def main():
     settings()
     running = any(r["running"] for r in ui.job_records())
     c1, c2, _ = st.columns([1, 1, 6])
-    if c1.button("Start", type="primary", key="tr_start", icon=":material/play_arrow:", disabled=running):
-        ui.guard(start)
+    other = ui_jobs.session_job()  # the memory experiment on Gradients counts too: one job per session
+    busy = other is not None and not any(r["job"] is other for r in ui.job_records())
+    if busy:
+        st.info(f"This session's {other.name} job is under way (on Gradients); one job at a time per session.",
+                icon=":material/info:")
+    if c1.button("Start", type="primary", key="tr_start", icon=":material/play_arrow:", disabled=running or busy):
+        ui.guard(start_or_offer)
         running = any(r["running"] for r in ui.job_records())
-    if c2.button("Stop", key="tr_stop", icon=":material/stop:", disabled=not running):
+    if c2.button("Stop", key="tr_stop", icon=":material/stop:", disabled=not running,
+                 help="Stops a running job, or takes a waiting one out of the queue."):
         for rec in ui.job_records():
             if rec["running"]:
                 rec["job"].stop()
+    quota_offer()
     st.fragment(run_every=1.0 if running else None)(lambda: ui.guard(poll, running))()
     finished()
 

@@ -1,32 +1,83 @@
-"""Training jobs of a session: start, poll, register the finished model, show progress."""
+"""Training jobs of a session: start through the server's queue, poll, register the finished model,
+show progress (or the place in the queue, with a button to leave it)."""
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import streamlit as st
 
-from rnnviz import checkpoint
+from rnnviz import checkpoint, jobs, quotas
 from rnnviz.corpora import corpus_meta, split
 from rnnviz.errors import RnnvizError, TextError
-from rnnviz.jobs import TrainingJob
+from rnnviz.jobs import Job, TrainingJob
 from rnnviz.model import build
 from rnnviz.recipes import RECIPES, corpus_from_spec
 from rnnviz.training import TrainConfig
 from rnnviz.vocab import Vocab
-from ui.models import add_mem_model
+from ui.models import add_mem_model, check_mem_quota
 from ui.state import TRAIN_THREADS, guard
 
 
+def owner() -> str:
+    """This session's id in the job queue (one waiting or running job per session)."""
+    return st.session_state.setdefault("_owner", uuid.uuid4().hex)
+
+
+def job_threads() -> int:
+    """Torch threads per job: RNNVIZ_TRAIN_THREADS when set, else the cores that half the machine gives
+    each of the queue's slots (slots x threads never passes half the cores: the rest serve pages)."""
+    if os.environ.get("RNNVIZ_TRAIN_THREADS"):
+        return TRAIN_THREADS
+    return max(1, min(TRAIN_THREADS, (os.cpu_count() or 2) // (2 * jobs.default_queue().slots)))
+
+
+def submit(job: Job) -> Job:
+    """Through the server's queue: starts now if a slot is free, else waits its turn."""
+    return jobs.default_queue().submit(job, owner())
+
+
+def session_job() -> Job | None:
+    """This session's job that waits or runs (training or experiment), if any."""
+    return jobs.default_queue().active_job(owner())
+
+
 def job_records() -> list[dict]:
-    recs = st.session_state.get("train_jobs", [])
+    """This session's training runs; "running" means waiting or running. Runs that left the queue go."""
+    ss = st.session_state
+    recs = ss.get("train_jobs", [])
+    if any(r["job"].left for r in recs):
+        recs[:] = [r for r in recs if not r["job"].left]
     for r in recs:
-        r["running"] = r["job"].running
+        r["running"] = r["job"].active
     return recs
+
+
+def queue_line(job: Job) -> str | None:
+    """'Waiting in the queue: place 2, about 1m 05s' while the job waits; None once it runs."""
+    q = jobs.default_queue()
+    place = q.place(job)
+    if place is None:
+        return None
+    running, waiting = q.counts()
+    return (f"Waiting in the queue: place {place} of {waiting} ({running} of {q.slots} slots busy on this server), "
+            f"starts in about {_fmt_eta(q.estimated_wait(job))}")
+
+
+def queue_status(job: Job, key: str) -> bool:
+    """Show a waiting job's place and estimated wait with a 'Leave the queue' button; False if it runs."""
+    line = queue_line(job)
+    if line is None:
+        return False
+    st.info(line, icon=":material/hourglass_top:")
+    st.button("Leave the queue", key=key, on_click=job.stop, icon=":material/logout:")
+    return True
 
 
 def start_training(name: str, train_text: str, val_text: str, corpus_meta: dict, cell: str, layers: int,
@@ -35,10 +86,15 @@ def start_training(name: str, train_text: str, val_text: str, corpus_meta: dict,
     if len(train_text) < cfg.seq_len + 2:
         raise TextError(f"the training text has {len(train_text):,} characters; it needs more than "
                         f"the sequence length + 1 ({cfg.seq_len + 1})")
+    mine = session_job()
+    if mine is not None:
+        raise jobs.QueueError(f"this session already has a job {'waiting' if mine.queued else 'running'} "
+                              f"({mine.name}): one at a time per session; stop it or wait for it to end")
     vocab = Vocab.from_text(train_text + (val_text or ""))
     model = build(vocab, cell=cell, hidden_size=hidden, num_layers=layers, embed_size=embed_size, seed=cfg.seed)
-    cfg = dataclasses.replace(cfg, threads=cfg.threads or TRAIN_THREADS)
-    job = TrainingJob(model, train_text, val_text, cfg, corpus=corpus_meta, name=name).start()
+    check_mem_quota(quotas.model_bytes(model))  # before training: its model must fit in this session
+    cfg = dataclasses.replace(cfg, threads=cfg.threads or job_threads())
+    job = submit(TrainingJob(model, train_text, val_text, cfg, corpus=corpus_meta, name=name))
     rec = {"name": name, "job": job, "registered": None, "select": select_when_done, "running": True,
            "started": time.time()}
     st.session_state["train_jobs"].append(rec)
@@ -89,7 +145,8 @@ def sync_jobs() -> None:
         model, config = checkpoint.load(path)
         rec["path"] = path
         rec["registered"] = add_mem_model(model, config, rec["name"], "session", path=path,
-                                          select=rec["select"] or context_missing())
+                                          select=rec["select"] or context_missing(),
+                                          check=False)  # its room was checked (and kept) at start
         ss["_toast"] = f"Model {rec['name']} is ready: pick it in the sidebar on any page."
 
 
@@ -122,6 +179,8 @@ def training_progress() -> None:
         recs = job_records()
         for rec in recs:
             if not rec["running"] and rec["registered"] is not None:
+                continue
+            if queue_status(rec["job"], key=f"leave_{rec['name']}"):
                 continue
             snap = rec["job"].snapshot()
             st.markdown(f"**{rec['name']}** - {snap.get('state', 'starting')}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from rnnviz import checkpoint
+from rnnviz import checkpoint, quotas
 from rnnviz.errors import RnnvizError
 from rnnviz.trace import trace as run_trace
 from ui.state import log, models_dir, pretrained_dir
@@ -113,9 +113,46 @@ def model_card(ctx: Context, where=st) -> None:
     where.markdown("\n".join(f"- **{k}:** {v}" for k, v in rows.items()))
 
 
-def add_mem_model(model, config: dict, name: str, source: str, path: Path | None = None,
-                  select: bool = True) -> str:
+def mem_usage() -> dict[str, int]:
+    """Bytes of each model this session holds in memory (by id, "mem:<n>"), and of the model its running
+    or waiting training job builds ("job:<name>", not yet forgettable)."""
     ss = st.session_state
+    held = {mid: quotas.model_bytes(rec["model"]) for mid, rec in ss.get("mem_models", {}).items()}
+    for rec in ss.get("train_jobs", []):
+        if rec["job"].active and hasattr(rec["job"], "model"):
+            held[f"job:{rec['name']}"] = quotas.model_bytes(rec["job"].model)
+    return held
+
+
+def check_mem_quota(new_bytes: int) -> None:
+    """QuotaError (naming the limit and the models to forget) if this session may not hold one more model."""
+    quotas.check_session(mem_usage(), new_bytes)
+
+
+def mem_name(mid: str) -> str:
+    rec = st.session_state.get("mem_models", {}).get(mid)
+    return rec["name"] if rec else mid
+
+
+def forget_mem_model(mid: str) -> None:
+    """Drop a trained or uploaded model of this session from memory (its temporary files stay until exit)."""
+    ss = st.session_state
+    if ss.get("mem_models", {}).pop(mid, None) is None:
+        return
+    if ss.get("model_choice") == mid:
+        ss["model_choice"] = None
+    for job_rec in ss.get("train_jobs", []):  # its run no longer offers a model to study or save
+        if job_rec.get("registered") == mid:
+            job_rec["registered"] = ""
+            job_rec["forgotten"] = True
+
+
+def add_mem_model(model, config: dict, name: str, source: str, path: Path | None = None,
+                  select: bool = True, check: bool = True) -> str:
+    """Register a model of this session (within the session quota unless check=False) and return its id."""
+    ss = st.session_state
+    if check:
+        check_mem_quota(quotas.model_bytes(model))
     n = ss.get("_mem_counter", 0) + 1
     ss["_mem_counter"] = n
     mid = f"mem:{n}"
