@@ -351,6 +351,26 @@ def parser() -> argparse.ArgumentParser:
     sal.add_argument("--json", action="store_true", help='print {"target", "grad_norm", "grad_x_input"}')
     sal.add_argument("--top", type=int, default=15, help="positions to list without --json (default 15)")
     sal.set_defaults(fn=cmd_saliency)
+
+    # issue 11: the n-gram baseline and two-model comparison (rnnviz.ngram, rnnviz.compare)
+    ng = sub.add_parser("ngram", help="fit an interpolated Kneser-Ney character n-gram on a corpus's training split "
+                                      "and print its loss (nats/char)")
+    ng.add_argument("--corpus", required=True, help="a built-in corpus name or a UTF-8 file (split 90/10 as the "
+                                                    "recipes do; the n-gram fits the first part)")
+    ng.add_argument("--order", type=int, default=8)
+    ng.add_argument("--eval", help="a UTF-8 file to score (default: the corpus's held-out split)")
+    ng.add_argument("--json", action="store_true", help='print {"order": N, "loss": L}')
+    ng.set_defaults(fn=cmd_ngram)
+    cm = sub.add_parser("compare", help="two models on the same text: mean surprisal per character class and "
+                                        "closing-delimiter accuracy against distance")
+    cm.add_argument("a", help="a checkpoint folder")
+    cm.add_argument("b", help="a second checkpoint folder, or ngram:N for an order-N n-gram fitted on A's "
+                              "training split")
+    src = cm.add_mutually_exclusive_group(required=True)
+    src.add_argument("--file", help="the UTF-8 text to compare on")
+    src.add_argument("--held-out", action="store_true", help="A's whole held-out split instead")
+    cm.add_argument("--json", action="store_true", help="print one JSON object")
+    cm.set_defaults(fn=cmd_compare)
     return p
 
 
@@ -480,6 +500,69 @@ def cmd_saliency(args) -> int:
     for s in np.argsort(-sal.grad_norm, kind="stable")[: args.top]:
         print(f"{s:8d} {sal.target - s:8d} {char_label(text[s]):>4} {sal.grad_norm[s]:11.3e} "
               f"{sal.grad_x_input[s]:12.3e}")
+    return 0
+
+
+def cmd_ngram(args) -> int:
+    from .ngram import fit_cached
+    corpus = corpus_from_spec(args.corpus)
+    train, held = split(corpus, 0.1)
+    text = decode_utf8(Path(args.eval).read_bytes(), args.eval) if args.eval else held
+    loss = fit_cached(train, args.order).loss(text)
+    if args.json:
+        import json
+        print(json.dumps({"order": args.order, "loss": loss}))
+    else:
+        print(f"{args.order}-gram fitted on {len(train):,} characters of {corpus.name}: {loss:.4f} nats/char "
+              f"({loss / math.log(2):.4f} bits/char) on {len(text):,} characters")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    import json
+
+    from . import compare as cmp_mod
+    from .ngram import fit_cached, training_text
+    model, config = checkpoint.load(args.a)
+    name_a = Path(args.a).name
+    if args.file:
+        text = decode_utf8(Path(args.file).read_bytes(), args.file)
+    else:
+        held = held_out(config)
+        if held is None or not held.text:
+            raise ConfigError("the corpus this checkpoint trained on is not on this machine: give --file")
+        text = held.text
+    if args.b.startswith("ngram:"):
+        try:
+            order = int(args.b.split(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"expected ngram:N with N a whole number, not {args.b!r}") from None
+        train, notice = training_text(config)
+        if notice:
+            print(f"note: {notice}", file=sys.stderr)
+        b = cmp_mod.ngram_scores(fit_cached(train, order, model.vocab), text)
+    else:
+        model_b, _ = checkpoint.load(args.b)
+        b = cmp_mod.model_scores(model_b, text, Path(args.b).name)
+    res = cmp_mod.compare(text, cmp_mod.model_scores(model, text, name_a), b)
+    bd, acc, left = res.breakdown(), res.accuracy(), cmp_mod.left_out_message(res)
+    if args.json:
+        ma, mb = res.mean()
+        print(json.dumps({"a": res.a.name, "b": res.b.name, "mean_a": ma, "mean_b": mb,
+                          "classes": bd.to_dict("records"), "accuracy": acc.to_dict("records"),
+                          "left_out": res.left_out}, default=lambda x: None if x != x else x))
+        return 0
+    print(cmp_mod.summary(res))
+    if left:
+        print(f"note: {left}")
+    print(f"\n{'class':<24} {'chars':>8} {res.a.name[:14]:>14} {res.b.name[:14]:>14} {'A - B':>7} {'A wins':>7}")
+    for r in bd.itertuples():
+        print(f"{r._1:<24} {r.count:>8,} {r.mean_a:>14.3f} {r.mean_b:>14.3f} {r.diff:>+7.3f} {r.a_wins:>7.1%}")
+    print(f"\nclosing-delimiter accuracy (argmax = true next character)\n{'model':<18} {'kind':<8} "
+          f"{'distance':<8} {'count':>6} {'accuracy':>8}")
+    for r in acc.itertuples():
+        print(f"{r.model[:18]:<18} {r.kind:<8} {r.bucket:<8} {r.count:>6} "
+              f"{'-' if r.count == 0 else format(r.accuracy, '.3f'):>8}")
     return 0
 
 
