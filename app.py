@@ -8,6 +8,7 @@ import logging
 import streamlit as st
 
 import ui
+from ui import tour as tour_ui
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -31,4 +32,5 @@ with st.sidebar:
 if st.session_state.get("_toast"):
     st.toast(st.session_state.pop("_toast"), icon=":material/check_circle:")
 
+ui.guard(tour_ui.banner)  # the guided tour's stop and its Next button, on every page while it runs
 page.run()

@@ -2,6 +2,7 @@
 import streamlit as st
 
 import ui
+from ui import tour as tour_ui
 
 LINKS = [
     ("pages/train_page.py", "Train a model on a built-in corpus or your own text, with live loss curves."),
@@ -19,6 +20,11 @@ LINKS = [
                            "it does to the prediction."),
     ("pages/match_page.py", "Select a span and find where the same units fire across the corpus (LSTMVis's "
                             "select-and-match)."),
+    ("pages/why_page.py", "Why did the model predict this character? Saliency over the characters before it, and "
+                          "what changes when you edit them."),
+    ("pages/compare_page.py", "The model against an n-gram or another model, character class by character class."),
+    ("pages/history_page.py", "Scrub through snapshots of a training run and watch the units and samples form."),
+    ("pages/guess_page.py", "Shannon's guessing game: guess the next character yourself, then see how the model did."),
 ]
 
 
@@ -40,6 +46,13 @@ def main():
     elif ctx is not None:
         st.markdown(f"**Model under study: {ctx.name}** ({ctx.cell.upper()}, {ctx.layers} × {ctx.hidden}). Its card "
                     "is in the sidebar; change the model and the text there, and every page follows.")
+    st.subheader("See the famous effects")
+    st.markdown(f"A guided tour in {len(tour_ui.STOPS)} stops, each one click: the page, the model, the text and the unit are set "
+                "for you, and a short paragraph (plain enough to read aloud) says what to look at. A banner with "
+                "**Next stop** follows you on every page until you end the tour. Every number in the tour is "
+                "recomputed from the shipped models by the tests. Then play **Guessing game**: guess the next "
+                "character before the model's answer is revealed.")
+    tour_ui.start_buttons()
     st.subheader("Pages")
     for path, what in LINKS:
         title, icon = next((t, i) for p, t, i, _ in ui.PAGES if p == path)

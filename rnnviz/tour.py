@@ -1,0 +1,210 @@
+"""The guided tour of the famous effects: its stops as plain data, and a check of each stop's claim.
+
+A stop names a shipped model, the page, the settings that page reads (session-state keys) and a
+paragraph to read aloud. Its claim is measured by check_stop on the shipped models, on the very text
+the stop shows (the model's held-out excerpt, as the sidebar cuts it), so a retrained model can never
+leave the tour pointing at the wrong unit: the test of each stop would fail.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import corpora, experiments, lesson, probes, sampling
+from .checkpoint import load
+from .errors import ConfigError
+from .plots import saturation_table
+
+EXCERPT = 2_000  # the text every stop shows: the first EXCERPT characters of the model's held-out excerpt
+
+# Each named unit lives here, once: a retrained model changes only these lines (the test then checks them).
+QUOTE_UNIT = (1, "c", 54)  # python-lstm: low inside one-line strings
+LINE_UNIT = (1, "c", 28)  # shakespeare-lstm: rises with the position in the line
+
+
+@dataclass(frozen=True)
+class Stop:
+    key: str
+    title: str
+    model: str  # a shipped model's folder name in pretrained/
+    page: str  # the page file the stop opens
+    settings: dict  # session-state keys the page reads, and their values
+    text: str  # the paragraph; {name} fields come from `claim`
+    claim: dict = field(default_factory=dict)  # the numbers check_stop verifies
+
+    def paragraph(self) -> str:
+        return self.text.format(**self.claim)
+
+
+def _unit_settings(unit: tuple[int, str, int], hypothesis: str) -> dict:
+    layer, kind, u = unit
+    return {"layer": layer, "kind": kind, "unit": u, "hypothesis": hypothesis, "hypothesis_chosen": True,
+            "sort_by": "selectivity", "window_start": 0, "act_over_atlas": False}
+
+
+_TEXT = {"text_source": "Excerpt of the corpus", "excerpt_len": EXCERPT}
+
+STOPS: tuple[Stop, ...] = (
+    Stop("quotes", "A unit that knows it is inside a string", "python-lstm", "pages/activations_page.py",
+         {**_TEXT, **_unit_settings(QUOTE_UNIT, "inside a string (tokenize)")},
+         "This model read Python code, one character at a time, and nobody told it what a string is. Yet one of "
+         "its cells, **layer {layer} {kind}{unit}**, is **red across ordinary code and drops to about zero (white) "
+         "inside strings**, until the string closes. Look at the coloured code: the strings stand out. On this text it is the best of all the "
+         "model's units at telling string from code: it scores **at least {min_score:.2f}** (1 would be perfect, "
+         "0.5 a coin toss). The table on the right ranks every unit of the layer by that score.",
+         {"layer": QUOTE_UNIT[0], "kind": QUOTE_UNIT[1], "unit": QUOTE_UNIT[2], "hypothesis":
+          "inside a string (tokenize)", "direction": "low", "min_score": 0.9}),
+    Stop("line", "A unit that counts along the line", "shakespeare-lstm", "pages/activations_page.py",
+         {**_TEXT, **_unit_settings(LINE_UNIT, "position in line")},
+         "Verse has lines of about the same length, so knowing how far along the line you are helps to guess "
+         "when the line will end. Cell **layer {layer} {kind}{unit}** of the Shakespeare LSTM grows from blue to "
+         "red as the line goes on and snaps back after each newline. Its correlation with the position in the "
+         "line is **at least {min_score:.2f}** on this text, the best of all the model's units.",
+         {"layer": LINE_UNIT[0], "kind": LINE_UNIT[1], "unit": LINE_UNIT[2], "hypothesis": "position in line",
+          "direction": "high", "min_score": 0.8}),
+    Stop("temperature", "Temperature: bold or careful", "shakespeare-lstm", "pages/sample_page.py",
+         {**_TEXT, "temperature": 1.6, "seed": 1, "prime": "", "length": 300, "top_k": 0, "clamp_on": False},
+         "The model gives every possible next character a probability, and the sample draws one. Temperature "
+         "reshapes those odds before the draw. The slider is at **{high}**: words fall apart, because "
+         "**at least {high_share:.0%}** of the characters are ones the model itself gave less than a "
+         "{rare:.0%} chance. Now drag it to **{low}**: fewer than **{low_share:.0%}** are such long shots, and "
+         "the text turns careful and repetitive. Green shading shows how sure the model was of each choice.",
+         {"high": 1.6, "low": 0.3, "seed": 1, "length": 300, "rare": 0.05, "high_share": 0.2, "low_share": 0.05}),
+    Stop("gates", "Gates that act like switches", "shakespeare-lstm", "pages/gates_page.py",
+         {**_TEXT, "layer": LINE_UNIT[0], "unit": LINE_UNIT[2], "gate_window": 0},
+         "An LSTM's forget gate decides, at each character, how much of its memory to keep: 1 keeps all, 0 "
+         "wipes it. Scroll to **Saturation**: each dot is one unit. Many forget gates live at the edges. "
+         "In layer {layer}, **at least {open_units}** of the {hidden} forget gates are almost fully open "
+         "(above 0.9) on more than half of the characters, and **at least {shut_units}** almost shut "
+         "(below 0.1): switches, not dimmers, as Karpathy, Johnson and Fei-Fei found in 2015. The ribbons "
+         "show the gates of the line-position unit, L{layer} c{unit}.",
+         {"layer": LINE_UNIT[0], "unit": LINE_UNIT[2], "hidden": 512, "open_units": 60, "shut_units": 40}),
+    Stop("vanishing", "The vanishing gradient: RNN against LSTM", "shakespeare-lstm", "pages/gradients_page.py",
+         {**_TEXT, "grad_len": 100, "radius": lesson.RADIUS, "forget_bias": lesson.OPEN_BIAS,
+          "update_bias": lesson.UPDATE_BIAS},
+         "To learn from something it read 50 characters ago, a network needs the error signal (the gradient) "
+         "to travel 50 steps back. The chart shows how much of it is left. A plain RNN (red) keeps **less "
+         "than {rnn_max:g}** of it: almost nothing. An LSTM whose forget gate is open (dark blue) keeps "
+         "**more than {lstm_min:.0%}**, because its memory is updated by adding, not by multiplying. Try the "
+         "forget-gate slider at 0 and watch the LSTM lose it too.",
+         {"distance": lesson.DISTANCE, "rnn_max": 1e-3, "lstm_min": 0.05}),
+    Stop("memory", "The memory experiment", "memory-lstm", "pages/gradients_page.py",
+         {**_TEXT, "grad_len": 100, "radius": lesson.RADIUS, "forget_bias": lesson.OPEN_BIAS,
+          "update_bias": lesson.UPDATE_BIAS},
+         "Three small networks learned one task: read a capital letter, wait, then repeat that letter. Scroll "
+         "to **Trained on the memory task**. After a gap of {gap} characters the RNN recalls the letter **at "
+         "most {rnn_max:.0%}** of the time, while the GRU and the LSTM recall it **at least {gated_min:.0%}** "
+         "of the time (guessing would give {chance:.0%}). The right-hand chart shows why: the RNN's gradient "
+         "never reaches back to the letter.",
+         {"gap": lesson.MEMORY_GAP, "rnn_max": 0.5, "gated_min": 0.95, "chance": experiments.CHANCE}),
+)
+
+
+def stop_index(key: str) -> int:
+    for i, s in enumerate(STOPS):
+        if s.key == key:
+            return i
+    raise ConfigError(f"no tour stop {key!r}; the stops are {', '.join(s.key for s in STOPS)}")
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+@dataclass
+class Check:
+    """What check_stop measured, and whether the stop's claim holds."""
+
+    key: str
+    holds: bool
+    measured: dict
+    sentence: str
+
+
+def stop_text(config: dict, n: int = EXCERPT) -> str:
+    """The text a stop shows for a model: n characters of its held-out excerpt (the sidebar's default)."""
+    held = corpora.held_out(config)
+    if held is None:
+        raise ConfigError("this model's held-out corpus is not on this machine: the stop cannot be checked")
+    return corpora.excerpt(held, n)
+
+
+def _check_unit(stop: Stop, model, config) -> Check:
+    from .trace import trace
+    c = stop.claim
+    text = stop_text(config)
+    tr = trace(model, text, gates=False)
+    labels = probes.HYPOTHESES[c["hypothesis"]](text)
+    mask = probes.hypothesis_mask(c["hypothesis"], text)
+    ranked = probes.rank_units(tr, labels, mask)
+    row = ranked[(ranked.layer == c["layer"]) & (ranked.kind == c["kind"]) & (ranked.unit == c["unit"])]
+    score, place = float(row.score.iloc[0]), int(row.index[0]) + 1
+    ev = probes.evidence(labels, mask)
+    direction = str(row.direction.iloc[0])
+    holds = score >= c["min_score"] and place == 1 and direction == c["direction"] and not ev["flagged"]
+    best = ranked.iloc[0]
+    return Check(stop.key, holds, {"score": score, "place": place, "direction": direction, "best": f"L{best.layer} {best.kind}{best.unit}",
+                                   "flagged": ev["flagged"]},
+                 f"L{c['layer']} {c['kind']}{c['unit']} scores {score:.3f} on {c['hypothesis']} (place {place} of "
+                 f"{len(ranked)}; claimed at least {c['min_score']})")
+
+
+def _check_temperature(stop: Stop, model, config) -> Check:
+    c = stop.claim
+    share = {}
+    for t in (c["high"], c["low"]):
+        s = sampling.sample(model, "", c["length"], t, seed=c["seed"])
+        share[t] = float(np.mean(s.model_probs < c["rare"]))
+    holds = share[c["high"]] >= c["high_share"] and share[c["low"]] < c["low_share"]
+    return Check(stop.key, holds, {"high": share[c["high"]], "low": share[c["low"]]},
+                 f"long shots (p < {c['rare']}): {share[c['high']]:.1%} at {c['high']}, "
+                 f"{share[c['low']]:.1%} at {c['low']}")
+
+
+def _check_gates(stop: Stop, model, config) -> Check:
+    from .trace import trace
+    c = stop.claim
+    table = saturation_table(trace(model, stop_text(config)))
+    f = table[(table.gate == "f") & (table.layer == c["layer"])]
+    n_open, n_shut = int((f.right > 0.5).sum()), int((f.left > 0.5).sum())
+    holds = (len(f) == c["hidden"] and n_open >= c["open_units"] and n_shut >= c["shut_units"])
+    return Check(stop.key, holds, {"open": n_open, "shut": n_shut, "units": len(f)},
+                 f"layer {c['layer']}: {n_open} forget gates open, {n_shut} shut on most characters, of {len(f)}")
+
+
+def _check_vanishing(stop: Stop, model, config) -> Check:
+    c = stop.claim
+    s = stop.settings
+    text = stop_text(config)[: s["grad_len"] + 1]  # what the Gradients page measures
+    curves = {cv.key: cv for cv in lesson.fresh_curves(list(model.vocab.chars), text,
+                                                         min(model.config.hidden_size, 256), s["radius"],
+                                                         s["forget_bias"], lesson.HALF_BIAS, s["update_bias"])}
+    d = min(c["distance"], len(text) - 2)
+    rnn, lstm = curves["rnn"].at(d), curves["lstm-open"].at(d)
+    holds = rnn < c["rnn_max"] and lstm > c["lstm_min"]
+    return Check(stop.key, holds, {"rnn": rnn, "lstm": lstm, "distance": d},
+                 f"{d} steps back: RNN keeps {rnn:.1e}, LSTM {lstm:.3f}")
+
+
+def _check_memory(stop: Stop, model, config, pretrained: Path) -> Check:
+    c = stop.claim
+    acc = {}
+    for cell in ("rnn", "gru", "lstm"):
+        m, _ = load(pretrained / f"memory-{cell}")
+        acc[cell] = experiments.recall_table(m, gaps=(c["gap"],))[0]["accuracy"]  # what the page's table shows
+    holds = acc["rnn"] <= c["rnn_max"] and min(acc["gru"], acc["lstm"]) >= c["gated_min"]
+    return Check(stop.key, holds, acc, f"recall at gap {c['gap']}: " + ", ".join(f"{k} {v:.2f}" for k, v in acc.items()))
+
+
+_CHECKS: dict[str, Callable] = {"quotes": _check_unit, "line": _check_unit, "temperature": _check_temperature,
+                                "gates": _check_gates, "vanishing": _check_vanishing}
+
+
+def check_stop(stop: Stop, pretrained: str | Path) -> Check:
+    """Measure a stop's claim on the shipped models in `pretrained` (the model folder of each stop)."""
+    pretrained = Path(pretrained)
+    model, config = load(pretrained / stop.model)
+    if stop.key == "memory":
+        return _check_memory(stop, model, config, pretrained)
+    return _CHECKS[stop.key](stop, model, config)
