@@ -188,11 +188,13 @@ def find_opener(text: str, pairs: str = "\"\"''()[]{}", min_gap: int = 10) -> in
             i = text.find(o, start)
             if i < 0:
                 break
+            if o == "'" and i > 0 and text[i - 1].isalpha():  # an apostrophe (it's), not an opening quote
+                start = i + 1
+                continue
             j = text.find(c, i + 1)
             if j < 0:
                 break
-            if o == c or text.find(o, i + 1, j) < 0:  # no nested opener of the same kind
-                if j - i > best_gap and (o != "'" or not (i > 0 and text[i - 1].isalpha())):  # not an apostrophe
-                    best, best_gap = i, j - i
+            if (o == c or text.find(o, i + 1, j) < 0) and j - i > best_gap:  # no nested opener of the same kind
+                best, best_gap = i, j - i
             start = j + 1 if o == c else i + 1
     return best

@@ -1,0 +1,92 @@
+"""Counterfactual edits: exact no-op, edits against an independent rerun of the reference model, errors."""
+import numpy as np
+import pytest
+
+from rnnviz.counterfactual import Edit, EditError, counterfactual, find_opener
+from rnnviz.model import build
+from tests import reference as ref
+
+TEXT = 'he said "go to (the) door" and left.\n'
+
+
+def _model(cell):
+    return build(sorted(set(TEXT)), cell=cell, hidden_size=10, num_layers=2, embed_size=6, seed=2)
+
+
+def _rerun(model, text):
+    """Reference: per-character log p(text[k] | text[:k]) (NaN at 0) and h per layer, from the numpy cells."""
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    ids = model.vocab.encode(text)
+    layers, logits = ref.forward(sd, model.cell, model.config.num_layers, ids)
+    z = logits - logits.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))  # (T, V)
+    lp = np.full(len(text), np.nan)
+    lp[1:] = logp[np.arange(len(text) - 1), ids[1:]]
+    return lp, [lay["h"] for lay in layers]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_noop_changes_nothing_exactly(cell):
+    model = _model(cell)
+    for edit in (TEXT, Edit("replace", 5, TEXT[5])):
+        cf = counterfactual(model, TEXT, edit)
+        assert cf.edited == TEXT and len(cf.positions) == len(TEXT)
+        assert (cf.d_surprisal[1:] == 0).all() and (cf.d_p[1:] == 0).all() and (cf.dh == 0).all()
+        assert np.isnan(cf.d_surprisal[0])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("edit", [Edit("replace", 8, "e"), Edit("delete", 8), Edit("insert", 15, "("),
+                                  Edit("insert", 0, "a"), Edit("delete", 0)])
+def test_edit_matches_an_independent_rerun(cell, edit):
+    model = _model(cell)
+    cf = counterfactual(model, TEXT, edit)
+    edited = edit.apply(TEXT)
+    assert cf.edited == edited and cf.shift == len(edited) - len(TEXT)
+    # the aligned characters really are the same character in both texts
+    assert all(TEXT[k] == edited[k + cf.shift] for k in cf.positions)
+    assert cf.positions[-1] == len(TEXT) - 1 and cf.distance[0] == 1
+    lp_a, h_a = _rerun(model, TEXT)
+    lp_b, h_b = _rerun(model, edited)
+    kb = cf.positions + cf.shift
+    np.testing.assert_allclose(cf.surprisal, -lp_a[cf.positions], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cf.surprisal_edited, -lp_b[kb], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cf.p_edited - cf.p, np.exp(lp_b[kb]) - np.exp(lp_a[cf.positions]), atol=1e-6)
+    for l in range(2):
+        want = np.linalg.norm(h_b[l][kb] - h_a[l][cf.positions], axis=1)
+        np.testing.assert_allclose(cf.dh[l], want, rtol=1e-4, atol=1e-6)
+    assert (cf.dh[:, 0] > 0).all()  # the first character after a real edit has a new state
+
+
+def test_replace_aligns_right_after_the_edit():
+    cf = counterfactual(_model("lstm"), TEXT, Edit("replace", 8, "e"))
+    assert cf.prefix == 8 and cf.positions[0] == 9  # '"' -> 'e' at 8: the character after it is aligned
+
+
+def test_general_edited_text():
+    cf = counterfactual(_model("rnn"), TEXT, TEXT.replace("door", "dr"))
+    assert cf.edited.endswith('dr" and left.\n') and cf.shift == -2
+
+
+@pytest.mark.parametrize("text, edit, match", [
+    (TEXT, Edit("replace", 3, "Q"), "never saw"),
+    (TEXT, Edit("insert", 3, "€"), "never saw"),
+    (TEXT, "a\u00e9", "never saw"),
+    ("a", Edit("delete", 0), "empty"),
+    (TEXT, "", "empty"),
+    ("", Edit("insert", 0, "a"), "empty"),
+    (TEXT, Edit("delete", len(TEXT)), "position"),
+    (TEXT, Edit("replace", -1, "a"), "position"),
+    (TEXT, Edit("replace", 2, "ab"), "exactly one"),
+    (TEXT, Edit("swap", 2, "a"), "must be one of"),
+])
+def test_bad_edits_are_clear_errors(text, edit, match):
+    with pytest.raises(EditError, match=match):
+        counterfactual(_model("gru"), text, edit)
+
+
+def test_find_opener_picks_the_longest_quote_or_bracket():
+    assert find_opener(TEXT) == 8  # '"' ... '"' spans 17 characters, the longest
+    assert find_opener("it's a 'long quote here now' x") == 7  # the apostrophe in it's is not an opener
+    assert find_opener("no pairs here") is None
+    assert find_opener("(a)", min_gap=10) is None

@@ -1,0 +1,170 @@
+"""Input saliency against central finite differences of an independent float64 numpy model."""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rnnviz import checkpoint
+from rnnviz.cli import main
+from rnnviz.model import build
+from rnnviz.saliency import TargetError, aggregate, predicted_change, saliency, spread_targets
+from tests import reference as ref
+
+TEXT = 'ab "cd(ef)g" hi (jk) "lm"\n'
+
+
+def _model(cell, seed=3, hidden=12, layers=2):
+    return build(sorted(set(TEXT)), cell=cell, hidden_size=hidden, num_layers=layers, embed_size=5, seed=seed)
+
+
+def _ref_logp(sd, cell, layers, x, t):
+    """log-softmax at position t of the numpy reference, from embedded inputs x (T, E)."""
+    for l in range(layers):
+        x = ref.LAYER[cell](x, *ref.weights(sd, l))["h"]
+    W, b = sd["head.weight"].double().numpy(), sd["head.bias"].double().numpy()
+    z = x[t] @ W.T + b
+    return z - z.max() - np.log(np.exp(z - z.max()).sum())
+
+
+def _fd_grads(model, text, t, c, eps=1e-5):
+    """(t+1, E) central differences of log p(c) at t with respect to each input embedding vector."""
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    ids = model.vocab.encode(text[: t + 1])
+    x0 = sd["embed.weight"].double().numpy()[ids]  # (t+1, E)
+    g = np.zeros_like(x0)
+    for s in range(t + 1):
+        for k in range(x0.shape[1]):
+            xp, xm = x0.copy(), x0.copy()
+            xp[s, k] += eps
+            xm[s, k] -= eps
+            g[s, k] = (_ref_logp(sd, model.cell, model.config.num_layers, xp, t)[c]
+                       - _ref_logp(sd, model.cell, model.config.num_layers, xm, t)[c]) / (2 * eps)
+    return g, x0
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_saliency_matches_finite_differences(cell):
+    model = copy.deepcopy(_model(cell)).double()
+    t = 20
+    out = saliency(model, TEXT, t)
+    nxt = model.vocab.encode(TEXT[t + 1])[0]
+    assert out["true"].char == TEXT[t + 1] and out["true"].target == t
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    lp = _ref_logp(sd, cell, 2, sd["embed.weight"].double().numpy()[model.vocab.encode(TEXT[:t + 1])], t)
+    assert out["top"].char == model.vocab.chars[int(np.argmax(lp))]
+    for which, c in (("true", nxt), ("top", int(np.argmax(lp)))):
+        g, x0 = _fd_grads(model, TEXT, t, c)
+        norm, gxi = np.linalg.norm(g, axis=1), (g * x0).sum(1)
+        got = out[which]
+        assert got.logp == pytest.approx(lp[c], rel=1e-10)
+        assert got.grad_norm.shape == (t + 1,)
+        big = norm > 1e-7  # far back the true values are tiny; there finite differences are only noise
+        assert big.sum() >= 10
+        np.testing.assert_allclose(got.grad_norm[big], norm[big], rtol=1e-3)
+        np.testing.assert_allclose(got.grad_x_input[big], gxi[big], rtol=1e-3, atol=1e-3 * norm[big].max())
+        assert got.distance[0] == t and got.distance[-1] == 0
+
+
+def test_float32_agrees_with_float64():
+    m32 = _model("lstm")
+    m64 = copy.deepcopy(m32).double()
+    a, b = saliency(m32, TEXT, 15)["true"], saliency(m64, TEXT, 15)["true"]
+    np.testing.assert_allclose(a.grad_norm, b.grad_norm, rtol=1e-4, atol=1e-7)
+
+
+def test_last_position_uses_the_argmax():
+    model = _model("gru")
+    t = len(TEXT) - 1
+    out = saliency(model, TEXT, t)
+    assert out["true"].char == out["top"].char
+    np.testing.assert_array_equal(out["true"].grad_norm, out["top"].grad_norm)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_batched_aggregate_equals_per_target(cell):
+    model = copy.deepcopy(_model(cell)).double()
+    targets = [9, 12, 17, 24]
+    for which in ("true", "top"):
+        agg = aggregate(model, TEXT, targets=targets, window=8, batch=3, which=which)
+        assert agg.grad_norm.shape == (4, 8)
+        for i, t in enumerate(targets):
+            one = saliency(model, TEXT, t)[which]
+            # column d of the aggregate is distance d: position t - d
+            np.testing.assert_allclose(agg.grad_norm[i], one.grad_norm[::-1][:8], rtol=1e-10, atol=1e-300)
+            np.testing.assert_allclose(agg.grad_x_input[i], one.grad_x_input[::-1][:8], rtol=1e-9, atol=1e-14)
+        assert agg.relative()[0] == 1.0
+
+
+def test_spread_targets_and_bad_aggregates():
+    t = spread_targets(1000, 200, 100)
+    assert len(t) == 200 and t[0] == 99 and t[-1] == 998
+    with pytest.raises(TargetError):
+        aggregate(_model("rnn"), TEXT, targets=[3], window=8)
+    with pytest.raises(Exception, match="at least"):
+        spread_targets(10, 5, 20)
+
+
+@pytest.mark.parametrize("bad", [0, -1, len(TEXT), 10_000, 1.5, "x", None])
+def test_bad_targets_are_clear_errors(bad):
+    with pytest.raises(TargetError, match="target"):
+        saliency(_model("lstm"), TEXT, bad)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_predicted_change_is_the_directional_derivative(cell):
+    """Forward mode against central differences along e(new) - e(old) of the reference model."""
+    model = copy.deepcopy(_model(cell)).double()
+    pos, new = 4, "x" if "x" in model.vocab.chars else "z"
+    pred = predicted_change(model, TEXT, pos, new)
+    assert np.isnan(pred[: pos + 1]).all()
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    E = sd["embed.weight"].double().numpy()
+    ids = model.vocab.encode(TEXT)
+    x0 = E[ids]
+    d = np.zeros_like(x0)
+    d[pos] = E[model.vocab.encode(new)[0]] - x0[pos]
+    eps = 1e-6
+    for k in (pos + 1, pos + 6, len(TEXT) - 1):
+        f = lambda x: _ref_logp(sd, cell, 2, x, k - 1)[ids[k]]
+        fd = (f(x0 + eps * d) - f(x0 - eps * d)) / (2 * eps)
+        assert pred[k] == pytest.approx(fd, rel=1e-5, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sal") / "m"
+    checkpoint.save(_model("lstm"), path)
+    return path
+
+
+def test_cli_json(ckpt, tmp_path, capsys):
+    f = tmp_path / "t.txt"
+    f.write_text(TEXT, encoding="utf-8")
+    model, _ = checkpoint.load(ckpt)
+    for t in (5, len(TEXT) - 1):
+        assert main(["saliency", str(ckpt), "--file", str(f), "--target", str(t), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["target"] == t and len(out["grad_norm"]) == t + 1 == len(out["grad_x_input"])
+        want = saliency(model, TEXT, t)["true"]
+        np.testing.assert_allclose(out["grad_norm"], want.grad_norm, rtol=1e-6)
+
+
+def test_cli_table_and_bad_target(ckpt, tmp_path, capsys):
+    assert main(["saliency", str(ckpt), "--text", TEXT, "--target", "10", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "distance" in out and len(out.strip().splitlines()) == 5
+    for bad in ("0", str(len(TEXT))):
+        assert main(["saliency", str(ckpt), "--text", TEXT, "--target", bad]) == 2
+        assert "target must be a position from 1" in capsys.readouterr().err
+    assert main(["saliency", str(tmp_path / "nope"), "--text", TEXT, "--target", "3"]) == 1
+
+
+def test_no_weight_gradients_and_model_untouched():
+    model = _model("lstm")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    saliency(model, TEXT, 10)
+    aggregate(model, TEXT, targets=[10, 12], window=5)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
