@@ -1,5 +1,203 @@
-"""Guessing game (being built)."""
+"""Guessing game: Shannon's 1951 game against the model, on the text under study."""
+import random
+
+import numpy as np
 import streamlit as st
 
-st.title("Guessing game")
-st.info("This page is being built.")
+import ui
+from rnnviz import shannon
+from rnnviz.errors import RnnvizError
+from rnnviz.render import char_label
+
+CONTEXT = 300  # characters shown before the passage
+GAME = "guess_game"  # session state: this session's game and tally (not a widget)
+
+
+@st.cache_resource
+def class_board() -> shannon.Board:
+    """One board for the whole server, in memory, bounded (shannon.BOARD_ENTRIES nicknames)."""
+    return shannon.Board()
+
+
+def first_start(text: str) -> int:
+    """The first line start after 200 characters (some context to read), else 1."""
+    at = text.find("\n", min(200, max(0, len(text) - 2)))
+    return at + 1 if 0 <= at < len(text) - 1 else 1
+
+
+def game(ctx) -> dict:
+    """This session's game on this model and text; a new model or text starts a new tally."""
+    ss = st.session_state
+    ident = f"{ctx.key}|{len(ctx.text)}|{hash(ctx.text)}"
+    g = ss.get(GAME)
+    if not isinstance(g, dict) or g.get("ident") != ident:
+        g = ss[GAME] = {"ident": ident, "start": None, "pos": None, "wrong": [], "log": [], "round": 0,
+                        "target": None, "msg": None, "skipped": 0}
+    return g
+
+
+def submit(typed: str | None = None) -> None:
+    """Callback: one guess, from the text field (Enter) or a button (space, newline)."""
+    ss = st.session_state
+    g = ss.get(GAME)
+    if typed is None:
+        typed = ss.get("guess_input") or ""
+        ss["guess_input"] = ""  # empty again for the next guess
+    if not isinstance(g, dict) or g.get("target") is None or not typed:
+        return
+    if len(typed) != 1:
+        g["msg"] = "Type one character at a time."
+        return
+    g["msg"] = None
+    if typed == g["target"]:
+        g["log"].append({"pos": g["pos"], "char": typed, "tries": len(g["wrong"]) + 1, "wrong": list(g["wrong"]),
+                         "round": g["round"]})
+        g["pos"] += 1
+        g["wrong"] = []
+    elif typed in g["wrong"]:
+        g["msg"] = f"You already tried {char_label(typed)!r}: it does not count twice."
+    else:
+        g["wrong"].append(typed)
+
+
+def new_passage(text: str) -> None:
+    """Callback: a random line start of the text."""
+    starts = [i + 1 for i, c in enumerate(text[:-1]) if c == "\n" and i + 1 >= 50]
+    st.session_state["guess_start"] = random.choice(starts) if starts else 1
+
+
+def reset_tally() -> None:
+    g = st.session_state.get(GAME)
+    if isinstance(g, dict):
+        g["log"], g["wrong"], g["pos"] = [], [], g["start"]
+
+
+def passage(ctx, tr, g: dict) -> None:
+    text, vocab = ctx.text, ctx.model.vocab.index
+    T = len(text)
+    ui.default("guess_start", first_start(text))
+    ui.keep_in_range("guess_start", 1, max(1, T - 1), first_start(text))
+    c1, c2, c3 = st.columns([2, 1, 1])
+    c1.number_input(f"Passage starts at character (1 to {T - 1:,} of the text under study)", 1, max(1, T - 1),
+                    step=1, key="guess_start")
+    c2.button("Another passage", key="guess_new", on_click=new_passage, args=(text,), icon=":material/shuffle:")
+    c3.button("Clear my tally", key="guess_reset", on_click=reset_tally, icon=":material/restart_alt:")
+    start = int(st.session_state["guess_start"])
+    if g["start"] != start:  # a new passage: the tally keeps what was played before
+        g["start"], g["pos"], g["wrong"], g["round"], g["msg"] = start, start, [], g["round"] + 1, None
+    while g["pos"] < T and text[g["pos"]] not in vocab:  # a character the model cannot predict is shown, not played
+        g["pos"] += 1
+        g["skipped"] += 1
+    g["target"] = text[g["pos"]] if g["pos"] < T else None
+    here = [e for e in g["log"] if e["round"] == g["round"] and e["pos"] >= start]
+    found = "".join(e["char"] for e in here)
+    ranks = model_ranks(tr, [e["pos"] for e in here]) if here else np.zeros(0, dtype=np.int64)
+    shown_found = text[start:g["pos"]]  # the characters found, and any the model could not play
+    if len(shown_found) == len(found):
+        html = shannon.passage_html(text[max(0, start - CONTEXT):start], found, [e["tries"] for e in here], ranks,
+                                    cursor=g["target"] is not None)
+    else:  # skipped characters in between: show them as context
+        html = shannon.passage_html(text[max(0, start - CONTEXT):g["pos"]], "", [], [], cursor=g["target"] is not None)
+    ui.scroll_html(html, 340)
+    st.caption("Grey: the text before the passage. Each character you found is shaded by who needed fewer tries: "
+               "**red** where the model did, **blue** where you did, white when you tied (hover for the counts).")
+    if g["target"] is None:
+        st.success("You reached the end of the text under study. Choose another passage.", icon=":material/flag:")
+        return
+    st.text_input("Your guess for the next character: type it and press Enter (one character a try; use the "
+                  "buttons for a space or a new line)", key="guess_input", max_chars=1, on_change=submit)
+    b1, b2, _ = st.columns([1, 1, 4])
+    b1.button("Space ␣", key="guess_space", on_click=submit, args=(" ",))
+    b2.button("New line ↵", key="guess_newline", on_click=submit, args=("\n",))
+    if g["wrong"]:
+        st.markdown(f"Try {len(g['wrong']) + 1}. Not: " + ", ".join(f"`{char_label(c)}`" for c in g["wrong"]))
+    if g["msg"]:
+        st.warning(g["msg"], icon=":material/info:")
+
+
+def model_ranks(tr, positions: list[int]) -> np.ndarray:
+    """The model's tries for the characters at `positions`: its rank of each, the unknown symbol left out."""
+    pos = np.asarray(positions, dtype=np.int64)
+    return shannon.model_ranks(tr.probs[pos - 1], tr.ids[pos], exclude=[0])
+
+
+def reveal(ctx, tr, g: dict) -> None:
+    """The model's distribution where the last character was found (shown only once it is found)."""
+    if not g["log"]:
+        return
+    last = g["log"][-1]
+    pos = last["pos"]
+    p = tr.probs[pos - 1].astype(np.float64)  # (V,) the model's distribution before that character
+    p[0] = 0.0  # the unknown symbol is no character to guess
+    order = np.argsort(-p, kind="stable")[:10]
+    rank = int(model_ranks(tr, [pos])[0])
+    true_p = float(tr.probs[pos - 1, tr.ids[pos]])
+    st.subheader("The model's answer")
+    st.markdown(f"You found `{char_label(last['char'])}` in **{last['tries']}** "
+                f"{'try' if last['tries'] == 1 else 'tries'}. The model would have found it in **{rank}**: "
+                f"it gave it **p = {true_p:.2f}**, and its own first choice "
+                f"`{char_label(ctx.model.vocab.chars[order[0]])}` p = {p[order[0]]:.2f}.")
+    rows = [{"character": char_label(ctx.model.vocab.chars[i]), "probability": float(p[i]),
+             "the true one": "✓" if i == tr.ids[pos] else ""} for i in order]
+    st.dataframe(rows, hide_index=True, key="guess_reveal", column_config={
+        "probability": st.column_config.ProgressColumn(format="%.3f", min_value=0.0, max_value=1.0)})
+
+
+def tally(tr, g: dict) -> None:
+    st.subheader("Your tally")
+    if not g["log"]:
+        st.info("Guess a few characters: your bounds appear here, beside the model's.", icon=":material/info:")
+        return
+    pos = np.asarray([e["pos"] for e in g["log"]], dtype=np.int64)
+    t = shannon.tally([e["tries"] for e in g["log"]], tr.probs[pos - 1], tr.ids[pos], exclude=[0])
+    c1, c2, c3 = st.columns(3)
+    c1.metric("You: Shannon's bounds (bits/char)", f"{t.reader.lower:.2f} to {t.reader.upper:.2f}",
+              help="From how many tries each character took you: lower Σ i (q_i − q_(i+1)) log2 i, upper "
+                   "−Σ q_i log2 q_i, where q_i is the share of characters found on try i.")
+    c2.metric("The model, same game (bits/char)", f"{t.model.lower:.2f} to {t.model.upper:.2f}",
+              help="The same bounds, from the model's rank of each true character (its number of tries).")
+    c3.metric("The model's cross-entropy (bits/char)", f"{t.model_bits:.2f}",
+              help="−log2 p of each true character under the model, averaged over the same characters.")
+    st.caption(f"Over the {t.reader.n} characters you played (mean tries: you {t.reader.mean_tries:.2f}, the model "
+               f"{t.model.mean_tries:.2f}). Shannon used 100 passages; with a few dozen characters the bounds are "
+               "rough, but they narrow as you play.")
+    with st.expander("Character by character"):
+        rows = [{"character": char_label(e["char"]), "your tries": e["tries"], "model's tries": int(r),
+                 "model's p": float(tr.probs[e["pos"] - 1, tr.ids[e["pos"]]])} for e, r in zip(g["log"], t.ranks)]
+        st.dataframe(rows[::-1], hide_index=True, key="guess_table")
+    board(g, [e["tries"] for e in g["log"]])
+
+
+def board(g: dict, tries: list[int]) -> None:
+    with st.expander("Class board (optional): post your bounds under a nickname"):
+        st.caption(f"Anonymous and kept only in this server's memory: the latest {shannon.BOARD_ENTRIES} nicknames, "
+                   f"each at most {shannon.NICKNAME_CHARS} characters. Do not use your real name.")
+        ui.default("guess_nick", "")
+        st.text_input("Nickname", key="guess_nick", max_chars=shannon.NICKNAME_CHARS)
+        if st.button("Post my score", key="guess_post"):
+            ctx = ui.context()
+            try:
+                class_board().post(st.session_state.get("guess_nick") or "", tries, ctx.name if ctx else "")
+            except RnnvizError as e:
+                st.error(str(e), icon=":material/error:")
+        rows = class_board().rows()
+        if rows:
+            st.dataframe(rows, hide_index=True, key="guess_board")
+
+
+def main():
+    ctx = ui.require_model()
+    st.title("Guessing game")
+    st.markdown(
+        "In 1951 Claude Shannon measured how predictable English is with a game: a reader guesses the next letter, "
+        "tries again until right, and counts the tries. The counts bound the reader's **entropy**, the bits of "
+        "surprise per character. Play it on the text under study, then see what the model guessed: its "
+        "distribution is revealed only once you have found the character.")
+    tr = ctx.trace()
+    g = game(ctx)
+    passage(ctx, tr, g)
+    reveal(ctx, tr, g)
+    tally(tr, g)
+
+
+ui.run_page(main)

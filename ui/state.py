@@ -68,7 +68,7 @@ PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind"
 PERSIST_WHY = ()  # Why this character?: saliency and counterfactual edits
 PERSIST_COMPARE = ()  # Compare: the n-gram baseline and a second model
 PERSIST_HISTORY = ()  # Training history
-PERSIST_TEACHING = ()  # the tour and the guessing game
+PERSIST_TEACHING = ("guess_start", "guess_nick")  # the tour and the guessing game
 PERSIST = PERSIST + PERSIST_WHY + PERSIST_COMPARE + PERSIST_HISTORY + PERSIST_TEACHING
 
 
