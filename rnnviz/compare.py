@@ -134,20 +134,22 @@ def left_out_message(cmp: Comparison) -> str | None:
     return "; ".join(parts) + "."
 
 
-def summary(cmp: Comparison, top: int = 3) -> str:
-    """Plain words for the default view: overall means, and the classes where A gains most over B."""
+def summary(cmp: Comparison, top: int = 3, min_count: int = 20) -> str:
+    """Plain words for the default view: overall means, and the classes (of at least `min_count`
+    characters) where A's mean surprisal is lowest, and highest, against B's."""
     ma, mb = cmp.mean()
     bd = cmp.breakdown()
-    bd = bd[bd["count"] >= 5].sort_values("diff")
+    bd = bd[bd["count"] >= min_count].sort_values("diff")
     lines = [f"Over {int(cmp.kept.sum()):,} characters, {cmp.a.name} averages {ma:.3f} nats/char and "
              f"{cmp.b.name} {mb:.3f}."]
     wins = bd[bd["diff"] < 0].head(top)
     if len(wins):
         lines.append(f"{cmp.a.name} gains most over {cmp.b.name} on " + "; ".join(
-            f"{r['class']} ({r['diff']:+.2f} nats, {r['count']} chars)" for _, r in wins.iterrows()) + ".")
+            f"{r['class']} ({-r['diff']:.2f} nats/char lower, {r['count']:,} chars)"
+            for _, r in wins.iterrows()) + ".")
     losses = bd[bd["diff"] > 0].tail(1)
     if len(losses):
         r = losses.iloc[-1]
-        lines.append(f"{cmp.b.name} does best against it on {r['class']} ({-r['diff']:+.2f} nats for "
-                     f"{cmp.b.name}, {r['count']} chars).")
+        lines.append(f"{cmp.b.name} does best against it on {r['class']} ({r['diff']:.2f} nats/char lower "
+                     f"for {cmp.b.name}, {r['count']:,} chars).")
     return " ".join(lines)
