@@ -1,0 +1,101 @@
+"""Shannon's bounds against a hand computation, the model's ranks against brute force, the class board."""
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from rnnviz import shannon
+from rnnviz.errors import ConfigError
+
+# Ten characters; tries 1 1 2 1 3 1 1 5 2 1. By hand: q1 = 6/10, q2 = 2/10, q3 = 1/10, q4 = 0, q5 = 1/10.
+TRIES = [1, 1, 2, 1, 3, 1, 1, 5, 2, 1]
+# upper = -(0.6 log2 0.6 + 0.2 log2 0.2 + 2 x 0.1 log2 0.1)
+#       = 0.6 x 0.7369656 + 0.2 x 2.3219281 + 0.2 x 3.3219281 = 0.4421794 + 0.4643856 + 0.6643856
+HAND_UPPER = 1.5709506
+# lower = 1(0.6-0.2)log2 1 + 2(0.2-0.1)log2 2 + 3(0.1-0)log2 3 + 4(0-0.1)log2 4 + 5(0.1-0)log2 5
+#       = 0 + 0.2 + 0.3 x 1.5849625 - 0.4 x 2 + 0.5 x 2.3219281 = 0.2 + 0.4754888 - 0.8 + 1.1609640
+HAND_LOWER = 1.0364528
+
+
+def test_bounds_match_the_hand_computation():
+    assert shannon.frequencies(TRIES) == pytest.approx([0.6, 0.2, 0.1, 0.0, 0.1])
+    assert shannon.upper_bound(TRIES) == pytest.approx(HAND_UPPER, abs=1e-6)
+    assert shannon.lower_bound(TRIES) == pytest.approx(HAND_LOWER, abs=1e-6)
+    b = shannon.bounds(np.array(TRIES * 3))  # the same shares, three times over: the same bounds
+    assert (b.n, b.mean_tries) == (30, pytest.approx(1.8))
+    assert (b.lower, b.upper) == (pytest.approx(HAND_LOWER, abs=1e-6), pytest.approx(HAND_UPPER, abs=1e-6))
+
+
+def test_always_right_first_time_is_zero_bits_and_a_uniform_guesser_is_log2_n():
+    assert shannon.bounds([1] * 7).upper == 0.0 and shannon.bounds([1] * 7).lower == 0.0
+    # tries spread evenly over 1..4: q_i = 1/4; upper = log2 4 = 2; lower = 4 x 1/4 x log2 4 = 2 (only i = 4 counts)
+    b = shannon.bounds([1, 2, 3, 4] * 5)
+    assert b.upper == pytest.approx(2.0) and b.lower == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("bad", [[0, 1], [1, -2], [1.5], [float("nan")], ["a"], [[1, 2]]])
+def test_bad_tries_are_a_clear_error(bad):
+    with pytest.raises(ConfigError):
+        shannon.bounds(bad)
+
+
+def test_no_characters_gives_nan_not_an_error():
+    b = shannon.bounds([])
+    assert b.n == 0 and math.isnan(b.upper) and math.isnan(b.lower)
+    assert shannon.describe(b) == "no characters yet"
+
+
+def brute_rank(p_row, target, exclude=()):
+    """Guess characters from the likeliest down (ties: lower id first), skipping excluded ids; count the tries."""
+    order = sorted((i for i in range(len(p_row)) if i not in exclude), key=lambda i: (-p_row[i], i))
+    return order.index(target) + 1
+
+
+def test_model_ranks_and_cross_entropy_against_brute_force():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(12), size=40)  # (40, 12)
+    probs[3, [2, 5]] = probs[3, 2]  # a tie
+    targets = rng.integers(1, 12, size=40)
+    targets[3] = 5
+    ranks = shannon.model_ranks(probs, targets, exclude=[0])
+    assert ranks.tolist() == [brute_rank(p, t, exclude=(0,)) for p, t in zip(probs, targets)]
+    assert shannon.cross_entropy_bits(probs, targets) == pytest.approx(
+        sum(-math.log2(p[t]) for p, t in zip(probs, targets)) / 40, rel=1e-12)
+    t = shannon.tally(np.ones(40, dtype=int), probs, targets, exclude=[0])
+    assert t.model.upper == pytest.approx(shannon.upper_bound(ranks)) and t.reader.upper == 0.0
+    with pytest.raises(ConfigError):
+        shannon.tally([1, 2], probs, targets)  # two tries for forty characters
+    with pytest.raises(ConfigError):
+        shannon.model_ranks(probs[:1], [0], exclude=[0])  # the unknown symbol is never a target
+
+
+def test_passage_html_escapes_and_shades():
+    out = shannon.passage_html("<b>x</b>\n", "a<", [3, 1], [1, 2])
+    assert "<b>x</b>" not in out and "&lt;b&gt;" in out and "&lt;" in out
+    assert "you 3 tries, the model 1" in out and "you 1 try, the model 2" in out
+    assert shannon.advantage([3, 1], [1, 2]) == pytest.approx([math.log2(3), -1.0])
+    assert "rgb(214, 96, 77)" in out  # the model's best lead is full red
+    with pytest.raises(ConfigError):
+        shannon.passage_html("", "ab", [1], [1])
+
+
+def test_board_is_bounded_cleaned_and_sorted():
+    board = shannon.Board(size=3)
+    for i, name in enumerate(["ann", "bob", "cy", "dee"]):
+        board.post(name, [1 + i, 1], "m")
+    assert [r["nickname"] for r in board.rows()] == ["bob", "cy", "dee"]  # the oldest went; best (lowest upper) first
+    board.post("  <script>\u202e\x00evil   name that is far too long ", [1], "m")
+    names = [r["nickname"] for r in board.rows()]
+    assert "<script>evil name th" in names and all(len(n) <= shannon.NICKNAME_CHARS for n in names)
+    assert len(board.rows()) == 3
+    with pytest.raises(ConfigError):
+        board.post("\u200b ", [1], "m")
+    with pytest.raises(ConfigError):
+        board.post("x", [], "m")
+    threads = [threading.Thread(target=board.post, args=(f"t{i}", [1, 2], "m")) for i in range(20)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(board.rows()) == 3
