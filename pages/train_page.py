@@ -158,6 +158,8 @@ def finished():
                                            "right; it then stays in the picker.")
             if rec.get("saved_to"):
                 st.success(f"Saved to {rec['saved_to']}; it is listed in the model picker.", icon=":material/check:")
+            if rec.get("save_note"):
+                st.info(rec["save_note"], icon=":material/info:")
             if rec.get("save_error"):
                 st.error(f"Not saved: {rec['save_error']}", icon=":material/error:")
                 for name in rec.get("save_candidates", [])[:8]:  # oldest first
@@ -168,6 +170,7 @@ def finished():
 def save_model(rec: dict, mid: str):
     """A callback, so the model picker (drawn before the page) already lists the saved copy."""
     rec.pop("save_error", None)
+    rec.pop("save_note", None)
     rec["save_candidates"] = []
     folder = ui.models_dir()
     try:
@@ -188,7 +191,8 @@ def delete_saved(rec: dict, name: str):
     try:
         quotas.delete_saved(ui.models_dir(), name)
         rec["save_candidates"] = [n for n in rec.get("save_candidates", []) if n != name]
-        rec["save_error"] = f"deleted {name}; press Save again"
+        rec["save_error"] = None
+        rec["save_note"] = f"Deleted {name}: press Save again."
         st.session_state["_toast"] = f"Deleted the saved model {name}."
     except (OSError, RnnvizError) as e:
         rec["save_error"] = str(e)

@@ -77,6 +77,7 @@ def safe_name(name: str) -> str:
     never starting with a dot (no hidden folders, no '..'); ConfigError if nothing usable is left."""
     text = unicodedata.normalize("NFKD", str(name or "")).encode("ascii", "ignore").decode()
     text = re.sub(r"[^A-Za-z0-9_.-]+", "_", text.strip())
+    text = re.sub(r"\.{2,}", "_", text)  # no '..' anywhere, even where it is harmless
     text = re.sub(r"_+", "_", text).lstrip("._-")[:MAX_NAME].rstrip("._-")
     if not text:
         raise ConfigError(f"{str(name)[:80]!r} leaves no usable name: use letters, digits, '-', '_' or '.'")
