@@ -137,6 +137,13 @@ RECIPES: dict[str, Recipe] = {
         model=dict(cell="lstm", hidden_size=256, num_layers=2, embed_size=64, dropout=0.1),
         train=TrainConfig(seq_len=128, batch_size=32, lr=3e-3, min_lr=1e-4, warmup_steps=50, weight_decay=0.05,
                           max_steps=1500, eval_every=250, eval_chars=50_000, seed=1337)),
+    # A small Shakespeare LSTM with a training history: its snapshots go from noise to words (History page).
+    "shakespeare-small": Recipe(
+        corpus=str(TINY_SHAKESPEARE), outside=TINY,
+        model=dict(cell="lstm", hidden_size=128, num_layers=2, embed_size=32, dropout=0.1),
+        train=TrainConfig(seq_len=128, batch_size=32, lr=3e-3, min_lr=1e-4, warmup_steps=50, weight_decay=0.05,
+                          max_steps=3000, eval_every=250, eval_chars=50_000, seed=1337, history=10),
+        notes="2x128 LSTM with 10 snapshots in history/"),
     "quotes-lstm": Recipe(
         corpus="quotes",
         model=dict(cell="lstm", hidden_size=64, num_layers=1, embed_size=16),

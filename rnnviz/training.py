@@ -116,7 +116,7 @@ def history_steps(config: TrainConfig) -> list[int]:
     max_steps, rounded to whole steps, the last step included). A time-only budget: see Trainer.run."""
     h = config.history
     if not isinstance(h, int):
-        return list(h)
+        return sorted(set(h))
     if not h or config.max_steps is None:
         return []
     return sorted({max(1, round(x)) for x in history_points(h, config.max_steps, first=min(10, config.max_steps))})
