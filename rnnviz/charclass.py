@@ -7,7 +7,8 @@ Every character of a text gets one class. When several apply, the first in this 
   2. closing quote d1–5 / ... : the quote that closes a string opened d characters before it;
   3. after newline: the character right after a `\\n`;
   4. in string: a character strictly inside a string;
-  5. word start: a letter, digit or `_` after a character that is none of these;
+  5. word start: a letter, digit or `_` after a character that is none of these (an apostrophe
+     after a letter or digit does not end a word: "I'll" is one word);
   6. other.
 
 Strings: a `"` or `'` opens a string that the next unescaped quote of the same kind closes on the same
@@ -117,7 +118,8 @@ def classify(text: str) -> CharClasses:
     labels = np.full(T, CLASSES.index("other"))
     arr = np.array(list(text), dtype="<U1")
     word = np.vectorize(_is_word, otypes=[bool])(arr)
-    prev_word = np.concatenate([[False], word[:-1]])
+    apos = np.concatenate([[False], (arr[1:] == "'") & np.vectorize(str.isalnum, otypes=[bool])(arr[:-1])])
+    prev_word = np.concatenate([[False], (word | apos)[:-1]])
     labels[word & ~prev_word] = CLASSES.index("word start")
     labels[inside] = CLASSES.index("in string")
     after_nl = np.concatenate([[False], arr[:-1] == "\n"])
