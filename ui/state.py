@@ -67,7 +67,8 @@ PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind"
 # One group per page family, so each can grow on its own.
 PERSIST_WHY = ()  # Why this character?: saliency and counterfactual edits
 PERSIST_COMPARE = ()  # Compare: the n-gram baseline and a second model
-PERSIST_HISTORY = ()  # Training history
+PERSIST_HISTORY = ("hist_model", "hist_step", "hist_temp", "hist_seed", "hist_hypothesis", "hist_threshold",
+                   "hist_layer", "hist_kind", "hist_unit")  # Training history
 PERSIST_TEACHING = ("guess_start", "guess_nick")  # the tour and the guessing game
 PERSIST = PERSIST + PERSIST_WHY + PERSIST_COMPARE + PERSIST_HISTORY + PERSIST_TEACHING
 
