@@ -13,7 +13,8 @@ Every character of a text gets one class. When several apply, the first in this 
 
 Strings: a `"` or `'` opens a string that the next unescaped quote of the same kind closes on the same
 line; a backslash inside a string escapes the next character; a `'` right after a letter or digit
-is an apostrophe ("I'll"), never an opener; a quote still open at the end of its line opened no
+is an apostrophe ("I'll"), never an opener, and one right before a letter or digit never a closer
+("'Tis true, 'tis" holds no string); a quote still open at the end of its line opened no
 string ("'tis" in a play), so neither it nor what follows counts as a string. Brackets match with a
 stack across lines; a closer that does not match the innermost opener is "other" and leaves the
 stack as it was.
@@ -85,7 +86,7 @@ def _strings(text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
             escaped = False
         elif c == "\\":
             escaped = True
-        elif c == line_open[0]:
+        elif c == line_open[0] and not (c == "'" and i + 1 < T and text[i + 1].isalnum()):
             start = line_open[1]
             spans.append((start, i))
             inside[start + 1:i] = True

@@ -153,3 +153,26 @@ def summary(cmp: Comparison, top: int = 3, min_count: int = 20) -> str:
         lines.append(f"{cmp.b.name} does best against it on {r['class']} ({r['diff']:.2f} nats/char lower "
                      f"for {cmp.b.name}, {r['count']:,} chars).")
     return " ".join(lines)
+
+
+def closing_words(cmp: Comparison, min_count: int = 20) -> str | None:
+    """Plain words for the accuracy curves: the distance bucket (of at least `min_count` closers) where
+    A's accuracy most exceeds B's, for brackets and for quotes; None when no bucket has enough closers."""
+    acc = cmp.accuracy()
+    a, b = (acc[acc["model"] == sc.name].set_index(["kind", "bucket"]) for sc in (cmp.a, cmp.b))
+    if cmp.a.name == cmp.b.name:  # the same name twice: tell them apart by position
+        a, b = (acc.iloc[i * len(acc) // 2:(i + 1) * len(acc) // 2].set_index(["kind", "bucket"]) for i in (0, 1))
+    out = []
+    for kind in ("bracket", "quote"):
+        rows = [(k, a.loc[(kind, k)], b.loc[(kind, k)]) for k in charclass.BUCKET_LABELS
+                if a.loc[(kind, k), "count"] >= min_count]
+        if not rows:
+            continue
+        k, ra, rb = max(rows, key=lambda r: r[1]["accuracy"] - r[2]["accuracy"])
+        dist = k.removeprefix("d").replace("–", " to ").replace("+", " or more")
+        out.append(f"on the {int(ra['count']):,} closing {kind}s {dist} characters from their opener, "
+                   f"{cmp.a.name} guesses {ra['accuracy']:.0%} right and {cmp.b.name} {rb['accuracy']:.0%}")
+    if not out:
+        return None
+    s = "; ".join(out)
+    return s[0].upper() + s[1:] + "."

@@ -92,6 +92,15 @@ def test_classes_known_by_construction():
     b.word("tis")
     b.plain(" ")
     b.word("so")
+    b.plain(", ")
+    b.word("tis")
+    b.plain(" '")  # opens a string ...
+    b.word("tis")  # ... but a quote before a letter does not close it, and the line ends
+    b.nl()
+    b.put("'", "after newline")
+    b.word("Tis")
+    b.plain(" ")
+    b.word("true")
     b.plain(" ")
     o = b.put("(", "other")
     b.plain("]")  # a closer that does not match the innermost opener: other, and the ( stays open
