@@ -72,9 +72,9 @@ def _emergence(key: str, text: str, hypothesis: str, threshold: float, _hist) ->
 
 
 @st.cache_data(max_entries=16, show_spinner="Sampling every snapshot ...")
-def _evolution(key: str, prime: str, length: int, temperature: float, seed: int, _hist) -> pd.DataFrame:
+def _evolution(key: str, prime: str, length: int, temperature: float, seed: int, text: str, _hist) -> pd.DataFrame:
     models = {s: _model(_hist, s) for s in _hist.steps}
-    return history.evolution(_hist, models, prime, length, temperature, seed)
+    return history.evolution(_hist, models, prime, length, temperature, seed, loss_text=text)
 
 
 def _checkpoints_with_history() -> dict[str, Path]:
@@ -231,8 +231,11 @@ def main():
 
     st.subheader("Evolution of samples")
     st.caption(f"One row per snapshot: the same prime (a newline), temperature {temperature:g} and seed {seed}.")
-    table = _evolution(_key(hist, "all"), "\n", 200, temperature, seed, _hist=hist)
-    st.dataframe(table.rename(columns={"train_loss": "train loss", "val_loss": "val loss"}), hide_index=True,
+    table = _evolution(_key(hist, "all"), "\n", 200, temperature, seed, text, _hist=hist)
+    st.caption(f"Losses in nats/char: the run's train loss at that step, its validation loss where it evaluated "
+               f"that step, and the snapshot's loss on the {len(text):,} characters of {where} (computed here).")
+    st.dataframe(table.rename(columns={"train_loss": "train loss", "val_loss": "val loss",
+                                       "text_loss": "loss on the text"}), hide_index=True,
                  column_config={"sample": st.column_config.TextColumn("sample", width="large")})
 
 

@@ -145,9 +145,12 @@ def sample_text(model: CharRNN, prime: str = "\n", length: int = 200, temperatur
 
 
 def evolution(history: History, models: dict[int, CharRNN] | None = None, prime: str = "\n",
-              length: int = 200, temperature: float = 0.8, seed: int = 1) -> pd.DataFrame:
-    """The evolution of samples: one row per snapshot (step, train loss, val loss, sample), as in
-    Karpathy's post. `models` may hold already loaded snapshots by step."""
+              length: int = 200, temperature: float = 0.8, seed: int = 1, loss_text: str | None = None) -> pd.DataFrame:
+    """The evolution of samples: one row per snapshot (step, train loss, val loss where the run
+    evaluated that step, sample), as in Karpathy's post; with `loss_text`, also each snapshot's loss
+    on it (nats/char, computed here). `models` may hold already loaded snapshots by step."""
+    from .training import evaluate
+
     curve = history.curve().set_index("step") if len(history.curve()) else None
     rows = []
     for step in history.steps:
@@ -157,8 +160,10 @@ def evolution(history: History, models: dict[int, CharRNN] | None = None, prime:
         rows.append({"step": step,
                      "train_loss": cfg.get("train_loss", rec.get("train_loss", np.nan)),
                      "val_loss": cfg.get("val_loss", rec.get("val_loss", np.nan)),
+                     **({"text_loss": evaluate(model, loss_text)} if loss_text else {}),
                      "sample": sample_text(model, prime, length, temperature, seed)})
-    return pd.DataFrame(rows, columns=["step", "train_loss", "val_loss", "sample"])
+    cols = ["step", "train_loss", "val_loss", *(["text_loss"] if loss_text else []), "sample"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def saturation(model: CharRNN, text: str) -> pd.DataFrame:

@@ -411,10 +411,9 @@ class Trainer:
 
     @torch.no_grad()
     def _take_snapshot(self, point: dict) -> None:
-        """Keep a float16 copy of the weights at this step, with the step's losses (val measured now if
-        the run has a val text and this step had no evaluation), for Trainer.save to write."""
-        if self.val_text and "val_loss" not in point and point.get("step") == self.step:
-            self._eval(point)
+        """Keep a float16 copy of the weights at this step, with the step's losses (its val loss only if
+        the run evaluated this step: an extra evaluation per snapshot would cost more than the 3% a
+        history may take of a short run), for Trainer.save to write."""
         tensors = {k: v.detach().to("cpu", torch.float16, copy=True) for k, v in self.model.state_dict().items()}
         meta = {"step": self.step, **{k: point[k] for k in ("train_loss", "val_loss", "time", "lr") if k in point}}
         self.history = [h for h in self.history if h["step"] < self.step] + [
