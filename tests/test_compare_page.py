@@ -1,0 +1,103 @@
+"""The Compare page (AppTest): the n-gram baseline and a second model, the numbers shown against independent paths."""
+import numpy as np
+import pytest
+
+from rnnviz import checkpoint, corpora, ngram
+from rnnviz.model import build
+from rnnviz.training import evaluate
+from rnnviz.vocab import Vocab
+from test_app import clean_caches, folders, one_thread  # noqa: F401 (fixtures)
+from test_app import app, html, ok, spec, text_of, title
+
+QUOTES = {"name": "quotes-seed0", "chars": 20_000}  # regenerated on the fly: a small, fast corpus
+
+
+def save(folder, name, vocab, cell="lstm", corpus=QUOTES, seed=0):
+    model = build(vocab, cell=cell, hidden_size=16, num_layers=1, embed_size=8, seed=seed)
+    meta = {"corpus": dict(corpus, split=corpora.split_record(corpora.quotes_task(20_000, 0), 0.1))} if corpus \
+        else {}
+    return checkpoint.save(model, folder / name, meta=meta)
+
+
+@pytest.fixture
+def models(folders, tmp_path, monkeypatch):  # noqa: F811 (the fixture)
+    pre, _ = folders
+    monkeypatch.setenv("RNNVIZ_ATLAS_DIR", str(tmp_path / "cache"))  # the n-gram cache lives under it
+    qv = Vocab.from_text(corpora.quotes_task(20_000, 0).text)
+    save(pre, "a-lstm", qv)
+    save(pre, "b-gru", qv, "gru", seed=1)
+    save(pre, "c-rnn", Vocab.from_text("abcdefghijklmnopqrstuvwxyz \n()'\""), "rnn")  # fewer characters
+    save(pre, "d-orphan", qv, corpus={"name": "memory-mix-2-4-seed0"})  # a corpus that cannot be rebuilt
+    return pre
+
+
+def metrics(at) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+def texts(at) -> str:
+    return text_of(at.markdown) + "\n" + text_of(at.caption) + "\n" + text_of(at.info) + "\n" + text_of(at.warning)
+
+
+def test_default_view_against_the_ngram(models):
+    at = app("compare")
+    ok(at)
+    m = metrics(at)
+    model, config = checkpoint.load(models / "a-lstm")
+    held, _ = corpora.held_out_text(config)
+    text = held[:30_000]
+    assert len(held) < 30_000 and text == held  # the quotes corpus's held-out part is 2,000 characters
+    # A's mean surprisal, by the training code's own evaluation; B's, an 8-gram fitted on the training split
+    assert m["A: a-lstm"] == f"{evaluate(model, text):.3f} nats/char"
+    train, _ = corpora.split(corpora.quotes_task(20_000, 0), 0.1)
+    assert m["B: 8-gram"] == f"{ngram.fit(train, 8, model.vocab).loss(text):.3f} nats/char"
+    assert m["characters compared"] == f"{len(text) - 1:,}"
+    words = texts(at)
+    assert "**In short.** Over" in words and "Closing delimiters." in words
+    page = html(at)
+    assert page.count("<span") >= min(len(text), 2_000) and "A−B nats" in page
+    titles = [title(spec(at, i)) for i in range(3)]
+    assert titles[0].startswith("Where each model is surprised") and "accuracy against distance" in titles[1]
+    bars = spec(at, 0)["data"]
+    assert [b["name"] for b in bars] == ["a-lstm", "8-gram"]
+    df = at.dataframe[0].value
+    assert df["count"].sum() == len(text) - 1
+
+
+def test_order_and_persistence(models):
+    at = app("compare")
+    at.slider(key="cmp_order").set_value(3).run()
+    ok(at)
+    assert "B: 3-gram" in metrics(at)
+    at.switch_page("pages/home_page.py").run()
+    at.switch_page("pages/compare_page.py").run()
+    ok(at)
+    assert at.slider(key="cmp_order").value == 3 and "B: 3-gram" in metrics(at)
+
+
+def test_another_model_and_a_vocabulary_mismatch(models):
+    at = app("compare")
+    at.radio(key="cmp_against").set_value("another model").run()
+    ok(at)
+    assert at.selectbox(key="cmp_other").value == f"shipped:{models / 'b-gru'}"
+    assert "B: b-gru" in metrics(at)
+    at.selectbox(key="cmp_other").set_value(f"shipped:{models / 'c-rnn'}").run()
+    ok(at)
+    info = text_of(at.info)
+    assert "left out" in info and "not in both vocabularies" in info and "only a-lstm knows" in info
+    model, config = checkpoint.load(models / "a-lstm")
+    held, _ = corpora.held_out_text(config)
+    shared = set("abcdefghijklmnopqrstuvwxyz \n()'\"")
+    assert metrics(at)["characters compared"] == f"{sum(c in shared for c in held[1:]):,}"
+
+
+def test_text_under_study_and_a_corpus_that_is_not_here(models):
+    at = app("compare")
+    at.radio(key="cmp_text").set_value("the text under study").run()
+    ok(at)
+    ctx = at.session_state["_ctx"]
+    assert metrics(at)["characters compared"] == f"{len(ctx.text) - 1:,}"
+    at.selectbox(key="model_choice").set_value(f"shipped:{models / 'd-orphan'}").run()
+    assert not at.exception and not at.error
+    assert "not on this machine" in text_of(at.warning) and "another model" in text_of(at.warning)
+    np.testing.assert_equal(len(at.metric), 0)
