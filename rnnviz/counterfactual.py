@@ -10,7 +10,7 @@ changes by exactly nothing; a no-op edit changes nothing anywhere.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -87,6 +87,12 @@ class Counterfactual:
     @property
     def d_p(self) -> np.ndarray:
         return self.p_edited - self.p
+
+    def select(self, keep: np.ndarray) -> "Counterfactual":
+        """The same comparison on a subset of the aligned rows (a boolean mask or indices), for a chart."""
+        return replace(self, positions=self.positions[keep], surprisal=self.surprisal[keep],
+                       surprisal_edited=self.surprisal_edited[keep], p=self.p[keep], p_edited=self.p_edited[keep],
+                       dh=self.dh[:, keep])
 
     @property
     def distance(self) -> np.ndarray:
@@ -178,23 +184,26 @@ def counterfactual(model: CharRNN, text: str, edit: Edit | str) -> Counterfactua
                           surprisal_edited=-lb, p=np.exp(la), p_edited=np.exp(lb), dh=dh)
 
 
-def find_opener(text: str, pairs: str = "\"\"''()[]{}", min_gap: int = 10) -> int | None:
-    """The position of an opening quote or bracket whose closer comes at least `min_gap` characters later
-    (the longest such span in the text), or None: a default edit that tells the story."""
-    best, best_gap = None, min_gap - 1
-    for o, c in zip(pairs[::2], pairs[1::2]):
-        start = 0
-        while True:
-            i = text.find(o, start)
-            if i < 0:
-                break
-            if o == "'" and i > 0 and text[i - 1].isalpha():  # an apostrophe (it's), not an opening quote
-                start = i + 1
-                continue
-            j = text.find(c, i + 1)
-            if j < 0:
-                break
-            if (o == c or text.find(o, i + 1, j) < 0) and j - i > best_gap:  # no nested opener of the same kind
-                best, best_gap = i, j - i
-            start = j + 1 if o == c else i + 1
-    return best
+def open_at(text: str, t: int, min_gap: int = 10) -> int | None:
+    """The innermost opening quote or bracket still open after reading text[t], opened at least `min_gap`
+    characters before t, or None: deleting it is an edit that tells the story of a long-range dependency.
+    Double quotes pair up in turn; a single quote after a letter is an apostrophe (it's), not a quote."""
+    stack: list[tuple[str, int]] = []
+    closers = {")": "(", "]": "[", "}": "{"}
+    for i, ch in enumerate(text[: t + 1]):
+        if ch in "([{":
+            stack.append((ch, i))
+        elif ch in closers:
+            if stack and stack[-1][0] == closers[ch]:
+                stack.pop()
+        elif ch == '"' or (ch == "'" and not (i > 0 and text[i - 1].isalpha())):
+            if stack and stack[-1][0] == ch:
+                stack.pop()
+            else:
+                stack.append((ch, i))
+        elif ch == "'" and stack and stack[-1][0] == "'":  # a closing single quote after a word
+            stack.pop()
+    for _, i in reversed(stack):
+        if t - i >= min_gap:
+            return i
+    return None

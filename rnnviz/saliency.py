@@ -11,7 +11,6 @@ of gradients.py, which the kernel hides).
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -242,30 +241,65 @@ def long_range_target(model: CharRNN, text: str, min_distance: int = 20, window:
     return int(agg.targets[k]), float(share[k])
 
 
-def predicted_change(model: CharRNN, text: str, position: int, new_char: str | None) -> np.ndarray:
+def _stepwise(model: CharRNN, x: torch.Tensor, states=None) -> torch.Tensor:
+    """x (n, E) -> top-layer h (n, H), one explicit step at a time from PyTorch's cell equations.
+
+    For forward-mode derivatives: the fused kernels have none (oneDNN's LSTM) or a slow one (5-30x
+    this loop); the loop is the same function, and the tests hold it to finite differences.
+    """
+    cell, H = model.cell, model.config.hidden_size
+    for l in range(model.config.num_layers):
+        w_ih, w_hh, b_ih, b_hh = _frozen_params(model, l)
+        gi_all = torch.addmm(b_ih, x, w_ih.t())  # (n, G*H) the input part, for every step at once
+        w_t = w_hh.t().contiguous()
+        if states is None:
+            h = torch.zeros(H, dtype=x.dtype, device=x.device)
+            c = torch.zeros_like(h)
+        else:
+            h, c = (states[l][0][0, 0], states[l][1][0, 0]) if cell == "lstm" else (states[l][0, 0], None)
+        hs = []
+        for gi in gi_all.unbind(0):
+            gh = h @ w_t + b_hh  # (G*H,) the recurrent part
+            if cell == "lstm":
+                i, f, g, o = (gi + gh).chunk(4)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            elif cell == "gru":
+                r, z = torch.sigmoid(gi[:2 * H] + gh[:2 * H]).chunk(2)
+                n = torch.tanh(gi[2 * H:] + r * gh[2 * H:])
+                h = (1 - z) * n + z * h
+            else:
+                h = torch.tanh(gi + gh)
+            hs.append(h)
+        x = torch.stack(hs)
+    return x
+
+
+def predicted_change(model: CharRNN, text: str, position: int, new_char: str | None,
+                     length: int | None = None) -> np.ndarray:
     """First-order (gradient) prediction of the change in log p(text[k] | text[:k]) for every k > position
     when the input at `position` changes from e(text[position]) to e(new_char) (None: to zero, as if
-    the character were blanked out). One forward-mode pass: (len(text),), NaN up to `position`.
+    the character were blanked out). One forward-mode pass from `position` (the state before it carried
+    from a plain forward), over `length` characters after it (None: to the end): (len(text),), NaN elsewhere.
     """
     vocab = model.vocab
     if not 0 <= position < len(text):
         raise TargetError(f"position must be from 0 to {len(text) - 1}, not {position}")
-    ids = torch.from_numpy(vocab.encode(text)).to(model.device)
+    end = len(text) if length is None else min(len(text), position + 1 + max(0, int(length)))
+    ids = torch.from_numpy(vocab.encode(text[:end])).to(model.device)
     w = model.embed.weight.detach()
-    x = w[ids][None]  # (1, T, E)
+    x = w[ids[position:]][None]  # (1, n, E) from the edited position on
     tangent = torch.zeros_like(x)
     old = w[ids[position]]
-    tangent[0, position] = (w[int(vocab.encode(new_char)[0])] - old) if new_char is not None else -old
-    # oneDNN's LSTM kernel has no forward-mode derivative; the native one computes the same function
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the flags context warns about TF32 on Intel GPUs, irrelevant here
-        with torch.backends.mkldnn.flags(enabled=False), fwAD.dual_level():
-            h = _layers_forward(model, fwAD.make_dual(x, tangent))
-            logp = torch.log_softmax(_frozen_head(model, h[0]), -1)  # (T, V)
-            dlogp = fwAD.unpack_dual(logp).tangent  # (T, V)
+    tangent[0, 0] = (w[int(vocab.encode(new_char)[0])] - old) if new_char is not None else -old
+    states = _window_states(model, ids, np.array([position])) if position else None
+    with torch.no_grad(), fwAD.dual_level():
+        h = _stepwise(model, fwAD.make_dual(x[0], tangent[0]), states)
+        logp = torch.log_softmax(_frozen_head(model, h), -1)  # (n, V)
+        dlogp = fwAD.unpack_dual(logp).tangent  # (n, V)
     out = np.full(len(text), np.nan)
-    k = torch.arange(position + 1, len(text), device=ids.device)
-    out[position + 1:] = dlogp[k - 1, ids[k]].double().cpu().numpy()
+    k = torch.arange(position + 1, end, device=ids.device)
+    out[position + 1:end] = dlogp[k - 1 - position, ids[k]].double().cpu().numpy()
     return out
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rnnviz.counterfactual import Edit, EditError, counterfactual, find_opener
+from rnnviz.counterfactual import Edit, EditError, counterfactual, open_at
 from rnnviz.model import build
 from tests import reference as ref
 
@@ -85,8 +85,12 @@ def test_bad_edits_are_clear_errors(text, edit, match):
         counterfactual(_model("gru"), text, edit)
 
 
-def test_find_opener_picks_the_longest_quote_or_bracket():
-    assert find_opener(TEXT) == 8  # '"' ... '"' spans 17 characters, the longest
-    assert find_opener("it's a 'long quote here now' x") == 7  # the apostrophe in it's is not an opener
-    assert find_opener("no pairs here") is None
-    assert find_opener("(a)", min_gap=10) is None
+def test_open_at_finds_the_innermost_open_quote_or_bracket():
+    text = 'say "one (two three four) and five six seven'
+    assert open_at(text, len(text) - 1) == 4  # the bracket closed; the quote is still open
+    assert open_at(text, 20) == 9  # inside the bracket, 11 after it
+    assert open_at(text, 12) is None  # the bracket is open, but only 3 characters back
+    assert open_at(text, 12, min_gap=3) == 9
+    assert open_at("it's a 'long quote here now", 26) == 7  # the apostrophe in it's is not an opener
+    assert open_at('a "b" c "d" e f g h i j k', 24) is None  # both quotes closed
+    assert open_at("(a [b) c d e f g h i j k l", 25) == 3  # a stray closer of another kind closes nothing

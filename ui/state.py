@@ -65,8 +65,8 @@ PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind"
            "atlas_min_score", "match_layer", "match_kind", "match_threshold", "match_before", "match_after",
            "match_span", "rank_over", "act_over_atlas", "atlas_window")
 # One group per page family, so each can grow on its own.
-PERSIST_WHY = ()  # Why this character?: saliency and counterfactual edits
-PERSIST_COMPARE = ()  # Compare: the n-gram baseline and a second model
+PERSIST_WHY = ("why_target", "why_which", "why_measure", "why_op", "why_pos", "why_char")  # Why this character?
+PERSIST_COMPARE = ("cmp_against", "cmp_order", "cmp_other", "cmp_text", "cmp_chars", "cmp_start")  # Compare
 PERSIST_HISTORY = ("hist_model", "hist_step", "hist_temp", "hist_seed", "hist_hypothesis", "hist_threshold",
                    "hist_layer", "hist_kind", "hist_unit")  # Training history
 PERSIST_TEACHING = ("guess_start", "guess_nick")  # the tour and the guessing game
