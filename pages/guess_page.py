@@ -19,12 +19,6 @@ def class_board() -> shannon.Board:
     return shannon.Board()
 
 
-def first_start(text: str) -> int:
-    """The first line start after 200 characters (some context to read), else 1."""
-    at = text.find("\n", min(200, max(0, len(text) - 2)))
-    return at + 1 if 0 <= at < len(text) - 1 else 1
-
-
 def game(ctx) -> dict:
     """This session's game on this model and text; a new model or text starts a new tally."""
     ss = st.session_state
@@ -75,8 +69,8 @@ def reset_tally() -> None:
 def passage(ctx, tr, g: dict) -> None:
     text, vocab = ctx.text, ctx.model.vocab.index
     T = len(text)
-    ui.default("guess_start", first_start(text))
-    ui.keep_in_range("guess_start", 1, max(1, T - 1), first_start(text))
+    ui.default("guess_start", shannon.passage_start(text))
+    ui.keep_in_range("guess_start", 1, max(1, T - 1), shannon.passage_start(text))
     c1, c2, c3 = st.columns([2, 1, 1])
     c1.number_input(f"Passage starts at character (1 to {T - 1:,} of the text under study)", 1, max(1, T - 1),
                     step=1, key="guess_start")

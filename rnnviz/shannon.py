@@ -136,6 +136,16 @@ def tally(tries, probs: np.ndarray, targets, exclude=None) -> Tally:
     return Tally(bounds(t), bounds(ranks), cross_entropy_bits(probs, targets), ranks)
 
 
+def passage_start(text: str, after: int = 200) -> int:
+    """Where a game opens: the first line start past `after` characters (context to read), else the
+    first line start, else 1 (the first character has nothing before it to predict from)."""
+    for frm in (after, 0):
+        at = text.find("\n", frm, max(0, len(text) - 1))  # a newline with a character after it
+        if at >= 0:
+            return at + 1
+    return 1
+
+
 # --- the passage, coloured by who guessed better ----------------------------------------------
 
 def advantage(tries, ranks) -> np.ndarray:

@@ -54,7 +54,9 @@ STOPS: tuple[Stop, ...] = (
          "its cells, **layer {layer} {kind}{unit}**, is **red across ordinary code and drops to about zero (white) "
          "inside strings**, until the string closes. Look at the coloured code: the strings stand out. On this text it is the best of all the "
          "model's units at telling string from code: it scores **at least {min_score:.2f}** (1 would be perfect, "
-         "0.5 a coin toss). The table on the right ranks every unit of the layer by that score.",
+         "0.5 a coin toss), counting one-line strings and code as Neuron search does. The table on the right sorts "
+         "this layer's cells by how well they follow strings, and c{unit} comes first there too (the table also "
+         "counts docstrings and comments, so its number is lower).",
          {"layer": QUOTE_UNIT[0], "kind": QUOTE_UNIT[1], "unit": QUOTE_UNIT[2], "hypothesis":
           "inside a string (tokenize)", "direction": "low", "min_score": 0.9}),
     Stop("line", "A unit that counts along the line", "shakespeare-lstm", "pages/activations_page.py",
@@ -62,7 +64,8 @@ STOPS: tuple[Stop, ...] = (
          "Verse has lines of about the same length, so knowing how far along the line you are helps to guess "
          "when the line will end. Cell **layer {layer} {kind}{unit}** of the Shakespeare LSTM grows from blue to "
          "red as the line goes on and snaps back after each newline. Its correlation with the position in the "
-         "line is **at least {min_score:.2f}** on this text, the best of all the model's units.",
+         "line is **at least {min_score:.2f}** on this text, the best of all the model's units; the table on the "
+         "right sorts this layer's cells by that correlation, and c{unit} comes first.",
          {"layer": LINE_UNIT[0], "kind": LINE_UNIT[1], "unit": LINE_UNIT[2], "hypothesis": "position in line",
           "direction": "high", "min_score": 0.8}),
     Stop("temperature", "Temperature: bold or careful", "shakespeare-lstm", "pages/sample_page.py",
@@ -76,12 +79,14 @@ STOPS: tuple[Stop, ...] = (
     Stop("gates", "Gates that act like switches", "shakespeare-lstm", "pages/gates_page.py",
          {**_TEXT, "layer": LINE_UNIT[0], "unit": LINE_UNIT[2], "gate_window": 0},
          "An LSTM's forget gate decides, at each character, how much of its memory to keep: 1 keeps all, 0 "
-         "wipes it. Scroll to **Saturation**: each dot is one unit. Many forget gates live at the edges. "
-         "In layer {layer}, **at least {open_units}** of the {hidden} forget gates are almost fully open "
-         "(above 0.9) on more than half of the characters, and **at least {shut_units}** almost shut "
-         "(below 0.1): switches, not dimmers, as Karpathy, Johnson and Fei-Fei found in 2015. The ribbons "
-         "show the gates of the line-position unit, L{layer} c{unit}.",
-         {"layer": LINE_UNIT[0], "unit": LINE_UNIT[2], "hidden": 512, "open_units": 60, "shut_units": 40}),
+         "wipes it. The ribbons show the gates of the line-position cell, L{layer} c{unit}: its forget gate "
+         "is near 1 along the line (above {keep_min} on average) and drops below {reset_max} at every newline. "
+         "That is how the line counter resets. Scroll to **Saturation**: each dot is one unit. Most forget gates "
+         "sit in between, but in layer {layer} **at least {open_units}** of the {hidden} are almost fully open "
+         "(above 0.9) on more than half of the characters, and **at least {shut_units}** almost shut (below "
+         "0.1): those act like switches, as Karpathy, Johnson and Fei-Fei found in 2015.",
+         {"layer": LINE_UNIT[0], "unit": LINE_UNIT[2], "hidden": 512, "open_units": 60, "shut_units": 40,
+          "keep_min": 0.9, "reset_max": 0.2}),
     Stop("vanishing", "The vanishing gradient: RNN against LSTM", "shakespeare-lstm", "pages/gradients_page.py",
          {**_TEXT, "grad_len": 100, "radius": lesson.RADIUS, "forget_bias": lesson.OPEN_BIAS,
           "update_bias": lesson.UPDATE_BIAS},
@@ -142,9 +147,13 @@ def _check_unit(stop: Stop, model, config) -> Check:
     score, place = float(row.score.iloc[0]), int(row.index[0]) + 1
     ev = probes.evidence(labels, mask)
     direction = str(row.direction.iloc[0])
-    holds = score >= c["min_score"] and place == 1 and direction == c["direction"] and not ev["flagged"]
+    # the Activations table: this layer and kind by selectivity, over every character (it takes no mask)
+    stats = probes.unit_stats(tr, c["layer"], c["kind"], labels=labels)
+    table_first = int(stats.sort_values("selectivity", ascending=False).unit.iloc[0])
+    holds = (score >= c["min_score"] and place == 1 and direction == c["direction"] and not ev["flagged"]
+             and table_first == c["unit"])
     best = ranked.iloc[0]
-    return Check(stop.key, holds, {"score": score, "place": place, "direction": direction, "best": f"L{best.layer} {best.kind}{best.unit}",
+    return Check(stop.key, holds, {"score": score, "place": place, "direction": direction, "table_first": table_first, "best": f"L{best.layer} {best.kind}{best.unit}",
                                    "flagged": ev["flagged"]},
                  f"L{c['layer']} {c['kind']}{c['unit']} scores {score:.3f} on {c['hypothesis']} (place {place} of "
                  f"{len(ranked)}; claimed at least {c['min_score']})")
@@ -165,12 +174,19 @@ def _check_temperature(stop: Stop, model, config) -> Check:
 def _check_gates(stop: Stop, model, config) -> Check:
     from .trace import trace
     c = stop.claim
-    table = saturation_table(trace(model, stop_text(config)))
+    tr = trace(model, stop_text(config))
+    table = saturation_table(tr)
     f = table[(table.gate == "f") & (table.layer == c["layer"])]
     n_open, n_shut = int((f.right > 0.5).sum()), int((f.left > 0.5).sum())
-    holds = (len(f) == c["hidden"] and n_open >= c["open_units"] and n_shut >= c["shut_units"])
-    return Check(stop.key, holds, {"open": n_open, "shut": n_shut, "units": len(f)},
-                 f"layer {c['layer']}: {n_open} forget gates open, {n_shut} shut on most characters, of {len(f)}")
+    text = stop_text(config)
+    gate = tr.get(c["layer"], "f")[:, c["unit"]]  # (T,) the unit's forget gate
+    newline = np.array([ch == "\n" for ch in text])
+    keep, reset = float(gate[~newline].mean()), float(gate[newline].max())
+    holds = (len(f) == c["hidden"] and n_open >= c["open_units"] and n_shut >= c["shut_units"]
+             and keep > c["keep_min"] and reset < c["reset_max"])
+    return Check(stop.key, holds, {"open": n_open, "shut": n_shut, "units": len(f), "keep": keep, "reset": reset},
+                 f"layer {c['layer']}: {n_open} forget gates open, {n_shut} shut on most characters, of {len(f)}; "
+                 f"c{c['unit']}'s f: mean {keep:.3f} off newlines, at most {reset:.3f} on them")
 
 
 def _check_vanishing(stop: Stop, model, config) -> Check:

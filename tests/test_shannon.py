@@ -99,3 +99,9 @@ def test_board_is_bounded_cleaned_and_sorted():
     for th in threads:
         th.join()
     assert len(board.rows()) == 3
+
+
+def test_passage_start_is_a_line_start_with_context():
+    assert shannon.passage_start("x" * 300 + "\nyy") == 301
+    assert shannon.passage_start("x" * 100 + "\nyy") == 101  # short: the first line start
+    assert shannon.passage_start("ab\n") == 1 and shannon.passage_start("") == 1  # no character after a newline

@@ -1,0 +1,103 @@
+"""Teaching mode in a real Chromium over the shipped models: the tour from Home through every stop, and the
+guessing game played by keyboard. Screenshots: artifacts/screenshots/tour-<n>-<key>.png and guess-*.png.
+"""
+import re
+
+import pytest
+
+from rnnviz import checkpoint, shannon, tour
+from streamlit_server import CHROMIUM, ROOT, streamlit_server
+import ui
+from test_browser import SHOTS, _full_screenshot, _model_shown, _settle, browser_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+PRETRAINED = ROOT / "pretrained"
+URLS = {path: url for path, _, _, url in ui.PAGES}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    if not all((PRETRAINED / s.model).is_dir() for s in tour.STOPS):
+        pytest.skip("the shipped models are not in pretrained/")
+    env = {"RNNVIZ_PRETRAINED": str(PRETRAINED), "RNNVIZ_MODELS": str(tmp_path_factory.mktemp("models")),
+           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("atlas")), "OMP_NUM_THREADS": "1"}
+    log_path = tmp_path_factory.mktemp("log") / "server.log"
+    with streamlit_server(log_path, env) as (url, _):
+        with open(log_path) as log:
+            yield url, log
+
+
+def _no_errors(page, where: str) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: exception shown"
+    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    assert not errors, f"{where}: error shown: {errors}"
+
+
+def test_tour_through_every_stop(server):
+    url, log = server
+    with browser_page(log) as page:
+        page.goto(url, wait_until="domcontentloaded")
+        _settle(page, 0)
+        page.get_by_text("See the famous effects").wait_for()
+        _full_screenshot(page, "tour-0-home")
+        page.get_by_role("button", name=re.compile("Start the tour")).click()
+        for i, stop in enumerate(tour.STOPS):
+            page.get_by_text(f"stop {i + 1} of {len(tour.STOPS)}: {stop.title}").wait_for(timeout=120_000)
+            _settle(page, 0, timeout=180_000)
+            page.wait_for_timeout(1500)
+            _no_errors(page, stop.key)
+            assert page.url.rstrip("/").endswith("/" + URLS[stop.page]), (stop.key, page.url)
+            assert _model_shown(page).startswith(stop.model), (stop.key, _model_shown(page))
+            _full_screenshot(page, f"tour-{i + 1}-{stop.key}")
+            last = i + 1 == len(tour.STOPS)
+            page.get_by_role("button", name=re.compile("Finish the tour" if last else "Next stop")).click()
+        page.wait_for_timeout(3000)
+        assert page.get_by_role("button", name=re.compile("Next stop")).count() == 0
+
+
+def test_guessing_game_by_keyboard(server):
+    url, log = server
+    model, config = checkpoint.load(PRETRAINED / "shakespeare-lstm")  # the default model and its default text
+    text = tour.stop_text(config)
+    start = shannon.passage_start(text)
+    with browser_page(log) as page:
+        page.set_viewport_size({"width": 1400, "height": 2400})
+        page.goto(f"{url}/guess", wait_until="domcontentloaded")
+        _settle(page, 0)
+        box = page.get_by_label(re.compile("Your guess for the next character"))
+        played = 0
+        for k in range(12):
+            target = text[start + k]
+            if target == "\n":
+                page.get_by_role("button", name=re.compile("New line")).click()
+            else:
+                if k % 3 == 1:  # a wrong try first, now and then
+                    box.click()
+                    box.fill("")
+                    page.keyboard.type("q" if target != "q" else "z")
+                    page.keyboard.press("Enter")
+                    page.get_by_text("Not:").wait_for(timeout=30_000)
+                box.click()
+                page.keyboard.type(target)
+                page.keyboard.press("Enter")
+            played += 1
+            page.get_by_text(re.compile(r"You found")).wait_for(timeout=30_000)
+            page.wait_for_function(
+                f"document.querySelectorAll('.rnnviz-guess span[title]').length >= {played}", timeout=30_000)
+            page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=30_000)
+        _no_errors(page, "guess")
+        body = page.locator('[data-testid="stMain"]').inner_text()
+        assert "The model's answer" in body and "Shannon's bounds" in body
+        assert re.search(r"\d\.\d\d to \d\.\d\d", body)
+        _full_screenshot(page, "guess-played")
+        page.get_by_text("Class board (optional)").click()
+        page.get_by_label("Nickname").fill("tester")
+        page.get_by_label("Nickname").press("Enter")
+        page.get_by_role("button", name="Post my score").click()
+        page.wait_for_timeout(2500)
+        _no_errors(page, "guess board")
+        _full_screenshot(page, "guess-board")
+    assert SHOTS.is_dir()
