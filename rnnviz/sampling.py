@@ -44,13 +44,46 @@ class Clamp:
 
 @dataclass
 class Sample:
-    """A generated text and the probability of each character it chose."""
+    """A generated text, the probability of each character it chose, and the dice roll that chose it.
+
+    Each character is drawn by one uniform number u in [0, 1): the characters are lined up from the
+    likeliest to the least likely under the distribution used (temperature and top-k applied; equal
+    probabilities: the lowest id first), each taking an interval of [0, 1) as long as its probability,
+    and the character whose interval holds u is the one drawn. So rank 1 (the likeliest) wins whenever
+    u falls in its interval, and a later one wins as often as its probability says.
+    """
 
     prime: str
     text: str  # the generated characters only
     probs: np.ndarray  # (n,) probability under the distribution it was drawn from
     model_probs: np.ndarray  # (n,) probability under the model itself (temperature 1)
     unknown: dict[str, int] = field(default_factory=dict)
+    dists: np.ndarray | None = None  # (n, V) float32: the distribution each character was drawn from
+    u: np.ndarray | None = None  # (n,) the uniform draw of each step
+    lo: np.ndarray | None = None  # (n,) start of the chosen character's interval in [0, 1)
+    hi: np.ndarray | None = None  # (n,) its end: lo <= u < hi
+    rank: np.ndarray | None = None  # (n,) 1 = the likeliest character under the distribution used
+
+
+def dice_order(q: torch.Tensor) -> torch.Tensor:
+    """Character ids (..., V) from the likeliest to the least likely; equal probabilities: lowest id first."""
+    return torch.sort(q, dim=-1, descending=True, stable=True).indices
+
+
+def draw(q: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The dice roll: q (V,) probabilities, u (1,) uniform in [0, 1) -> (id, lo, hi, rank), each (1,).
+
+    The characters take consecutive intervals of [0, 1) in `dice_order`, each as long as its
+    probability (computed in u's dtype, divided by their total so the last interval ends at exactly 1);
+    the one whose interval [lo, hi) holds u is drawn. A character of probability 0 has an empty
+    interval and is never drawn.
+    """
+    order = dice_order(q)  # (V,)
+    cum = torch.cumsum(q[order].to(u.dtype), 0)
+    cum = cum / cum[-1]  # the last interval ends at exactly 1, so any u < 1 falls in one
+    r = torch.searchsorted(cum, u, right=True).clamp_max(len(q) - 1)  # (1,) 0-based rank: cum[r-1] <= u < cum[r]
+    lo = torch.where(r > 0, cum[(r - 1).clamp_min(0)], torch.zeros_like(u))
+    return order[r], lo, cum[r], r + 1
 
 
 def check_temperature(temperature: float) -> float:
@@ -186,7 +219,9 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
            top_k: int | None = None, seed: int | None = None, clamp: Clamp | None = None) -> Sample:
     """Generate `length` characters after `prime`. Temperature 0 is greedy; a seed makes it repeatable.
 
-    A clamp holds its units at every step, from the prime's first character on (see Clamp).
+    A clamp holds its units at every step, from the prime's first character on (see Clamp). Each
+    character is drawn by one uniform number from the seeded generator (see Sample and `draw`); the
+    Sample records the distribution, u, the interval and the rank of every step.
     """
     check_temperature(temperature)
     if not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
@@ -199,11 +234,12 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
     start = start_text(vocab, prime)
     gen = torch.Generator(device=model.device)
     gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+    udt = torch.float32 if model.device.type == "mps" else torch.float64  # MPS has no float64
     was_training = model.training
     model.eval()
     stepper = _Stepper(model, clamp)
     unk = torch.zeros(1, dtype=torch.long, device=model.device)
-    picks, logps, qs = [], [], []  # per step: the chosen id, the model's log-probs, the sampling probs
+    picks, logps, qs, us, los, his, ranks = [], [], [], [], [], [], []  # per step, gathered once at the end
     try:
         logits = stepper.feed(torch.from_numpy(vocab.encode(start)).to(model.device))[-1]
         # No host sync and no Python work per character beyond a handful of tensor ops:
@@ -212,19 +248,32 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
             logp = torch.log_softmax(logits.float(), -1)  # (V,)
             # never generate the unknown symbol: it stands for "some character not in the vocabulary"
             q = distribution(logp.index_fill(0, unk, -math.inf), temperature, top_k)
-            nxt = torch.multinomial(q, 1, generator=gen) if temperature > 0 else q.argmax().view(1)
+            # one uniform number per step picks the character (at temperature 0, q is one-hot and
+            # every u picks the argmax), so the draw can be shown and re-done from what is recorded
+            u = torch.rand(1, generator=gen, device=model.device, dtype=udt)
+            nxt, lo, hi, rank = draw(q, u)
             picks.append(nxt)
             logps.append(logp)
             qs.append(q)
+            us.append(u)
+            los.append(lo)
+            his.append(hi)
+            ranks.append(rank)
             logits = stepper.feed(nxt)[0]
     finally:
         model.train(was_training)
-    if length:
-        ids = torch.cat(picks)  # (n,)
-        probs = torch.stack(qs).gather(1, ids[:, None])[:, 0].cpu().numpy()
-        model_probs = torch.stack(logps).gather(1, ids[:, None])[:, 0].exp().cpu().numpy()
-        chosen = ids.tolist()
-    else:
-        chosen, probs, model_probs = [], np.empty(0, np.float32), np.empty(0, np.float32)
-    return Sample(prime=prime, text=vocab.decode(chosen), probs=probs, model_probs=model_probs,
-                  unknown=vocab.unknown(prime))
+    if not length:
+        return Sample(prime=prime, text="", probs=np.empty(0, np.float32), model_probs=np.empty(0, np.float32),
+                      unknown=vocab.unknown(prime), dists=np.empty((0, len(vocab)), np.float32),
+                      u=np.empty(0), lo=np.empty(0), hi=np.empty(0), rank=np.empty(0, np.int64))
+    ids = torch.cat(picks)  # (n,)
+    dists = torch.stack(qs)  # (n, V)
+    if not torch.isfinite(dists).all():  # checked once here, not per step (a host sync each time)
+        raise ConfigError("the model's next-character probabilities are not finite numbers (NaN or infinite "
+                          "weights?), so nothing can be drawn from them")
+    probs = dists.gather(1, ids[:, None])[:, 0].cpu().numpy()
+    model_probs = torch.stack(logps).gather(1, ids[:, None])[:, 0].exp().cpu().numpy()
+    cat = lambda xs: torch.cat(xs).cpu().numpy()  # noqa: E731
+    return Sample(prime=prime, text=vocab.decode(ids.tolist()), probs=probs, model_probs=model_probs,
+                  unknown=vocab.unknown(prime), dists=dists.cpu().numpy(), u=cat(us), lo=cat(los), hi=cat(his),
+                  rank=cat(ranks))

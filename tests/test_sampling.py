@@ -241,3 +241,83 @@ def test_cli_tiny_temperature_exits_cleanly(capsys):
 def test_unknown_prime_characters_are_reported():
     out = sample(_model(), "aZ", 3, temperature=0)
     assert out.unknown == {"Z": 1} and len(out.text) == 3
+
+
+# --- the dice roll: one uniform number per character, and the interval it fell in ------------------
+
+def test_draw_picks_the_interval_that_holds_u():
+    """Intervals by hand: q = [0.1, 0.5, 0, 0.4] lines up as 1 [0, .5), 3 [.5, .9), 0 [.9, 1); 2 is empty."""
+    q = torch.tensor([0.1, 0.5, 0.0, 0.4])
+    expected = [(0.0, 1, 0.0, 0.5, 1), (0.4999, 1, 0.0, 0.5, 1), (0.5, 3, 0.5, 0.9, 2), (0.8999, 3, 0.5, 0.9, 2),
+                (0.9, 0, 0.9, 1.0, 3), (0.95, 0, 0.9, 1.0, 3), (1 - 2 ** -53, 0, 0.9, 1.0, 3)]
+    for u, pick, lo, hi, rank in expected:
+        got = sampling.draw(q, torch.tensor([u], dtype=torch.float64))
+        assert int(got[0]) == pick and int(got[3]) == rank, u
+        assert math.isclose(float(got[1]), lo, abs_tol=1e-7) and math.isclose(float(got[2]), hi, abs_tol=1e-7)
+    # equal probabilities: the lowest id first, as top-k breaks its ties
+    got = sampling.draw(torch.tensor([0.0, 0.25, 0.5, 0.25]), torch.tensor([0.6], dtype=torch.float64))
+    assert (int(got[0]), int(got[3])) == (1, 2)
+
+
+def _redraw(seed: int, dists: np.ndarray) -> list[tuple[int, float, float, float, int]]:
+    """Re-draw every step from the recorded distributions: the same generator's uniforms, walked in Python."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for p in dists.astype(np.float64):
+        u = torch.rand(1, generator=gen, dtype=torch.float64).item()
+        acc, total = 0.0, p.sum()
+        for rank, v in enumerate(sorted(range(len(p)), key=lambda i: (-p[i], i)), start=1):
+            if u < acc + p[v] / total:
+                out.append((v, u, acc, acc + p[v] / total, rank))
+                break
+            acc += p[v] / total
+    return out
+
+
+@pytest.mark.parametrize("cell,t,k", [("lstm", 1.0, None), ("gru", 1.5, None), ("rnn", 0.7, 3), ("lstm", 0, None)])
+def test_recorded_draws_redraw_the_same_characters(cell, t, k):
+    m = _model(cell)
+    s = sample(m, "ab", 80, temperature=t, top_k=k, seed=11)
+    assert s.dists.shape == (80, len(VOCAB) + 1) and s.u.shape == s.lo.shape == s.hi.shape == s.rank.shape == (80,)
+    again = _redraw(11, s.dists)
+    assert "".join(m.vocab.chars[v] for v, *_ in again) == s.text
+    for i, (v, u, lo, hi, rank) in enumerate(again):
+        assert s.u[i] == u and s.rank[i] == rank
+        assert s.lo[i] <= s.u[i] < s.hi[i]
+        np.testing.assert_allclose([s.lo[i], s.hi[i]], [lo, hi], rtol=0, atol=1e-12)
+    # the recorded probability is the one the draw used: the chosen character's share of the distribution
+    ids = [m.vocab.index[ch] for ch in s.text]
+    np.testing.assert_array_equal(s.probs, s.dists[np.arange(80), ids])
+    np.testing.assert_allclose(s.hi - s.lo, s.probs, rtol=1e-6)
+    if t == 0:
+        assert np.all(s.rank == 1) and np.all(s.lo == 0) and np.all(s.hi == 1)
+    else:
+        assert s.rank.max() > 1  # sampling, not a bug: a character below the top is drawn now and then
+
+
+@pytest.mark.parametrize("cell,t,k", [("lstm", 0.8, None), ("gru", 1.3, 4)])
+def test_dice_rank_and_probability_match_an_independent_softmax(cell, t, k):
+    m = _model(cell)
+    s = sample(m, "a", 40, temperature=t, top_k=k, seed=3)
+    ids = [m.vocab.index["a"]] + [m.vocab.index[ch] for ch in s.text]
+    _, logits = reference.forward(m.state_dict(), cell, 2, np.array(ids))  # (41, V) float64
+    checked = 0
+    for i in range(40):
+        z = logits[i].copy()
+        z[0] = -np.inf  # the unknown symbol is never drawn
+        if k is not None:
+            z[np.argsort(-z, kind="stable")[k:]] = -np.inf
+        p = np.exp((z - z.max()) / t)
+        p /= p.sum()
+        np.testing.assert_allclose(s.dists[i], p, rtol=1e-4, atol=1e-7)
+        c = ids[i + 1]
+        assert math.isclose(s.probs[i], p[c], rel_tol=1e-4)
+        if np.sum(np.abs(p - p[c]) < 1e-6) == 1:  # no near-tie that float32 could order either way
+            assert s.rank[i] == 1 + np.sum(p > p[c])
+            checked += 1
+    assert checked >= 35
+
+
+def test_empty_sample_has_empty_draws():
+    s = sample(_model(), "a", 0)
+    assert s.text == "" and s.u.size == s.rank.size == 0 and s.dists.shape == (0, len(VOCAB) + 1)
