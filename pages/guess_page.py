@@ -10,6 +10,7 @@ from rnnviz.errors import RnnvizError
 from rnnviz.render import char_label
 
 CONTEXT = 300  # characters shown before the passage
+SHOWN = 600  # at most this many found characters are shown (the latest)
 GAME = "guess_game"  # session state: this session's game and tally (not a widget)
 
 
@@ -86,13 +87,16 @@ def passage(ctx, tr, g: dict) -> None:
     here = [e for e in g["log"] if e["round"] == g["round"] and e["pos"] >= start]
     found = "".join(e["char"] for e in here)
     ranks = model_ranks(tr, [e["pos"] for e in here]) if here else np.zeros(0, dtype=np.int64)
-    shown_found = text[start:g["pos"]]  # the characters found, and any the model could not play
-    if len(shown_found) == len(found):
-        html = shannon.passage_html(text[max(0, start - CONTEXT):start], found, [e["tries"] for e in here], ranks,
-                                    cursor=g["target"] is not None)
-    else:  # skipped characters in between: show them as context
-        html = shannon.passage_html(text[max(0, start - CONTEXT):g["pos"]], "", [], [], cursor=g["target"] is not None)
-    ui.scroll_html(html, 340)
+    tries = [e["tries"] for e in here]
+    pos, cursor = g["pos"], g["target"] is not None
+    if len(text[start:pos]) == len(found):  # every character since the start was played
+        keep = min(len(found), SHOWN)  # the latest found characters, so the cursor stays in sight
+        before = text[max(0, start - CONTEXT):start] if keep == len(found) else ""
+        html = shannon.passage_html(before, found[len(found) - keep:], tries[len(found) - keep:],
+                                    ranks[len(found) - keep:], cursor=cursor)
+    else:  # characters the model cannot read were skipped in between: show the text as context
+        html = shannon.passage_html(text[max(0, pos - SHOWN - CONTEXT):pos], "", [], [], cursor=cursor)
+    st.html(html)
     st.caption("Grey: the text before the passage. Each character you found is shaded by who needed fewer tries: "
                "**red** where the model did, **blue** where you did, white when you tied (hover for the counts).")
     if g["target"] is None:

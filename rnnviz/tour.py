@@ -91,7 +91,8 @@ STOPS: tuple[Stop, ...] = (
          {**_TEXT, "grad_len": 100, "radius": lesson.RADIUS, "forget_bias": lesson.OPEN_BIAS,
           "update_bias": lesson.UPDATE_BIAS},
          "To learn from something it read 50 characters ago, a network needs the error signal (the gradient) "
-         "to travel 50 steps back. The chart shows how much of it is left. A plain RNN (red) keeps **less "
+         "to travel 50 steps back. The chart shows how much of it is left in freshly initialised networks (before "
+         "any training, so only the design of the cell counts). A plain RNN (red) keeps **less "
          "than {rnn_max:g}** of it: almost nothing. An LSTM whose forget gate is open (dark blue) keeps "
          "**more than {lstm_min:.0%}**, because its memory is updated by adding, not by multiplying. Try the "
          "forget-gate slider at 0 and watch the LSTM lose it too.",
