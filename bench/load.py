@@ -1,0 +1,281 @@
+"""A classroom without browsers: simulated students speak Streamlit's own websocket protocol to one server.
+
+Each student is one websocket to /_stcore/stream, as a browser tab opens: it sends BackMsg protobufs
+(rerun_script with the page and the widget values, as the browser does) and reads the ForwardMsg
+stream until the run's script_finished. So the server does all of its work per student (script run,
+charts built and serialised, messages sent) while no renderer competes with it for the cores.
+
+The classroom script of one student: open the app (Home), go to Activations and move the window
+slider, to Sample and move the temperature, to Gradients and move the sequence length and the
+spectral radius, then back to Activations. Students arrive spread over --ramp seconds and pause
+--think seconds (jittered) between moves, as people do. One rerun's latency is the time from the
+BackMsg to its script_finished, measured at the client.
+
+    python -m bench.load --students 10 30 60          # a fresh server per size; a table at the end
+    python -m bench.load --students 30 --browser      # plus one real Chromium session during the run
+
+Server CPU comes from /proc/<pid>/stat (user + system seconds over the run, and that divided by the
+wall time: 2.0 means both cores busy); peak RSS is the server's VmHWM.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the server launcher the browser tests use
+
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, peak_rss_mib, streamlit_server  # noqa: E402
+
+# (page url path, widget key, values to set in turn); "" is Home. Values differ per student (see plan()).
+ANALYSIS = ("activations", "sample", "gradients")
+
+
+def plan(i: int) -> list[tuple[str, str | None, float | None]]:
+    """One student's moves: (page, widget key or None for a page switch, value)."""
+    r = random.Random(i)
+    steps = [("", None, None), ("activations", None, None)]
+    steps += [("activations", "window_start", float(r.randrange(0, 1900))) for _ in range(3)]
+    steps += [("sample", None, None)]
+    steps += [("sample", "temperature", round(r.choice(range(1, 40)) * 0.05, 2)) for _ in range(3)]
+    steps += [("gradients", None, None), ("gradients", "grad_len", float(r.randrange(20, 200))),
+              ("gradients", "radius", round(r.choice(range(10, 31)) * 0.05, 2))]
+    steps += [("activations", None, None)]
+    return steps
+
+
+@dataclass
+class Rerun:
+    student: int
+    page: str
+    what: str  # "open" (a page switch or the first visit) or the widget moved
+    seconds: float
+    ok: bool
+    problem: str = ""
+
+
+@dataclass
+class Student:
+    """One websocket session: the pages' script hashes, the widgets' ids, and the values it has set."""
+
+    i: int
+    url: str
+    pages: dict[str, str] = field(default_factory=dict)  # url path -> page_script_hash
+    widgets: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (widget id, fragment id)
+    values: dict[str, object] = field(default_factory=dict)  # widget id -> WidgetState of this page
+    shown: dict[str, list] = field(default_factory=dict)  # slider key -> the value the last run drew
+    page: str = ""
+
+    async def run(self, think: float, results: list, stop_at: float) -> None:
+        import websockets
+
+        ws_url = self.url.replace("http://", "ws://") + "/_stcore/stream"
+        async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None,
+                                      open_timeout=120, ping_interval=None) as ws:
+            r = random.Random(self.i)
+            for page, key, value in plan(self.i):
+                if time.time() > stop_at:
+                    break
+                t, ok, problem = await self.rerun(ws, page, key, value)
+                results.append(Rerun(self.i, page or "home", key or "open", t, ok, problem))
+                await asyncio.sleep(think * r.uniform(0.5, 1.5))
+
+    async def rerun(self, ws, page: str, key: str | None, value) -> tuple[float, bool, str]:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+        msg = BackMsg()
+        cs = msg.rerun_script
+        if page != self.page or not self.pages:  # a page switch: the browser sends the page, no widgets
+            self.values = {}
+            if self.pages:
+                cs.page_script_hash = self.pages[page]
+            else:
+                cs.page_name = page
+            self.page = page
+        fragment = ""
+        if key is not None:
+            if key not in self.widgets:
+                return 0.0, False, f"no widget {key!r} on {page}"
+            wid, fragment = self.widgets[key]
+            ws_ = WidgetState(id=wid)
+            ws_.double_array_value.data.append(float(value))
+            self.values[wid] = ws_
+            cs.page_script_hash = self.pages.get(page, "")
+            if fragment:  # a widget inside a fragment reruns only its fragment, as in the browser
+                cs.fragment_id = fragment
+        cs.widget_states.widgets.extend(self.values.values())
+        t0 = time.perf_counter()
+        await ws.send(msg.SerializeToString())
+        problem = await self.read_until_finished(ws)
+        took = time.perf_counter() - t0
+        if key is not None and not problem and self.shown.get(key) != [float(value)]:
+            problem = f"{key} shows {self.shown.get(key)} after it was set to {value}"  # the move was not applied
+        return took, not problem, problem
+
+    async def read_until_finished(self, ws, timeout: float = 300) -> str:
+        """Read ForwardMsgs to the end of the run; '' if it drew without an error, else what went wrong."""
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        problems = []
+        while True:
+            raw = await asyncio.wait_for(ws.recv(), timeout)
+            fm = ForwardMsg()
+            fm.ParseFromString(raw)
+            kind = fm.WhichOneof("type")
+            if kind == "navigation":
+                self.pages = {p.url_pathname: p.page_script_hash for p in fm.navigation.app_pages}
+                self.pages[""] = next((p.page_script_hash for p in fm.navigation.app_pages if p.is_default), "")
+            elif kind == "delta" and fm.delta.WhichOneof("type") == "new_element":
+                el = fm.delta.new_element
+                etype = el.WhichOneof("type")
+                if etype == "exception":
+                    problems.append(f"exception: {el.exception.message[:200]}")
+                elif etype == "alert" and el.alert.format == el.alert.ERROR:
+                    problems.append(f"error: {el.alert.body[:200]}")
+                else:
+                    wid = getattr(getattr(el, etype), "id", "") if etype else ""
+                    if isinstance(wid, str) and wid.startswith("$$ID-"):
+                        key = wid.rsplit("-", 1)[-1]
+                        self.widgets[key] = (wid, fm.delta.fragment_id)
+                        if etype == "slider":
+                            self.shown[key] = [round(v, 6) for v in el.slider.value]
+            elif kind == "page_not_found":
+                problems.append("page not found")
+            elif kind == "script_finished":
+                return "; ".join(problems)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))] if xs else float("nan")
+
+
+def browser_walk(url: str, out: dict) -> None:
+    """One real Chromium session during the load: every analysis page draws its charts; timed."""
+    from playwright.sync_api import sync_playwright
+
+    t0 = time.time()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(url, timeout=240_000)
+            page.locator("h1").first.wait_for(timeout=240_000)
+            drawn = {}
+            for path, charts in (("activations", 2), ("sample", 1), ("gradients", 2)):
+                t = time.time()
+                page.goto(f"{url}/{path}", timeout=240_000)
+                page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {charts}",
+                                       timeout=240_000)
+                page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=240_000)
+                errors = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()
+                drawn[path] = {"seconds": round(time.time() - t, 2), "charts": page.locator(".js-plotly-plot").count(),
+                               "errors": errors, "not_found": page.get_by_text("Page not found").count()}
+                shot = ROOT / "artifacts" / f"load-browser-{path}.png"
+                shot.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(shot))
+            out["pages"] = drawn
+            browser.close()
+    except Exception as e:  # noqa: BLE001 - reported in the result, the run goes on
+        out["error"] = f"{type(e).__name__}: {e}"
+    out["seconds"] = round(time.time() - t0, 1)
+
+
+async def classroom(url: str, students: int, ramp: float, think: float, limit: float) -> tuple[list, list]:
+    results: list[Rerun] = []
+    failures: list[str] = []
+    stop_at = time.time() + limit
+
+    async def one(i):
+        await asyncio.sleep(ramp * i / max(1, students))
+        try:
+            await Student(i, url).run(think, results, stop_at)
+        except Exception as e:  # noqa: BLE001 - a dropped student is a finding, not a crash of the driver
+            failures.append(f"student {i}: {type(e).__name__}: {e}")
+    await asyncio.gather(*(one(i) for i in range(students)))
+    return results, failures
+
+
+def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool = False, limit: float = 900,
+            env: dict | None = None, log_dir: Path | None = None) -> dict:
+    """Start a fresh server, run the classroom, stop it; the figures as a dict."""
+    log_dir = log_dir or ROOT / "artifacts"
+    log_dir.mkdir(exist_ok=True)
+    log_path = log_dir / f"load-server-{students}.log"
+    with streamlit_server(log_path, env or {}) as (url, proc):
+        cpu0, t0 = _cpu_seconds(proc.pid), time.time()
+        me0 = time.process_time()
+        walk: dict = {}
+        th = None
+        if browser:
+            th = threading.Thread(target=browser_walk, args=(url, walk), daemon=True)
+            th.start()
+        results, failures = asyncio.run(classroom(url, students, ramp, think, limit))
+        if th is not None:
+            th.join(300)
+        wall = time.time() - t0
+        cpu = _cpu_seconds(proc.pid) - cpu0
+        rss = peak_rss_mib(proc.pid)
+        driver_cpu = time.process_time() - me0
+    log = log_path.read_text(errors="replace")
+    lat = [r.seconds for r in results if r.ok]
+    ana = [r.seconds for r in results if r.ok and r.page in ANALYSIS]
+    moves = [r.seconds for r in results if r.ok and r.page in ANALYSIS and r.what != "open"]
+    by_page = {p: [r.seconds for r in results if r.ok and r.page == p] for p in ("home",) + ANALYSIS}
+    return {
+        "students": students, "reruns": len(results), "failed_reruns": sum(not r.ok for r in results),
+        "problems": sorted({r.problem for r in results if not r.ok})[:10], "dropped": failures[:10],
+        "p50": pct(lat, 0.5), "p95": pct(lat, 0.95),
+        "analysis_p50": pct(ana, 0.5), "analysis_p95": pct(ana, 0.95), "analysis_max": max(ana, default=float("nan")),
+        "moves_p50": pct(moves, 0.5), "moves_p95": pct(moves, 0.95),
+        "per_page": {p: (pct(v, 0.5), pct(v, 0.95), len(v)) for p, v in by_page.items()},
+        "wall_s": wall, "server_cpu_s": cpu, "server_cores_busy": cpu / wall if wall else float("nan"),
+        "peak_rss_mib": rss, "driver_cpu_s": driver_cpu, "tracebacks_in_log": log.count("Traceback"),
+        "browser": walk, "load_before": os.getloadavg(),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--students", type=int, nargs="+", default=[10, 30, 60])
+    ap.add_argument("--ramp", type=float, default=10.0, help="students arrive over this many seconds")
+    ap.add_argument("--think", type=float, default=2.0, help="mean pause between a student's moves (s)")
+    ap.add_argument("--browser", action="store_true", help="one real Chromium session during each run")
+    ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "load.json")
+    args = ap.parse_args(argv)
+    rows = []
+    for n in args.students:
+        print(f"{n} students: load average before {os.getloadavg()[0]:.2f} ...", flush=True)
+        res = measure(n, args.ramp, args.think, args.browser)
+        rows.append(res)
+        print(json.dumps(res, indent=1, default=str), flush=True)
+    print("\n| students | reruns (failed) | all p50 / p95 | analysis pages p50 / p95 / max | slider moves p50 / p95 "
+          "| server CPU (cores busy) | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['students']} | {r['reruns']} ({r['failed_reruns']}) | {r['p50']:.2f} / {r['p95']:.2f} s "
+              f"| {r['analysis_p50']:.2f} / {r['analysis_p95']:.2f} / {r['analysis_max']:.2f} s "
+              f"| {r['moves_p50']:.2f} / {r['moves_p95']:.2f} s "
+              f"| {r['server_cpu_s']:.0f} s over {r['wall_s']:.0f} s ({r['server_cores_busy']:.2f}) "
+              f"| {r['peak_rss_mib']:,.0f} MiB |")
+    args.json.parent.mkdir(exist_ok=True)
+    args.json.write_text(json.dumps(rows, indent=1, default=str))
+    return 0 if all(not r["failed_reruns"] and not r["dropped"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
