@@ -1,6 +1,7 @@
 """Shannon's bounds against a hand computation, the model's ranks against brute force, the class board."""
 import math
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,32 @@ def test_passage_start_is_a_line_start_with_context():
     assert shannon.passage_start("x" * 300 + "\nyy") == 301
     assert shannon.passage_start("x" * 100 + "\nyy") == 101  # short: the first line start
     assert shannon.passage_start("ab\n") == 1 and shannon.passage_start("") == 1  # no character after a newline
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not (ROOT / "pretrained" / "shakespeare-lstm").is_dir(), reason="no shipped shakespeare-lstm")
+def test_readme_figures_for_shakespeare_lstm_on_300_characters():
+    """The README's bounds and cross-entropy, recomputed from the model's own forward pass and brute-force ranks."""
+    import torch
+    from rnnviz import checkpoint, tour
+    torch.set_num_threads(1)
+    model, config = checkpoint.load(ROOT / "pretrained" / "shakespeare-lstm")
+    text = tour.stop_text(config)[:301]
+    ids = model.vocab.encode(text)
+    with torch.no_grad():
+        logits, _ = model(torch.tensor(ids)[None])
+    probs = torch.softmax(logits[0].double(), -1).numpy()  # row t predicts character t + 1
+    ranks = [brute_rank(probs[t - 1], ids[t], exclude=(0,)) for t in range(1, 301)]
+    n, counts = len(ranks), {}
+    for r in ranks:
+        counts[r] = counts.get(r, 0) + 1
+    q = {i: counts.get(i, 0) / n for i in range(1, max(ranks) + 2)}
+    upper = -sum(v * math.log2(v) for v in q.values() if v > 0)
+    lower = sum(i * (q[i] - q[i + 1]) * math.log2(i) for i in range(1, max(ranks) + 1))
+    bits = -sum(math.log2(probs[t - 1, ids[t]]) for t in range(1, 301)) / 300
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    said = f"{lower:.2f} to {upper:.2f} bits/char and its cross-entropy {bits:.2f} bits/char"
+    assert said in " ".join(readme.split()), said
+    assert f"right first time on {q[1]:.0%}" in readme
