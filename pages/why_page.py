@@ -86,8 +86,11 @@ def target_controls(ctx, text: str) -> int:
     ui.keep_in_range("why_target", 1, n - 1, t_def)
     ss["why_target_box"] = ss["why_target"]
     c1, c2 = st.columns([4, 1])
-    c1.slider("Target position t (the prediction after reading character t)", 1, n - 1, key="why_target")
-    c2.number_input("t", 1, n - 1, step=1, key="why_target_box", on_change=_sync_box)
+    if n > 2:  # a slider needs two values to choose from
+        c1.slider("Target position t (the prediction after reading character t)", 1, n - 1, key="why_target")
+        c2.number_input("t", 1, n - 1, step=1, key="why_target_box", on_change=_sync_box)
+    else:
+        c1.caption("A text of two characters has one target: t = 1.")
     ui.default("why_which", sal_lib.TRUE)
     ui.keep_choice("why_which", list(WHICH), sal_lib.TRUE)
     ui.default("why_measure", "grad_norm")

@@ -138,7 +138,7 @@ class Aggregate:
 
 def spread_targets(n_chars: int, count: int, window: int) -> np.ndarray:
     """`count` targets evenly spread over window-1 .. n_chars-2 (each has a full window and a known next)."""
-    lo, hi = window - 1, n_chars - 2
+    lo, hi = max(1, window - 1), n_chars - 2
     if hi < lo:
         raise TextError(f"the text has {n_chars} characters: the aggregate over windows of {window} needs at "
                         f"least {window + 1}")
@@ -233,7 +233,9 @@ def long_range_target(model: CharRNN, text: str, min_distance: int = 20, window:
                       measure: str = "grad_norm") -> tuple[int, float]:
     """(t, share): among `count` spread targets, the one whose influence lies most beyond `min_distance`:
     the share of its summed |value| over the window found at distances >= min_distance."""
-    window = min(window, len(text) - 1)
+    window = min(window, len(text) - 2)
+    if window < 1:  # two characters: the only target there is
+        return len(text) - 1, 0.0
     agg = aggregate(model, text, window=window, count=count)
     v = np.abs(getattr(agg, measure))  # (N, W)
     share = v[:, min_distance:].sum(1) / np.maximum(v.sum(1), 1e-300)
