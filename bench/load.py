@@ -154,6 +154,30 @@ class Student:
                 return "; ".join(problems)
 
 
+async def first_visit(url: str, page: str) -> tuple[bool, list[str]]:
+    """Open `page` as a browser's first request does (its URL path, no script hash): whether the server
+    said "page not found", and the headings the run drew."""
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    not_found, headings = False, []
+    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream", subprotocols=["streamlit"],
+                                  max_size=None, open_timeout=120, ping_interval=None) as ws:
+        msg = BackMsg()
+        msg.rerun_script.page_name = page
+        await ws.send(msg.SerializeToString())
+        while True:
+            fm = ForwardMsg()
+            fm.ParseFromString(await asyncio.wait_for(ws.recv(), 300))
+            kind = fm.WhichOneof("type")
+            not_found |= kind == "page_not_found"
+            if kind == "delta" and fm.delta.new_element.WhichOneof("type") == "heading":
+                headings.append(fm.delta.new_element.heading.body)
+            if kind == "script_finished":
+                return not_found, headings
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime

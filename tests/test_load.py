@@ -3,13 +3,14 @@ no browser each) walk the analysis pages of one server with the shipped models w
 Chromium session draws them. The assertions are about correctness, never about time; the figures
 go to artifacts/load-ci.json. The 10/30/60-student measurement is `python -m bench.load`
 (docs/reliability.md)."""
+import asyncio
 import json
 import re
 
 import pytest
 
 from bench import load
-from streamlit_server import CHROMIUM, ROOT
+from streamlit_server import CHROMIUM, ROOT, streamlit_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 STUDENTS = 4
@@ -50,3 +51,19 @@ def test_the_plan_visits_each_analysis_page_and_moves_its_sliders():
     assert moved == {("activations", "window_start"), ("sample", "temperature"), ("gradients", "grad_len"),
                      ("gradients", "radius")}
     assert load.plan(3) == steps and load.plan(4) != steps  # reproducible, and students differ
+
+
+def test_a_fresh_servers_first_deep_link_draws_its_page(tmp_path):
+    """/activations as the very first request of a fresh server: the page is drawn. Streamlit also sends
+    "page not found" (a dialog in the browser) on that first run: a `pages/` folder beside app.py makes
+    Streamlit's first run use the folder's pages (activations_page, ...) until app.py's st.navigation
+    runs. Renaming the folder removes it (docs/reliability.md); until then this is recorded, not hidden."""
+    with streamlit_server(tmp_path / "server.log", {}) as (url, _proc):
+        not_found, headings = asyncio.run(load.first_visit(url, "activations"))
+        again, headings2 = asyncio.run(load.first_visit(url, "activations"))
+    assert headings[:1] == ["Activations"] and headings2[:1] == ["Activations"]
+    assert not again  # only the server's very first run is affected
+    if (ROOT / "pages").is_dir():
+        assert not_found, "the dialog is gone: update docs/reliability.md and this test"
+    else:
+        assert not not_found
