@@ -238,9 +238,14 @@ def draw_aggregate(aggs: dict, window: int):
                                           title="Mean influence against distance, over its value at distance 0"),
                     key="why_aggregate", config=CHART)
     d = 40 if window > 40 else window - 1
+    far = window - 10 if window > 50 else window - 1
     rows = [f"- **{label}** ({cell.upper()}): at distance {d}, {agg.relative(measure)[d]:.3g} of its influence at "
-            f"distance 0; at distance 10, {agg.relative(measure)[10 if window > 10 else 0]:.3g}"
-            for label, (cell, agg) in aggs.items()]
+            f"distance 0; at distance 10, {agg.relative(measure)[10 if window > 10 else 0]:.3g}; at distance {far}, "
+            f"{agg.relative(measure)[far]:.3g}" for label, (cell, agg) in aggs.items()]
+    if len(aggs) > 1:
+        best = {dd: max(aggs, key=lambda k: aggs[k][1].relative(measure)[dd]) for dd in (d, far)}
+        rows.append(f"\nAt distance {d} the most influence is left in **{best[d]}**; at distance {far}, in "
+                    f"**{best[far]}**.")
     st.markdown("\n".join(rows))
     n = len(next(iter(aggs.values()))[1].targets)
     st.caption(f"Each curve: the mean over {n} targets of |{ap.MEASURES[measure]}| at each distance, divided by the "
@@ -282,6 +287,8 @@ def edit_section(ctx, text: str, t: int):
     c3.text_input("Character (replace or insert)", key="why_char", max_chars=1,
                   disabled=ss["why_op"] == "delete")
     op, pos, char = ss["why_op"], int(ss["why_pos"]), ss.get("why_char") or ""
+    if op != "delete":
+        c3.caption(f"The character: '{render.char_label(char)}'" if len(char) == 1 else "Type one character.")
     what, cf, pred = run_edit(ctx.key, text, op, pos, "" if op == "delete" else char, _model=ctx.model)
     if not len(cf.positions):
         st.info(f"{what}: nothing comes after the edit to compare.", icon=":material/info:")
@@ -300,10 +307,11 @@ def edit_section(ctx, text: str, t: int):
     if big is not None:
         k = int(cf.positions[big])
         line += (f"The largest change is at #{k} ('{render.char_label(text[k])}', {k - pos} after the edit): "
-                 f"{cf.d_surprisal[big]:+.2f} nats.")
+                 f"surprisal {cf.d_surprisal[big]:+.2f} nats.")
     st.markdown(line)
     st.plotly_chart(ap.counterfactual_chart(cf.select(upto), None if pred is None else pred[upto],
-                                            title="What actually changes, against what the gradient predicts"),
+                                            title="What actually changes, against what the gradient predicts",
+                                            mark=t + 1),
                     key="why_edit_chart", config=CHART)
     st.caption("Red bars: the exact change in log p of each character after the edit (both texts run through the "
                "model). Black crosses: the gradient's first-order prediction of it ("

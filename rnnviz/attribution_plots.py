@@ -8,6 +8,7 @@ from plotly.subplots import make_subplots
 from .gradient_plots import _log_range, cell_color
 from .render import char_label
 
+LAYER_COLORS = ("#4b2991", "#999999", "#c0369d")  # the top layer dark, the ones below grey and pink
 MEASURES = {"grad_norm": "‖∂ log p(c) / ∂e_s‖", "grad_x_input": "|gradient × input|"}
 
 
@@ -26,7 +27,7 @@ def influence_distance(sal, measure: str = "grad_norm", log_x: bool = True, mark
         fig.add_vline(x=mark + 1 if log_x else mark, line=dict(color="#999", dash="dot"),
                       annotation_text=f"{mark} back", annotation_position="top")
     rng = _log_range([v])
-    fig.update_yaxes(type="log", title=MEASURES[measure], range=rng)
+    fig.update_yaxes(type="log", title=MEASURES[measure], range=rng, exponentformat="power")
     fig.update_xaxes(type="log" if log_x else "linear", title="distance t − s" + (" + 1 (log)" if log_x else ""))
     fig.update_layout(title=title, height=340, margin=dict(t=50, b=40, l=60, r=20), showlegend=False)
     return fig
@@ -43,17 +44,18 @@ def aggregate_distance(aggs: dict, measure: str = "grad_norm", relative: bool = 
         fig.add_trace(go.Scatter(x=d + 1 if log_x else d, y=y, mode="lines", name=label,
                                  line=dict(color=cell_color(cell), width=2.5), customdata=d,
                                  hovertemplate=f"{label}<br>distance %{{customdata}}<br>%{{y:.3g}}<extra></extra>"))
-    what = MEASURES[measure] + (", over its value at distance 0" if relative else "")
-    fig.update_yaxes(type="log", title=f"mean {what}", range=_log_range(shown))
+    fig.update_yaxes(type="log", title="mean, over distance 0" if relative else f"mean {MEASURES[measure]}",
+                     range=_log_range(shown), exponentformat="power")
     fig.update_xaxes(type="log" if log_x else "linear", title="distance t − s" + (" + 1 (log)" if log_x else ""))
     fig.update_layout(title=title, height=380, margin=dict(t=50, b=40, l=60, r=20),
                       legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0))
     return fig
 
 
-def counterfactual_chart(cf, predicted: np.ndarray | None = None, title: str = "") -> go.Figure:
+def counterfactual_chart(cf, predicted: np.ndarray | None = None, title: str = "", mark: int | None = None) -> go.Figure:
     """Top: the actual change in log p of each character after the edit, beside the gradient's (first-order)
-    prediction where there is one. Bottom: ‖Δh‖ per layer after reading each character (log y)."""
+    prediction where there is one. Bottom: ‖Δh‖ per layer after reading each character (log y).
+    `mark`: a position of the original text to draw a line at (the character a chosen target predicts)."""
     pos = cf.positions  # (n,) original positions
     chars = [char_label(cf.text[k]) for k in pos]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
@@ -68,14 +70,21 @@ def counterfactual_chart(cf, predicted: np.ndarray | None = None, title: str = "
                                  marker=dict(color="#111", size=6, symbol="x"), customdata=custom,
                                  hovertemplate="#%{customdata[0]} '%{customdata[1]}'<br>predicted %{y:.3g}"
                                                "<extra>gradient</extra>"), row=1, col=1)
-    for l in range(cf.dh.shape[0]):
+    L = cf.dh.shape[0]
+    for l in range(L):
         fig.add_trace(go.Scatter(x=pos, y=cf.dh[l], mode="lines", name=f"‖Δh‖ layer {l}", customdata=custom,
-                                 line=dict(width=2, dash="solid" if l == cf.dh.shape[0] - 1 else "dot"),
+                                 line=dict(width=2, color=LAYER_COLORS[(L - 1 - l) % len(LAYER_COLORS)],
+                                           dash="solid" if l == L - 1 else "dot"),
                                  hovertemplate=f"#%{{customdata[0]}} '%{{customdata[1]}}'<br>layer {l}: "
                                                "%{y:.3g}<extra></extra>"), row=2, col=1)
     dh = cf.dh[cf.dh > 0]
     if dh.size:
-        fig.update_yaxes(type="log", range=_log_range([dh]), row=2, col=1)
+        fig.update_yaxes(type="log", range=_log_range([dh]), exponentformat="power", row=2, col=1)
+    if mark is not None and len(pos) and pos[0] <= mark <= pos[-1]:
+        for row in (1, 2):
+            fig.add_vline(x=mark, line=dict(color="#555", dash="dash", width=1), row=row, col=1)
+        fig.add_annotation(x=mark, y=1, yref="y domain", text="the target's character", showarrow=False,
+                           yanchor="bottom", font=dict(size=11, color="#555"), row=1, col=1)
     fig.update_yaxes(title="Δ log p", row=1, col=1)
     fig.update_xaxes(title="position in the original text", row=2, col=1)
     fig.update_layout(title=title, height=520, margin=dict(t=60, b=40, l=60, r=20), barmode="overlay",

@@ -1,0 +1,75 @@
+"""Why this character? in a real browser, on the shipped models: the default view, the aggregate of the
+Shakespeare LSTM, GRU and RNN, and python-lstm. Screenshots: artifacts/screenshots/why-*.png.
+"""
+import re
+import shutil
+
+import pytest
+
+from streamlit_server import CHROMIUM, ROOT, streamlit_server
+from test_browser import _full_screenshot, _model_shown, _settle, browser_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+NAMES = ("shakespeare-lstm", "shakespeare-gru", "shakespeare-rnn", "python-lstm")
+
+
+@pytest.fixture(scope="module")
+def shipped_server(tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    pre = tmp_path_factory.mktemp("pretrained-why")
+    for name in NAMES:
+        if not (ROOT / "pretrained" / name).is_dir():
+            pytest.skip(f"the shipped model {name} is not here")
+        shutil.copytree(ROOT / "pretrained" / name, pre / name)
+    env = {"RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(tmp_path_factory.mktemp("models")),
+           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("atlas")), "OMP_NUM_THREADS": "1"}
+    log_path = tmp_path_factory.mktemp("log") / "server.log"
+    with streamlit_server(log_path, env) as (url, _):
+        with open(log_path) as log:
+            yield url, log
+
+
+def _main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def _clean(page, where: str) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: exception shown"
+    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+    assert not errors, f"{where}: error shown: {errors}"
+
+
+def test_why_on_the_shipped_models(shipped_server):
+    url, log = shipped_server
+    with browser_page(log) as page:
+        page.set_viewport_size({"width": 1400, "height": 2400})
+        page.goto(url, wait_until="domcontentloaded")  # the root first (see test_browser)
+        _settle(page, 0)
+        page.goto(f"{url}/why", wait_until="domcontentloaded")
+        page.locator("h1", has_text="Why this character?").first.wait_for(timeout=120_000)
+        _settle(page, 2, timeout=180_000)
+        _clean(page, "why")
+        body = _main_text(page)
+        assert _model_shown(page).startswith("shakespeare-lstm")
+        assert re.search(r"t = \d+", body) and "characters back" in body and "The page opened here" in body
+        assert page.locator(".rnnviz-text").count() >= 1
+        _full_screenshot(page, "why-shakespeare-lstm")
+        # the aggregate of the three shipped Shakespeare models, computed in the background
+        page.get_by_role("button", name=re.compile("Compute the aggregate")).click()
+        page.wait_for_function("document.body.innerText.includes('shakespeare-rnn (RNN): at distance 40')",
+                               timeout=300_000)
+        _settle(page, 3, timeout=120_000)
+        _clean(page, "why aggregate")
+        _full_screenshot(page, "why-aggregate")
+        # python-lstm: its own text, its own far-looking target
+        page.get_by_role("combobox", name="Model under study").click()
+        page.get_by_role("option", name=re.compile("^python-lstm")).click()
+        # python-lstm is not one of the Shakespeare trio: its aggregate is of itself alone
+        page.wait_for_function("document.body.innerText.includes('ending at each target, for python-lstm.')",
+                               timeout=180_000)
+        _settle(page, 2, timeout=180_000)
+        _clean(page, "why python-lstm")
+        assert _model_shown(page).startswith("python-lstm")
+        _full_screenshot(page, "why-python-lstm")
