@@ -58,6 +58,12 @@ def test_tour_through_every_stop(server):
         assert page.get_by_role("button", name=re.compile("Next stop")).count() == 0
 
 
+def _idle(page) -> None:
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=30_000)
+    page.wait_for_timeout(300)
+
+
 def test_guessing_game_by_keyboard(server):
     url, log = server
     model, config = checkpoint.load(PRETRAINED / "shakespeare-lstm")  # the default model and its default text
@@ -65,8 +71,13 @@ def test_guessing_game_by_keyboard(server):
     start = shannon.passage_start(text)
     with browser_page(log) as page:
         page.set_viewport_size({"width": 1400, "height": 2400})
+        # Home first: on a server that has not run st.navigation yet, a deep link to any page opens with
+        # Streamlit's "Page not found" dialog (see the report); the tour test may not have run before this one
+        page.goto(url, wait_until="domcontentloaded")
+        _settle(page, 0)
         page.goto(f"{url}/guess", wait_until="domcontentloaded")
         _settle(page, 0)
+        assert page.get_by_text("Page not found").count() == 0
         box = page.get_by_label(re.compile("Your guess for the next character"))
         played = 0
         for k in range(12):
@@ -74,20 +85,20 @@ def test_guessing_game_by_keyboard(server):
             if target == "\n":
                 page.get_by_role("button", name=re.compile("New line")).click()
             else:
+                if k == 0 or text[start + k - 1] == "\n":
+                    box.click()  # after a button click; after Enter the field keeps the focus: the student types on
                 if k % 3 == 1:  # a wrong try first, now and then
-                    box.click()
-                    box.fill("")
                     page.keyboard.type("q" if target != "q" else "z")
                     page.keyboard.press("Enter")
                     page.get_by_text("Not:").wait_for(timeout=30_000)
-                box.click()
+                    _idle(page)  # a key typed while the rerun is still drawing could be cleared by it
                 page.keyboard.type(target)
                 page.keyboard.press("Enter")
             played += 1
             page.get_by_text(re.compile(r"You found")).wait_for(timeout=30_000)
             page.wait_for_function(
                 f"document.querySelectorAll('.rnnviz-guess span[title]').length >= {played}", timeout=30_000)
-            page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=30_000)
+            _idle(page)
         _no_errors(page, "guess")
         body = page.locator('[data-testid="stMain"]').inner_text()
         assert "The model's answer" in body and "Shannon's bounds" in body
