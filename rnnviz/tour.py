@@ -58,7 +58,7 @@ STOPS: tuple[Stop, ...] = (
          "this layer's cells by how well they follow strings, and c{unit} comes first there too (the table also "
          "counts docstrings and comments, so its number is lower).",
          {"layer": QUOTE_UNIT[0], "kind": QUOTE_UNIT[1], "unit": QUOTE_UNIT[2], "hypothesis":
-          "inside a string (tokenize)", "direction": "low", "min_score": 0.9}),
+          "inside a string (tokenize)", "direction": "low", "min_score": 0.9, "colours": "red code, white strings"}),
     Stop("line", "A unit that counts along the line", "shakespeare-lstm", "pages/activations_page.py",
          {**_TEXT, **_unit_settings(LINE_UNIT, "position in line")},
          "Verse has lines of about the same length, so knowing how far along the line you are helps to guess "
@@ -67,7 +67,7 @@ STOPS: tuple[Stop, ...] = (
          "line is **at least {min_score:.2f}** on this text, the best of all the model's units; the table on the "
          "right sorts this layer's cells by that correlation, and c{unit} comes first.",
          {"layer": LINE_UNIT[0], "kind": LINE_UNIT[1], "unit": LINE_UNIT[2], "hypothesis": "position in line",
-          "direction": "high", "min_score": 0.8}),
+          "direction": "high", "min_score": 0.8, "colours": "blue to red along the line"}),
     Stop("temperature", "Temperature: bold or careful", "shakespeare-lstm", "pages/sample_page.py",
          {**_TEXT, "temperature": 1.6, "seed": 1, "prime": "", "length": 300, "top_k": 0, "clamp_on": False},
          "The model gives every possible next character a probability, and the sample draws one. Temperature "
@@ -151,13 +151,25 @@ def _check_unit(stop: Stop, model, config) -> Check:
     # the Activations table: this layer and kind by selectivity, over every character (it takes no mask)
     stats = probes.unit_stats(tr, c["layer"], c["kind"], labels=labels)
     table_first = int(stats.sort_values("selectivity", ascending=False).unit.iloc[0])
+    colours = _colours_hold(c["colours"], tr.get(c["layer"], c["kind"])[:, c["unit"]], labels, mask)
     holds = (score >= c["min_score"] and place == 1 and direction == c["direction"] and not ev["flagged"]
-             and table_first == c["unit"])
+             and table_first == c["unit"] and colours)
     best = ranked.iloc[0]
-    return Check(stop.key, holds, {"score": score, "place": place, "direction": direction, "table_first": table_first, "best": f"L{best.layer} {best.kind}{best.unit}",
+    return Check(stop.key, holds, {"score": score, "place": place, "direction": direction, "table_first": table_first, "colours": colours, "best": f"L{best.layer} {best.kind}{best.unit}",
                                    "flagged": ev["flagged"]},
                  f"L{c['layer']} {c['kind']}{c['unit']} scores {score:.3f} on {c['hypothesis']} (place {place} of "
                  f"{len(ranked)}; claimed at least {c['min_score']})")
+
+
+def _colours_hold(colours: str, v: np.ndarray, labels: np.ndarray, mask) -> bool:
+    """The colours a paragraph names (red positive, blue negative, white near 0), on the unit's values v (T,)."""
+    if colours == "red code, white strings":  # median clearly positive in code, within a quarter of it in strings
+        keep = np.ones(len(v), dtype=bool) if mask is None else mask
+        code, inside = np.median(v[keep & (labels < 0.5)]), np.median(v[keep & (labels > 0.5)])
+        return bool(code > 0 and abs(inside) < code / 4)
+    if colours == "blue to red along the line":  # negative in a line's first 10 characters, positive past 30
+        return bool(np.median(v[labels < 10]) < 0 < np.median(v[labels >= 30]))
+    raise ConfigError(f"no check for the colours {colours!r}")
 
 
 def _check_temperature(stop: Stop, model, config) -> Check:

@@ -108,3 +108,15 @@ def test_tour_with_a_model_missing_says_so(folders, monkeypatch):  # noqa: F811
     assert any(re.search("python-lstm, which is not in the models folder", w.value) for w in at.warning)
     at.button(key="tour_end").click().run()
     assert "tour_stop" not in at.session_state
+
+
+def test_colour_claims_can_fail():
+    """The colours a paragraph names are checked: red code and white strings, blue to red along the line."""
+    import numpy as np
+    labels = np.array([0, 0, 1, 1], dtype=float)
+    assert tour._colours_hold("red code, white strings", np.array([2.0, 2.0, 0.1, -0.1]), labels, None)
+    assert not tour._colours_hold("red code, white strings", np.array([2.0, 2.0, 1.5, 1.5]), labels, None)
+    assert not tour._colours_hold("red code, white strings", np.array([-2.0, -2.0, 0.0, 0.0]), labels, None)
+    column = np.arange(40, dtype=float)
+    assert tour._colours_hold("blue to red along the line", column - 20, column, None)
+    assert not tour._colours_hold("blue to red along the line", 20 - column, column, None)
