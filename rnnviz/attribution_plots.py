@@ -83,8 +83,8 @@ def counterfactual_chart(cf, predicted: np.ndarray | None = None, title: str = "
     if mark is not None and len(pos) and pos[0] <= mark <= pos[-1]:
         for row in (1, 2):
             fig.add_vline(x=mark, line=dict(color="#555", dash="dash", width=1), row=row, col=1)
-        fig.add_annotation(x=mark, y=1, yref="y domain", text="the target's character", showarrow=False,
-                           yanchor="bottom", font=dict(size=11, color="#555"), row=1, col=1)
+        fig.add_annotation(x=mark, y=0, yref="y domain", text=" the target's character", showarrow=False,
+                           xanchor="left", yanchor="bottom", font=dict(size=11, color="#555"), row=1, col=1)
     fig.update_yaxes(title="Δ log p", row=1, col=1)
     fig.update_xaxes(title="position in the original text", row=2, col=1)
     fig.update_layout(title=title, height=520, margin=dict(t=60, b=40, l=60, r=20), barmode="overlay",

@@ -59,7 +59,7 @@ def test_why_on_the_shipped_models(shipped_server):
         # the aggregate of the three shipped Shakespeare models, computed in the background
         page.get_by_role("button", name=re.compile("Compute the aggregate")).click()
         page.wait_for_function("document.body.innerText.includes('shakespeare-rnn (RNN): at distance 40')",
-                               timeout=300_000)
+                               timeout=590_000)
         _settle(page, 3, timeout=120_000)
         _clean(page, "why aggregate")
         _full_screenshot(page, "why-aggregate")
