@@ -91,6 +91,12 @@ def test_apptest_drives_the_tour_from_start_to_end(folders, monkeypatch):  # noq
         assert f"stop {i + 1} of {len(tour.STOPS)}: {stop.title}" in shown
         assert stop.paragraph() in shown
         assert len(at.session_state["_ctx"].text) == tour.EXCERPT
+        if i == 1:  # back one stop and forward again
+            at.button(key="tour_prev").click().run()
+            ok(at)
+            assert at.session_state["tour_stop"] == 0 and at.session_state["_ctx"].name == tour.STOPS[0].model
+            at.button(key="tour_next").click().run()
+            assert at.session_state["tour_stop"] == 1
         t0 = time.perf_counter()
         at.button(key="tour_next").click().run()
         timings.append(time.perf_counter() - t0)
