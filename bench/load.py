@@ -13,6 +13,11 @@ BackMsg to its script_finished, measured at the client.
 
     python -m bench.load --students 10 30 60          # a fresh server per size; a table at the end
     python -m bench.load --students 30 --browser      # plus one real Chromium session during the run
+    python -m bench.load --students 30 --trainers 4   # plus 4 sessions that press Start on Train first
+
+A trainer opens Train, presses Start (the default run: an LSTM on Shakespeare for 60 s) and keeps its
+session open: with the queue's default of one job at a time on 2 cores, one trains and the others wait,
+so the students' latencies are those of a server whose training queue is full.
 
 Server CPU comes from /proc/<pid>/stat (user + system seconds over the run, and that divided by the
 wall time: 2.0 means both cores busy); peak RSS is the server's VmHWM.
@@ -52,6 +57,9 @@ def plan(i: int) -> list[tuple[str, str | None, float | None]]:
     return steps
 
 
+TRAINER = [("", None, None), ("train", None, None), ("train", "tr_start", "click")]
+
+
 @dataclass
 class Rerun:
     student: int
@@ -72,21 +80,26 @@ class Student:
     widgets: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (widget id, fragment id)
     values: dict[str, object] = field(default_factory=dict)  # widget id -> WidgetState of this page
     shown: dict[str, list] = field(default_factory=dict)  # slider key -> the value the last run drew
+    alerts: list[str] = field(default_factory=list)  # the info/warning texts of the last run
     page: str = ""
+    progress: bool = False
 
-    async def run(self, think: float, results: list, stop_at: float) -> None:
+    async def run(self, think: float, results: list, stop_at: float, steps=None, hold=None) -> None:
+        """Walk `steps` (the classroom plan by default); then keep the session open until `hold` is set."""
         import websockets
 
         ws_url = self.url.replace("http://", "ws://") + "/_stcore/stream"
         async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None,
                                       open_timeout=120, ping_interval=None) as ws:
             r = random.Random(self.i)
-            for page, key, value in plan(self.i):
+            for page, key, value in steps or plan(self.i):
                 if time.time() > stop_at:
                     break
                 t, ok, problem = await self.rerun(ws, page, key, value)
                 results.append(Rerun(self.i, page or "home", key or "open", t, ok, problem))
                 await asyncio.sleep(think * r.uniform(0.5, 1.5))
+            if hold is not None:
+                await hold.wait()
 
     async def rerun(self, ws, page: str, key: str | None, value) -> tuple[float, bool, str]:
         from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -107,17 +120,24 @@ class Student:
                 return 0.0, False, f"no widget {key!r} on {page}"
             wid, fragment = self.widgets[key]
             ws_ = WidgetState(id=wid)
-            ws_.double_array_value.data.append(float(value))
-            self.values[wid] = ws_
+            if value == "click":  # a button: a trigger, sent once
+                ws_.trigger_value = True
+            else:
+                ws_.double_array_value.data.append(float(value))
+                self.values[wid] = ws_
             cs.page_script_hash = self.pages.get(page, "")
             if fragment:  # a widget inside a fragment reruns only its fragment, as in the browser
                 cs.fragment_id = fragment
-        cs.widget_states.widgets.extend(self.values.values())
+        cs.widget_states.widgets.extend(list(self.values.values()) + ([ws_] if value == "click" else []))
         t0 = time.perf_counter()
         await ws.send(msg.SerializeToString())
         problem = await self.read_until_finished(ws)
         took = time.perf_counter() - t0
-        if key is not None and not problem and self.shown.get(key) != [float(value)]:
+        if value == "click":
+            if not problem and not any("Waiting in the queue" in a or "training" in a.lower() for a in self.alerts) \
+                    and not self.progress:
+                problem = f"{key} pressed: neither a progress bar nor a place in the queue shown"
+        elif key is not None and not problem and self.shown.get(key) != [float(value)]:
             problem = f"{key} shows {self.shown.get(key)} after it was set to {value}"  # the move was not applied
         return took, not problem, problem
 
@@ -126,6 +146,7 @@ class Student:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
         problems = []
+        self.alerts, self.progress = [], False
         while True:
             raw = await asyncio.wait_for(ws.recv(), timeout)
             fm = ForwardMsg()
@@ -141,6 +162,10 @@ class Student:
                     problems.append(f"exception: {el.exception.message[:200]}")
                 elif etype == "alert" and el.alert.format == el.alert.ERROR:
                     problems.append(f"error: {el.alert.body[:200]}")
+                elif etype == "alert":
+                    self.alerts.append(el.alert.body)
+                elif etype == "progress":
+                    self.progress = True
                 else:
                     wid = getattr(getattr(el, etype), "id", "") if etype else ""
                     if isinstance(wid, str) and wid.startswith("$$ID-"):
@@ -219,10 +244,21 @@ def browser_walk(url: str, out: dict) -> None:
     out["seconds"] = round(time.time() - t0, 1)
 
 
-async def classroom(url: str, students: int, ramp: float, think: float, limit: float) -> tuple[list, list]:
+async def classroom(url: str, students: int, ramp: float, think: float, limit: float,
+                    trainers: int = 0) -> tuple[list, list, list]:
     results: list[Rerun] = []
     failures: list[str] = []
+    queue_seen: list[str] = []
     stop_at = time.time() + limit
+    done = asyncio.Event()
+
+    async def trainer(i):
+        st = Student(1000 + i, url)
+        try:
+            await st.run(0.2, results, stop_at, steps=TRAINER, hold=done)
+            queue_seen.extend(a for a in st.alerts if "Waiting in the queue" in a)
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"trainer {i}: {type(e).__name__}: {e}")
 
     async def one(i):
         await asyncio.sleep(ramp * i / max(1, students))
@@ -230,12 +266,18 @@ async def classroom(url: str, students: int, ramp: float, think: float, limit: f
             await Student(i, url).run(think, results, stop_at)
         except Exception as e:  # noqa: BLE001 - a dropped student is a finding, not a crash of the driver
             failures.append(f"student {i}: {type(e).__name__}: {e}")
+
+    tasks = [asyncio.create_task(trainer(i)) for i in range(trainers)]
+    if trainers:
+        await asyncio.sleep(5)  # the trainings start (or queue) before the students arrive
     await asyncio.gather(*(one(i) for i in range(students)))
-    return results, failures
+    done.set()
+    await asyncio.gather(*tasks)
+    return results, failures, queue_seen
 
 
 def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool = False, limit: float = 900,
-            env: dict | None = None, log_dir: Path | None = None) -> dict:
+            env: dict | None = None, log_dir: Path | None = None, trainers: int = 0) -> dict:
     """Start a fresh server, run the classroom, stop it; the figures as a dict."""
     log_dir = log_dir or ROOT / "artifacts"
     log_dir.mkdir(exist_ok=True)
@@ -248,7 +290,7 @@ def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool
         if browser:
             th = threading.Thread(target=browser_walk, args=(url, walk), daemon=True)
             th.start()
-        results, failures = asyncio.run(classroom(url, students, ramp, think, limit))
+        results, failures, queue_seen = asyncio.run(classroom(url, students, ramp, think, limit, trainers))
         if th is not None:
             th.join(300)
         wall = time.time() - t0
@@ -256,13 +298,17 @@ def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool
         rss = peak_rss_mib(proc.pid)
         driver_cpu = time.process_time() - me0
     log = log_path.read_text(errors="replace")
+    results_all = results
+    results = [r for r in results if r.student < 1000]  # the students' reruns; the trainers' apart
     lat = [r.seconds for r in results if r.ok]
     ana = [r.seconds for r in results if r.ok and r.page in ANALYSIS]
     moves = [r.seconds for r in results if r.ok and r.page in ANALYSIS and r.what != "open"]
     by_page = {p: [r.seconds for r in results if r.ok and r.page == p] for p in ("home",) + ANALYSIS}
     return {
-        "students": students, "reruns": len(results), "failed_reruns": sum(not r.ok for r in results),
-        "problems": sorted({r.problem for r in results if not r.ok})[:10], "dropped": failures[:10],
+        "students": students, "trainers": trainers, "reruns": len(results),
+        "failed_reruns": sum(not r.ok for r in results_all),
+        "problems": sorted({r.problem for r in results_all if not r.ok})[:10], "dropped": failures[:10],
+        "queue_seen": queue_seen[:trainers],
         "p50": pct(lat, 0.5), "p95": pct(lat, 0.95),
         "analysis_p50": pct(ana, 0.5), "analysis_p95": pct(ana, 0.95), "analysis_max": max(ana, default=float("nan")),
         "moves_p50": pct(moves, 0.5), "moves_p95": pct(moves, 0.95),
@@ -279,19 +325,20 @@ def main(argv=None) -> int:
     ap.add_argument("--ramp", type=float, default=10.0, help="students arrive over this many seconds")
     ap.add_argument("--think", type=float, default=2.0, help="mean pause between a student's moves (s)")
     ap.add_argument("--browser", action="store_true", help="one real Chromium session during each run")
+    ap.add_argument("--trainers", type=int, default=0, help="sessions that press Start on Train first")
     ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "load.json")
     args = ap.parse_args(argv)
     rows = []
     for n in args.students:
         print(f"{n} students: load average before {os.getloadavg()[0]:.2f} ...", flush=True)
-        res = measure(n, args.ramp, args.think, args.browser)
+        res = measure(n, args.ramp, args.think, args.browser, trainers=args.trainers)
         rows.append(res)
         print(json.dumps(res, indent=1, default=str), flush=True)
-    print("\n| students | reruns (failed) | all p50 / p95 | analysis pages p50 / p95 / max | slider moves p50 / p95 "
+    print("\n| students (+ trainers) | reruns (failed) | all p50 / p95 | analysis pages p50 / p95 / max | slider moves p50 / p95 "
           "| server CPU (cores busy) | peak RSS |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['students']} | {r['reruns']} ({r['failed_reruns']}) | {r['p50']:.2f} / {r['p95']:.2f} s "
+        print(f"| {r['students']}{' + ' + str(r['trainers']) if r['trainers'] else ''} | {r['reruns']} ({r['failed_reruns']}) | {r['p50']:.2f} / {r['p95']:.2f} s "
               f"| {r['analysis_p50']:.2f} / {r['analysis_p95']:.2f} / {r['analysis_max']:.2f} s "
               f"| {r['moves_p50']:.2f} / {r['moves_p95']:.2f} s "
               f"| {r['server_cpu_s']:.0f} s over {r['wall_s']:.0f} s ({r['server_cores_busy']:.2f}) "

@@ -1,6 +1,6 @@
 """The classroom load, short: a few simulated students (bench/load.py: Streamlit's websocket protocol,
 no browser each) walk the analysis pages of one server with the shipped models while one real
-Chromium session draws them. The assertions are about correctness, never about time; the figures
+Chromium session draws them and two sessions fill the training queue. The assertions are about correctness, never about time; the figures
 go to artifacts/load-ci.json. The 10/30/60-student measurement is `python -m bench.load`
 (docs/reliability.md)."""
 import asyncio
@@ -21,8 +21,9 @@ def test_students_and_a_browser_share_one_server(tmp_path):
         pytest.skip("no chromium on this machine")
     if not (ROOT / "pretrained" / "shakespeare-lstm").is_dir():
         pytest.skip("the shipped shakespeare-lstm is missing")
-    res = load.measure(STUDENTS, ramp=2.0, think=0.3, browser=True, limit=400,
-                       env={"RNNVIZ_PAGE_THREADS": "1"}, log_dir=tmp_path)
+    # two more sessions press Start on Train first: with one slot, one trains and one waits its turn
+    res = load.measure(STUDENTS, ramp=2.0, think=0.3, browser=True, limit=400, trainers=2,
+                       env={"RNNVIZ_MAX_JOBS": "1"}, log_dir=tmp_path)
     (ROOT / "artifacts").mkdir(exist_ok=True)
     (ROOT / "artifacts" / "load-ci.json").write_text(json.dumps(res, indent=1, default=str))
     print(json.dumps(res, indent=1, default=str))
@@ -32,6 +33,7 @@ def test_students_and_a_browser_share_one_server(tmp_path):
     assert res["failed_reruns"] == 0, res["problems"]
     assert res["reruns"] == STUDENTS * len(load.plan(0))
     assert all(res["per_page"][p][2] > 0 for p in load.ANALYSIS)
+    assert len(res["queue_seen"]) == 1 and "place 1 of 1 (1 of 1 slots busy" in res["queue_seen"][0]
     # the real browser drew each analysis page, with its charts, while the students worked
     walk = res["browser"]
     assert "error" not in walk, walk
