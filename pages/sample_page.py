@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 import ui
@@ -96,12 +97,54 @@ def clamp_controls(ctx):
 
 def show(s, title):
     st.markdown(f"**{title}**")
-    st.html(render.probability_text(s.text, s.probs))
+    st.html(render.probability_text(s.text, s.probs, rank=s.rank, u=s.u, lo=s.lo, hi=s.hi))
+
+
+DICE = ("How each character is chosen: the model's characters are lined up from the likeliest to the least "
+        "likely, each taking a slice of the line from 0 to 1 as wide as its probability; a random number u "
+        "between 0 and 1 is drawn, and the character whose slice holds u is written. So a character of "
+        "probability 0.1 is drawn about one time in ten even when it is not the top one: that is sampling, "
+        "not a bug.")
+
+
+def dice_table(s) -> pd.DataFrame:
+    """One row per generated character: its rank, probabilities, and the draw u with the slice it fell in."""
+    return pd.DataFrame({"#": np.arange(len(s.text)), "character": [render.char_label(c) for c in s.text],
+                         "rank": s.rank, "p (as drawn)": s.probs, "p at T=1": s.model_probs, "u": s.u,
+                         "slice from": s.lo, "slice to": s.hi})
+
+
+def pick_row():
+    rows = st.session_state.get("dice_table", {}).get("selection", {}).get("rows", [])
+    if rows:
+        st.session_state["dist_pos"] = int(rows[0])
+
+
+def dice(s, temperature: float, top_k) -> None:
+    st.subheader("The dice roll behind each character")
+    st.caption(DICE)
+    if not s.text:
+        return
+    below = int(np.sum(s.rank > 1))
+    used = f"temperature {temperature:.2f}" + (f" and top-{top_k}" if top_k else "")
+    st.markdown(f"Of the {len(s.text):,} characters, **{len(s.text) - below:,}** were the likeliest one (rank 1) "
+                f"and **{below:,}** were not: their u fell in a later slice. Probabilities are those of the "
+                f"distribution the character was drawn from ({used}); p at T=1 is the model's own.")
+    fmt = {c: st.column_config.NumberColumn(format="%.4f") for c in ("p (as drawn)", "p at T=1", "u", "slice from",
+                                                                     "slice to")}
+    st.dataframe(dice_table(s), key="dice_table", on_select=pick_row, selection_mode="single-row", hide_index=True,
+                 height=250, column_config=fmt)
+    st.caption("Hover a character of the text for the same numbers; click a row to look at that choice below.")
 
 
 def main():
     ctx = ui.require_model()
     st.title("Sample")
+    # every control here reruns and redraws only this page's body, never the sidebar
+    st.fragment(lambda: ui.guard(body, ctx))()
+
+
+def body(ctx):
     ss = st.session_state
     controls(ctx)
     top_k = int(ss["top_k"]) or None
@@ -111,8 +154,9 @@ def main():
         st.info("The prime holds characters the model never saw (read as the unknown symbol): "
                 + ", ".join(repr(c) for c in sorted(s.unknown)), icon=":material/info:")
     st.caption("Each generated character is shaded by the probability it had when it was drawn: dark green = "
-               "the model was sure, white = a surprise. Hover for the value.")
+               "the model was sure, white = a surprise. Hover for the value and the dice roll that drew it.")
     show(s, f"Generated at temperature {ss['temperature']:.2f}" + (f", top-{top_k}" if top_k else ""))
+    dice(s, float(ss["temperature"]), top_k)
 
     st.subheader("One choice at several temperatures")
     start = start_text(ctx.model.vocab, ss["prime"])
@@ -126,7 +170,9 @@ def main():
     logits = np.log(np.maximum(tr.probs[row], 1e-30))
     temps = tuple(sorted({0.5, 1.0, 1.5, round(float(ss["temperature"]), 2)}))
     context = full[max(0, row - 30): row + 1]
-    st.caption(f"After reading …{context[-30:]!r}, the model drew {s.text[pos]!r}.")
+    st.caption(f"After reading …{context[-30:]!r}, the model drew {s.text[pos]!r}: rank {int(s.rank[pos])}, "
+               f"p = {s.probs[pos]:.4f} as drawn, u = {s.u[pos]:.4f} fell in its slice "
+               f"[{s.lo[pos]:.4f}, {s.hi[pos]:.4f}).")
     st.plotly_chart(plots.temperature_distributions(logits, tr.vocab, temperatures=temps), key="temp_dist",
                     config={"displaylogo": False})
 

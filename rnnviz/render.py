@@ -87,11 +87,11 @@ def _cut_note(shown: int, total: int) -> str:
 
 def colored_text(text: str, values: np.ndarray, vmin: float | None = None, vmax: float | None = None,
                  diverging: bool = True, label: str = "value", max_chars: int = 5000, mark: int | None = None,
-                 first: int = 0) -> str:
+                 first: int = 0, notes: list[str] | None = None) -> str:
     """One <div> with a <span> per character, its background the value and its tooltip '#t 'c' label=v'.
 
     `mark` outlines one character (a context's peak); `first` is the position of text[0] in a longer
-    text, so tooltips give positions in that text."""
+    text, so tooltips give positions in that text; `notes` (one string per character) end the tooltips."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)  # (T,)
     if len(values) != len(text):
         raise ConfigError(f"{len(text)} characters but {len(values)} values: give one value per character")
@@ -102,6 +102,8 @@ def colored_text(text: str, values: np.ndarray, vmin: float | None = None, vmax:
     for t in range(n):
         ch, v = text[t], values[t]
         tip = html.escape(f"#{first + t} '{char_label(ch)}' ", quote=True) + f"{name}={_fmt(v)}"
+        if notes is not None:
+            tip += html.escape(notes[t], quote=True)
         shown = html.escape(_display(ch), quote=True)
         if ch == "\n":
             shown += "<br>"  # the ↵ marks the line end; the break keeps the layout of the text
@@ -111,9 +113,19 @@ def colored_text(text: str, values: np.ndarray, vmin: float | None = None, vmax:
     return f'<div class="rnnviz-text" style="{_BOX}">{"".join(parts)}{_cut_note(n, len(text))}</div>'
 
 
-def probability_text(text: str, probs: np.ndarray, max_chars: int = 5000) -> str:
-    """Sampled text, each character coloured by the probability the model gave it (tooltip 'p=0.12')."""
-    return colored_text(text, probs, vmin=0.0, vmax=1.0, diverging=False, label="p", max_chars=max_chars)
+def probability_text(text: str, probs: np.ndarray, max_chars: int = 5000, rank=None, u=None, lo=None,
+                     hi=None) -> str:
+    """Sampled text, each character coloured by the probability the model gave it (tooltip 'p=0.12').
+
+    Given a Sample's dice roll (rank, u, lo, hi per character), the tooltip adds it:
+    'p=0.12, rank 3, drawn by u=0.7341 in [0.7020, 0.8220)'."""
+    notes = None
+    if rank is not None:
+        n = min(len(text), max(0, int(max_chars)))
+        notes = [f", rank {int(rank[t])}, drawn by u={u[t]:.4f} in [{lo[t]:.4f}, {hi[t]:.4f})" for t in range(n)]
+        notes += [""] * (len(text) - n)
+    return colored_text(text, probs, vmin=0.0, vmax=1.0, diverging=False, label="p", max_chars=max_chars,
+                        notes=notes)
 
 
 def top_predictions_html(trace, start: int, end: int, k: int = 5, max_cols: int = 400) -> str:

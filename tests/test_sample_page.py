@@ -39,7 +39,7 @@ def shown_text(at) -> str:
 
 @pytest.mark.parametrize("typed,used,label", [(3.0, 3.0, "3"), (0.1234567, 0.1234567, "0.1234567"),
                                               (50.0, 10.0, "10"), (-1e6, -10.0, "-10")])
-def test_caption_describes_exactly_the_value_used(shipped, typed, used, label):
+def test_caption_describes_exactly_the_value_used(shipped, typed, used, label):  # noqa: F811
     at = clamp_on(app("sample"), clamp_value=typed)
     ok(at)
     assert at.number_input(key="clamp_value").value == used
@@ -50,11 +50,12 @@ def test_caption_describes_exactly_the_value_used(shipped, typed, used, label):
     # the clamped sample on the right is the one for the stated value (the page's defaults: empty prime,
     # temperature 0.8, seed 0, no top-k)
     s = sample(model_of(at), "", LENGTH, temperature=0.8, seed=0, clamp=Clamp(0, [0], used, "h"))
-    assert at.get("html")[2].proto.body == render.probability_text(s.text, s.probs)
+    assert at.get("html")[2].proto.body == render.probability_text(s.text, s.probs, rank=s.rank, u=s.u, lo=s.lo,
+                                                                   hi=s.hi)
 
 
 @pytest.mark.parametrize("layer,unit,kind", [(1, 3, "h"), (0, 11, "c")])
-def test_observed_range_of_the_unit_over_the_text(shipped, layer, unit, kind):
+def test_observed_range_of_the_unit_over_the_text(shipped, layer, unit, kind):  # noqa: F811
     at = clamp_on(app("sample"), clamp_layer=layer, clamp_unit=unit, clamp_kind=kind)
     ok(at)
     model, study = model_of(at), at.session_state["_ctx"].text
@@ -67,7 +68,7 @@ def test_observed_range_of_the_unit_over_the_text(shipped, layer, unit, kind):
     assert ("tanh" in text) == (kind == "c")
 
 
-def test_mean_kl_of_the_clamp(shipped):
+def test_mean_kl_of_the_clamp(shipped):  # noqa: F811
     at = clamp_on(app("sample"), clamp_layer=1, clamp_unit=5, clamp_value=4.0)
     ok(at)
     m = re.search(r"mean KL\(unclamped \|\| clamped\) ([0-9.eE+-]+) nats per character, largest ([0-9.eE+-]+)",
@@ -89,7 +90,7 @@ def test_mean_kl_of_the_clamp(shipped):
     ("clamp_value", -math.inf, "h0 held at -10**"), ("clamp_value", "hot", "h0 held at 1**"),
     ("clamp_unit", 10**6, "h15 held at 1**"), ("clamp_unit", math.nan, "h0 held at 1**"),
     ("clamp_layer", 7, "layer 0 h0"), ("clamp_kind", "z", "layer 0 h0")])
-def test_stale_clamp_values_give_a_message(shipped, key, bad, caption):
+def test_stale_clamp_values_give_a_message(shipped, key, bad, caption):  # noqa: F811
     at = app()
     # left in session state before the Sample page's widgets ever ran, as a page switch or an old
     # model (say 512 units, where unit 10**6 was never valid either) may leave it
@@ -103,3 +104,27 @@ def test_stale_clamp_values_give_a_message(shipped, key, bad, caption):
     assert caption in text_of(at.markdown)
     if key == "clamp_value":
         assert "cannot be used" in text_of(at.info) and "-10 to 10" in text_of(at.info)
+
+
+def test_dice_roll_table_hover_and_sentence(shipped):  # noqa: F811
+    """The page shows the draw that sample() recorded: rank, probabilities, u and its slice, per character."""
+    at = app("sample")
+    at.number_input(key="length").set_value(LENGTH).run()
+    at.slider(key="temperature").set_value(1.5).run()
+    ok(at)
+    s = sample(model_of(at), "", LENGTH, temperature=1.5, seed=0)
+    table = at.dataframe(key="dice_table").value
+    assert list(table["character"]) == [render.char_label(c) for c in s.text]
+    np.testing.assert_array_equal(table["rank"], s.rank)
+    np.testing.assert_array_equal(table["u"], s.u)
+    np.testing.assert_array_equal(table["p (as drawn)"], s.probs)
+    assert np.all((table["slice from"] <= table["u"]) & (table["u"] < table["slice to"]))
+    below = int((s.rank > 1).sum())
+    assert below > 0  # at 1.5 an untrained model's choices are often not its top one
+    assert f"**{LENGTH - below:,}** were the likeliest one (rank 1) and **{below:,}** were not" in text_of(at.markdown)
+    assert "a random number u between 0 and 1 is drawn" in text_of(at.caption)
+    first = at.get("html")[0].proto.body
+    assert f"rank {s.rank[0]}, drawn by u={s.u[0]:.4f} in [{s.lo[0]:.4f}, {s.hi[0]:.4f})" in first
+    at.slider(key="dist_pos").set_value(7).run()
+    assert (f"rank {s.rank[7]}, p = {s.probs[7]:.4f} as drawn, u = {s.u[7]:.4f} fell in its slice "
+            f"[{s.lo[7]:.4f}, {s.hi[7]:.4f})") in text_of(at.caption)
