@@ -82,17 +82,24 @@ def main():
                    + (f" (selectivity: how well each follows {hyp_name})" if labels is not None else "")
                    + ". Click a row to show that unit.")
 
+    units = stats["unit"].tolist()[:HEATMAP_UNITS]
+    if unit not in units:
+        units = [unit] + units[:-1]
+    # a move of the window slider reruns and redraws only this part, not the page and its sidebar
+    st.fragment(lambda: ui.guard(window, ctx.name, tr, values, units, layer, kind, ss["sort_by"]))()
+
+
+def window(name: str, tr, values, units: list[int], layer: int, kind: str, sort_by: str) -> None:
+    """The window slider and what it drives: the heatmap, the predictions, the surprisal; the exports."""
+    ss = st.session_state
     T = len(tr.text)
     ui.keep_in_range("window_start", 0, max(0, T - 1), 0)
     st.slider("Window start (character) for the heatmap and the predictions", 0, max(1, T - 1), key="window_start")
     start = int(ss["window_start"])
     end = min(T, start + WINDOW)
-    units = stats["unit"].tolist()[:HEATMAP_UNITS]
-    if unit not in units:
-        units = [unit] + units[:-1]
     heat = plots.activation_heatmap(values[start:end], tr.text[start:end], units=units,
                                     title=f"Layer {layer} {kind}: top {len(units)} units by "
-                                          f"{ss['sort_by']}, characters {start} to {end - 1}")
+                                          f"{sort_by}, characters {start} to {end - 1}")
     heat.update_yaxes(autorange="reversed")  # the first unit of the list at the top
     heat.update_layout(height=max(320, 16 * len(units) + 160))
     st.plotly_chart(heat, key="heatmap", config={"displaylogo": False})
@@ -106,7 +113,7 @@ def main():
     st.plotly_chart(surprisal, key="surprisal", config={"displaylogo": False})
 
     st.subheader("Export")
-    stem = f"{ctx.name}-L{layer}-{kind}"
+    stem = f"{name}-L{layer}-{kind}"
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Activations (CSV)", data=lambda: tr.to_frame(layer, kind).to_csv(index=False),
                        file_name=f"{stem}.csv", mime="text/csv", key="dl_csv", icon=":material/download:")
@@ -115,7 +122,7 @@ def main():
     c3.download_button("Heatmap (HTML)", data=lambda: heat.to_html(include_plotlyjs="cdn"),
                        file_name=f"{stem}-heatmap.html", mime="text/html", key="dl_heat", icon=":material/download:")
     c4.download_button("Surprisal (HTML)", data=lambda: surprisal.to_html(include_plotlyjs="cdn"),
-                       file_name=f"{ctx.name}-surprisal.html", mime="text/html", key="dl_surprisal",
+                       file_name=f"{name}-surprisal.html", mime="text/html", key="dl_surprisal",
                        icon=":material/download:")
     st.caption("PNG: use the camera icon on each chart.")
 

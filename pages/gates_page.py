@@ -26,13 +26,27 @@ def main():
     ss = st.session_state
     ui.unit_controls(ctx)
     layer, unit = int(ss["layer"]), int(ss["unit"])
+    gates = list(GATES[ctx.cell])
+    # a move of the window slider reruns and redraws only this part; the whole-text charts below stay
+    st.fragment(lambda: ui.guard(window, tr, layer, unit, gates))()
+    if gates:
+        st.subheader("Saturation")
+        st.caption("Each dot is a unit: how often its gate is nearly closed (x) or nearly open (y), over the whole "
+                   "text. Dots near the diagonal are gates that act like switches.")
+        st.plotly_chart(plots.saturation_scatter(tr), key="saturation", config={"displaylogo": False})
+    st.subheader("Distribution of values")
+    st.plotly_chart(plots.gate_histograms(tr, layer), key="histograms", config={"displaylogo": False})
+
+
+def window(tr, layer: int, unit: int, gates: list[str]) -> None:
+    """The window slider and what it drives: one ribbon per gate of the unit, and their lines."""
+    ss = st.session_state
     T = len(tr.text)
     ui.keep_in_range("gate_window", 0, max(0, T - 1), 0)
     st.slider("Window start (character)", 0, max(1, T - 1), key="gate_window")
     start = int(ss["gate_window"])
     end = min(T, start + WINDOW)
     part = ui.slice_trace(tr, start, end)
-    gates = list(GATES[ctx.cell])
     if not gates:
         st.info("A vanilla RNN has **no gates**: every step is simply h_t = tanh(W x_t + U h_(t−1) + b). "
                 "Below is the pre-activation of the unit (what goes into the tanh) instead; where it is far "
@@ -52,13 +66,6 @@ def main():
                                                vmax=1.0 if sigmoid else None, diverging=not sigmoid, label=kind), 200,
                            part.text)
     st.plotly_chart(plots.gate_lines(part, layer, unit), key="gate_lines", config={"displaylogo": False})
-    if gates:
-        st.subheader("Saturation")
-        st.caption("Each dot is a unit: how often its gate is nearly closed (x) or nearly open (y), over the whole "
-                   "text. Dots near the diagonal are gates that act like switches.")
-        st.plotly_chart(plots.saturation_scatter(tr), key="saturation", config={"displaylogo": False})
-    st.subheader("Distribution of values")
-    st.plotly_chart(plots.gate_histograms(tr, layer), key="histograms", config={"displaylogo": False})
 
 
 ui.run_page(main)
