@@ -58,13 +58,14 @@ def controls(ctx):
     ui.default("cmp_text", HELD)
     ui.default("cmp_chars", 30_000)
     ui.keep_choice("cmp_against", [NGRAM, OTHER], NGRAM)
-    ui.keep_in_range("cmp_order", 1, 10, 8)
+    top = min(10, ngram.max_order(len(ctx.model.vocab)))  # int64 codes: V**order < 2**63
+    ui.keep_in_range("cmp_order", 1, top, min(8, top))
     ui.keep_choice("cmp_text", [HELD, STUDY], HELD)
     ui.keep_in_range("cmp_chars", 1_000, MAX_CHARS, 30_000)
     c1, c2, c3 = st.columns([1, 1, 1])
     c1.radio("Compare A against", [NGRAM, OTHER], key="cmp_against")
     if ss["cmp_against"] == NGRAM:
-        c2.slider("n-gram order", 1, 10, key="cmp_order",
+        c2.slider("n-gram order", 1, top, key="cmp_order",
                   help="An order-n model predicts from the last n − 1 characters (8: the 2015 paper's baseline).")
     else:
         choices = other_choices(ctx)
@@ -101,7 +102,8 @@ def comparison(ctx):
         try:
             ng, notice = fitted_ngram(ctx.key, order, _config=ctx.config, _vocab=ctx.model.vocab)
         except RnnvizError as e:
-            st.warning(f"{e}. Compare it against another model instead.", icon=":material/warning:")
+            hint = " Compare it against another model instead." if "not on this machine" in str(e) else ""
+            st.warning(f"{e}.{hint}", icon=":material/warning:")
             return None, notices
         if notice:
             notices.append(notice)

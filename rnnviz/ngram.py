@@ -23,7 +23,6 @@ lookups from np.searchsorted. V**N must stay below 2**63 (order 8 allows V up to
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -192,6 +191,14 @@ class NgramModel:
             raise NgramCacheError(f"unreadable n-gram cache: {e}") from None
 
 
+def max_order(V: int) -> int:
+    """The highest order whose codes fit int64 for a vocabulary of V characters (at most MAX_ORDER)."""
+    n = 1
+    while n < MAX_ORDER and V ** (n + 1) < 2 ** 63:
+        n += 1
+    return n
+
+
 # --- fitting -------------------------------------------------------------------------------------
 
 def _discount(counts: np.ndarray) -> float:
@@ -217,7 +224,7 @@ def fit(text: str, order: int = 8, vocab: Vocab | None = None) -> NgramModel:
     V = len(vocab)
     if V ** order >= 2 ** 63:
         raise ConfigError(f"an order-{order} model over {V} characters does not fit int64 codes; "
-                          f"use order {int(62 / math.log2(V))} or less")
+                          f"use order {max_order(V)} or less")
     ids = vocab.encode(text)  # (L,)
     L = len(ids)
     if L < order + 1:

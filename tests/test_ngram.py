@@ -113,6 +113,9 @@ def test_bad_input():
     for bad in (0, 13, 2.5, True):
         with pytest.raises(ConfigError, match="order"):
             ngram.fit(TEXT, bad)
+    assert ngram.max_order(66) == 10 and ngram.max_order(102) == 9 and ngram.max_order(2) == 12
+    for V in (66, 102, 234, 235):
+        assert V ** ngram.max_order(V) < 2 ** 63 <= V ** (ngram.max_order(V) + 1)
     with pytest.raises(ConfigError, match="int64"):
         ngram.fit("".join(chr(0x4e00 + i) for i in range(300)) * 2, 8)
     with pytest.raises(TextError, match="two characters"):
