@@ -209,3 +209,15 @@ def test_cli_ngram(tmp_path):
     out = subprocess.run(env_py + ["ngram", "--corpus", str(ev), "--order", "8", "--json"], **kw)
     assert out.returncode == 1 and "too few for an order-8" in out.stderr and "Traceback" not in out.stderr
     assert math.isfinite(got["loss"])
+
+
+@pytest.mark.slow
+def test_bench_quick_smoke_run(tmp_path):
+    """bench/ngram.py runs and prints every row at tiny sizes (no timing asserted)."""
+    out = subprocess.run([sys.executable, "-m", "bench.ngram", "--quick", "--json", str(tmp_path / "rows.json")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [r[0].split(",")[0] for r in rows] == ["n-gram fit", "n-gram fit peak memory", "n-gram scoring",
+                                                  "n-gram argmax over the vocabulary"]
+    assert all(math.isfinite(r[1]) for r in rows)
