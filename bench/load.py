@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import random
+import statistics
 import sys
 import threading
 import time
@@ -68,6 +69,7 @@ class Rerun:
     seconds: float
     ok: bool
     problem: str = ""
+    server_cpu: float = float("nan")  # the server's CPU seconds over this rerun (meaningful alone only)
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Student:
     alerts: list[str] = field(default_factory=list)  # the info/warning texts of the last run
     page: str = ""
     progress: bool = False
+    pid: int | None = None  # the server's, to read its CPU time around each rerun
 
     async def run(self, think: float, results: list, stop_at: float, steps=None, hold=None) -> None:
         """Walk `steps` (the classroom plan by default); then keep the session open until `hold` is set."""
@@ -95,8 +98,10 @@ class Student:
             for page, key, value in steps or plan(self.i):
                 if time.time() > stop_at:
                     break
+                c0 = _cpu_seconds(self.pid) if self.pid else float("nan")
                 t, ok, problem = await self.rerun(ws, page, key, value)
-                results.append(Rerun(self.i, page or "home", key or "open", t, ok, problem))
+                cpu = _cpu_seconds(self.pid) - c0 if self.pid else float("nan")
+                results.append(Rerun(self.i, page or "home", key or "open", t, ok, problem, cpu))
                 await asyncio.sleep(think * r.uniform(0.5, 1.5))
             if hold is not None:
                 await hold.wait()
@@ -245,7 +250,7 @@ def browser_walk(url: str, out: dict) -> None:
 
 
 async def classroom(url: str, students: int, ramp: float, think: float, limit: float,
-                    trainers: int = 0) -> tuple[list, list, list]:
+                    trainers: int = 0, pid: int | None = None) -> tuple[list, list, list]:
     results: list[Rerun] = []
     failures: list[str] = []
     queue_seen: list[str] = []
@@ -263,7 +268,7 @@ async def classroom(url: str, students: int, ramp: float, think: float, limit: f
     async def one(i):
         await asyncio.sleep(ramp * i / max(1, students))
         try:
-            await Student(i, url).run(think, results, stop_at)
+            await Student(i, url, pid=pid).run(think, results, stop_at)
         except Exception as e:  # noqa: BLE001 - a dropped student is a finding, not a crash of the driver
             failures.append(f"student {i}: {type(e).__name__}: {e}")
 
@@ -290,7 +295,8 @@ def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool
         if browser:
             th = threading.Thread(target=browser_walk, args=(url, walk), daemon=True)
             th.start()
-        results, failures, queue_seen = asyncio.run(classroom(url, students, ramp, think, limit, trainers))
+        results, failures, queue_seen = asyncio.run(classroom(url, students, ramp, think, limit, trainers,
+                                                                pid=proc.pid if students == 1 and not trainers else None))
         if th is not None:
             th.join(300)
         wall = time.time() - t0
@@ -313,6 +319,10 @@ def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool
         "analysis_p50": pct(ana, 0.5), "analysis_p95": pct(ana, 0.95), "analysis_max": max(ana, default=float("nan")),
         "moves_p50": pct(moves, 0.5), "moves_p95": pct(moves, 0.95),
         "per_page": {p: (pct(v, 0.5), pct(v, 0.95), len(v)) for p, v in by_page.items()},
+        # one student alone: the server's CPU seconds per rerun, by page and control (median)
+        "cpu_per_rerun": {f"{p}/{w}": statistics.median(c) for p, w in sorted({(r.page, r.what) for r in results})
+                          if (c := [r.server_cpu for r in results if r.page == p and r.what == w
+                                    and r.server_cpu == r.server_cpu])},
         "wall_s": wall, "server_cpu_s": cpu, "server_cores_busy": cpu / wall if wall else float("nan"),
         "peak_rss_mib": rss, "driver_cpu_s": driver_cpu, "tracebacks_in_log": log.count("Traceback"),
         "browser": walk, "load_before": os.getloadavg(),
