@@ -140,8 +140,8 @@ def main():
     st.markdown(f"**In short.** {compare.summary(res)}")
     words = compare.closing_words(res)
     st.markdown(f"**Closing delimiters.** {words}" if words else
-                "**Closing delimiters.** This text has fewer than 20 closing brackets or quotes at any distance, "
-                "too few to compare accuracies: try python-lstm on its held-out code.")
+                "**Closing delimiters.** No distance group of this text holds 20 closing brackets or 20 closing "
+                "quotes, too few to compare accuracies: try python-lstm on its held-out code.")
 
     st.subheader("Where each model wins, character by character")
     st.caption(f"Each character is shaded by {A}'s surprisal minus {B}'s on it: **blue = A predicted it better, "

@@ -145,12 +145,12 @@ def summary(cmp: Comparison, top: int = 3, min_count: int = 20) -> str:
     wins = bd[bd["diff"] < 0].head(top)
     if len(wins):
         lines.append(f"{cmp.a.name} gains most over {cmp.b.name} on " + "; ".join(
-            f"{r['class']} ({-r['diff']:.2f} nats/char lower, {r['count']:,} chars)"
+            f"“{r['class']}” ({-r['diff']:.2f} nats/char lower, {r['count']:,} chars)"
             for _, r in wins.iterrows()) + ".")
     losses = bd[bd["diff"] > 0].tail(1)
     if len(losses):
         r = losses.iloc[-1]
-        lines.append(f"{cmp.b.name} does best against it on {r['class']} ({r['diff']:.2f} nats/char lower "
+        lines.append(f"{cmp.b.name} does best against it on “{r['class']}” ({r['diff']:.2f} nats/char lower "
                      f"for {cmp.b.name}, {r['count']:,} chars).")
     return " ".join(lines)
 

@@ -115,8 +115,8 @@ def test_summary_words_match_the_numbers():
     pred = np.array(list(TEXT[1:]), dtype="<U1")
     res = compare.compare(TEXT, compare.Scores("A", chars, sa, pred), compare.Scores("B", chars, sb, pred))
     words = compare.summary(res, top=1)
-    assert "A gains most over B on word start (2.00 nats/char lower" in words
-    assert "B does best against it on other (0.50 nats/char lower for B" in words
+    assert "A gains most over B on “word start” (2.00 nats/char lower" in words
+    assert "B does best against it on “other” (0.50 nats/char lower for B" in words
 
 
 def test_cli_compare(tmp_path):

@@ -101,3 +101,14 @@ def test_text_under_study_and_a_corpus_that_is_not_here(models):
     assert not at.exception and not at.error
     assert "not on this machine" in text_of(at.warning) and "another model" in text_of(at.warning)
     np.testing.assert_equal(len(at.metric), 0)
+
+
+def test_pasted_text_is_escaped(models):
+    at = app("compare")
+    at.radio(key="text_source").set_value("Paste text").run()
+    at.text_area(key="pasted_text").set_value('<script>alert(1)</script> f("a", (b)) & done\n' * 3).run()
+    at.radio(key="cmp_text").set_value("the text under study").run()
+    ok(at)
+    page = html(at)
+    assert "<script>" not in page and "&lt;" in page and "&amp;" in page
+    assert metrics(at)["characters compared"].replace(",", "").isdigit()
