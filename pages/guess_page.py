@@ -28,6 +28,7 @@ def game(ctx) -> dict:
     if not isinstance(g, dict) or g.get("ident") != ident:
         g = ss[GAME] = {"ident": ident, "start": None, "pos": None, "wrong": [], "log": [], "round": 0,
                         "target": None, "msg": None, "skipped": 0}
+        ss["guess_start"] = shannon.passage_start(ctx.text)  # a passage start of this text, not of the last one
     return g
 
 
@@ -108,9 +109,15 @@ def passage(ctx, tr, g: dict) -> None:
     b1.button("Space ␣", key="guess_space", on_click=submit, args=(" ",))
     b2.button("New line ↵", key="guess_newline", on_click=submit, args=("\n",))
     if g["wrong"]:
-        st.markdown(f"Try {len(g['wrong']) + 1}. Not: " + ", ".join(f"`{char_label(c)}`" for c in g["wrong"]))
+        st.markdown(f"Try {len(g['wrong']) + 1}. Not: " + ", ".join(code(c) for c in g["wrong"]))
     if g["msg"]:
         st.warning(g["msg"], icon=":material/info:")
+
+
+def code(ch: str) -> str:
+    """A character as a markdown code span (a backtick inside needs double ones)."""
+    label = char_label(ch)
+    return f"`` {label} ``" if "`" in label else f"`{label}`"
 
 
 def model_ranks(tr, positions: list[int]) -> np.ndarray:
@@ -131,10 +138,10 @@ def reveal(ctx, tr, g: dict) -> None:
     rank = int(model_ranks(tr, [pos])[0])
     true_p = float(tr.probs[pos - 1, tr.ids[pos]])
     st.subheader("The model's answer")
-    st.markdown(f"You found `{char_label(last['char'])}` in **{last['tries']}** "
+    st.markdown(f"You found {code(last['char'])} in **{last['tries']}** "
                 f"{'try' if last['tries'] == 1 else 'tries'}. The model would have found it in **{rank}**: "
                 f"it gave it **p = {true_p:.2f}**, and its own first choice "
-                f"`{char_label(ctx.model.vocab.chars[order[0]])}` p = {p[order[0]]:.2f}.")
+                f"{code(ctx.model.vocab.chars[order[0]])} p = {p[order[0]]:.2f}.")
     rows = [{"character": char_label(ctx.model.vocab.chars[i]), "probability": float(p[i]),
              "the true one": "✓" if i == tr.ids[pos] else ""} for i in order]
     st.dataframe(rows, hide_index=True, key="guess_reveal", column_config={

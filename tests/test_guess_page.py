@@ -121,3 +121,23 @@ def test_class_board_takes_a_nickname_escaped_and_bounded(shipped):  # noqa: F81
     at.text_input(key="guess_nick").input("").run()
     at.button(key="guess_post").click().run()
     assert any("nickname" in e.value for e in at.error) and not at.exception
+
+
+def test_pasted_text_with_unknown_characters_and_its_end(shipped):  # noqa: F811
+    """A character the model never saw is shown, not played; the end of the text says so; odd guesses are text."""
+    at = app("guess")
+    at.radio(key="text_source").set_value("Paste text").run()
+    at.text_area(key="pasted_text").input("x\n\u2603yz").run()
+    ok(at)
+    assert at.session_state["guess_start"] == 2  # the first line start
+    at.text_input(key="guess_input").input("`").run()  # a wrong guess that is markdown's code quote
+    ok(at)
+    assert "`` ` ``" in text_of(at.markdown)
+    play(at, "y", 1)
+    at.text_input(key="guess_input").input("<").run()  # a wrong guess that is HTML
+    ok(at)
+    play(at, "z", 1)
+    assert any("end of the text" in s.value for s in at.success)
+    g = at.session_state["guess_game"]
+    assert g["skipped"] == 1 and [(e["char"], e["tries"]) for e in g["log"]] == [("y", 2), ("z", 2)]
+    assert "\u2603" in html(at) and "<b" not in html(at).replace("<br>", "")
