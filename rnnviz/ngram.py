@@ -152,7 +152,9 @@ class NgramModel:
                "sha256": np.array(self.text_sha256)}
         for n, lv in enumerate(self.levels, start=1):
             for f in _LEVEL_FIELDS:
-                out[f"{f}_{n}"] = getattr(lv, f)
+                a = getattr(lv, f)
+                # counts are whole numbers: int32 on disk (a corpus below 2**31 characters) halves the file
+                out[f"{f}_{n}"] = a.astype(np.int32) if a.dtype == np.float64 and a.size and a.max() < 2**31 else a
         return out
 
     @classmethod
@@ -291,6 +293,7 @@ def fit_cached(text: str, order: int = 8, vocab: Vocab | None = None, folder: Pa
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **model.arrays())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from another user's server
         os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
     except OSError:
         pass  # a read-only cache folder costs a refit next time, nothing else
