@@ -8,7 +8,7 @@ import pytest
 from rnnviz import jobs
 from rnnviz.errors import ConfigError
 from rnnviz.jobs import Job, JobQueue, QueueError
-from test_app import clean_caches, folders, one_thread  # noqa: F401 (fixtures)
+from test_app import clean_caches, folders, one_thread, shipped, vocab  # noqa: F401 (fixtures)
 from test_app import app, ok, text_of
 
 
@@ -251,3 +251,34 @@ def test_three_app_sessions_share_one_slot(folders, monkeypatch):  # noqa: F811
     at.button(key="tr_stop").click().run()
     c.join(30)
     wait_for(lambda: q.counts() == (0, 0))
+
+
+def test_the_memory_experiment_waits_in_the_same_queue(shipped, monkeypatch):  # noqa: F811
+    """Gradients' live memory experiment goes through the server's queue: with the one slot taken by
+    another session, it waits with its place; leaving takes it out; and a session with a job waiting
+    cannot start a training beside it."""
+    from rnnviz import experiments
+
+    q = JobQueue(slots=1)
+    monkeypatch.setattr(jobs, "_DEFAULT", q)
+    ran = []
+    monkeypatch.setattr(experiments, "memory_experiment", lambda **kw: ran.append(kw) or None)
+    g = Gate()
+    other = q.submit(g.job("someone's training", expected=30), owner="another session")
+    wait_for(lambda: other.running)
+    at = app("gradients")
+    at.button(key="mem_start").click().run()
+    ok(at)
+    job = at.session_state["memory_job"]
+    assert job.queued and q.place(job) == 1 and not ran
+    assert "Waiting in the queue: place 1 of 1" in text_of(at.info)
+    at.switch_page("pages/train_page.py").run()
+    assert at.button(key="tr_start").disabled and "one job at a time per session" in text_of(at.info)
+    at.switch_page("pages/gradients_page.py").run()
+    at.button(key="mem_leave").click().run()
+    ok(at)
+    assert job.left and q.counts() == (1, 0)
+    assert "left the queue before it ran" in text_of(at.info)
+    g.release["someone's training"].set()
+    other.join(10)
+    assert not ran  # it never ran
