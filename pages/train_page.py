@@ -119,7 +119,8 @@ def live():
             st.markdown(f"**{rec['name']}**: {snap.get('state', 'starting')} on {snap.get('device', '...')}")
             st.progress(min(1.0, float(snap.get("fraction") or 0.0)), text=ui.progress_line(snap))
     runs = {rec["name"]: rec["job"].snapshot().get("curve", []) for rec in recs}
-    st.plotly_chart(plots.loss_curves(runs), key="loss_chart")
+    if any(runs.values()):  # a run still waiting in the queue has no curve yet
+        st.plotly_chart(plots.loss_curves(runs), key="loss_chart")
     latest = recs[-1]["job"].snapshot().get("samples") or []
     if latest:
         st.markdown(f"Sample at step {latest[-1]['step']:,} of {recs[-1]['name']} (temperature 0.8):")
