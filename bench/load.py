@@ -325,7 +325,7 @@ def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool
                                     and r.server_cpu == r.server_cpu])},
         "wall_s": wall, "server_cpu_s": cpu, "server_cores_busy": cpu / wall if wall else float("nan"),
         "peak_rss_mib": rss, "driver_cpu_s": driver_cpu, "tracebacks_in_log": log.count("Traceback"),
-        "browser": walk, "load_before": os.getloadavg(),
+        "browser": walk, "load_after": os.getloadavg(),  # the machine's 1/5/15-minute load averages
     }
 
 
@@ -336,12 +336,15 @@ def main(argv=None) -> int:
     ap.add_argument("--think", type=float, default=2.0, help="mean pause between a student's moves (s)")
     ap.add_argument("--browser", action="store_true", help="one real Chromium session during each run")
     ap.add_argument("--trainers", type=int, default=0, help="sessions that press Start on Train first")
+    ap.add_argument("--limit", type=float, default=900, help="no student starts a new step after this many seconds")
     ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "load.json")
     args = ap.parse_args(argv)
     rows = []
     for n in args.students:
         print(f"{n} students: load average before {os.getloadavg()[0]:.2f} ...", flush=True)
-        res = measure(n, args.ramp, args.think, args.browser, trainers=args.trainers)
+        before = os.getloadavg()
+        res = measure(n, args.ramp, args.think, args.browser, trainers=args.trainers, limit=args.limit)
+        res["load_before"] = before
         rows.append(res)
         print(json.dumps(res, indent=1, default=str), flush=True)
     print("\n| students (+ trainers) | reruns (failed) | all p50 / p95 | analysis pages p50 / p95 / max | slider moves p50 / p95 "
