@@ -118,6 +118,20 @@ def comparison(ctx):
     return compare.compare(text, a, b), notices
 
 
+def study(entry_id: str) -> None:
+    """Button callback: put another model under study, against the n-gram (runs before the sidebar's widgets)."""
+    st.session_state["model_choice"] = entry_id
+    st.session_state["cmp_against"] = NGRAM
+
+
+def python_entry(ctx):
+    """The shipped python-lstm's entry id, when it is here and not already under study."""
+    for k, e in ui.model_entries().items():
+        if e.source == "shipped" and e.path is not None and e.path.name == "python-lstm" and k != ctx.entry.id:
+            return k
+    return None
+
+
 def main():
     ctx = ui.require_model()
     st.title("Compare")
@@ -139,9 +153,16 @@ def main():
     c3.metric("characters compared", f"{int(res.kept.sum()):,}")
     st.markdown(f"**In short.** {compare.summary(res)}")
     words = compare.closing_words(res)
-    st.markdown(f"**Closing delimiters.** {words}" if words else
-                "**Closing delimiters.** No distance group of this text holds 20 closing brackets or 20 closing "
-                "quotes, too few to compare accuracies: try python-lstm on its held-out code.")
+    if words:
+        st.markdown(f"**Closing delimiters.** {words}")
+    else:
+        st.markdown("**Closing delimiters.** No distance group of this text holds 20 closing brackets or 20 "
+                    "closing quotes, too few to compare accuracies. Code has plenty: python-lstm's held-out files "
+                    "show where memory beats the n-gram.")
+        py = python_entry(ctx)
+        if py:
+            st.button("Study python-lstm against the 8-gram", key="cmp_python", on_click=study, args=(py,),
+                      icon=":material/code:")
 
     st.subheader("Where each model wins, character by character")
     st.caption(f"Each character is shaded by {A}'s surprisal minus {B}'s on it: **blue = A predicted it better, "

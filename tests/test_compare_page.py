@@ -112,3 +112,19 @@ def test_pasted_text_is_escaped(models):
     page = html(at)
     assert "<script>" not in page and "&lt;" in page and "&amp;" in page
     assert metrics(at)["characters compared"].replace(",", "").isdigit()
+
+
+def test_a_text_without_closers_offers_python_lstm(models):
+    qv = Vocab.from_text(corpora.quotes_task(20_000, 0).text)
+    save(models, "python-lstm", qv, seed=3)
+    at = app("compare")
+    at.radio(key="text_source").set_value("Paste text").run()
+    at.text_area(key="pasted_text").set_value("no brackets and no quotes here at all\n" * 5).run()
+    at.radio(key="cmp_text").set_value("the text under study").run()
+    at.radio(key="cmp_against").set_value("another model").run()
+    ok(at)
+    assert "No distance group of this text holds 20" in text_of(at.markdown)
+    at.button(key="cmp_python").click().run()
+    ok(at)
+    assert at.session_state["model_choice"] == f"shipped:{models / 'python-lstm'}"
+    assert at.session_state["_ctx"].name == "python-lstm" and "B: 8-gram" in metrics(at)
