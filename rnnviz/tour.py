@@ -197,9 +197,10 @@ def _check_gates(stop: Stop, model, config) -> Check:
     gate = tr.get(c["layer"], "f")[:, c["unit"]]  # (T,) the unit's forget gate
     newline = np.array([ch == "\n" for ch in text])
     keep, reset = float(gate[~newline].mean()), float(gate[newline].max())
+    between = len(f) - n_open - n_shut  # "most forget gates sit in between": neither way on most characters
     holds = (len(f) == c["hidden"] and n_open >= c["open_units"] and n_shut >= c["shut_units"]
-             and keep > c["keep_min"] and reset < c["reset_max"])
-    return Check(stop.key, holds, {"open": n_open, "shut": n_shut, "units": len(f), "keep": keep, "reset": reset},
+             and between > len(f) / 2 and keep > c["keep_min"] and reset < c["reset_max"])
+    return Check(stop.key, holds, {"open": n_open, "shut": n_shut, "between": between, "units": len(f), "keep": keep, "reset": reset},
                  f"layer {c['layer']}: {n_open} forget gates open, {n_shut} shut on most characters, of {len(f)}; "
                  f"c{c['unit']}'s f: mean {keep:.3f} off newlines, at most {reset:.3f} on them")
 
