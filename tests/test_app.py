@@ -18,6 +18,7 @@ from rnnviz import checkpoint
 from rnnviz.corpora import load_corpus
 from rnnviz.model import build
 from rnnviz.vocab import Vocab
+import ui
 
 TIMEOUT = 60
 
