@@ -12,7 +12,10 @@ latency runs from the keydown event to the first animation frame at which both
   - Streamlit's status widget ("Running...") is gone, so the rerun has finished and every delta
     it sent has been applied.
 Both times are read from the browser's own clock (performance.now()), so the Python side's
-round trips do not count. Each move goes to a value not seen before (nothing served from a
+round trips do not count. Beside the felt time, per move: the seconds the page's renderer main
+thread was busy (Chrome's TaskDuration, over CDP), the server process's CPU seconds (/proc), and
+the bytes received over the websocket; on a loaded machine these say where the time goes better
+than the wall clock does. Each move goes to a value not seen before (nothing served from a
 cache that an earlier move filled). With --before, the two checkouts alternate page by page and
 round by round on the same machine, so load on a shared box moves both alike; the ratio of the
 medians is the figure to trust.
@@ -36,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from streamlit_server import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+
+MISSED: dict[str, int] = {}  # moves not drawn within the time limit, per page
 
 # url path, slider name, the chart the slider drives (its st.plotly_chart key), extra text to wait for
 PAGES = {
@@ -73,7 +78,7 @@ ARM = """() => {
 
 @contextmanager
 def server(checkout: Path, log_path: Path, env: dict, start_timeout: float = 120):
-    """`streamlit run app.py` in `checkout` on a free port; yields the url."""
+    """`streamlit run app.py` in `checkout` on a free port; yields (url, pid)."""
     port = free_port()
     log = open(log_path, "w+")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -94,7 +99,7 @@ def server(checkout: Path, log_path: Path, env: dict, start_timeout: float = 120
                 log.seek(0)
                 raise RuntimeError(f"streamlit did not start in {checkout}:\n{log.read()[-3000:]}")
             time.sleep(0.5)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -129,8 +134,28 @@ def settle(page, charts: bool = True, timeout: float = 180_000) -> None:
     page.wait_for_timeout(500)
 
 
-def moves(page, url: str, name: str, n: int, seed: int) -> list[float]:
-    """Open the page afresh, move its slider n + 1 times (the first is a warm-up); seconds per move."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def browser_busy(cdp) -> float:
+    """Seconds the page's renderer main thread has spent on tasks so far (Chrome's TaskDuration)."""
+    return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}["TaskDuration"]
+
+
+def received(page) -> list[int]:
+    """A running list of the sizes of the websocket frames the page receives (what the server sends)."""
+    sizes: list[int] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: sizes.append(len(payload))))
+    return sizes
+
+
+def moves(page, url: str, name: str, n: int, seed: int, sizes: list[int], cdp, pid: int) -> list[tuple]:
+    """Open the page afresh, move its slider n + 1 times (the first is a warm-up).
+
+    Per move: (felt seconds, bytes received, browser main-thread busy seconds, server CPU seconds)."""
     path, slider_name, key, want = PAGES[name]
     page.goto(f"{url}/{path}", wait_until="domcontentloaded")
     settle(page)
@@ -149,10 +174,18 @@ def moves(page, url: str, name: str, n: int, seed: int) -> list[float]:
         before = page.evaluate(f"({SIGNATURE})", key)
         page.evaluate(ARM)
         slider.focus()
+        mark, busy, cpu = len(sizes), browser_busy(cdp), cpu_seconds(pid)
         page.keyboard.press("ArrowRight")
-        ms = page.wait_for_function(DONE, arg=[key, before, text], polling="raf", timeout=120_000).json_value()
+        try:
+            ms = page.wait_for_function(DONE, arg=[key, before, text], polling="raf", timeout=60_000).json_value()
+        except PlaywrightTimeout:  # reported, not hidden: the move counts as missed
+            print(f"  {name}: move {i} from {value} not drawn within 60 s (slider now {slider.input_value()})",
+                  flush=True)
+            MISSED[name] = MISSED.get(name, 0) + 1
+            settle(page)
+            continue
         if i:
-            out.append(ms / 1000)
+            out.append((ms / 1000, sum(sizes[mark:]), browser_busy(cdp) - busy, cpu_seconds(pid) - cpu))
         page.wait_for_timeout(400)  # idle between moves
     return out
 
@@ -166,46 +199,61 @@ def main() -> None:
     args = ap.parse_args()
     if CHROMIUM is None:
         sys.exit("no chromium on PATH (apt-get install chromium)")
+    global PlaywrightTimeout
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     names = args.pages.split(",")
     tmp = Path(tempfile.mkdtemp(prefix="rnnviz-latency-"))
     env = {"RNNVIZ_MODELS": str(tmp / "models"), "RNNVIZ_PRETRAINED": str(ROOT / "pretrained"),
            "RNNVIZ_ATLAS_DIR": str(tmp / "atlas")}
-    times: dict[tuple[str, str], list[float]] = {}
+    got: dict[tuple[str, str], list[tuple]] = {}
     load0 = os.getloadavg()
     with ExitStack() as stack:
         trees = {"after": ROOT}
         if args.before:
             trees = {"before": stack.enter_context(worktree(args.before)), "after": ROOT}
-        urls = {label: stack.enter_context(server(tree, tmp / f"{label}.log", env)) for label, tree in trees.items()}
+        servers = {label: stack.enter_context(server(tree, tmp / f"{label}.log", env)) for label, tree in trees.items()}
+        urls = {label: url for label, (url, _) in servers.items()}
         p = stack.enter_context(sync_playwright())
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         stack.callback(browser.close)
         pages = {label: browser.new_page(viewport={"width": 1400, "height": 2400}) for label in urls}
+        sizes = {label: received(page) for label, page in pages.items()}
+        cdps = {label: page.context.new_cdp_session(page) for label, page in pages.items()}
+        for cdp in cdps.values():
+            cdp.send("Performance.enable")
         for label, page in pages.items():  # a fresh server's first deep link shows "Page not found": open / first
             page.goto(urls[label], wait_until="domcontentloaded")
             settle(page, charts=False)
         for r in range(args.rounds):
             for name in names:
                 for label in (urls if r % 2 == 0 else reversed(urls)):  # alternate who goes first
-                    got = moves(pages[label], urls[label], name, args.moves, seed=100 + r)
-                    times.setdefault((name, label), []).extend(got)
-                    print(f"round {r + 1} {name:<12} {label:<6} median {statistics.median(got):.3f} s  "
-                          + " ".join(f"{t:.2f}" for t in got), flush=True)
+                    rows = moves(pages[label], urls[label], name, args.moves, 100 + r, sizes[label], cdps[label],
+                                 servers[label][1])
+                    got.setdefault((name, label), []).extend(rows)
+                    print(f"round {r + 1} {name:<12} {label:<6} median {statistics.median(x[0] for x in rows):.3f} s  "
+                          + " ".join(f"{x[0]:.2f}" for x in rows), flush=True)
     load1 = os.getloadavg()
     print(f"\nload average (1, 5, 15 min) before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}; "
           f"after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; {os.cpu_count()} cores")
-    print("| slider | checkout | moves | median s | p90 s | min–max s |")
-    print("|---|---|---|---|---|---|")
-    for (name, label), ts in times.items():
-        q = sorted(ts)
-        print(f"| {name} | {label} | {len(ts)} | {statistics.median(ts):.3f} | {q[int(0.9 * (len(q) - 1))]:.3f} | "
-              f"{q[0]:.2f}–{q[-1]:.2f} |")
+    print("| slider | checkout | moves | felt, median s | p90 s | min–max s | browser busy, median s | "
+          "server CPU, median s | kB received, median |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    med = {}
+    for (name, label), rows in got.items():
+        q = sorted(x[0] for x in rows)
+        med[(name, label)] = [statistics.median(x[j] for x in rows) for j in range(4)]
+        m = med[(name, label)]
+        print(f"| {name} | {label} | {len(rows)} | {m[0]:.3f} | {q[int(0.9 * (len(q) - 1))]:.3f} | "
+              f"{q[0]:.2f}–{q[-1]:.2f} | {m[2]:.3f} | {m[3]:.3f} | {m[1] / 1000:.0f} |")
+    if MISSED:
+        print(f"moves not drawn within 60 s (left out above): {MISSED}")
     if args.before:
         for name in names:
-            b, a = statistics.median(times[(name, "before")]), statistics.median(times[(name, "after")])
-            print(f"{name}: after / before = {a / b:.2f}")
+            b, a = med[(name, "before")], med[(name, "after")]
+            print(f"{name}: after / before: felt {a[0] / b[0]:.2f}, browser busy {a[2] / b[2]:.2f}, "
+                  f"server CPU {a[3] / max(b[3], 1e-9):.2f}")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
