@@ -214,13 +214,16 @@ def experiment_section():
     if c3.button("Stop", key="mem_stop", disabled=not running, icon=":material/stop:",
                  help="Stops the experiment, or takes it out of the queue."):
         job.stop()
-    st.fragment(run_every=1.0 if running else None)(lambda: ui.guard(memory_status, running))()
+    every = ui_jobs.poll_every([job] if running else [])
+    st.fragment(run_every=every)(lambda: ui.guard(memory_status, running, every))()
 
 
-def memory_status(was_running: bool):
+def memory_status(was_running: bool, every: float | None = None):
     job = st.session_state.get("memory_job")
     if job is None:
         return
+    if every is not None and every != ui_jobs.poll_every([job] if job.active else []):
+        st.rerun(scope="app")  # it started (or ended) since: poll at the new pace
     if ui_jobs.queue_status(job, key="mem_leave"):
         return
     snap = job.snapshot()

@@ -250,14 +250,18 @@ def main():
             if rec["running"]:
                 rec["job"].stop()
     quota_offer()
-    st.fragment(run_every=1.0 if running else None)(lambda: ui.guard(poll, running))()
+    every = ui_jobs.poll_every([r["job"] for r in ui.job_records() if r["running"]])
+    st.fragment(run_every=every)(lambda: ui.guard(poll, running, every))()
     finished()
 
 
-def poll(was_running: bool):
+def poll(was_running: bool, every: float | None = None):
     live()
-    if was_running and not any(r["running"] for r in ui.job_records()):
+    recs = ui.job_records()
+    if was_running and not any(r["running"] for r in recs):
         st.rerun(scope="app")
+    if every != ui_jobs.poll_every([r["job"] for r in recs if r["running"]]):
+        st.rerun(scope="app")  # a waiting run started: poll it every second from now on
 
 
 ui.run_page(main)

@@ -70,6 +70,14 @@ def queue_line(job: Job) -> str | None:
             f"starts in about {_fmt_eta(q.estimated_wait(job))}")
 
 
+def poll_every(active_jobs: list) -> float | None:
+    """Seconds between progress polls: 1 while a job runs, 5 while all only wait (a full queue of
+    waiting sessions must not rerun the server many times a second), None when none is active."""
+    if not active_jobs:
+        return None
+    return 5.0 if all(j.queued for j in active_jobs) else 1.0
+
+
 def queue_status(job: Job, key: str) -> bool:
     """Show a waiting job's place and estimated wait with a 'Leave the queue' button; False if it runs."""
     line = queue_line(job)
@@ -187,5 +195,8 @@ def training_progress() -> None:
             st.progress(min(1.0, float(snap.get("fraction") or 0.0)), text=progress_line(snap))
         if running and not any(r["running"] for r in recs):
             st.rerun(scope="app")  # a run just ended: register its model everywhere
+        if every != poll_every([r["job"] for r in recs if r["running"]]):
+            st.rerun(scope="app")  # a waiting job started: poll it every second from now on
 
-    st.fragment(run_every=1.0 if running else None)(lambda: guard(body))()
+    every = poll_every([r["job"] for r in job_records() if r["running"]])
+    st.fragment(run_every=every)(lambda: guard(body))()
