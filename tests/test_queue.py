@@ -282,3 +282,16 @@ def test_the_memory_experiment_waits_in_the_same_queue(shipped, monkeypatch):  #
     g.release["someone's training"].set()
     other.join(10)
     assert not ran  # it never ran
+
+
+def test_waiting_sessions_poll_slowly():
+    from ui.jobs import poll_every
+
+    g, q = Gate(), JobQueue(slots=1)
+    a = q.submit(g.job("a"), owner="a")
+    b = q.submit(g.job("b"), owner="b")
+    wait_for(lambda: a.running)
+    assert poll_every([]) is None and poll_every([b]) == 5.0 and poll_every([a]) == 1.0 and poll_every([a, b]) == 1.0
+    for n in "ab":
+        g.release[n].set()
+    wait_for(lambda: q.counts() == (0, 0))
