@@ -12,7 +12,10 @@ Every character of a text gets one class. When several apply, the first in this 
   6. other.
 
 Strings: a `"` or `'` opens a string that the next unescaped quote of the same kind closes on the same
-line; a backslash inside a string escapes the next character; a `'` right after a letter or digit
+line; three quotes of a kind open a string that the next unescaped three of that kind close,
+across lines (Python's docstrings: its closer is the first of the three, at its distance from the
+first opening quote; the other quotes of the six are "other"); a backslash inside a string escapes
+the next character; a `'` right after a letter or digit
 is an apostrophe ("I'll"), never an opener, and one right before a letter or digit never a closer
 ("'Tis true, 'tis" holds no string); a quote still open at the end of its line opened no
 string ("'tis" in a play), so neither it nor what follows counts as a string. Brackets match with a
@@ -68,6 +71,20 @@ def _is_word(c: str) -> bool:
     return c.isalnum() or c == "_"
 
 
+def _triple_end(text: str, i: int, triple: str) -> int:
+    """Where the next unescaped `triple` starts at or after i (-1 if none)."""
+    while True:
+        j = text.find(triple, i)
+        if j < 0:
+            return -1
+        k = j  # an odd run of backslashes before it escapes its first quote
+        while k > i and text[k - 1] == "\\":
+            k -= 1
+        if (j - k) % 2 == 0:
+            return j
+        i = j + 1
+
+
 def _strings(text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """(in_string mask (T,), [(open, close)] of each string), by the rules in the module docstring."""
     T = len(text)
@@ -78,6 +95,15 @@ def _strings(text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
     while i < T:
         c = text[i]
         if line_open is None:
+            if c in "'\"" and text.startswith(c * 3, i):  # a triple-quoted string, as Python's docstrings
+                j = _triple_end(text, i + 3, c * 3)
+                if j < 0:
+                    i += 3  # never closed: no string
+                    continue
+                spans.append((i, j))
+                inside[i + 3:j] = True
+                i = j + 3
+                continue
             if c == '"' or (c == "'" and not (i and text[i - 1].isalnum())):
                 line_open, escaped = (c, i), False
         elif c == "\n":

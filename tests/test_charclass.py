@@ -44,6 +44,17 @@ class Builder:
             self.put(c, "in string")
         self.close(q, start, "quote")
 
+    def triple(self, q, lines):
+        """A triple-quoted string over several lines; its closer is the first quote of the closing three."""
+        start = self.put(q, "other")
+        self.plain(q * 2)
+        for k, line in enumerate(lines):
+            for j, c in enumerate(line):
+                self.put(c, "after newline" if j == 0 and k else "in string")
+            self.put("\n", "in string")
+        self.close(q, start, "quote")
+        self.plain(q * 2)
+
     @property
     def text(self):
         return "".join(self.chars)
@@ -108,6 +119,18 @@ def test_classes_known_by_construction():
     b.word("_u9")
     b.close(")", o)
     b.nl()
+    b.put("d", "after newline")
+    b.plain("ef")
+    b.plain(" ")
+    b.word("g")
+    o = b.put("(", "other")
+    b.close(")", o)  # d1
+    b.plain(":")
+    b.nl()
+    b.put(" ", "after newline")
+    b.plain("   ")
+    b.triple('"', ['Say "hi" (and [more]).', "  Second line's ) end, with an \\\" escaped quote."])
+    b.nl()
     b.put('"', "after newline")
     b.plain("")
     s = len(b.chars) - 1
@@ -123,7 +146,7 @@ def test_classes_known_by_construction():
     np.testing.assert_array_equal(got.closer, closer)
     # every bucket of brackets and the nearest quotes are present, so the test covers them
     assert {c for c in b.cls if c.startswith("closing bracket")} == {f"closing bracket {x}" for x in charclass.BUCKET_LABELS}
-    assert "closing quote d1–5" in b.cls and "closing quote d21–60" in b.cls
+    assert "closing quote d1–5" in b.cls and "closing quote d21–60" in b.cls and "closing quote d61+" in b.cls
     assert list(got.names()) == b.cls
 
 
