@@ -13,7 +13,7 @@ Every character of a text gets one class. When several apply, the first in this 
 
 Strings: a `"` or `'` opens a string that the next unescaped quote of the same kind closes on the same
 line; three quotes of a kind open a string that the next unescaped three of that kind close,
-across lines (Python's docstrings: its closer is the first of the three, at its distance from the
+across lines in Python source (docstrings: its closer is the first of the three, at its distance from the
 first opening quote; the other quotes of the six are "other"); a backslash inside a string escapes
 the next character; a `'` right after a letter or digit
 is an apostrophe ("I'll"), never an opener, and one right before a letter or digit never a closer
@@ -24,6 +24,7 @@ stack as it was.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ from .errors import ConfigError, TextError
 
 BUCKETS = ((1, 5), (6, 20), (21, 60), (61, None))  # distance ranges, both ends included
 _PAIRS = {")": "(", "]": "[", "}": "{"}
+_PY_DEF = re.compile(r"^[ \t]*(?:def|class)[ \t]+\w+.*:[ \t]*$", re.M)
 
 
 def bucket_label(lo: int, hi: int | None) -> str:
@@ -85,7 +87,12 @@ def _triple_end(text: str, i: int, triple: str) -> int:
         i = j + 1
 
 
-def _strings(text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def looks_like_python(text: str) -> bool:
+    """At least three lines `def name(...):` or `class Name...:`: Python source, whose triple quotes are strings."""
+    return len(_PY_DEF.findall(text, 0, 1_000_000)) >= 3
+
+
+def _strings(text: str, triple: bool) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """(in_string mask (T,), [(open, close)] of each string), by the rules in the module docstring."""
     T = len(text)
     inside = np.zeros(T, bool)
@@ -95,7 +102,7 @@ def _strings(text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
     while i < T:
         c = text[i]
         if line_open is None:
-            if c in "'\"" and text.startswith(c * 3, i):  # a triple-quoted string, as Python's docstrings
+            if triple and c in "'\"" and text.startswith(c * 3, i):  # a triple-quoted string, as Python's docstrings
                 j = _triple_end(text, i + 3, c * 3)
                 if j < 0:
                     i += 3  # never closed: no string
@@ -121,12 +128,14 @@ def _strings(text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
     return inside, spans
 
 
-def classify(text: str) -> CharClasses:
-    """The class of every character of `text` (see the module docstring for the rules)."""
+def classify(text: str, triple_quotes: bool | None = None) -> CharClasses:
+    """The class of every character of `text` (see the module docstring for the rules). Triple quotes
+    open strings when `triple_quotes`, by default when the text looks like Python (looks_like_python):
+    elsewhere three quotes in a row are two strings side by side, as '""' then '"x"'."""
     if not isinstance(text, str) or not text:
         raise TextError("the text is empty: give at least one character")
     T = len(text)
-    inside, spans = _strings(text)
+    inside, spans = _strings(text, looks_like_python(text) if triple_quotes is None else triple_quotes)
     closer = np.zeros(T, int)
     distance = np.zeros(T, int)
     in_quote_char = np.zeros(T, bool)  # the quote characters themselves: brackets there are not brackets

@@ -136,7 +136,8 @@ def test_classes_known_by_construction():
     s = len(b.chars) - 1
     b.close('"', s, "quote")  # an empty string: its closer at distance 1
     text = b.text
-    got = charclass.classify(text)
+    assert not charclass.looks_like_python(text)  # one def: so say it is Python
+    got = charclass.classify(text, triple_quotes=True)
     want = np.array([CLASSES.index(c) for c in b.cls])
     bad = np.flatnonzero(got.labels != want)
     assert not bad.size, [(int(i), text[i], CLASSES[got.labels[i]], b.cls[i]) for i in bad[:5]]
@@ -172,3 +173,19 @@ def test_bad_input():
         charclass.classify("")
     with pytest.raises(ConfigError, match="predictions"):
         charclass.closing_accuracy(charclass.classify("abc"), np.array(["a"]))
+
+
+def test_triple_quotes_only_in_python():
+    side_by_side = 'x = """ab" + c\n' * 2  # generated code-like text: "" then "ab", twice
+    got = charclass.classify(side_by_side)
+    assert not charclass.looks_like_python(side_by_side)
+    closers = [(i, int(d)) for i, d in enumerate(got.distance) if got.closer[i] == charclass.QUOTE]
+    assert closers == [(5, 1), (9, 3), (20, 1), (24, 3)]
+    code = "def a():\n    pass\nclass B:\n    def c(self):\n        \"\"\"Doc (one).\n\n        More.\"\"\"\n"
+    assert charclass.looks_like_python(code)
+    got = charclass.classify(code)
+    o, e = code.index('"""'), code.index('"""', code.index('"""') + 3)
+    assert got.closer[e] == charclass.QUOTE and got.distance[e] == e - o
+    assert list(got.closer).count(charclass.QUOTE) == 1 and got.closer[code.index(")", o)] == charclass.NONE
+    blank = code.index("\n\n") + 1  # the empty line inside the docstring: after a newline wins
+    assert got.names()[blank] == "after newline" and got.names()[code.index("M")] == "in string"
