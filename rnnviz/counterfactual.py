@@ -100,10 +100,12 @@ class Counterfactual:
         return self.positions - (len(self.text) - self.suffix) + 1
 
 
-def _check_chars(model: CharRNN, text: str, what: str) -> None:
-    unseen = sorted(set(text) - set(model.vocab.chars))
+def _check_new_chars(model: CharRNN, text: str, edited: str) -> None:
+    """An edit may not bring in a character the model never saw (the text's own ones are read, as in a trace,
+    as the unknown symbol)."""
+    unseen = sorted(set(edited) - set(text) - set(model.vocab.chars))
     if unseen:
-        raise EditError(f"{what} has characters the model never saw: {''.join(unseen)!r}; use characters "
+        raise EditError(f"the edit brings in characters the model never saw: {''.join(unseen)!r}; use characters "
                         "of its vocabulary")
 
 
@@ -139,11 +141,10 @@ def counterfactual(model: CharRNN, text: str, edit: Edit | str) -> Counterfactua
     """Run the model on `text` and on its edit (an Edit, or the whole edited text) and align them downstream."""
     if not isinstance(text, str) or not text:
         raise EditError("the text is empty: give at least one character")
-    _check_chars(model, text, "the text")
     edited = edit.apply(text) if isinstance(edit, Edit) else edit
     if not isinstance(edited, str) or not edited:
         raise EditError("the edit leaves the text empty: keep at least one character")
-    _check_chars(model, edited, "the edited text")
+    _check_new_chars(model, text, edited)
     n, m = len(text), len(edited)
     pre = 0
     while pre < min(n, m) and text[pre] == edited[pre]:

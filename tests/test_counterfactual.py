@@ -63,6 +63,15 @@ def test_replace_aligns_right_after_the_edit():
     assert cf.prefix == 8 and cf.positions[0] == 9  # '"' -> 'e' at 8: the character after it is aligned
 
 
+def test_a_text_with_unknown_characters_can_still_be_edited():
+    model = _model("lstm")
+    text = TEXT.replace("door", "döor")  # 'ö' is not in the vocabulary: read as the unknown symbol
+    cf = counterfactual(model, text, Edit("replace", 2, "a"))
+    assert cf.edited[2] == "a" and len(cf.positions) == len(text) - 3
+    with pytest.raises(EditError, match="brings in"):
+        counterfactual(model, text, Edit("replace", 2, "é"))
+
+
 def test_general_edited_text():
     cf = counterfactual(_model("rnn"), TEXT, TEXT.replace("door", "dr"))
     assert cf.edited.endswith('dr" and left.\n') and cf.shift == -2
