@@ -244,8 +244,9 @@ def draw_aggregate(aggs: dict, window: int):
             f"{agg.relative(measure)[far]:.3g}" for label, (cell, agg) in aggs.items()]
     if len(aggs) > 1:
         best = {dd: max(aggs, key=lambda k: aggs[k][1].relative(measure)[dd]) for dd in (d, far)}
+        worst = min(aggs, key=lambda k: aggs[k][1].relative(measure)[far])
         rows.append(f"\nAt distance {d} the most influence is left in **{best[d]}**; at distance {far}, in "
-                    f"**{best[far]}**.")
+                    f"**{best[far]}**, and the least in **{worst}**.")
     st.markdown("\n".join(rows))
     n = len(next(iter(aggs.values()))[1].targets)
     st.caption(f"Each curve: the mean over {n} targets of |{ap.MEASURES[measure]}| at each distance, divided by the "

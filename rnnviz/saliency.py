@@ -11,6 +11,7 @@ of gradients.py, which the kernel hides).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,8 @@ from .errors import ConfigError, TextError
 from .gradients import _frozen_head, _frozen_params
 from .model import CharRNN
 
-TRUE, TOP = "true", "top"  # the character c whose log-probability is differentiated
+TRUE, TOP = "true", "top"
+_FORWARD_AD = threading.Lock()  # the character c whose log-probability is differentiated
 
 
 class TargetError(ConfigError):
@@ -295,7 +297,8 @@ def predicted_change(model: CharRNN, text: str, position: int, new_char: str | N
     old = w[ids[position]]
     tangent[0, 0] = (w[int(vocab.encode(new_char)[0])] - old) if new_char is not None else -old
     states = _window_states(model, ids, np.array([position])) if position else None
-    with torch.no_grad(), fwAD.dual_level():
+    # forward-mode levels are global to the process and cannot nest: one thread at a time (app sessions)
+    with _FORWARD_AD, torch.no_grad(), fwAD.dual_level():
         h = _stepwise(model, fwAD.make_dual(x[0], tangent[0]), states)
         logp = torch.log_softmax(_frozen_head(model, h), -1)  # (n, V)
         dlogp = fwAD.unpack_dual(logp).tangent  # (n, V)

@@ -168,3 +168,27 @@ def test_no_weight_gradients_and_model_untouched():
     aggregate(model, TEXT, targets=[10, 12], window=5)
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_predicted_change_from_several_threads():
+    """Forward-mode levels are process-wide and cannot nest: app sessions on threads must not collide."""
+    import threading
+
+    model = _model("lstm")
+    want = predicted_change(model, TEXT, 3, "a")
+    errors = []
+
+    def work():
+        try:
+            for _ in range(10):
+                got = predicted_change(model, TEXT, 3, "a")
+                np.testing.assert_array_equal(got, want)
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:2]
