@@ -74,6 +74,23 @@ def _sync_box():
     st.session_state["why_target"] = st.session_state["why_target_box"]
 
 
+def _set_target(t: int):
+    st.session_state["why_target"] = t  # in a callback: before the slider is drawn again
+
+
+def _on_point():
+    """A click on the distance plot: that point's position becomes the target (scatter selections work)."""
+    ss = st.session_state
+    points = ((ss.get("why_distance") or {}).get("selection") or {}).get("points") or []
+    if points:
+        try:
+            s = int(points[0]["customdata"][0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return
+        if s >= 1:
+            ss["why_target"] = s
+
+
 def target_controls(ctx, text: str) -> int:
     ss = st.session_state
     n = len(text)
@@ -99,10 +116,9 @@ def target_controls(ctx, text: str) -> int:
     c1.radio("Character c", list(WHICH), key="why_which", format_func=WHICH.get, horizontal=True)
     c2.radio("Measure", list(ap.MEASURES), key="why_measure", horizontal=True,
              format_func={"grad_norm": "gradient norm", "grad_x_input": "gradient × input"}.get)
-    if c3.button("Far-looking target", key="why_reset", help=f"Back to t = {t_def}: among {SCAN_TARGETS} targets "
-                 f"spread over the text, the one with the largest share of its influence {FAR} or more back"):
-        ss["why_target"] = t_def
-        st.rerun()
+    c3.button("Far-looking target", key="why_reset", on_click=_set_target, args=(t_def,),
+              help=f"Back to t = {t_def}: among {SCAN_TARGETS} targets spread over the text, the one with the "
+                   f"largest share of its influence {FAR} or more back")
     return int(ss["why_target"])
 
 
@@ -151,7 +167,9 @@ def saliency_section(ctx, text: str) -> tuple:
     c1, c2 = st.columns([3, 2])
     c1.plotly_chart(ap.influence_distance(sal, measure, log_x=True,
                                           title=f"Influence on p('{render.char_label(sal.char)}') at t = {t}, "
-                                                "against distance"), key="why_distance", config=CHART)
+                                                "against distance"), key="why_distance", config=CHART,
+                    on_select=_on_point, selection_mode="points")
+    c1.caption("Click a point to make that character the target.")
     rows = sal_lib.top_influence_table(sal, measure, top=10)
     c2.markdown("**The ten most influential positions**")
     c2.dataframe([{"#": r["position"], "distance": r["distance"], "char": render.char_label(r["char"]),

@@ -56,6 +56,24 @@ def test_why_on_the_shipped_models(shipped_server):
         assert re.search(r"t = \d+", body) and "characters back" in body and "The page opened here" in body
         assert page.locator(".rnnviz-text").count() >= 1
         _full_screenshot(page, "why-shakespeare-lstm")
+        # a click on a point of the distance plot makes that character the target
+        t = int(re.search(r"t = (\d+)", body).group(1))
+        s = t - 36
+        # plotly leaves out overlapping markers on the log axis, so click at the point's data coordinates
+        xy = page.evaluate("""(s) => { const gd = document.querySelectorAll('.js-plotly-plot')[0];
+            const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, tr = gd._fullData[0];
+            const r = gd.getBoundingClientRect();
+            return [r.left + xa._offset + xa.l2p(Math.log10(tr.x[s])),
+                    r.top + ya._offset + ya.l2p(Math.log10(tr.y[s]))]; }""", s)
+        page.mouse.click(xy[0], xy[1])
+        page.wait_for_function(f"document.body.innerText.includes('t = {s},')", timeout=120_000)
+        _settle(page, 2, timeout=120_000)
+        _clean(page, "why after a click")
+        assert page.get_by_label("t", exact=True).input_value() == str(s)
+        _full_screenshot(page, "why-clicked")
+        page.get_by_role("button", name=re.compile("Far-looking target")).click()
+        page.wait_for_function(f"document.body.innerText.includes('t = {t},')", timeout=120_000)
+        _settle(page, 2, timeout=120_000)
         # the aggregate of the three shipped Shakespeare models, computed in the background
         page.get_by_role("button", name=re.compile("Compute the aggregate")).click()
         page.wait_for_function("document.body.innerText.includes('shakespeare-rnn (RNN): at distance 40')",

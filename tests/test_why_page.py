@@ -47,6 +47,7 @@ def test_page_draws_and_states_the_library_numbers():
 @pytest.mark.usefixtures("shipped")
 def test_slider_and_box_move_t():
     at = _why()
+    t0 = at.slider(key="why_target").value
     at.slider(key="why_target").set_value(30).run()
     ok(at)
     assert "**t = 30**" in text_of(at.markdown)
@@ -54,6 +55,10 @@ def test_slider_and_box_move_t():
     at.number_input(key="why_target_box").set_value(45).run()
     ok(at)
     assert at.slider(key="why_target").value == 45 and "**t = 45**" in text_of(at.markdown)
+    at.button(key="why_reset").click().run()
+    ok(at)
+    assert at.slider(key="why_target").value == t0 and f"**t = {t0}**" in text_of(at.markdown)
+    at.slider(key="why_target").set_value(45).run()
     at.radio(key="why_which").set_value("top").run()
     at.radio(key="why_measure").set_value("grad_x_input").run()
     ok(at)
