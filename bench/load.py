@@ -14,6 +14,7 @@ BackMsg to its script_finished, measured at the client.
     python -m bench.load --students 10 30 60          # a fresh server per size; a table at the end
     python -m bench.load --students 30 --browser      # plus one real Chromium session during the run
     python -m bench.load --students 30 --trainers 4   # plus 4 sessions that press Start on Train first
+    python -m bench.load --students 30 --same         # every student moves to the same values
 
 A trainer opens Train, presses Start (the default run: an LSTM on Shakespeare for 60 s) and keeps its
 session open: with the queue's default of one job at a time on 2 cores, one trains and the others wait,
@@ -250,7 +251,7 @@ def browser_walk(url: str, out: dict) -> None:
 
 
 async def classroom(url: str, students: int, ramp: float, think: float, limit: float,
-                    trainers: int = 0, pid: int | None = None) -> tuple[list, list, list]:
+                    trainers: int = 0, pid: int | None = None, same: bool = False) -> tuple[list, list, list]:
     results: list[Rerun] = []
     failures: list[str] = []
     queue_seen: list[str] = []
@@ -268,7 +269,7 @@ async def classroom(url: str, students: int, ramp: float, think: float, limit: f
     async def one(i):
         await asyncio.sleep(ramp * i / max(1, students))
         try:
-            await Student(i, url, pid=pid).run(think, results, stop_at)
+            await Student(i, url, pid=pid).run(think, results, stop_at, steps=plan(0) if same else None)
         except Exception as e:  # noqa: BLE001 - a dropped student is a finding, not a crash of the driver
             failures.append(f"student {i}: {type(e).__name__}: {e}")
 
@@ -282,7 +283,7 @@ async def classroom(url: str, students: int, ramp: float, think: float, limit: f
 
 
 def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool = False, limit: float = 900,
-            env: dict | None = None, log_dir: Path | None = None, trainers: int = 0) -> dict:
+            env: dict | None = None, log_dir: Path | None = None, trainers: int = 0, same: bool = False) -> dict:
     """Start a fresh server, run the classroom, stop it; the figures as a dict."""
     log_dir = log_dir or ROOT / "artifacts"
     log_dir.mkdir(exist_ok=True)
@@ -296,7 +297,8 @@ def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool
             th = threading.Thread(target=browser_walk, args=(url, walk), daemon=True)
             th.start()
         results, failures, queue_seen = asyncio.run(classroom(url, students, ramp, think, limit, trainers,
-                                                                pid=proc.pid if students == 1 and not trainers else None))
+                                                                pid=proc.pid if students == 1 and not trainers else None,
+                                                                same=same))
         if th is not None:
             th.join(300)
         wall = time.time() - t0
@@ -311,7 +313,7 @@ def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool
     moves = [r.seconds for r in results if r.ok and r.page in ANALYSIS and r.what != "open"]
     by_page = {p: [r.seconds for r in results if r.ok and r.page == p] for p in ("home",) + ANALYSIS}
     return {
-        "students": students, "trainers": trainers, "reruns": len(results),
+        "students": students, "trainers": trainers, "same_values": same, "reruns": len(results),
         "failed_reruns": sum(not r.ok for r in results_all),
         "problems": sorted({r.problem for r in results_all if not r.ok})[:10], "dropped": failures[:10],
         "queue_seen": queue_seen[:trainers],
@@ -336,6 +338,8 @@ def main(argv=None) -> int:
     ap.add_argument("--think", type=float, default=2.0, help="mean pause between a student's moves (s)")
     ap.add_argument("--browser", action="store_true", help="one real Chromium session during each run")
     ap.add_argument("--trainers", type=int, default=0, help="sessions that press Start on Train first")
+    ap.add_argument("--same", action="store_true",
+                    help="every student moves to the same values (a class following the teacher): cache hits")
     ap.add_argument("--limit", type=float, default=900, help="no student starts a new step after this many seconds")
     ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "load.json")
     args = ap.parse_args(argv)
@@ -343,7 +347,8 @@ def main(argv=None) -> int:
     for n in args.students:
         print(f"{n} students: load average before {os.getloadavg()[0]:.2f} ...", flush=True)
         before = os.getloadavg()
-        res = measure(n, args.ramp, args.think, args.browser, trainers=args.trainers, limit=args.limit)
+        res = measure(n, args.ramp, args.think, args.browser, trainers=args.trainers, limit=args.limit,
+                      same=args.same)
         res["load_before"] = before
         rows.append(res)
         print(json.dumps(res, indent=1, default=str), flush=True)
