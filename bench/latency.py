@@ -54,7 +54,9 @@ SIGNATURE = """(key) => {
   const box = document.querySelector('.st-key-' + key);
   const gd = box && box.querySelector('.js-plotly-plot');
   if (!gd || !gd.data) return null;
-  const head = (a) => a ? Array.from(a).slice(0, 3).map(v => Array.isArray(v) ? v.slice(0, 3) : v) : null;
+  // plotly.py sends numpy arrays base64-encoded ({dtype, bdata}); their text changes with the values
+  const head = (a) => !a ? null : a.bdata ? a.bdata.slice(0, 120)
+                           : Array.from(a).slice(0, 3).map(v => Array.isArray(v) ? v.slice(0, 3) : v);
   return JSON.stringify([gd.layout && gd.layout.title && gd.layout.title.text,
                          gd.data.map(t => [t.name, head(t.x), head(t.y), head(t.z), t.x && t.x.length])]);
 }"""
@@ -182,6 +184,11 @@ def moves(page, url: str, name: str, n: int, seed: int, sizes: list[int], cdp, p
             print(f"  {name}: move {i} from {value} not drawn within 60 s (slider now {slider.input_value()})",
                   flush=True)
             MISSED[name] = MISSED.get(name, 0) + 1
+            state = page.evaluate(f"({SIGNATURE})", key)
+            print(f"  chart unchanged: {state == before}; status widget shown: "
+                  f"{page.locator('[data-testid=stStatusWidget]').count()}", flush=True)
+            (ROOT / "artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(ROOT / "artifacts" / f"latency-missed-{name}-{i}.png"))
             settle(page)
             continue
         if i:
