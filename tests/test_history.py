@@ -248,3 +248,61 @@ def test_quotes_recipe_emergence_ends_on_the_ground_truth_unit(tmp_path):
     a = auroc(x[:, None], fresh.labels["in_quote"] > 0.5)[0]
     assert max(a, 1 - a) == pytest.approx(e.table.score.iloc[-1], abs=0.02)
     assert math.isfinite(a)
+
+
+# --- python-lstm's quote unit on another code base ------------------------------------------------
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
+UNSEEN_PACKAGE = "numpy"  # installed wherever rnnviz is (a dependency), and not in python-lstm's corpus
+UNSEEN_MAX_CHARS = 400_000
+QUOTE_TARGET = 0.98  # issue 12's target, not met yet: the test says so (xfail) until a shipped model meets it
+QUOTE_FLOOR = 0.95  # the shipped python-lstm scores 0.961 on these files: less is a regression, and fails
+
+
+def unseen_sources(package: str = UNSEEN_PACKAGE, max_chars: int = UNSEEN_MAX_CHARS) -> list[str]:
+    """Whole .py files of an installed package (its tests left out), in path order, up to max_chars in all."""
+    import importlib
+
+    root = Path(importlib.import_module(package).__file__).parent
+    out, total = [], 0
+    for p in sorted(p for p in root.rglob("*.py") if "tests" not in p.parts):
+        text = p.read_text(encoding="utf-8", errors="replace")
+        if total + len(text) <= max_chars:
+            out.append(text)
+            total += len(text)
+    return out
+
+
+def quote_unit_on_unseen_code(path=PRETRAINED / "python-lstm", picked_on_files: int = 6):
+    """(best unit picked on training files, its score on another package's whole files, files, chars counted)."""
+    import hashlib
+
+    from rnnviz.corpora import _python_sources
+    from rnnviz.probes import python_string_probe
+
+    model, config = checkpoint.load(path)
+    train = {d["name"]: d["sha256"] for d in config["corpus"]["split"]["train"]}
+    local = dict(_python_sources())
+    picked_on = [t for n, t in local.items() if train.get(n) == hashlib.sha256(t.encode()).hexdigest()]
+    picked_on = picked_on[-picked_on_files:]
+    assert len(picked_on) == picked_on_files
+    picked, labels, mask = python_string_probe(model, picked_on)
+    best = rank_units(picked, labels, mask).iloc[0]
+    files = unseen_sources()
+    unseen, labels, mask = python_string_probe(model, files, max_chars_per_file=10**9)  # whole files
+    x = unseen.layers[int(best.layer)][best.kind][:, int(best.unit)][mask]
+    y = labels[mask] > 0.5  # one-line strings vs code; docstrings, multi-line strings, comments left out
+    a = auroc(x[:, None], y)[0]
+    return best, max(a, 1 - a), len(files), int(mask.sum())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (PRETRAINED / "python-lstm").exists(), reason="python-lstm not shipped")
+def test_python_quote_unit_generalises_to_another_package():
+    best, score, files, chars = quote_unit_on_unseen_code()
+    print(f"python-lstm L{best.layer} {best.kind}{best.unit} ({best.direction} inside strings): "
+          f"AUROC score {score:.4f} on {files} whole {UNSEEN_PACKAGE} files ({chars:,} characters counted)")
+    assert files >= 10 and chars >= 50_000
+    assert score >= QUOTE_FLOOR
+    if score < QUOTE_TARGET:
+        pytest.xfail(f"issue 12's target AUROC {QUOTE_TARGET} on another package's code is not met: {score:.4f}")
