@@ -41,8 +41,11 @@ def loss_with_step(curve: pd.DataFrame, snapshot_steps: list[int], current: int 
                                              line=dict(color="#333", width=1.5)),
                                  hovertemplate="snapshot at step %{x}<br>%{y:.3f} nats/char<extra></extra>"))
     if current is not None:
-        fig.add_vline(x=math.log10(current) if log_x and current > 0 else current, line=dict(color="#d62728", width=2),
-                      annotation_text=f"step {current}", annotation_position="top right")
+        # a shape takes data coordinates on a log axis, an annotation its log10
+        fig.add_vline(x=current, line=dict(color="#d62728", width=2))
+        fig.add_annotation(x=math.log10(current) if log_x and current > 0 else current, y=1, yref="paper",
+                           text=f"step {current}", showarrow=False, xanchor="left", yanchor="bottom",
+                           font=dict(color="#d62728"))
     fig.update_layout(title="Loss per character (lower is better)", xaxis_title="step", yaxis_title="loss (nats/char)",
                       legend=dict(orientation="h", y=-0.25), margin=dict(t=50, b=10))
     if log_x:
@@ -78,7 +81,7 @@ def emergence_timeline(table: pd.DataFrame, threshold: float | None = None, hypo
         fig.add_hline(y=threshold, line=dict(color="#888", dash="dot"), annotation_text=f"threshold {threshold:g}",
                       annotation_position="bottom right")
     if current is not None and current > 0:
-        fig.add_vline(x=math.log10(current), line=dict(color="#d62728", width=1.5))
+        fig.add_vline(x=current, line=dict(color="#d62728", width=1.5))  # data coordinates, also on a log axis
     fig.update_layout(title=f"Emergence: the best unit for '{hypothesis}' at each snapshot" if hypothesis
                       else "Emergence: the best unit at each snapshot",
                       xaxis_title="step", yaxis_title="score (max(AUROC, 1 - AUROC), or |r|)",
@@ -108,7 +111,7 @@ def saturation_over_steps(df: pd.DataFrame, current: int | None = None) -> go.Fi
                                      hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.1%}} of steps<extra></extra>"),
                           row=row, col=1)
     if current is not None and current > 0:
-        fig.add_vline(x=math.log10(current), line=dict(color="#d62728", width=1.5))
+        fig.add_vline(x=current, line=dict(color="#d62728", width=1.5))  # data coordinates, also on a log axis
     fig.update_xaxes(type="log")
     fig.update_xaxes(title_text="step", row=2, col=1)
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")

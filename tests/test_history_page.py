@@ -57,7 +57,7 @@ def test_scrubber_shows_each_step(with_history):
     assert any("saturation" in t.lower() for t in titles)
     loss = figs[0]
     # the current step is marked on the loss curve
-    assert any(s.get("type") == "line" for s in loss["layout"].get("shapes", []))
+    assert any(s.get("type") == "line" and s.get("x0") == steps[-1] for s in loss["layout"].get("shapes", []))
     assert any(a.get("text") == f"step {steps[-1]}" for a in loss["layout"].get("annotations", []))
     # the sample at the last step is the snapshot's own, at the stated seed and temperature
     model, _ = history.load(history.read(path), steps[-1])
