@@ -282,7 +282,7 @@ async def classroom(url: str, students: int, ramp: float, think: float, limit: f
     return results, failures, queue_seen
 
 
-def measure(students: int, ramp: float = 10.0, think: float = 2.0, browser: bool = False, limit: float = 900,
+def measure(students: int, ramp: float = 10.0, think: float = 5.0, browser: bool = False, limit: float = 900,
             env: dict | None = None, log_dir: Path | None = None, trainers: int = 0, same: bool = False) -> dict:
     """Start a fresh server, run the classroom, stop it; the figures as a dict."""
     log_dir = log_dir or ROOT / "artifacts"
@@ -335,7 +335,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--students", type=int, nargs="+", default=[10, 30, 60])
     ap.add_argument("--ramp", type=float, default=10.0, help="students arrive over this many seconds")
-    ap.add_argument("--think", type=float, default=2.0, help="mean pause between a student's moves (s)")
+    ap.add_argument("--think", type=float, default=5.0, help="mean pause between a student's moves (s)")
     ap.add_argument("--browser", action="store_true", help="one real Chromium session during each run")
     ap.add_argument("--trainers", type=int, default=0, help="sessions that press Start on Train first")
     ap.add_argument("--same", action="store_true",
