@@ -306,3 +306,14 @@ def test_python_quote_unit_generalises_to_another_package():
     assert score >= QUOTE_FLOOR
     if score < QUOTE_TARGET:
         pytest.xfail(f"issue 12's target AUROC {QUOTE_TARGET} on another package's code is not met: {score:.4f}")
+
+
+def test_cli_train_history_survives_the_full_val_resave(tmp_path, capsys):
+    from rnnviz.cli import main
+
+    out = tmp_path / "q"
+    assert main(["train", "--corpus", "quotes", "--steps", "20", "--history", "3", "--threads", "1",
+                 "--seq-len", "32", "--batch", "4", "--full-val", "--out", str(out)]) == 0
+    h = history.read(out)
+    assert h.steps == history_steps(TrainConfig(max_steps=20, history=3)) == [10, 14, 20] and not h.bad
+    assert checkpoint.read_config(out)["val_split"].startswith("full")
