@@ -1,4 +1,4 @@
-"""Command line: python -m rnnviz train | sample | trace | probe | grads | memory | atlas."""
+"""Command line: python -m rnnviz train | sample | trace | probe | grads | memory | atlas | saliency | ngram | compare."""
 from __future__ import annotations
 
 import argparse

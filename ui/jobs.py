@@ -19,7 +19,7 @@ from rnnviz.errors import RnnvizError, TextError
 from rnnviz.jobs import Job, TrainingJob
 from rnnviz.model import build
 from rnnviz.recipes import RECIPES, corpus_from_spec
-from rnnviz.training import TrainConfig
+from rnnviz.training import DEFAULT_HISTORY, TrainConfig
 from rnnviz.vocab import Vocab
 from ui.models import add_mem_model, check_mem_quota
 from ui.state import TRAIN_THREADS, guard
@@ -101,7 +101,8 @@ def start_training(name: str, train_text: str, val_text: str, corpus_meta: dict,
     vocab = Vocab.from_text(train_text + (val_text or ""))
     model = build(vocab, cell=cell, hidden_size=hidden, num_layers=layers, embed_size=embed_size, seed=cfg.seed)
     check_mem_quota(quotas.model_bytes(model))  # before training: its model must fit in this session
-    cfg = dataclasses.replace(cfg, threads=cfg.threads or job_threads())
+    # the app's trainings keep a history (Training history scrubs through it) unless told otherwise
+    cfg = dataclasses.replace(cfg, threads=cfg.threads or job_threads(), history=cfg.history or DEFAULT_HISTORY)
     job = submit(TrainingJob(model, train_text, val_text, cfg, corpus=corpus_meta, name=name))
     rec = {"name": name, "job": job, "registered": None, "select": select_when_done, "running": True,
            "started": time.time()}
