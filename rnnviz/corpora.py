@@ -413,7 +413,7 @@ def _recorded(meta: dict, key: str, kind: type):
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
-def _local_corpus(meta: dict, recipe) -> tuple[Corpus | None, list[tuple[str, str]] | None]:
+def local_corpus(meta: dict, recipe) -> tuple[Corpus | None, list[tuple[str, str]] | None]:
     """The corpus a record names, rebuilt on this machine, and for a built-in one of several
     documents all its documents uncut (a recorded document may lie past the local cut)."""
     name = meta["name"]
@@ -492,7 +492,7 @@ def held_out(config: dict) -> HeldOut | None:
     recipe = config.get("recipe")
     label = meta["name"]
     try:
-        corpus, every = _local_corpus(meta, recipe)
+        corpus, every = local_corpus(meta, recipe)
     except (RnnvizError, OSError):
         corpus, every = None, None
     stand_in = corpus is None and "shakespeare" in label.lower()

@@ -314,7 +314,7 @@ def training_text(config: dict) -> tuple[str, str | None]:
         raise ConfigError("this model's config names no training corpus, so no n-gram can be fitted on it")
     label = meta["name"]
     try:
-        corpus, every = corpora._local_corpus(meta, config.get("recipe"))
+        corpus, every = corpora.local_corpus(meta, config.get("recipe"))
     except (RnnvizError, OSError):
         corpus, every = None, None
     if corpus is None:
