@@ -30,15 +30,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
 
 MISSED: dict[str, int] = {}  # moves not drawn within the time limit, per page
 
@@ -81,35 +79,8 @@ ARM = """() => {
 @contextmanager
 def server(checkout: Path, log_path: Path, env: dict, start_timeout: float = 120):
     """`streamlit run app.py` in `checkout` on a free port; yields (url, pid)."""
-    port = free_port()
-    log = open(log_path, "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=checkout, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + start_timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"streamlit did not start in {checkout}:\n{log.read()[-3000:]}")
-            time.sleep(0.5)
+    with streamlit_server(log_path, env, start_timeout, cwd=checkout) as (url, proc):
         yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
         log_text = log_path.read_text()
         if "Traceback" in log_text:
             print(f"WARNING: traceback in the server log of {checkout}:\n{log_text[-2000:]}", file=sys.stderr)

@@ -11,7 +11,7 @@ from rnnviz import checkpoint
 from rnnviz.corpora import load_corpus
 from rnnviz.model import build
 from rnnviz.vocab import Vocab
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, app_server, no_errors, require_browser, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -24,21 +24,12 @@ PAGES = [("", "home", 0), ("train", "train", 0), ("activations", "activations", 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    require_browser()
     pre = tmp_path_factory.mktemp("pretrained")
-    models = tmp_path_factory.mktemp("models")
     text = load_corpus("shakespeare", max_chars=50_000).text
     model = build(Vocab.from_text(text), cell="lstm", hidden_size=16, num_layers=1, seed=0)
     checkpoint.save(model, pre / "tiny-lstm", meta={"corpus": {"name": "shakespeare"}, "val_loss": 3.5})
-    env = {"RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(models),
-           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("atlas")),
-           "OMP_NUM_THREADS": "1"}  # tiny model: threads only spin on a shared 2-core box
-    log_path = tmp_path_factory.mktemp("log") / "server.log"
-    with streamlit_server(log_path, env) as (url, _):
-        with open(log_path) as log:
-            yield url, log
+    yield from app_server(tmp_path_factory, pre)
 
 
 def _settle(page, charts: int, timeout: float = 90_000) -> None:
@@ -168,9 +159,7 @@ def real_server(tmp_path_factory):
     with its own corpus, to walk every cross-page link with."""
     import shutil
 
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    require_browser()
     pre = tmp_path_factory.mktemp("pretrained-real")
     text = load_corpus("shakespeare", max_chars=50_000).text
     model = build(Vocab.from_text(text), cell="lstm", hidden_size=16, num_layers=1, seed=0)
@@ -193,12 +182,6 @@ def _nav(page, title: str, charts: int = 0) -> None:
 
 def _model_shown(page) -> str:
     return page.get_by_role("combobox", name="Model under study").input_value()
-
-
-def _no_errors(page, where: str) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: exception shown"
-    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
-    assert not errors, f"{where}: error shown: {errors}"
 
 
 def test_links_keep_the_model_and_small_truths_hold(real_server):
@@ -229,7 +212,7 @@ def test_links_keep_the_model_and_small_truths_hold(real_server):
         page.get_by_role("button", name=re.compile("Show in Activations")).first.click()
         page.locator("h1", has_text="Activations").first.wait_for(timeout=90_000)
         _settle(page, 2)
-        _no_errors(page, "Activations from Neuron search")
+        no_errors(page, "Activations from Neuron search")
         assert _model_shown(page).startswith("python-lstm"), "a page switch changed the model"
         # the excerpt opens on code, not inside a docstring
         config = checkpoint.read_config(pre / "python-lstm")
@@ -248,7 +231,7 @@ def test_links_keep_the_model_and_small_truths_hold(real_server):
         _settle(page, 1)
         text = page.locator('[data-testid="stMain"]').inner_text()
         assert "held at 10" in text and "over the text under study" in text and "KL" in text
-        _no_errors(page, "Sample with a clamp at 50")
+        no_errors(page, "Sample with a clamp at 50")
         _full_screenshot(page, "sample-clamp-python-lstm")
         # Gradients: a cell keeps its colour on every chart
         _nav(page, "Gradients", 4)
@@ -264,13 +247,13 @@ def test_links_keep_the_model_and_small_truths_hold(real_server):
         body = page.locator('[data-testid="stMain"]').inner_text()
         assert "same number of training steps" in body and "recalls per gap" in body
         _full_screenshot(page, "gradients-python-lstm")
-        _no_errors(page, "Gradients")
+        no_errors(page, "Gradients")
         # a memory unit's button opens Activations on memory-lstm
         page.get_by_role("button", name=re.compile(r"^c\d+: ")).first.click()
         page.locator("h1", has_text="Activations").first.wait_for(timeout=90_000)
         _settle(page, 2)
         assert _model_shown(page).startswith("memory-lstm")
-        _no_errors(page, "Activations from Gradients")
+        no_errors(page, "Activations from Gradients")
 
 
 def test_atlas_build_map_click_dashboard_and_match(server):
@@ -284,17 +267,17 @@ def test_atlas_build_map_click_dashboard_and_match(server):
         page.get_by_role("button", name=re.compile("Build the atlas")).click()
         page.wait_for_selector(".js-plotly-plot .scatterlayer .points path", timeout=240_000)
         _settle(page, 1)
-        _no_errors(page, "Unit atlas")
+        no_errors(page, "Unit atlas")
         _full_screenshot(page, "atlas")
         page.locator(".js-plotly-plot .scatterlayer .points path").first.click(force=True)
         page.locator("h1", has_text="Unit dashboard").first.wait_for(timeout=90_000)
         _settle(page, 1)
-        _no_errors(page, "Unit dashboard")
+        no_errors(page, "Unit dashboard")
         assert page.locator(".rnnviz-text").count() >= 16  # top and bottom contexts
         assert page.get_by_text(re.compile("^Layer \\d+, [hc]\\d+$")).count() == 1
         _full_screenshot(page, "unit-dashboard")
         _nav(page, "Select and match", 0)
-        _no_errors(page, "Select and match")
+        no_errors(page, "Select and match")
         body = page.locator('[data-testid="stMain"]').inner_text()
         assert "units selected" in body or "no unit stays" in body.lower() or "all " in body
         _full_screenshot(page, "match")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from streamlit_server import CHROMIUM, ROOT, streamlit_server
+from streamlit_server import ROOT, app_server, no_errors, require_browser
 from test_browser import SHOTS, _full_screenshot, _settle, browser_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -15,23 +15,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    require_browser()
     if not (ROOT / "pretrained" / "shakespeare-lstm").is_dir():
         pytest.skip("the shipped models are not here")
-    env = {"RNNVIZ_PRETRAINED": str(ROOT / "pretrained"), "RNNVIZ_MODELS": str(tmp_path_factory.mktemp("models")),
-           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("cache")), "OMP_NUM_THREADS": "1"}
-    log_path = tmp_path_factory.mktemp("log") / "server.log"
-    with streamlit_server(log_path, env) as (url, _):
-        with open(log_path) as log:
-            yield url, log
-
-
-def _no_errors(page, where: str) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: exception shown"
-    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
-    assert not errors, f"{where}: error shown: {errors}"
+    yield from app_server(tmp_path_factory, ROOT / "pretrained")
 
 
 def _model_shown(page) -> str:
@@ -50,7 +37,7 @@ def test_compare_with_the_shipped_models(server):
         _settle(page, 0, timeout=240_000)
         page.goto(f"{url}/compare", wait_until="domcontentloaded")
         _settle(page, 3, timeout=240_000)
-        _no_errors(page, "default view")
+        no_errors(page, "default view")
         assert page.get_by_text("Page not found").count() == 0
         body = _main_text(page)
         assert "A: shakespeare-lstm" in body and "B: 8-gram" in body
@@ -64,7 +51,7 @@ def test_compare_with_the_shipped_models(server):
         # a first fit on 2.6M characters of Python, and scoring 30,000: seconds
         page.get_by_text("A: python-lstm").first.wait_for(timeout=240_000)
         _settle(page, 3, timeout=240_000)
-        _no_errors(page, "python-lstm against the 8-gram")
+        no_errors(page, "python-lstm against the 8-gram")
         body = _main_text(page)
         assert "A: python-lstm" in body and _model_shown(page).startswith("python-lstm")
         assert re.search(r"closing (bracket|quote)s \d+ to \d+ characters from their opener, python-lstm guesses "
@@ -82,7 +69,7 @@ def test_compare_with_the_shipped_models(server):
         page.get_by_role("option", name=re.compile("^shakespeare-rnn")).click()
         page.get_by_text("B: shakespeare-rnn").first.wait_for(timeout=240_000)
         _settle(page, 3, timeout=240_000)
-        _no_errors(page, "shakespeare-lstm against shakespeare-rnn")
+        no_errors(page, "shakespeare-lstm against shakespeare-rnn")
         assert "B: shakespeare-rnn" in _main_text(page)
         _full_screenshot(page, "compare-lstm-rnn")
     assert (SHOTS / "compare-lstm-rnn.png").is_file()

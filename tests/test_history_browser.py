@@ -11,7 +11,7 @@ from rnnviz import checkpoint, history
 from rnnviz.corpora import load_corpus
 from rnnviz.model import build
 from rnnviz.vocab import Vocab
-from streamlit_server import CHROMIUM, ROOT, streamlit_server
+from streamlit_server import ROOT, app_server, no_errors, require_browser
 from test_browser import _full_screenshot, _settle, browser_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -20,9 +20,7 @@ SHIPPED = [n for n in ("python-lstm", "shakespeare-small") if history.has_histor
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    require_browser()
     if not SHIPPED:
         pytest.skip("no shipped model with a history")
     pre = tmp_path_factory.mktemp("pretrained-history")
@@ -31,18 +29,7 @@ def server(tmp_path_factory):
     checkpoint.save(model, pre / "shakespeare-lstm", meta={"corpus": {"name": "shakespeare"}, "val_loss": 3.5})
     for name in SHIPPED:
         shutil.copytree(ROOT / "pretrained" / name, pre / name)
-    env = {"RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(tmp_path_factory.mktemp("models")),
-           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("atlas")), "OMP_NUM_THREADS": "1"}
-    log_path = tmp_path_factory.mktemp("log") / "server.log"
-    with streamlit_server(log_path, env) as (url, _):
-        with open(log_path) as log:
-            yield url, log
-
-
-def _clean(page, where):
-    assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: exception shown"
-    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
-    assert not errors, f"{where}: error shown: {errors}"
+    yield from app_server(tmp_path_factory, pre)
 
 
 def _pick_history(page, label: str) -> None:
@@ -60,14 +47,14 @@ def test_history_page_in_the_browser(server):
         _settle(page, 0)
         page.goto(f"{url}/history", wait_until="domcontentloaded")
         _settle(page, 4, timeout=240_000)
-        _clean(page, "history")
+        no_errors(page, "history")
         body = page.locator("body").inner_text()
         # the default model has no history: said, with a link to Train; a shipped history is offered
         assert "has no training history" in body
         assert page.get_by_role("link", name="Train a model with a history").count() == 1
         for name in SHIPPED:
             _pick_history(page, f"{name} (shipped)")
-            _clean(page, name)
+            no_errors(page, name)
             steps = history.read(ROOT / "pretrained" / name).steps
             assert f"Step {steps[-1]:,}" in page.locator("body").inner_text()
             assert page.locator(".rnnviz-text").count() >= 1
@@ -78,5 +65,5 @@ def test_history_page_in_the_browser(server):
             slider.press("Home")
             page.wait_for_function(f"document.body.innerText.includes('Step {steps[0]:,} of')", timeout=120_000)
             _settle(page, 4, timeout=240_000)
-            _clean(page, f"{name} first step")
+            no_errors(page, f"{name} first step")
             _full_screenshot(page, f"history-{name}-first")

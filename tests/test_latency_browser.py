@@ -14,28 +14,21 @@ from rnnviz import checkpoint
 from rnnviz.corpora import load_corpus
 from rnnviz.model import build
 from rnnviz.vocab import Vocab
-from streamlit_server import CHROMIUM, streamlit_server
-from test_browser import _model_shown, _nav, _no_errors, _settle, browser_page
+from streamlit_server import app_server, no_errors, require_browser
+from test_browser import _model_shown, _nav, _settle, browser_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    require_browser()
     pre = tmp_path_factory.mktemp("pretrained")
     text = load_corpus("shakespeare", max_chars=50_000).text
     for name, cell in (("tiny-lstm", "lstm"), ("tiny-gru", "gru")):
         model = build(Vocab.from_text(text), cell=cell, hidden_size=24, num_layers=2, seed=0)
         checkpoint.save(model, pre / name, meta={"corpus": {"name": "shakespeare"}, "val_loss": 3.5})
-    env = {"RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(tmp_path_factory.mktemp("models")),
-           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("atlas")), "OMP_NUM_THREADS": "1"}
-    log_path = tmp_path_factory.mktemp("log") / "server.log"
-    with streamlit_server(log_path, env) as (url, _):
-        with open(log_path) as log:
-            yield url, log
+    yield from app_server(tmp_path_factory, pre)
 
 
 def _chart(page, key: str) -> str:
@@ -88,7 +81,7 @@ def test_a_window_move_sends_only_its_part_and_the_rest_still_works(server):
         print(f"Activations: {moved} messages for a window move, {whole} for a whole-page rerun")
         assert 0 < moved < whole / 2, (moved, whole)  # before the fragment both were a whole page's worth
         assert page.locator(".rnnviz-text").count() >= 1 and "Layer 1, h3" in page.inner_text("body")
-        _no_errors(page, "Activations after the window moved")
+        no_errors(page, "Activations after the window moved")
 
         _nav(page, "Gates", 3)
         before = _chart(page, "gate_lines")
@@ -99,7 +92,7 @@ def test_a_window_move_sends_only_its_part_and_the_rest_still_works(server):
                          "document.body.innerText.includes('unit 4, layer 1')")
         print(f"Gates: {moved} messages for a window move, {whole} for a whole-page rerun")
         assert 0 < moved < whole / 2, (moved, whole)
-        _no_errors(page, "Gates after the window moved")
+        no_errors(page, "Gates after the window moved")
 
         # the window starts survive page switches (Activations' key is persisted)
         _nav(page, "Activations", 2)
@@ -113,7 +106,7 @@ def test_a_window_move_sends_only_its_part_and_the_rest_still_works(server):
         _settle(page, 2)
         assert _model_shown(page).startswith("tiny-gru")
         assert "Layer 1 h: top" in page.locator(".st-key-heatmap .gtitle").text_content()
-        _no_errors(page, "Activations on another model")
+        no_errors(page, "Activations on another model")
 
         # Sample: the temperature reruns its body; the text, the dice roll and the chart follow it
         _nav(page, "Sample", 1)
@@ -132,7 +125,7 @@ def test_a_window_move_sends_only_its_part_and_the_rest_still_works(server):
         assert page.locator(".rnnviz-text").first.inner_html() != text
         hover = page.locator(".rnnviz-text span").first.get_attribute("title")
         assert re.search(r"p=[0-9.e-]+, rank \d+, drawn by u=0\.\d{4} in \[0\.\d{4}, [01]\.\d{4}\)", hover), hover
-        _no_errors(page, "Sample after the temperature moved")
+        no_errors(page, "Sample after the temperature moved")
         _nav(page, "Gates", 3)
         _nav(page, "Sample", 1)
         assert page.get_by_role("slider", name=re.compile("^Temperature")).first.input_value() == "0.85"

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from rnnviz import checkpoint, shannon, tour
-from streamlit_server import CHROMIUM, ROOT, streamlit_server
+from streamlit_server import ROOT, app_server, no_errors, require_browser
 import ui
 from test_browser import SHOTS, _full_screenshot, _model_shown, _settle, browser_page
 
@@ -17,23 +17,10 @@ URLS = {path: url for path, _, _, url in ui.PAGES}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    require_browser()
     if not all((PRETRAINED / s.model).is_dir() for s in tour.STOPS):
         pytest.skip("the shipped models are not in pretrained/")
-    env = {"RNNVIZ_PRETRAINED": str(PRETRAINED), "RNNVIZ_MODELS": str(tmp_path_factory.mktemp("models")),
-           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("atlas")), "OMP_NUM_THREADS": "1"}
-    log_path = tmp_path_factory.mktemp("log") / "server.log"
-    with streamlit_server(log_path, env) as (url, _):
-        with open(log_path) as log:
-            yield url, log
-
-
-def _no_errors(page, where: str) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: exception shown"
-    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
-    assert not errors, f"{where}: error shown: {errors}"
+    yield from app_server(tmp_path_factory, PRETRAINED)
 
 
 def test_tour_through_every_stop(server):
@@ -48,7 +35,7 @@ def test_tour_through_every_stop(server):
             page.get_by_text(f"stop {i + 1} of {len(tour.STOPS)}: {stop.title}").wait_for(timeout=120_000)
             _settle(page, 0, timeout=180_000)
             page.wait_for_timeout(1500)
-            _no_errors(page, stop.key)
+            no_errors(page, stop.key)
             assert page.url.rstrip("/").endswith("/" + URLS[stop.page]), (stop.key, page.url)
             assert _model_shown(page).startswith(stop.model), (stop.key, _model_shown(page))
             _full_screenshot(page, f"tour-{i + 1}-{stop.key}")
@@ -99,7 +86,7 @@ def test_guessing_game_by_keyboard(server):
             page.wait_for_function(
                 f"document.querySelectorAll('.rnnviz-guess span[title]').length >= {played}", timeout=30_000)
             _idle(page)
-        _no_errors(page, "guess")
+        no_errors(page, "guess")
         body = page.locator('[data-testid="stMain"]').inner_text()
         assert "The model's answer" in body and "Shannon's bounds" in body
         assert re.search(r"\d\.\d\d to \d\.\d\d", body)
@@ -109,6 +96,6 @@ def test_guessing_game_by_keyboard(server):
         page.get_by_label("Nickname").press("Enter")
         page.get_by_role("button", name="Post my score").click()
         page.wait_for_timeout(2500)
-        _no_errors(page, "guess board")
+        no_errors(page, "guess board")
         _full_screenshot(page, "guess-board")
     assert SHOTS.is_dir()

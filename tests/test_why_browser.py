@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from streamlit_server import CHROMIUM, ROOT, streamlit_server
+from streamlit_server import ROOT, app_server, no_errors, require_browser
 from test_browser import _full_screenshot, _model_shown, _settle, browser_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -15,30 +15,17 @@ NAMES = ("shakespeare-lstm", "shakespeare-gru", "shakespeare-rnn", "python-lstm"
 
 @pytest.fixture(scope="module")
 def shipped_server(tmp_path_factory):
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium); the browser test needs it")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    require_browser()
     pre = tmp_path_factory.mktemp("pretrained-why")
     for name in NAMES:
         if not (ROOT / "pretrained" / name).is_dir():
             pytest.skip(f"the shipped model {name} is not here")
         shutil.copytree(ROOT / "pretrained" / name, pre / name)
-    env = {"RNNVIZ_PRETRAINED": str(pre), "RNNVIZ_MODELS": str(tmp_path_factory.mktemp("models")),
-           "RNNVIZ_ATLAS_DIR": str(tmp_path_factory.mktemp("atlas")), "OMP_NUM_THREADS": "1"}
-    log_path = tmp_path_factory.mktemp("log") / "server.log"
-    with streamlit_server(log_path, env) as (url, _):
-        with open(log_path) as log:
-            yield url, log
+    yield from app_server(tmp_path_factory, pre)
 
 
 def _main_text(page) -> str:
     return page.locator('[data-testid="stMain"]').inner_text()
-
-
-def _clean(page, where: str) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: exception shown"
-    errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
-    assert not errors, f"{where}: error shown: {errors}"
 
 
 def test_why_on_the_shipped_models(shipped_server):
@@ -50,7 +37,7 @@ def test_why_on_the_shipped_models(shipped_server):
         page.goto(f"{url}/why", wait_until="domcontentloaded")
         page.locator("h1", has_text="Why this character?").first.wait_for(timeout=120_000)
         _settle(page, 2, timeout=180_000)
-        _clean(page, "why")
+        no_errors(page, "why")
         body = _main_text(page)
         assert _model_shown(page).startswith("shakespeare-lstm")
         assert re.search(r"t = \d+", body) and "characters back" in body and "The page opened here" in body
@@ -68,7 +55,7 @@ def test_why_on_the_shipped_models(shipped_server):
         page.mouse.click(xy[0], xy[1])
         page.wait_for_function(f"document.body.innerText.includes('t = {s},')", timeout=120_000)
         _settle(page, 2, timeout=120_000)
-        _clean(page, "why after a click")
+        no_errors(page, "why after a click")
         assert page.get_by_label("t", exact=True).input_value() == str(s)
         _full_screenshot(page, "why-clicked")
         page.get_by_role("button", name=re.compile("Far-looking target")).click()
@@ -79,7 +66,7 @@ def test_why_on_the_shipped_models(shipped_server):
         page.wait_for_function("document.body.innerText.includes('shakespeare-rnn (RNN): at distance 40')",
                                timeout=590_000)
         _settle(page, 3, timeout=120_000)
-        _clean(page, "why aggregate")
+        no_errors(page, "why aggregate")
         _full_screenshot(page, "why-aggregate")
         # python-lstm: its own text, its own far-looking target
         page.get_by_role("combobox", name="Model under study").click()
@@ -88,6 +75,6 @@ def test_why_on_the_shipped_models(shipped_server):
         page.wait_for_function("document.body.innerText.includes('ending at each target, for python-lstm.')",
                                timeout=180_000)
         _settle(page, 2, timeout=180_000)
-        _clean(page, "why python-lstm")
+        no_errors(page, "why python-lstm")
         assert _model_shown(page).startswith("python-lstm")
         _full_screenshot(page, "why-python-lstm")
