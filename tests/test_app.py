@@ -399,16 +399,21 @@ def wait_jobs(at: AppTest, timeout: float = 60.0) -> None:
         assert not rec["job"].running
 
 
-def test_train_start_stop_and_use(folders):
-    at = app("train")
-    ok(at)
-    assert "No model yet" in text_of(at.warning)  # the sidebar says so; the page still works
+def small_training(at: AppTest, steps: int) -> None:
+    """Set the Train page to a tiny model on the memory corpus for `steps` steps (not started)."""
     at.selectbox(key="tr_corpus").set_value("memory")
     at.select_slider(key="tr_hidden").set_value(16)
     at.number_input(key="tr_seq").set_value(16)
     at.number_input(key="tr_batch").set_value(4)
     at.radio(key="tr_budget").set_value("steps").run()
-    at.number_input(key="tr_steps").set_value(100_000)
+    at.number_input(key="tr_steps").set_value(steps)
+
+
+def test_train_start_stop_and_use(folders):
+    at = app("train")
+    ok(at)
+    assert "No model yet" in text_of(at.warning)  # the sidebar says so; the page still works
+    small_training(at, steps=100_000)
     at.number_input(key="tr_sample_every").set_value(5)
     at.button(key="tr_start").click().run()
     ok(at)

@@ -9,7 +9,7 @@ from rnnviz import jobs
 from rnnviz.errors import ConfigError
 from rnnviz.jobs import Job, JobQueue, QueueError
 from test_app import clean_caches, folders, one_thread, shipped, vocab  # noqa: F401 (fixtures)
-from test_app import app, ok, text_of
+from test_app import app, ok, small_training, text_of
 
 
 class Gate:
@@ -203,12 +203,7 @@ def test_slots_setting(monkeypatch):
 # --- several sessions of the app share the server's queue ----------------------------------------
 
 def _settings(at):
-    at.selectbox(key="tr_corpus").set_value("memory")
-    at.select_slider(key="tr_hidden").set_value(16)
-    at.number_input(key="tr_seq").set_value(16)
-    at.number_input(key="tr_batch").set_value(4)
-    at.radio(key="tr_budget").set_value("steps").run()
-    at.number_input(key="tr_steps").set_value(100_000)
+    small_training(at, steps=100_000)
 
 
 def test_three_app_sessions_share_one_slot(folders, monkeypatch):  # noqa: F811

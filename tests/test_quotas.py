@@ -7,7 +7,7 @@ from rnnviz.errors import ConfigError
 from rnnviz.model import build
 from rnnviz.quotas import Limits, QuotaError
 from test_app import clean_caches, folders, one_thread, vocab  # noqa: F401 (fixtures)
-from test_app import app, ok, text_of
+from test_app import app, ok, small_training, text_of
 
 CHARS = sorted(set("abcdefgh "))
 
@@ -115,12 +115,7 @@ def test_delete_saved_only_deletes_a_checkpoint_in_the_folder(tmp_path):
 # --- in the app ------------------------------------------------------------------------------------
 
 def _train_and_stop(at):
-    at.selectbox(key="tr_corpus").set_value("memory")
-    at.select_slider(key="tr_hidden").set_value(16)
-    at.number_input(key="tr_seq").set_value(16)
-    at.number_input(key="tr_batch").set_value(4)
-    at.radio(key="tr_budget").set_value("steps").run()
-    at.number_input(key="tr_steps").set_value(3)
+    small_training(at, steps=3)
     at.button(key="tr_start").click().run()
     ok(at)
     for rec in at.session_state["train_jobs"]:
