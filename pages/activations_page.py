@@ -7,7 +7,7 @@ import ui
 from ui import atlas as atlas_ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
-from rnnviz.probes import unit_stats
+from rnnviz.probes import hypothesis_mask, unit_stats
 
 WINDOW = 120
 ATLAS_WINDOW = 2000
@@ -72,7 +72,9 @@ def main():
             labels, hyp_name = ui.hypothesis_labels(tr.text)
         except RnnvizError as e:
             st.error(str(e), icon=":material/error:")
-        stats = unit_stats(tr, layer, kind, labels=labels)
+        # scored on the characters the hypothesis counts, as Neuron search scores it (the numbers agree)
+        mask = hypothesis_mask(ss.get("hypothesis"), tr.text) if labels is not None else None
+        stats = unit_stats(tr, layer, kind, labels=labels, mask=mask)
         stats = stats.sort_values(SORTS[ss["sort_by"]], ascending=False, na_position="last").reset_index(drop=True)
         ss["_unit_order"] = stats["unit"].tolist()
         st.dataframe(stats, key="unit_table", on_select=pick_row, selection_mode="single-row", hide_index=True,

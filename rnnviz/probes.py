@@ -694,7 +694,8 @@ def default_hypothesis(config_or_name=None, text: str | None = None) -> str:
 
 
 def unit_stats(trace, layer: int, kind: str, labels=None, mask=None) -> pd.DataFrame:
-    """Per unit of one layer and kind: variance, mean |activation|, and selectivity (rank_units' score;
+    """Per unit of one layer and kind: variance and mean |activation| over every character, and
+    selectivity (rank_units' score over the characters `mask` counts, as Neuron search scores it;
     NaN without labels)."""
     if not 0 <= layer < len(trace.layers):
         raise ConfigError(f"layer must be from 0 to {len(trace.layers) - 1}, not {layer}")
@@ -702,11 +703,10 @@ def unit_stats(trace, layer: int, kind: str, labels=None, mask=None) -> pd.DataF
         raise ConfigError(f"layer {layer} has no {kind!r}; it has {', '.join(trace.layers[layer])}")
     x = np.asarray(trace.layers[layer][kind])  # (T, H)
     y, mask = _prepare(labels if labels is not None else np.zeros(x.shape[0]), mask, x.shape[0])
-    if mask is not None:
-        x = x[mask]  # every statistic over the counted time steps only
     selectivity = np.full(x.shape[1], np.nan)
     if labels is not None:
-        selectivity = _selectivity(x, y, is_binary(y))[2]
+        counted = x if mask is None else x[mask]
+        selectivity = _selectivity(counted, y, is_binary(y))[2]
     return pd.DataFrame({
         "unit": np.arange(x.shape[1]),
         "variance": x.var(axis=0, dtype=np.float64),

@@ -55,8 +55,7 @@ STOPS: tuple[Stop, ...] = (
          "inside strings**, until the string closes. Look at the coloured code: the strings stand out. On this text it is the best of all the "
          "model's units at telling string from code: it scores **at least {min_score:.2f}** (1 would be perfect, "
          "0.5 a coin toss), counting one-line strings and code as Neuron search does. The table on the right sorts "
-         "this layer's cells by how well they follow strings, and c{unit} comes first there too (the table also "
-         "counts docstrings and comments, so its number is lower).",
+         "this layer's cells by how well they follow strings, and c{unit} comes first there too.",
          {"layer": QUOTE_UNIT[0], "kind": QUOTE_UNIT[1], "unit": QUOTE_UNIT[2], "hypothesis":
           "inside a string (tokenize)", "direction": "low", "min_score": 0.9, "colours": "red code, white strings"}),
     Stop("line", "A unit that counts along the line", "shakespeare-lstm", "pages/activations_page.py",
@@ -150,8 +149,8 @@ def _check_unit(stop: Stop, model, config) -> Check:
     score, place = float(row.score.iloc[0]), int(row.index[0]) + 1
     ev = probes.evidence(labels, mask)
     direction = str(row.direction.iloc[0])
-    # the Activations table: this layer and kind by selectivity, over every character (it takes no mask)
-    stats = probes.unit_stats(tr, c["layer"], c["kind"], labels=labels)
+    # the Activations table: this layer and kind by selectivity, over the characters the hypothesis counts
+    stats = probes.unit_stats(tr, c["layer"], c["kind"], labels=labels, mask=mask)
     table_first = int(stats.sort_values("selectivity", ascending=False).unit.iloc[0])
     colours = _colours_hold(c["colours"], tr.get(c["layer"], c["kind"])[:, c["unit"]], labels, mask)
     holds = (score >= c["min_score"] and place == 1 and direction == c["direction"] and not ev["flagged"]

@@ -224,6 +224,23 @@ def test_unit_stats():
         unit_stats(trace, 2, "c")
 
 
+def test_unit_stats_scores_on_the_masked_characters_like_neuron_search():
+    """Activations' table and Neuron search give a unit the same score: selectivity is counted over the
+    hypothesis's characters only; variance and mean |activation| still over every character."""
+    trace, labels = fake_trace()
+    mask = np.zeros(len(labels), bool)
+    mask[::3] = True
+    df = unit_stats(trace, 1, "c", labels=labels, mask=mask)
+    ranked = rank_units(trace, labels, mask=mask)
+    mine = ranked[(ranked.layer == 1) & (ranked.kind == "c")].set_index("unit").score
+    np.testing.assert_allclose(df.selectivity.to_numpy(), mine.sort_index().to_numpy(), rtol=1e-12)
+    # and by hand for one unit: AUROC of the counted characters, the fraction of (in, out) pairs ordered
+    x, y = trace.layers[1]["c"][mask, 2], labels[mask] > 0.5
+    pairs = (x[y][:, None] > x[~y][None, :]).mean() + 0.5 * (x[y][:, None] == x[~y][None, :]).mean()
+    assert df.selectivity[2] == pytest.approx(max(pairs, 1 - pairs), rel=1e-9)
+    np.testing.assert_allclose(df.variance, trace.layers[1]["c"].var(axis=0, dtype=np.float64))
+
+
 def test_direction_matches_the_sign_of_the_mean_difference():
     """A unit low inside the hypothesis is reported 'low', with AUROC as computed (below 0.5) and
     score max(AUROC, 1 - AUROC); the reference is the plain difference of the two class means."""
