@@ -44,9 +44,15 @@ TRY_THIS = """
 """
 
 
-@st.cache_data(max_entries=32, show_spinner="Measuring gradients ...")
+@st.cache_data(max_entries=64, show_spinner="Measuring gradients ...")
+def fresh_curve(key: str, vocab: tuple, text: str, hidden: int, knob: float):
+    return lesson.fresh_curve(key, list(vocab), text, hidden, knob)
+
+
 def fresh_curves(vocab: tuple, text: str, hidden: int, radius: float, forget_bias: float, update_bias: float):
-    return lesson.fresh_curves(list(vocab), text, hidden, radius, forget_bias, lesson.HALF_BIAS, update_bias)
+    """Each curve cached on its own: moving one control recomputes only the curve it drives."""
+    knobs = {"rnn": radius, "lstm-open": forget_bias, "lstm-half": lesson.HALF_BIAS, "gru": update_bias}
+    return [fresh_curve(key, vocab, text, hidden, knob) for key, knob in knobs.items()]
 
 
 def memory_models() -> dict:

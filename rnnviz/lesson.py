@@ -58,21 +58,30 @@ def curve(key: str, label: str, model: CharRNN, text: str, shade: int = 0, per_u
     return Curve(key, label, model.cell, shade, flow, gain, name, mean)
 
 
+def fresh_curve(key: str, vocab: Vocab | list[str], text: str, hidden: int = 256, knob: float | None = None,
+                seed: int = 0) -> Curve:
+    """One curve of the first screen: key is rnn (knob: ρ), lstm-open or lstm-half (knob: the forget
+    bias) or gru (knob: the update bias). One at a time, so a control recomputes only its own curve."""
+    cell, knobs = {"rnn": ("rnn", {"spectral_radius": RADIUS if knob is None else knob}),
+                   "lstm-open": ("lstm", {"forget_bias": OPEN_BIAS if knob is None else knob}),
+                   "lstm-half": ("lstm", {"forget_bias": HALF_BIAS if knob is None else knob}),
+                   "gru": ("gru", {"update_bias": UPDATE_BIAS if knob is None else knob})}[key]
+    model = fresh_model(vocab, cell, hidden_size=hidden, num_layers=1, seed=seed, **knobs)
+    (value,) = knobs.values()
+    if key == "rnn":
+        return curve(key, f"RNN, ρ = {value:.2f}", model, text)
+    c = curve(key, "", model, text, shade=int(key == "lstm-half"))
+    c.label = (f"LSTM, f̄ = {c.gate_mean:.2f} (forget bias {value:+.1f})" if cell == "lstm"
+               else f"GRU, z̄ = {c.gate_mean:.2f} (update bias {value:+.1f})")
+    return c
+
+
 def fresh_curves(vocab: Vocab | list[str], text: str, hidden: int = 256, radius: float = RADIUS,
                  forget_bias: float = OPEN_BIAS, half_bias: float = HALF_BIAS, update_bias: float = UPDATE_BIAS,
                  seed: int = 0) -> list[Curve]:
     """The first screen: fresh one-layer RNN, LSTM (gate open and half shut) and GRU on one text."""
-    def make(cell, **knobs):
-        return fresh_model(vocab, cell, hidden_size=hidden, num_layers=1, seed=seed, **knobs)
-
-    out = [curve("rnn", f"RNN, ρ = {radius:.2f}", make("rnn", spectral_radius=radius), text)]
-    for key, bias, shade in (("lstm-open", forget_bias, 0), ("lstm-half", half_bias, 1)):
-        c = curve(key, "", make("lstm", forget_bias=bias), text, shade=shade)
-        c.label = f"LSTM, f̄ = {c.gate_mean:.2f} (forget bias {bias:+.1f})"
-        out.append(c)
-    c = curve("gru", "", make("gru", update_bias=update_bias), text)
-    c.label = f"GRU, z̄ = {c.gate_mean:.2f} (update bias {update_bias:+.1f})"
-    return out + [c]
+    knobs = {"rnn": radius, "lstm-open": forget_bias, "lstm-half": half_bias, "gru": update_bias}
+    return [fresh_curve(key, vocab, text, hidden, knob, seed) for key, knob in knobs.items()]
 
 
 def memory_curves(models: dict[str, CharRNN], gap: int = MEMORY_GAP, seed: int = 123) -> list[Curve]:
