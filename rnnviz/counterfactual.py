@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .errors import TextError
-from .gradients import _frozen_head, _frozen_params
+from .gradients import _frozen_head, fused_layer
 from .model import CharRNN
 
 OPS = ("replace", "insert", "delete")
@@ -116,22 +116,14 @@ def _run(model: CharRNN, ids: torch.Tensor, states):
     x = model.embed.weight.detach()[ids][None]  # (1, T, E)
     hs, finals = [], []
     for l in range(model.config.num_layers):
-        params = list(_frozen_params(model, l))
-        st = states[l]
-        if st is None:
+        if len(ids) == 0:  # nothing to read: the state stays as it was (zeros where none was given)
             zero = torch.zeros(1, 1, H, dtype=x.dtype, device=x.device)
-            st = (zero, zero) if cell == "lstm" else zero
-        if len(ids) == 0:
-            finals.append(st)
+            finals.append(states[l] if states[l] is not None else (zero, zero) if cell == "lstm" else zero)
             hs.append(x.new_zeros(0, H))
             x = x.new_zeros(1, 0, H)
             continue
-        if cell == "lstm":
-            x, h1, c1 = torch.lstm(x, st, params, True, 1, 0.0, False, False, True)
-            finals.append((h1, c1))
-        else:
-            x, h1 = (torch.gru if cell == "gru" else torch.rnn_tanh)(x, st, params, True, 1, 0.0, False, False, True)
-            finals.append(h1)
+        x, final = fused_layer(model, l, x, states[l])
+        finals.append(final)
         hs.append(x[0])
     logp = torch.log_softmax(_frozen_head(model, x[0]), -1) if len(ids) else None  # (T, V)
     return logp, hs, finals

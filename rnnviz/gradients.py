@@ -76,6 +76,21 @@ def _frozen_params(model: CharRNN, layer: int) -> tuple[torch.Tensor, ...]:
     return tuple(p.detach() for p in _layer_params(model, layer))
 
 
+def fused_layer(model: CharRNN, layer: int, x: torch.Tensor, state=None):
+    """x (B, T, in) through one layer of the fused kernel with frozen weights, from `state` (None: zeros)
+    -> (out (B, T, H), final state: (h, c) for an LSTM, h otherwise)."""
+    params = list(_frozen_params(model, layer))
+    if state is None:
+        zero = torch.zeros(1, x.shape[0], model.config.hidden_size, dtype=x.dtype, device=x.device)
+        state = (zero, zero) if model.cell == "lstm" else zero
+    if model.cell == "lstm":
+        out, h, c = torch.lstm(x, state, params, True, 1, 0.0, False, False, True)
+        return out, (h, c)
+    fn = torch.gru if model.cell == "gru" else torch.rnn_tanh
+    out, h = fn(x, state, params, True, 1, 0.0, False, False, True)
+    return out, h
+
+
 def _frozen_head(model: CharRNN, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, model.head.weight.detach(), model.head.bias.detach())
 

@@ -19,7 +19,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from .errors import ConfigError, TextError
-from .gradients import _frozen_head, _frozen_params
+from .gradients import _frozen_head, _frozen_params, fused_layer
 from .model import CharRNN
 
 TRUE, TOP = "true", "top"
@@ -72,18 +72,8 @@ def check_target(text: str, target) -> int:
 
 def _layers_forward(model: CharRNN, x: torch.Tensor, states=None):
     """x (B, T, E) through every layer of the fused kernel with frozen weights -> h (B, T, H) of the top layer."""
-    cell = model.cell
     for l in range(model.config.num_layers):
-        params = list(_frozen_params(model, l))
-        if states is None:
-            zero = torch.zeros(1, x.shape[0], model.config.hidden_size, dtype=x.dtype, device=x.device)
-            state = (zero, zero) if cell == "lstm" else zero
-        else:
-            state = states[l]
-        if cell == "lstm":
-            x, _, _ = torch.lstm(x, state, params, True, 1, 0.0, False, False, True)
-        else:
-            x, _ = (torch.gru if cell == "gru" else torch.rnn_tanh)(x, state, params, True, 1, 0.0, False, False, True)
+        x, _ = fused_layer(model, l, x, None if states is None else states[l])
     return x
 
 
@@ -161,18 +151,7 @@ def _window_states(model: CharRNN, ids: torch.Tensor, starts: np.ndarray) -> lis
         if s > pos:  # read text[pos:s], carrying the state
             x = model.embed.weight.detach()[ids[pos:s]][None]  # (1, n, E)
             for l in range(L):
-                params = list(_frozen_params(model, l))
-                st = state[l]
-                if st is None:
-                    zero = torch.zeros(1, 1, H, dtype=x.dtype, device=x.device)
-                    st = (zero, zero) if cell == "lstm" else zero
-                if cell == "lstm":
-                    x, h1, c1 = torch.lstm(x, st, params, True, 1, 0.0, False, False, True)
-                    state[l] = (h1, c1)
-                else:
-                    x, h1 = (torch.gru if cell == "gru" else torch.rnn_tanh)(x, st, params, True, 1, 0.0, False,
-                                                                           False, True)
-                    state[l] = h1
+                x, state[l] = fused_layer(model, l, x, state[l])
             pos = s
         for l in range(L):
             if state[l] is not None:

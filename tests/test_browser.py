@@ -184,6 +184,10 @@ def _model_shown(page) -> str:
     return page.get_by_role("combobox", name="Model under study").input_value()
 
 
+def _main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
 def test_links_keep_the_model_and_small_truths_hold(real_server):
     """Issue 16, item 7, in a real browser: every cross-page link keeps a non-default model; one colour
     per cell; the AUROC's direction in words; a clamp value out of range is described as used; the

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from streamlit_server import ROOT, app_server, no_errors, require_browser
-from test_browser import SHOTS, _full_screenshot, _settle, browser_page
+from test_browser import SHOTS, _full_screenshot, _main_text, _model_shown, _settle, browser_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -19,14 +19,6 @@ def server(tmp_path_factory):
     if not (ROOT / "pretrained" / "shakespeare-lstm").is_dir():
         pytest.skip("the shipped models are not here")
     yield from app_server(tmp_path_factory, ROOT / "pretrained")
-
-
-def _model_shown(page) -> str:
-    return page.get_by_role("combobox", name="Model under study").input_value()
-
-
-def _main_text(page) -> str:
-    return page.locator('[data-testid="stMain"]').inner_text()
 
 
 def test_compare_with_the_shipped_models(server):

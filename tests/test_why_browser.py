@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from streamlit_server import ROOT, app_server, no_errors, require_browser
-from test_browser import _full_screenshot, _model_shown, _settle, browser_page
+from test_browser import _full_screenshot, _main_text, _model_shown, _settle, browser_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 NAMES = ("shakespeare-lstm", "shakespeare-gru", "shakespeare-rnn", "python-lstm")
@@ -22,10 +22,6 @@ def shipped_server(tmp_path_factory):
             pytest.skip(f"the shipped model {name} is not here")
         shutil.copytree(ROOT / "pretrained" / name, pre / name)
     yield from app_server(tmp_path_factory, pre)
-
-
-def _main_text(page) -> str:
-    return page.locator('[data-testid="stMain"]').inner_text()
 
 
 def test_why_on_the_shipped_models(shipped_server):
