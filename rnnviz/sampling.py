@@ -142,16 +142,18 @@ class _Stepper:
         the clamped layer goes one step at a time, for the prime and the generated characters alike.
         """
         model = self.model
-        if self.clamp is None:
+        if self.clamp is None and len(ids) > 1:
             out, self.state = model.rnn(model.embed(ids)[None], self.state)
             return model.head(out[0])
+        # one character (generation) or a clamp: layer by layer (one character: _step, not the fused kernel)
         lstm = model.cell == "lstm"
         x = model.embed(ids)  # (t, E)
         hs, cs = [], []
         for l in range(model.config.num_layers):
             params = _layer_params(model, l)
             st = (self.state[0][l:l + 1], self.state[1][l:l + 1]) if lstm else self.state[l:l + 1]
-            x, st = (self._clamped_layer if l == self.clamp.layer else self._layer)(x, st, params)
+            clamped = self.clamp is not None and l == self.clamp.layer
+            x, st = (self._clamped_layer if clamped else self._layer)(x, st, params)
             hs.append(st[0] if lstm else st)
             cs.append(st[1] if lstm else None)
         self.state = (torch.cat(hs), torch.cat(cs)) if lstm else torch.cat(hs)

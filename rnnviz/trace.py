@@ -89,8 +89,34 @@ def _layer_params(model: CharRNN, layer: int):
     return w["weight_ih"], w["weight_hh"], w["bias_ih"], w["bias_hh"]
 
 
+def _step(cell: str, x: torch.Tensor, state, params):
+    """One step of one layer in plain tensor ops: x (1, in) -> h (1, H), final state, as _run_layer.
+
+    On the CPU the fused kernel (oneDNN) sets up its RNN primitive on every call: about 5 ms for a
+    2x512 LSTM, some fifty times the step's own products, which generation pays once per character.
+    """
+    w_ih, w_hh, b_ih, b_hh = params
+    h0 = state[0][0] if cell == "lstm" else state[0]  # (1, H)
+    gi = torch.addmm(b_ih, x, w_ih.t())  # (1, G*H)
+    gh = torch.addmm(b_hh, h0, w_hh.t())  # (1, G*H)
+    if cell == "lstm":
+        i, f, g, o = (gi + gh).chunk(4, 1)
+        c = torch.sigmoid(f) * state[1][0] + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, (h[None], c[None])
+    if cell == "gru":
+        (ir, iz, i_n), (hr, hz, h_n) = gi.chunk(3, 1), gh.chunk(3, 1)
+        r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+        h = (1 - z) * torch.tanh(i_n + r * h_n) + z * h0
+        return h, h[None]
+    h = torch.tanh(gi + gh)
+    return h, h[None]
+
+
 def _run_layer(cell: str, x: torch.Tensor, state, params):
-    """One layer through the fused kernel: x (T, in) -> h (T, H), final state."""
+    """One layer through the fused kernel: x (T, in) -> h (T, H), final state (one CPU step: _step)."""
+    if len(x) == 1 and x.device.type == "cpu":
+        return _step(cell, x, state, params)
     if cell == "lstm":
         out, h, c = torch.lstm(x[None], state, list(params), True, 1, 0.0, False, False, True)
         return out[0], (h, c)

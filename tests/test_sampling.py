@@ -49,12 +49,15 @@ def test_greedy_matches_independent_reference():
     assert np.all(out.probs == 1.0)
 
 
-def test_probs_are_those_of_the_model():
-    m = _model("gru")
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_probs_are_those_of_the_model(cell):
+    """Generation steps one character at a time outside the fused kernel (trace._step): its
+    probabilities are still those of the step-by-step numpy cell, for each kind of cell."""
+    m = _model(cell)
     out = sample(m, "a", 5, temperature=1.0, seed=1)
     sd = m.state_dict()
     ids = [m.vocab.index["a"]] + [m.vocab.index[ch] for ch in out.text]
-    _, logits = reference.forward(sd, "gru", 2, np.array(ids))
+    _, logits = reference.forward(sd, cell, 2, np.array(ids))
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     expected = p[np.arange(5), ids[1:]]
