@@ -179,7 +179,12 @@ def other_models(ctx) -> dict:
 
 def trained_section(ctx):
     with st.expander("Your model and the other trained models, on the text under study"):
-        text = ctx.text[: int(st.session_state["grad_len"]) + 1]
+        n = len(ctx.text)
+        ui.default("trained_len", 100)
+        ui.keep_in_range("trained_len", 2, max(2, min(400, n - 1)), min(100, max(2, n - 1)))
+        # its own length: the first screen's controls then redraw only the first screen (a fragment)
+        st.slider("Steps back (sequence length)", 2, max(3, min(400, n - 1)), key="trained_len")
+        text = ctx.text[: int(st.session_state["trained_len"]) + 1]
         flows = {f"{ctx.name} (this model)": trained_flow(ctx.key, text, _model=ctx.model)}
         for label, (model, key) in other_models(ctx).items():
             flows[label] = trained_flow(key, text, _model=model)
@@ -252,7 +257,8 @@ def main():
     st.title("Gradients through time")
     with st.expander("How to read this (a short explanation to read aloud)", expanded=True):
         st.markdown(EXPLANATION)
-    fresh_section(ctx)
+    # its four sliders redraw only its chart and summary, not the memory models or the trained ones
+    st.fragment(lambda: ui.guard(fresh_section, ctx))()
     st.markdown(TRY_THIS)
     memory_section()
     trained_section(ctx)

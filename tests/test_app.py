@@ -3,11 +3,13 @@
 Each test points RNNVIZ_PRETRAINED / RNNVIZ_MODELS at temporary folders holding tiny models
 (hidden size 16, untrained: the pages must work for any weights), and starts with empty caches.
 """
+import base64
 import io
 import json
 import time
 import zipfile
 
+import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
@@ -284,6 +286,20 @@ def test_gradients_sliders_and_memory(shipped, monkeypatch):
     trained = spec(at, 1)
     trained_names = " ".join(t["name"] for t in trained["data"])
     assert "this model" in trained_names and "GRU" in trained_names and "RNN" in trained_names
+    # the first screen's length and the trained models' length are two sliders: each redraws its own chart
+    def points(chart: int) -> int:
+        y = spec(at, chart)["data"][0]["y"]  # Plotly sends arrays as base64 ("bdata") of their dtype
+        return len(base64.b64decode(y["bdata"])) // np.dtype(y["dtype"]).itemsize if "bdata" in y else len(y)
+
+    fresh_n, trained_n = points(0), points(1)
+    at.slider(key="grad_len").set_value(60).run()
+    ok(at)
+    assert (points(0), points(1)) == (fresh_n - 40, trained_n)
+    at.slider(key="trained_len").set_value(50).run()
+    ok(at)
+    assert (points(0), points(1)) == (fresh_n - 40, trained_n - 50)
+    at.slider(key="grad_len").set_value(100).run()
+    fresh = spec(at, 0)
     rnn_before = fresh["data"][0]["y"]
     at.slider(key="radius").set_value(1.3).run()
     at.slider(key="forget_bias").set_value(2.0).run()

@@ -58,7 +58,7 @@ PAGES = [
 PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind", "sort_by", "window_start",
            "hypothesis", "custom_regex",
            "clamp_on", "clamp_layer", "clamp_unit", "clamp_value", "clamp_kind", "temperature", "prime",
-           "length", "seed", "top_k", "grad_len", "radius", "forget_bias", "gate_window",
+           "length", "seed", "top_k", "grad_len", "trained_len", "radius", "forget_bias", "gate_window",
            "tr_corpus_src", "tr_corpus", "tr_paste", "tr_cell", "tr_layers", "tr_hidden", "tr_seq",
            "tr_batch", "tr_lr", "tr_budget", "tr_seconds", "tr_steps", "tr_device", "tr_sample_every",
            "mem_steps", "update_bias", "excerpt_len", "atlas_corpus", "atlas_layers", "atlas_kinds", "atlas_labels",
