@@ -10,6 +10,7 @@ from rnnviz.jobs import Job
 
 MEMORY_MODELS = {"rnn": "memory-rnn", "gru": "memory-gru", "lstm": "memory-lstm"}  # shipped in pretrained/
 CHART = {"displaylogo": False}
+HISTORY = 10  # snapshots per cell in the live experiment: recall is measured at each
 
 EXPLANATION = """
 **The question.** A model reads a text and predicts its last character. How much would that prediction's loss
@@ -216,9 +217,8 @@ def experiment_section():
     if c2.button("Run the memory experiment", key="mem_start", type="primary", disabled=running or busy,
                  icon=":material/play_arrow:"):
         steps = int(ss["mem_steps"])
-        job = ui.guard(ui_jobs.submit, Job(lambda stop, report: experiments.memory_experiment(
-            steps_per_cell=steps, stop_event=stop, report=report), name="memory experiment",
-            threads=ui_jobs.job_threads()))
+        job = ui.guard(ui_jobs.submit, Job(lambda stop, report: memory_run(steps, stop, report),
+                                           name="memory experiment", threads=ui_jobs.job_threads()))
         if job is not None:
             ss["memory_job"] = job
             running = True
@@ -227,6 +227,14 @@ def experiment_section():
         job.stop()
     every = ui_jobs.poll_every([job] if running else [])
     st.fragment(run_every=every)(lambda: ui.guard(memory_status, running, every))()
+
+
+def memory_run(steps: int, stop, report):
+    """The live experiment, in the worker: the final recall table, and each cell's recall at its snapshots."""
+    learning = {}
+    table = experiments.memory_experiment(steps_per_cell=steps, stop_event=stop, report=report,
+                                          history=HISTORY, learning=learning)
+    return table, learning
 
 
 def memory_status(was_running: bool, every: float | None = None):
@@ -245,9 +253,18 @@ def memory_status(was_running: bool, every: float | None = None):
         st.progress(min(1.0, done / total), text=str(snap.get("message") or snap.get("state") or "starting"))
     elif job.error:
         st.error(f"The experiment failed: {job.error}", icon=":material/error:")
-    elif job.result is not None and len(job.result):
-        st.plotly_chart(gp.memory_accuracy(job.result), key="memory_chart", config=CHART)
-        st.dataframe(job.result, hide_index=True)
+    elif job.result is not None and len(job.result[0]):
+        table, learning = job.result
+        st.plotly_chart(gp.memory_accuracy(table), key="memory_chart", config=CHART)
+        st.dataframe(table, hide_index=True)
+        if learning:
+            gaps = sorted(table.gap.unique())
+            ui.keep_choice("mem_gap", gaps, gaps[-1])
+            st.select_slider("Gap to follow during training", gaps, key="mem_gap")
+            st.plotly_chart(gp.recall_during_training(learning, int(st.session_state["mem_gap"])),
+                            key="memory_learning", config=CHART)
+            st.caption(f"Each cell's recall at {HISTORY} snapshots taken during its training (log-spaced steps), on "
+                       "the same fresh draws as the table: when, if ever, each cell learns to bridge this gap.")
     if was_running and not job.active:
         st.rerun(scope="app")
 

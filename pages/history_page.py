@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from rnnviz import checkpoint, gradient_plots, history, history_plots, render
+from rnnviz import checkpoint, experiments, gradient_plots, history, history_plots, render
 from rnnviz.probes import HYPOTHESES, default_hypothesis
 
 TEXT_CHARS = 1_500  # characters of the text the unit, the gates and the emergence are computed over
@@ -71,6 +71,11 @@ def _emergence(key: str, text: str, hypothesis: str, threshold: float, _hist) ->
     return history.emergence_of(_hist, text, hypothesis, threshold, models=models)
 
 
+@st.cache_data(max_entries=8, show_spinner="Measuring recall at every snapshot ...")
+def _recall(key: str, gaps: tuple, _hist) -> pd.DataFrame:
+    return experiments.recall_over_training({s: _model(_hist, s) for s in _hist.steps}, list(gaps))
+
+
 @st.cache_data(max_entries=16, show_spinner="Sampling every snapshot ...")
 def _evolution(key: str, prime: str, length: int, temperature: float, seed: int, text: str, _hist) -> pd.DataFrame:
     models = {s: _model(_hist, s) for s in _hist.steps}
@@ -108,6 +113,21 @@ def _no_history(ctx) -> None:
             "a history (the Train page records one), or pick a shipped model that has one below.",
             icon=":material/history:")
     st.page_link("pages/train_page.py", label="Train a model with a history", icon=":material/model_training:")
+
+
+def recall_section(hist: history.History, step: int) -> None:
+    """A memory-task model: recall at every gap, at every snapshot (fresh draws, as the Gradients page)."""
+    gaps = tuple(int(g) for g in hist.config["memory"].get("gaps") or experiments.GAPS)
+    df = ui.guard(_recall, _key(hist, "all"), gaps, _hist=hist)
+    if df is None:
+        return
+    st.subheader(f"Recall across the gap at step {step:,}")
+    now = df[df.step == step].set_index("gap").accuracy
+    st.markdown(f"The model reads a key letter, a gap of filler, `=`, and must repeat the key. At step {step:,} it "
+                "recalls " + ", ".join(f"**{now[g]:.0%}** at gap {g}" for g in gaps) +
+                f" (chance {experiments.CHANCE:.0%}; {experiments.EVAL_SEGMENTS} fresh recalls per gap, the same at "
+                "every snapshot).")
+    st.plotly_chart(history_plots.recall_over_steps(df, step, experiments.CHANCE), key="hist_recall", config=CONFIG)
 
 
 def main():
@@ -167,6 +187,9 @@ def main():
                "every snapshot, so what changes is the network.")
     sample = _sample(_key(hist, step), "\n", 200, temperature, seed, _model=model)
     st.html(f'<pre style="white-space: pre-wrap; margin: 0">{html.escape(sample)}</pre>')
+
+    if isinstance(hist.config.get("memory"), dict):
+        recall_section(hist, step)
 
     st.subheader("Emergence")
     names = list(HYPOTHESES)

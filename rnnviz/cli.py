@@ -323,6 +323,8 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     m.add_argument("--save", help="a folder to write each model to, as memory-<cell> (the shipped ones: pretrained)")
+    m.add_argument("--history", type=int, default=0, metavar="N",
+                   help="keep N snapshots per cell, print recall at each, and save them in history/ with --save")
     m.set_defaults(fn=cmd_memory)
 
     a = sub.add_parser("atlas", help="index a model over a corpus: every unit's top characters, statistics and "
@@ -377,20 +379,24 @@ def parser() -> argparse.ArgumentParser:
 def cmd_memory(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    trainers: dict = {}
+    trainers, learning = {}, {}
     df = experiments.memory_experiment(cells=args.cells, gaps=args.gaps, steps_per_cell=args.steps,
-                                       hidden_size=args.hidden, seed=args.seed, trainers=trainers)
+                                       hidden_size=args.hidden, seed=args.seed, trainers=trainers,
+                                       history=args.history, learning=learning)
     table = df.pivot(index="gap", columns="cell", values="accuracy")[args.cells]
     print(f"recall accuracy on {experiments.EVAL_SEGMENTS} fresh items per gap (chance {experiments.CHANCE:.3f}), "
           f"after {args.steps:,} steps per cell:")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     print("seconds of training: " + ", ".join(f"{c} {s:.1f}" for c, s in df.groupby("cell").seconds.first().items()))
+    for cell, grew in learning.items():
+        print(f"\n{cell.upper()} recall during training (rows: gap; columns: step):")
+        print(grew.pivot(index="gap", columns="step", values="accuracy").to_string(float_format=lambda v: f"{v:.2f}"))
     for cell, (trainer, result) in trainers.items() if args.save else ():
         path = Path(args.save) / f"memory-{cell}"
         meta = {"name": path.name, **trainer.training_meta(result)}
         meta["memory"] = {"gaps": sorted(args.gaps), "recall": {int(g): float(a) for g, a in table[cell].items()}}
-        checkpoint.save(trainer.model, path, meta=meta, dtype="float32")
-        print(f"wrote {path}")
+        checkpoint.save(trainer.model, path, meta=meta, dtype="float32", history=trainer.history)
+        print(f"wrote {path}" + (f" with {len(trainer.history)} snapshots" if trainer.history else ""))
     return 0
 
 

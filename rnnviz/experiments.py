@@ -1,6 +1,7 @@
 """The memory experiment: how far back can each cell recall a character?"""
 from __future__ import annotations
 
+import copy
 import random
 import threading
 import time
@@ -56,12 +57,13 @@ def _check(cells, gaps) -> None:
 
 
 def memory_config(gaps=GAPS, max_steps: int | None = STEPS, seconds: float | None = None, seed: int = 0,
-                  device: str = "auto") -> TrainConfig:
+                  device: str = "auto", history: int = 0) -> TrainConfig:
     """The training settings of the memory task: a window spans two of the longest segments, so
-    truncated BPTT sees whole key-to-recall spans."""
+    truncated BPTT sees whole key-to-recall spans. `history` snapshots are kept (TrainConfig.history)."""
     return TrainConfig(seq_len=max(64, 2 * (max(gaps) + 2)), batch_size=32, lr=LR,
                        warmup_steps=min(20, max_steps or 20), max_steps=max_steps,
-                       max_seconds=None if max_steps else seconds, eval_every=10**9, seed=seed, device=device)
+                       max_seconds=None if max_steps else seconds, eval_every=10**9, seed=seed, device=device,
+                       history=history)
 
 
 def memory_vocab(train_text: str) -> Vocab:
@@ -72,7 +74,8 @@ def memory_experiment(cells=("rnn", "gru", "lstm"), gaps=GAPS, steps_per_cell: i
                       hidden_size: int = HIDDEN, seed: int = 0, stop_event: threading.Event | None = None,
                       report=None, seconds_per_cell: float | None = None, train_segments: int = 2000,
                       eval_segments: int = EVAL_SEGMENTS, device: str = "auto",
-                      max_steps: int | None = None, trainers: dict | None = None) -> pd.DataFrame:
+                      max_steps: int | None = None, trainers: dict | None = None, history: int = 0,
+                      learning: dict | None = None) -> pd.DataFrame:
     """Train a fresh 1-layer model per cell on all gaps mixed; recall accuracy per gap on held-out text.
 
     Every cell gets the same number of updates, `steps_per_cell` (a wall-clock budget would favour
@@ -81,6 +84,8 @@ def memory_experiment(cells=("rnn", "gru", "lstm"), gaps=GAPS, steps_per_cell: i
     (a Job's report); once `stop_event` is set, the cell in training is dropped and the rows measured
     so far come back. Columns: cell, gap, accuracy, chance, items (recalls scored), steps, seconds.
     A dict given as `trainers` receives cell -> (Trainer, TrainResult), to save the models.
+    With `history` snapshots per cell, a dict given as `learning` receives cell -> its recall at
+    each snapshot (see recall_over_training): how recall at each gap grew during training.
     """
     steps_per_cell = max_steps if max_steps is not None else steps_per_cell
     if steps_per_cell is None and seconds_per_cell is None:
@@ -99,7 +104,7 @@ def memory_experiment(cells=("rnn", "gru", "lstm"), gaps=GAPS, steps_per_cell: i
             break
         report(cell=cell, done=i, total=total, message=f"training {cell.upper()} ({i + 1} of {total})")
         model = build(vocab, cell=cell, hidden_size=hidden_size, num_layers=1, embed_size=32, seed=seed)
-        config = memory_config(gaps, steps_per_cell, seconds_per_cell, seed, device)
+        config = memory_config(gaps, steps_per_cell, seconds_per_cell, seed, device, history)
         trainer = Trainer(model, train_text, None, config, stop_event=stop_event, corpus=meta)
         trainer.add_callback("on_step", _progress(report, cell, i, total))
         start = time.perf_counter()
@@ -112,6 +117,9 @@ def memory_experiment(cells=("rnn", "gru", "lstm"), gaps=GAPS, steps_per_cell: i
         report(cell=cell, done=i, total=total, message=f"measuring {cell.upper()} recall")
         for row in recall_table(trainer.model, gaps, eval_segments, seed):
             rows.append({"cell": cell, **row, "steps": result.steps, "seconds": round(seconds, 2)})
+        if learning is not None and trainer.history:
+            report(cell=cell, done=i, total=total, message=f"measuring {cell.upper()} recall at each snapshot")
+            learning[cell] = recall_over_training(snapshot_models(trainer), gaps, eval_segments, seed)
         report(cell=cell, done=i + 1, total=total, message=f"{cell.upper()} done after {result.steps} steps")
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -120,6 +128,25 @@ def recall_table(model: CharRNN, gaps=GAPS, segments: int = EVAL_SEGMENTS, seed:
     """Recall accuracy of a trained model at each gap, on draws never used in training."""
     return [{"gap": gap, "accuracy": recall_accuracy(model, gap, segments, seed=seed + 7919 + gap),
              "chance": CHANCE, "items": segments} for gap in gaps]
+
+
+def recall_over_training(models: dict[int, CharRNN], gaps=GAPS, segments: int = EVAL_SEGMENTS,
+                         seed: int = 0) -> pd.DataFrame:
+    """Recall at each gap for the model of each training step (step -> model, e.g. a history's
+    snapshots): columns step, gap, accuracy, chance, items; the same fresh draws at every step."""
+    rows = [{"step": step, **row} for step, model in sorted(models.items())
+            for row in recall_table(model, gaps, segments, seed)]
+    return pd.DataFrame(rows, columns=["step", "gap", "accuracy", "chance", "items"])
+
+
+def snapshot_models(trainer: Trainer) -> dict[int, CharRNN]:
+    """step -> a copy of the trainer's model holding that in-memory snapshot's (float16) weights."""
+    out = {}
+    for snap in trainer.history:
+        model = copy.deepcopy(trainer.model).cpu().eval()
+        model.load_state_dict({k: v.float() for k, v in snap["tensors"].items()})
+        out[snap["step"]] = model
+    return out
 
 
 def recall_example(gap: int, seed: int = 123) -> str:

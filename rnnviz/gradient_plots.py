@@ -176,3 +176,25 @@ def memory_accuracy(df: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(range=[0, 1.05], title="recall accuracy")
     fig.update_layout(title="Memory: recall accuracy against the gap", legend_title="cell")
     return fig
+
+
+def recall_during_training(learning: dict[str, pd.DataFrame], gap: int) -> go.Figure:
+    """Recall at one gap against training step, one line per cell (learning: cell -> step, gap,
+    accuracy, as experiments.recall_over_training); chance as a dashed line."""
+    title = f"Recall at gap {gap} during training"
+    parts = {cell: df[df.gap == gap].sort_values("step") for cell, df in learning.items()}
+    parts = {cell: p for cell, p in parts.items() if len(p)}
+    if not parts:
+        return _message("No snapshots were measured.", title)
+    fig = go.Figure()
+    for cell, p in parts.items():
+        fig.add_trace(go.Scatter(x=p.step, y=p.accuracy, mode="lines+markers", name=cell.upper(),
+                                 line=dict(color=cell_color(cell), width=2),
+                                 hovertemplate=f"{cell.upper()}<br>step %{{x}}<br>recall %{{y:.1%}}<extra></extra>"))
+    chance = next(iter(parts.values())).chance.iloc[0]
+    fig.add_hline(y=chance, line=dict(color="#888", dash="dash"), annotation_text="chance",
+                  annotation_position="bottom right")
+    fig.update_xaxes(type="log", title_text="training step")
+    fig.update_yaxes(tickformat=".0%", range=[-0.02, 1.05], title_text="recall accuracy")
+    fig.update_layout(title=title, legend=dict(orientation="h", y=-0.25), margin=dict(t=50, b=10))
+    return fig

@@ -117,3 +117,28 @@ def saturation_over_steps(df: pd.DataFrame, current: int | None = None) -> go.Fi
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_layout(title="Gate saturation over training (mean over units)", height=520, margin=dict(t=70, b=10))
     return fig
+
+
+def recall_over_steps(df: pd.DataFrame, current: int | None = None, chance: float | None = None,
+                      title: str = "Recall across the gap, snapshot by snapshot") -> go.Figure:
+    """Memory-task recall accuracy against training step, one line per gap (dark = long), chance as a
+    dashed line and the current snapshot as a vertical one. df: step, gap, accuracy (recall_over_training)."""
+    if df is None or not len(df):
+        return _message("No recall measured.", title)
+    fig = go.Figure()
+    gaps = sorted(df.gap.unique())
+    for i, gap in enumerate(gaps):
+        part = df[df.gap == gap].sort_values("step")
+        shade = 0.25 + 0.75 * i / max(1, len(gaps) - 1)  # the longest gap darkest
+        fig.add_trace(go.Scatter(x=part.step, y=part.accuracy, mode="lines+markers", name=f"gap {gap}",
+                                 line=dict(color=f"rgba(31, 119, 180, {shade:.2f})", width=1 + 2 * shade),
+                                 hovertemplate=f"gap {gap}<br>step %{{x}}<br>recall %{{y:.1%}}<extra></extra>"))
+    if chance is not None:
+        fig.add_hline(y=chance, line=dict(color="#888", dash="dash"), annotation_text="chance",
+                      annotation_position="bottom right")
+    if current is not None and current > 0:
+        fig.add_vline(x=current, line=dict(color="#d62728", width=1.5))
+    fig.update_xaxes(type="log", title_text="training step")
+    fig.update_yaxes(tickformat=".0%", range=[-0.02, 1.05], title_text="recall accuracy")
+    fig.update_layout(title=title, legend=dict(orientation="h", y=-0.25), margin=dict(t=50, b=10))
+    return fig

@@ -262,9 +262,11 @@ def test_gradients_sliders_and_memory(shipped, monkeypatch):
 
     calls = []
 
-    def fake(steps_per_cell=None, stop_event=None, report=None, **kw):
+    def fake(steps_per_cell=None, stop_event=None, report=None, learning=None, **kw):
         calls.append(steps_per_cell)
         report(done=1, total=3, message="training RNN")
+        learning["lstm"] = pd.DataFrame({"step": [10, 100, 10, 100], "gap": [2, 2, 8, 8], "accuracy": [0.1, 1, 0, 0.9],
+                                         "chance": [1 / 26] * 4, "items": [300] * 4})
         return pd.DataFrame({"cell": ["rnn", "rnn", "lstm", "lstm"], "gap": [2, 8, 2, 8],
                              "accuracy": [0.9, 0.1, 1.0, 0.9], "chance": [1 / 26] * 4, "items": [300] * 4,
                              "steps": [5] * 4, "seconds": [0.1] * 4})
@@ -317,6 +319,12 @@ def test_gradients_sliders_and_memory(shipped, monkeypatch):
     ok(at)
     assert calls == [200], "every cell gets the same number of steps, the slider's"
     assert any("Memory" in title(spec(at, i)) for i in range(len(at.get("plotly_chart"))))
+    # recall during training, at the longest gap first, then at the gap chosen
+    learned = {title(spec(at, i)): spec(at, i) for i in range(len(at.get("plotly_chart")))}
+    assert learned["Recall at gap 8 during training"]["data"][0]["name"] == "LSTM"
+    at.select_slider(key="mem_gap").set_value(2).run()
+    ok(at)
+    assert any(title(spec(at, i)) == "Recall at gap 2 during training" for i in range(len(at.get("plotly_chart"))))
 
 
 def test_gradients_opens_on_the_shipped_memory_models(folders, vocab):

@@ -70,3 +70,40 @@ def test_lstm_learns_to_recall_over_a_short_gap():
                            eval_segments=200, device="cpu")
     acc = float(df.accuracy.iloc[0])
     assert acc > 10 * CHANCE, f"an LSTM should recall over 4 steps after 200 steps, got {acc:.3f}"
+
+
+def test_history_measures_recall_at_every_snapshot(tmp_path):
+    """With history, each cell's recall at each snapshot comes back in `learning`: the snapshot steps
+    of the schedule, every gap, and numbers a step-by-step numpy cell recomputes from those weights;
+    the CLI saves the snapshots beside each model."""
+    import torch
+
+    import reference
+    from rnnviz import checkpoint, history
+    from rnnviz.cli import main
+    from rnnviz.experiments import snapshot_models
+    from rnnviz.training import history_steps
+
+    trainers, learning = {}, {}
+    memory_experiment(cells=["gru"], gaps=[2, 4], steps_per_cell=30, hidden_size=8, eval_segments=20,
+                      train_segments=50, device="cpu", trainers=trainers, history=4, learning=learning)
+    trainer, _ = trainers["gru"]
+    df = learning["gru"]
+    assert sorted(df.step.unique()) == history_steps(trainer.config) and sorted(df.gap.unique()) == [2, 4]
+    models = snapshot_models(trainer)
+    for snap in trainer.history:  # the copies hold the snapshots' weights, not the final model's
+        assert all(torch.equal(models[snap["step"]].state_dict()[k], v.float()) for k, v in snap["tensors"].items())
+    step = int(df.step.iloc[0])
+    model = models[step]
+    task = corpora.memory_task(20 * 6, 4, seed=0 + 7919 + 4)  # recall_table's draws for gap 4
+    ids = np.array([model.vocab.index[c] for c in task.text])
+    _, logits = reference.forward(model.state_dict(), "gru", 1, ids)
+    cues = np.flatnonzero(task.labels["target"] == 1)
+    want = float(np.mean(logits[cues].argmax(1) == ids[cues + 1]))
+    assert df[(df.step == step) & (df.gap == 4)].accuracy.item() == pytest.approx(want, abs=1e-12)
+
+    assert main(["memory", "--cells", "rnn", "--gaps", "2", "--steps", "20", "--hidden", "8", "--threads", "1",
+                 "--history", "3", "--save", str(tmp_path)]) == 0
+    h = history.read(tmp_path / "memory-rnn")
+    assert len(h.steps) == 3 and not h.bad and h.steps[-1] == 20
+    assert checkpoint.read_config(tmp_path / "memory-rnn")["memory"]["gaps"] == [2]

@@ -154,3 +154,54 @@ def test_copy_of_history_in_saved_models(with_history, folders):  # noqa: F811
     at = open_history(pre, path)
     assert "mine (saved)" in at.selectbox(key="hist_model").options
     assert checkpoint.list_checkpoints(models) == [models / "mine"]
+
+
+def reference_recall(model, gap: int, segments: int, seed: int) -> float:
+    """Recall by the numpy cell of tests/reference.py: the argmax after each cue is the key."""
+    import numpy as np
+
+    import reference
+    from rnnviz.corpora import memory_task
+
+    task = memory_task(segments * (gap + 2), gap, seed=seed)
+    ids = np.array([model.vocab.index[c] for c in task.text])
+    _, logits = reference.forward(model.state_dict(), model.cell, model.config.num_layers, ids)
+    cues = np.flatnonzero(task.labels["target"] == 1)
+    return float(np.mean(logits[cues].argmax(1) == ids[cues + 1]))
+
+
+def test_memory_history_shows_recall_growing_step_by_step(folders, vocab):  # noqa: F811
+    """The shipped memory-lstm's history: the recall section's numbers are the snapshot's own (a numpy
+    cell recomputes one), and recall grows from chance to the recorded final recall."""
+    from rnnviz import experiments
+    from streamlit_server import ROOT
+
+    pre, _ = folders
+    shutil.copytree(ROOT / "pretrained" / "memory-lstm", pre / "memory-lstm")
+    path = pre / "memory-lstm"
+    hist = history.read(path)
+    assert len(hist.steps) >= 10 and not hist.bad
+    at = open_history(pre, path)
+    ok(at)
+    figs = {title(spec(at, i)): spec(at, i) for i in range(len(at.get("plotly_chart")))}
+    recall = next(f for t, f in figs.items() if t.startswith("Recall across the gap"))
+    longest = next(tr for tr in recall["data"] if tr["name"] == "gap 64")
+    import base64
+
+    import numpy as np
+
+    def values(a):
+        return np.frombuffer(base64.b64decode(a["bdata"]), a["dtype"]) if isinstance(a, dict) else np.array(a)
+
+    steps, acc = values(longest["x"]), values(longest["y"])
+    assert list(steps) == hist.steps
+    assert acc[0] < 0.1 and acc[-1] == pytest.approx(hist.config["memory"]["recall"]["64"], abs=0.01)
+    # one snapshot recomputed by the step-by-step numpy cell, on the page's own draws
+    mid = hist.steps[len(hist.steps) // 2]
+    model, _ = checkpoint.load(hist.snapshot(mid).path)
+    seed = 0 + 7919 + 64  # recall_table's draws for gap 64
+    want = reference_recall(model, 64, experiments.EVAL_SEGMENTS, seed)
+    assert acc[hist.steps.index(mid)] == pytest.approx(want, abs=1e-9)
+    at.select_slider(key="hist_step").set_value(mid).run()
+    ok(at)
+    assert f"**{want:.0%}** at gap 64" in text_of(at.markdown)

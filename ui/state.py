@@ -61,7 +61,7 @@ PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind"
            "length", "seed", "top_k", "grad_len", "trained_len", "radius", "forget_bias", "gate_window",
            "tr_corpus_src", "tr_corpus", "tr_paste", "tr_cell", "tr_layers", "tr_hidden", "tr_seq",
            "tr_batch", "tr_lr", "tr_budget", "tr_seconds", "tr_steps", "tr_device", "tr_sample_every",
-           "mem_steps", "update_bias", "excerpt_len", "atlas_corpus", "atlas_layers", "atlas_kinds", "atlas_labels",
+           "mem_steps", "mem_gap", "update_bias", "excerpt_len", "atlas_corpus", "atlas_layers", "atlas_kinds", "atlas_labels",
            "atlas_min_score", "match_layer", "match_kind", "match_threshold", "match_before", "match_after",
            "match_span", "rank_over", "act_over_atlas", "atlas_window")
 # One group per page family, so each can grow on its own.
