@@ -21,7 +21,7 @@ from .errors import ConfigError, RnnvizError, TextError
 from .vocab import decode_utf8
 
 CORPORA = ("shakespeare", "python", "quotes", "memory")
-PYTHON_MAX_CHARS = 3_000_000
+PYTHON_MAX_CHARS = 12_000_000  # the whole standard library: about 9.9M on Python 3.11
 QUOTES_CHARS = 200_000
 MEMORY_CHARS = 200_000
 MEMORY_GAP = 10
@@ -156,14 +156,25 @@ def _shakespeare_plays() -> tuple[tuple[str, str], ...]:
 
 # --- python: this machine's standard-library sources -----------------------------------------
 
+# Left out of the corpus: tests, third parties, and generated tables (codec maps, pydoc's topics),
+# which would teach a model long runs of escapes rather than code.
+_PYTHON_SKIP = {"test", "tests", "idle_test", "site-packages", "dist-packages", "encodings", "pydoc_data",
+                "__pycache__"}
+
+
 @functools.lru_cache(maxsize=1)
 def _python_sources() -> tuple[tuple[str, str], ...]:
+    """This machine's standard library as (path relative to it, source), packages included, by path."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
+    found = []
+    for folder, dirs, files in os.walk(stdlib):
+        dirs[:] = [d for d in dirs if d not in _PYTHON_SKIP and not d.startswith("test_")]
+        found += [Path(folder, f) for f in files if f.endswith(".py") and not f.startswith("test_")]
     docs = []
-    # top-level modules only: subpackages would add tests and site-packages would add third parties
-    for f in sorted(p for p in stdlib.glob("*.py") if p.is_file()):
+    for f in sorted(found):
         try:
-            docs.append((f.name, f.read_bytes().decode("utf-8")))
+            if f.is_file():
+                docs.append((f.relative_to(stdlib).as_posix(), f.read_bytes().decode("utf-8")))
         except (OSError, UnicodeDecodeError):
             continue
     if not docs:

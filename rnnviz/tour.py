@@ -21,7 +21,7 @@ from .plots import saturation_table
 EXCERPT = 2_000  # the text every stop shows: the first EXCERPT characters of the model's held-out excerpt
 
 # Each named unit lives here, once: a retrained model changes only these lines (the test then checks them).
-QUOTE_UNIT = (1, "c", 54)  # python-lstm: low inside one-line strings
+QUOTE_UNIT = (1, "c", 59)  # python-lstm: deep negative in code, near zero inside one-line strings
 LINE_UNIT = (1, "c", 28)  # shakespeare-lstm: rises with the position in the line
 
 
@@ -51,13 +51,13 @@ STOPS: tuple[Stop, ...] = (
     Stop("quotes", "A unit that knows it is inside a string", "python-lstm", "pages/activations_page.py",
          {**_TEXT, **_unit_settings(QUOTE_UNIT, "inside a string (tokenize)")},
          "This model read Python code, one character at a time, and nobody told it what a string is. Yet one of "
-         "its cells, **layer {layer} {kind}{unit}**, is **red across ordinary code and drops to about zero (white) "
-         "inside strings**, until the string closes. Look at the coloured code: the strings stand out. On this text it is the best of all the "
+         "its cells, **layer {layer} {kind}{unit}**, is **deep blue across ordinary code and jumps to about zero (white, "
+         "at most pale red) inside strings**, until the string closes. Look at the coloured code: the strings stand out. On this text it is the best of all the "
          "model's units at telling string from code: it scores **at least {min_score:.2f}** (1 would be perfect, "
          "0.5 a coin toss), counting one-line strings and code as Neuron search does. The table on the right sorts "
          "this layer's cells by how well they follow strings, and c{unit} comes first there too.",
          {"layer": QUOTE_UNIT[0], "kind": QUOTE_UNIT[1], "unit": QUOTE_UNIT[2], "hypothesis":
-          "inside a string (tokenize)", "direction": "low", "min_score": 0.9, "colours": "red code, white strings"}),
+          "inside a string (tokenize)", "direction": "high", "min_score": 0.9, "colours": "blue code, white strings"}),
     Stop("line", "A unit that counts along the line", "shakespeare-lstm", "pages/activations_page.py",
          {**_TEXT, **_unit_settings(LINE_UNIT, "position in line")},
          "Verse has lines of about the same length, so knowing how far along the line you are helps to guess "
@@ -168,6 +168,10 @@ def _colours_hold(colours: str, v: np.ndarray, labels: np.ndarray, mask) -> bool
         keep = np.ones(len(v), dtype=bool) if mask is None else mask
         code, inside = np.median(v[keep & (labels < 0.5)]), np.median(v[keep & (labels > 0.5)])
         return bool(code > 0 and abs(inside) < code / 4)
+    if colours == "blue code, white strings":  # median clearly negative in code, within a quarter of it in strings
+        keep = np.ones(len(v), dtype=bool) if mask is None else mask
+        code, inside = np.median(v[keep & (labels < 0.5)]), np.median(v[keep & (labels > 0.5)])
+        return bool(code < 0 and abs(inside) < -code / 4)
     if colours == "blue to red along the line":  # negative in a line's first 10 characters, positive past 30
         return bool(np.median(v[labels < 10]) < 0 < np.median(v[labels >= 30]))
     raise ConfigError(f"no check for the colours {colours!r}")
