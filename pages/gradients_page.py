@@ -85,6 +85,10 @@ def fresh_section(ctx):
     ui.default("update_bias", lesson.UPDATE_BIAS)
     n = len(ctx.text)
     ui.keep_in_range("grad_len", 2, max(2, min(400, n - 1)), min(100, max(2, n - 1)))
+    # stored back on every run: a stale or broken value is mended, and the slider shows the value used
+    ui.keep_in_range("radius", 0.5, 1.5, lesson.RADIUS)
+    ui.keep_in_range("forget_bias", -3.0, 5.0, lesson.OPEN_BIAS)
+    ui.keep_in_range("update_bias", -3.0, 5.0, lesson.UPDATE_BIAS)
     c1, c2, c3, c4 = st.columns(4)
     c1.slider("Steps back (sequence length)", 2, max(3, min(400, n - 1)), key="grad_len")
     c2.slider("RNN spectral radius ρ", 0.5, 1.5, step=0.05, key="radius",

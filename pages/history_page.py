@@ -149,6 +149,11 @@ def main():
     label = st.selectbox("History of", list(choices), key="hist_model")
     path = choices[label]
     hist = _history(str(path), _mtime(path))
+    if ss.get("hist_for") != str(path):  # another history: from its last step, its own hypothesis and unit
+        ss["hist_for"] = str(path)
+        ss["hist_hypothesis"] = default_hypothesis(hist.config)
+        for k in ("hist_step", "hist_layer", "hist_kind", "hist_unit"):
+            ss.pop(k, None)
     for line in hist.problems():
         st.warning(f"A snapshot could not be loaded and is left out: {line}", icon=":material/warning:")
     if not hist.steps:
