@@ -101,6 +101,10 @@ def _text_for(ctx, path: Path, config: dict) -> tuple[str, str]:
     held-out part of this checkpoint's own corpus."""
     if ctx.entry.path is not None and Path(ctx.entry.path) == path and ctx.text:
         return ctx.text[:TEXT_CHARS], "the text under study"
+    if isinstance(config.get("memory"), dict):  # a memory-task model: fresh draws of its own task
+        gaps = [int(g) for g in config["memory"].get("gaps") or experiments.GAPS]
+        per_gap = -(-TEXT_CHARS // sum(g + 2 for g in gaps))
+        return experiments.mixed_memory_text(gaps, per_gap, seed=1)[:TEXT_CHARS], "fresh memory-task text"
     if isinstance(config.get("corpus"), dict):
         text, _ = ui.corpus_excerpt(json.dumps(config["corpus"], sort_keys=True), config.get("recipe"), TEXT_CHARS)
         if text:
