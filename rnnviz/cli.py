@@ -15,7 +15,7 @@ from .corpora import corpus_meta, excerpt, held_out, split
 from .errors import ConfigError, RnnvizError
 from .gradients import fresh_model, gradient_norms
 from .model import CELLS, build, describe_device
-from .probes import HYPOTHESES, direction_words, is_binary, rank_units, regex_hypothesis
+from .probes import HYPOTHESES, direction_words, hypothesis_mask, is_binary, rank_units, regex_hypothesis
 from .recipes import RECIPES, SHAKESPEARE_ENV, corpus_from_spec, recipe_corpus
 from .sampling import Clamp, sample
 from .trace import ARRAY_DOC, trace
@@ -165,15 +165,19 @@ def cmd_probe(args) -> int:
     text = _read_text(args, config)
     if not text:
         raise ConfigError("the text is empty: give at least one character")
+    mask = None
     if args.regex is not None:
         labels, name = regex_hypothesis(args.regex)(text), f"regex {args.regex!r}"
     else:
         labels, name = HYPOTHESES[args.hypothesis](text), args.hypothesis
-    if labels.min() == labels.max():
+        mask = hypothesis_mask(name, text)  # the characters it counts, as Neuron search and Activations do
+    counted = labels if mask is None else labels[mask]
+    if not counted.size or counted.min() == counted.max():
         raise ConfigError(f"{name} has the same value on every character of this text: nothing can track it")
-    df = rank_units(trace(model, text, gates=False), labels)
+    df = rank_units(trace(model, text, gates=False), labels, mask)
     binary = is_binary(labels)
-    print(f"{len(df):,} units ranked against {name} over {len(text):,} characters, best first. auroc: P(the unit "
+    over = f"{len(text):,} characters" if mask is None else f"the {int(mask.sum()):,} of {len(text):,} characters it counts"
+    print(f"{len(df):,} units ranked against {name} over {over}, best first. auroc: P(the unit "
           f"is higher where it holds than where not); score: {'max(auroc, 1 - auroc)' if binary else '|r|'}")
     print(f"{'rank':>4}  {'unit':<10} {'direction':<36} {'auroc':>6} {'score':>6} {'r':>7}")
     for i, row in enumerate(df.head(args.top).itertuples()):

@@ -79,3 +79,32 @@ def test_resume_without_a_recipe_keeps_the_saved_settings(tmp_path):
     saved = cfg["training"]["config"]
     assert (saved["seq_len"], saved["batch_size"], saved["seed"], saved["bptt"]) == (16, 4, 3, "random")
     assert cfg["training"]["steps"] == 10
+
+
+def test_probe_counts_the_characters_its_hypothesis_counts(tmp_path, capsys):
+    """`probe --hypothesis "inside a string (tokenize)"` scores one-line strings against code only, as
+    Neuron search and Activations do: its printed AUROC is a brute-force one over those characters."""
+    import re
+
+    from rnnviz.model import build
+    from rnnviz.probes import python_string_labels
+    from rnnviz.trace import trace
+    from rnnviz.vocab import Vocab
+
+    text = 'x = "ab c"\ny = f(x, \'d\')\n"""doc\nstring"""\n# "not" a string\nz = x + "e"\n' * 4
+    model = build(Vocab.from_text(text), cell="lstm", hidden_size=8, num_layers=1, embed_size=4, seed=0)
+    path = checkpoint.save(model, tmp_path / "m", meta={"corpus": {"name": "t.py"}})
+    (tmp_path / "t.py").write_text(text)
+    assert main(["probe", str(path), "--file", str(tmp_path / "t.py"), "--hypothesis",
+                 "inside a string (tokenize)", "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    labels, mask = python_string_labels(text)
+    assert mask is not None and 0 < mask.sum() < len(text)  # the docstring and the comment are left out
+    assert f"over the {int(mask.sum()):,} of {len(text):,} characters it counts" in out
+    m = re.search(r"^\s+1\s+L(\d+) ([hc])(\d+)\s.*?(\d\.\d{3})\s+(\d\.\d{3})\s+[+-]\d\.\d{3}$", out, re.M)
+    layer, kind, unit, printed = int(m.group(1)), m.group(2), int(m.group(3)), float(m.group(4))
+    v = trace(model, text).get(layer, kind)[:, unit][mask]
+    y = labels[mask] > 0.5
+    pos, neg = v[y][:, None], v[~y][None, :]
+    brute = float(np.mean((pos > neg) + 0.5 * (pos == neg)))  # every (string, code) pair
+    assert printed == pytest.approx(brute, abs=6e-4)
