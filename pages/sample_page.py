@@ -8,7 +8,6 @@ import streamlit as st
 import ui
 from rnnviz import plots, render
 from rnnviz.sampling import Clamp, clamp_divergence, sample, start_text
-from rnnviz.trace import trace
 
 LIMIT = 10.0  # clamp values run from -LIMIT to LIMIT
 
@@ -33,12 +32,6 @@ def generate(model_key: str, prime: str, length: int, temperature: float, top_k,
 def divergence(model_key: str, prime: str, text: str, clamp, _model):
     """Per-character KL(unclamped || clamped) along `text`, both models reading prime + text."""
     return clamp_divergence(_model, prime, text, to_clamp(clamp))
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def sample_trace(model_key: str, text: str, _model):
-    """The trace of prime + generated text (kept apart from the text under study's cache)."""
-    return trace(_model, text, gates=False)
 
 
 def controls(ctx):
@@ -165,15 +158,15 @@ def body(ctx):
     if len(s.text) > 1:
         st.slider("Position in the generated text", 0, len(s.text) - 1, key="dist_pos")
     pos = int(ss.get("dist_pos", 0))
-    tr = sample_trace(ctx.key, full, _model=ctx.model)
-    row = len(start) - 1 + pos  # the distribution the character at `pos` was drawn from
-    logits = np.log(np.maximum(tr.probs[row], 1e-30))
+    row = len(start) - 1 + pos  # in prime + text, the last character read before `pos` was drawn
+    logits = s.logp[pos]  # the model's own log-probabilities at that step: the distribution at T = 1
     temps = tuple(sorted({0.5, 1.0, 1.5, round(float(ss["temperature"]), 2)}))
     context = full[max(0, row - 30): row + 1]
     st.caption(f"After reading …{context[-30:]!r}, the model drew {s.text[pos]!r}: rank {int(s.rank[pos])}, "
                f"p = {s.probs[pos]:.4f} as drawn, u = {s.u[pos]:.4f} fell in its slice "
                f"[{s.lo[pos]:.4f}, {s.hi[pos]:.4f}).")
-    st.plotly_chart(plots.temperature_distributions(logits, tr.vocab, temperatures=temps), key="temp_dist",
+    st.plotly_chart(plots.temperature_distributions(logits, list(ctx.model.vocab.chars), temperatures=temps),
+                    key="temp_dist",
                     config={"displaylogo": False})
 
     clamp = clamp_controls(ctx)

@@ -63,6 +63,7 @@ class Sample:
     lo: np.ndarray | None = None  # (n,) start of the chosen character's interval in [0, 1)
     hi: np.ndarray | None = None  # (n,) its end: lo <= u < hi
     rank: np.ndarray | None = None  # (n,) 1 = the likeliest character under the distribution used
+    logp: np.ndarray | None = None  # (n, V) float32: the model's own log-probabilities (temperature 1) at each step
 
 
 def dice_order(q: torch.Tensor) -> torch.Tensor:
@@ -267,15 +268,17 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
     if not length:
         return Sample(prime=prime, text="", probs=np.empty(0, np.float32), model_probs=np.empty(0, np.float32),
                       unknown=vocab.unknown(prime), dists=np.empty((0, len(vocab)), np.float32),
-                      u=np.empty(0), lo=np.empty(0), hi=np.empty(0), rank=np.empty(0, np.int64))
+                      u=np.empty(0), lo=np.empty(0), hi=np.empty(0), rank=np.empty(0, np.int64),
+                      logp=np.empty((0, len(vocab)), np.float32))
     ids = torch.cat(picks)  # (n,)
     dists = torch.stack(qs)  # (n, V)
     if not torch.isfinite(dists).all():  # checked once here, not per step (a host sync each time)
         raise ConfigError("the model's next-character probabilities are not finite numbers (NaN or infinite "
                           "weights?), so nothing can be drawn from them")
     probs = dists.gather(1, ids[:, None])[:, 0].cpu().numpy()
-    model_probs = torch.stack(logps).gather(1, ids[:, None])[:, 0].exp().cpu().numpy()
+    logp = torch.stack(logps)  # (n, V)
+    model_probs = logp.gather(1, ids[:, None])[:, 0].exp().cpu().numpy()
     cat = lambda xs: torch.cat(xs).cpu().numpy()  # noqa: E731
     return Sample(prime=prime, text=vocab.decode(ids.tolist()), probs=probs, model_probs=model_probs,
                   unknown=vocab.unknown(prime), dists=dists.cpu().numpy(), u=cat(us), lo=cat(los), hi=cat(his),
-                  rank=cat(ranks))
+                  rank=cat(ranks), logp=logp.cpu().numpy())

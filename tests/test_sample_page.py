@@ -128,3 +128,17 @@ def test_dice_roll_table_hover_and_sentence(shipped):  # noqa: F811
     at.slider(key="dist_pos").set_value(7).run()
     assert (f"rank {s.rank[7]}, p = {s.probs[7]:.4f} as drawn, u = {s.u[7]:.4f} fell in its slice "
             f"[{s.lo[7]:.4f}, {s.hi[7]:.4f})") in text_of(at.caption)
+    # the T=1 bars are the model's distribution before that 8th character: the numpy cell, fed the prime
+    # (a newline) and the first 7 generated characters, agrees
+    import base64
+    import json
+
+    model = model_of(at)
+    ids = np.array([model.vocab.index[c] for c in "\n" + s.text[:7]])
+    _, logits = reference.forward(model.state_dict(), model.cell, model.config.num_layers, ids)
+    want = softmax(logits[-1])
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bars = next(t for t in fig["data"] if t["name"] == "T=1")
+    y = bars["y"]
+    y = np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]) if isinstance(y, dict) else np.array(y)
+    np.testing.assert_allclose(y, np.sort(want)[::-1][:len(y)], rtol=1e-5, atol=1e-7)

@@ -62,6 +62,7 @@ def test_probs_are_those_of_the_model(cell):
     p /= p.sum(1, keepdims=True)
     expected = p[np.arange(5), ids[1:]]
     np.testing.assert_allclose(out.model_probs, expected, rtol=1e-5)
+    np.testing.assert_allclose(np.exp(out.logp), p[:5], rtol=1e-5, atol=1e-7)  # each step's whole distribution
     # sampling never draws the unknown symbol (id 0): the rest of the distribution is renormalised
     np.testing.assert_allclose(out.probs, expected / (1 - p[:5, 0]), rtol=1e-5)
     assert "\ufffd" not in sample(m, "a", 500, temperature=2.0, seed=0).text
