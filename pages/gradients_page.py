@@ -77,20 +77,21 @@ def trained_flow(model_key: str, text: str, _model):
     return gradient_norms(_model, text)
 
 
+def length_slider(key: str, n: int) -> None:
+    """'Steps back': 2 to 400 characters of a text of n, 100 by default."""
+    ui.keep_in_range(key, 2, max(2, min(400, n - 1)), min(100, max(2, n - 1)))
+    st.slider("Steps back (sequence length)", 2, max(3, min(400, n - 1)), key=key)
+
+
 def fresh_section(ctx):
     ss = st.session_state
-    ui.default("grad_len", 100)
-    ui.default("radius", lesson.RADIUS)
-    ui.default("forget_bias", lesson.OPEN_BIAS)
-    ui.default("update_bias", lesson.UPDATE_BIAS)
-    n = len(ctx.text)
-    ui.keep_in_range("grad_len", 2, max(2, min(400, n - 1)), min(100, max(2, n - 1)))
     # stored back on every run: a stale or broken value is mended, and the slider shows the value used
     ui.keep_in_range("radius", 0.5, 1.5, lesson.RADIUS)
     ui.keep_in_range("forget_bias", -3.0, 5.0, lesson.OPEN_BIAS)
     ui.keep_in_range("update_bias", -3.0, 5.0, lesson.UPDATE_BIAS)
     c1, c2, c3, c4 = st.columns(4)
-    c1.slider("Steps back (sequence length)", 2, max(3, min(400, n - 1)), key="grad_len")
+    with c1:
+        length_slider("grad_len", len(ctx.text))
     c2.slider("RNN spectral radius ρ", 0.5, 1.5, step=0.05, key="radius",
               help="Largest |eigenvalue| of the fresh RNN's recurrent matrix: below 1 vanishes, above 1 may explode.")
     c3.slider("LSTM forget-gate bias", -3.0, 5.0, step=0.5, key="forget_bias",
@@ -184,11 +185,8 @@ def other_models(ctx) -> dict:
 
 def trained_section(ctx):
     with st.expander("Your model and the other trained models, on the text under study"):
-        n = len(ctx.text)
-        ui.default("trained_len", 100)
-        ui.keep_in_range("trained_len", 2, max(2, min(400, n - 1)), min(100, max(2, n - 1)))
         # its own length: the first screen's controls then redraw only the first screen (a fragment)
-        st.slider("Steps back (sequence length)", 2, max(3, min(400, n - 1)), key="trained_len")
+        length_slider("trained_len", len(ctx.text))
         text = ctx.text[: int(st.session_state["trained_len"]) + 1]
         flows = {f"{ctx.name} (this model)": trained_flow(ctx.key, text, _model=ctx.model)}
         for label, (model, key) in other_models(ctx).items():

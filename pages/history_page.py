@@ -96,13 +96,18 @@ def _checkpoints_with_history() -> dict[str, Path]:
     return out
 
 
+def _memory_gaps(config: dict) -> tuple[int, ...]:
+    """The gaps a memory-task checkpoint was trained and scored on."""
+    return tuple(int(g) for g in config["memory"].get("gaps") or experiments.GAPS)
+
+
 def _text_for(ctx, path: Path, config: dict) -> tuple[str, str]:
     """The text to compute over: the text under study for the sidebar's model, else an excerpt of the
     held-out part of this checkpoint's own corpus."""
     if ctx.entry.path is not None and Path(ctx.entry.path) == path and ctx.text:
         return ctx.text[:TEXT_CHARS], "the text under study"
     if isinstance(config.get("memory"), dict):  # a memory-task model: fresh draws of its own task
-        gaps = [int(g) for g in config["memory"].get("gaps") or experiments.GAPS]
+        gaps = _memory_gaps(config)
         per_gap = -(-TEXT_CHARS // sum(g + 2 for g in gaps))
         return experiments.mixed_memory_text(gaps, per_gap, seed=1)[:TEXT_CHARS], "fresh memory-task text"
     if isinstance(config.get("corpus"), dict):
@@ -121,7 +126,7 @@ def _no_history(ctx) -> None:
 
 def recall_section(hist: history.History, step: int) -> None:
     """A memory-task model: recall at every gap, at every snapshot (fresh draws, as the Gradients page)."""
-    gaps = tuple(int(g) for g in hist.config["memory"].get("gaps") or experiments.GAPS)
+    gaps = _memory_gaps(hist.config)
     df = ui.guard(_recall, _key(hist, "all"), gaps, _hist=hist)
     if df is None:
         return

@@ -1,7 +1,6 @@
 """The memory experiment: how far back can each cell recall a character?"""
 from __future__ import annotations
 
-import copy
 import random
 import threading
 import time
@@ -143,7 +142,7 @@ def snapshot_models(trainer: Trainer) -> dict[int, CharRNN]:
     """step -> a copy of the trainer's model holding that in-memory snapshot's (float16) weights."""
     out = {}
     for snap in trainer.history:
-        model = copy.deepcopy(trainer.model).cpu().eval()
+        model = CharRNN(trainer.model.config).eval()
         model.load_state_dict({k: v.float() for k, v in snap["tensors"].items()})
         out[snap["step"]] = model
     return out
