@@ -103,6 +103,25 @@ def test_rnn_path_gain_is_the_norm_of_the_true_jacobian_and_bounds_the_gradient(
     assert np.all(flow.dh[0] / flow.dh[0, -1] <= gain * (1 + 1e-9))  # a bound, for one layer, loss at the end
 
 
+@pytest.mark.parametrize("radius", [0.5, 1.5])
+def test_rnn_path_gain_keeps_its_digits_over_hundreds_of_steps(radius):
+    """The products run in float32, rescaled each step: 400 steps at rho = 0.5 reach ~1e-130, far below
+    float32's range, and must still match float64 products of the step Jacobians written out here."""
+    text = (TEXT * 8)[:401]
+    model = fresh_model(VOCAB, "rnn", hidden_size=32, seed=5, embed_size=4, spectral_radius=radius)
+    gain, _ = path_gain(model, text)
+    sd = model.state_dict()
+    x = sd["embed.weight"].double().numpy()[[model.vocab.index[ch] for ch in text[:-1]]]
+    W_ih, W_hh, b_ih, b_hh = reference.weights(sd, 0)
+    h = reference.rnn_layer(x, W_ih, W_hh, b_ih, b_hh)["h"]
+    T, prod = len(x), np.eye(32)
+    for t in range(T - 2, -1, -1):
+        prod = prod @ ((1 - h[t + 1] ** 2)[:, None] * W_hh)
+        if t % 37 == 0 or t == 0:
+            assert gain[t] == pytest.approx(np.linalg.norm(prod, 2), rel=1e-5), t
+    if radius < 1:
+        assert gain[0] < 1e-60  # underflowed float32 long before; the digits survived
+
 @pytest.mark.parametrize("cell,gate", [("lstm", "f"), ("gru", "z")])
 def test_gated_path_gain_is_the_largest_product_of_the_gate(cell, gate):
     model = fresh_model(VOCAB, cell, hidden_size=5, seed=1, embed_size=4)
