@@ -15,6 +15,12 @@ HEATMAP_UNITS = 48
 SORTS = {"variance": "variance", "mean |activation|": "mean_abs", "selectivity": "selectivity"}
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def scored(model_key: str, text: str, layer: int, kind: str, hypothesis: str | None, _trace, _labels, _mask):
+    """unit_stats, cached: scoring every unit against a hypothesis is most of an opening's work."""
+    return unit_stats(_trace, layer, kind, labels=_labels, mask=_mask)
+
+
 def pick_row():
     rows = st.session_state.get("unit_table", {}).get("selection", {}).get("rows", [])
     order = st.session_state.get("_unit_order", [])
@@ -74,7 +80,8 @@ def main():
             st.error(str(e), icon=":material/error:")
         # scored on the characters the hypothesis counts, as Neuron search scores it (the numbers agree)
         mask = hypothesis_mask(ss.get("hypothesis"), tr.text) if labels is not None else None
-        stats = unit_stats(tr, layer, kind, labels=labels, mask=mask)
+        stats = scored(ctx.key, tr.text, layer, kind, hyp_name if labels is not None else None,
+                       _trace=tr, _labels=labels, _mask=mask)
         stats = stats.sort_values(SORTS[ss["sort_by"]], ascending=False, na_position="last").reset_index(drop=True)
         ss["_unit_order"] = stats["unit"].tolist()
         st.dataframe(stats, key="unit_table", on_select=pick_row, selection_mode="single-row", hide_index=True,
