@@ -65,7 +65,7 @@ def window(tr, layer: int, unit: int, gates: list[str]) -> None:
             ui.scroll_html(render.colored_text(part.text, values, vmin=0.0 if sigmoid else None,
                                                vmax=1.0 if sigmoid else None, diverging=not sigmoid, label=kind), 200,
                            part.text)
-    st.plotly_chart(plots.gate_lines(part, layer, unit), key="gate_lines", config={"displaylogo": False})
+    st.plotly_chart(plots.gate_lines(part, layer, unit, first=start), key="gate_lines", config={"displaylogo": False})
 
 
 ui.run_page(main)

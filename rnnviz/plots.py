@@ -91,9 +91,15 @@ def _gate_kinds(trace) -> list[str]:
     return list(GATES[trace.cell]) or ["pre", "h"]
 
 
-def gate_lines(trace, layer: int, unit: int) -> go.Figure:
-    """Each gate of one unit per character (i f g o, r z n; a vanilla RNN's pre-activation and h)."""
-    pos = np.arange(len(trace.text))
+def gate_lines(trace, layer: int, unit: int, first: int = 0) -> go.Figure:
+    """Each gate of one unit per character (i f g o, r z n; a vanilla RNN's pre-activation and h);
+    `first` is the position of the trace's first character in the text it was cut from.
+
+    The x axis numbers positions rather than spelling the characters (the ribbons above it on the
+    Gates page do, and the hover names each point's character): a tick label per character made
+    the browser measure 120 labels on every redraw, two thirds of a window move's felt latency.
+    """
+    pos = first + np.arange(len(trace.text))
     labels = _labels(trace.text)
     fig = go.Figure()
     for j, kind in enumerate(_gate_kinds(trace)):
@@ -104,8 +110,8 @@ def gate_lines(trace, layer: int, unit: int) -> go.Figure:
                                  marker=dict(size=4, color=COLORS[j % len(COLORS)]), line=dict(width=1),
                                  hovertemplate=f"#%{{x}} '%{{customdata}}'<br>{kind} %{{y:.3f}}<extra></extra>"))
     fig.update_layout(title=f"Gates of unit {unit}, layer {layer} ({trace.cell.upper()})",
-                      xaxis_title="character position", yaxis_title="gate value", legend_title="gate")
-    _char_axis(fig, trace.text, pos)
+                      xaxis_title="character position (hover a point for its character)", yaxis_title="gate value",
+                      legend_title="gate")
     return fig
 
 

@@ -1,3 +1,4 @@
+import html
 import math
 
 import numpy as np
@@ -73,6 +74,10 @@ def test_gate_lines(traces, cell):
         np.testing.assert_array_equal(d.y, tr.layers[1][k][:, 3])
     with pytest.raises(ConfigError):
         plots.gate_lines(tr, layer=1, unit=99)
+    # a window cut from further on: the points sit at their positions in the whole text, each naming its character
+    later = plots.gate_lines(tr, layer=1, unit=3, first=500)
+    np.testing.assert_array_equal(later.data[0].x, 500 + np.arange(len(tr.text)))
+    assert list(later.data[0].customdata) == [html.escape(plots.char_label(c), quote=False) for c in tr.text]
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
