@@ -108,7 +108,7 @@ def window(name: str, tr, values, units: list[int], layer: int, kind: str, sort_
     end = min(T, start + WINDOW)
     heat = plots.activation_heatmap(values[start:end], tr.text[start:end], units=units,
                                     title=f"Layer {layer} {kind}: top {len(units)} units by "
-                                          f"{sort_by}, characters {start} to {end - 1}")
+                                          f"{sort_by}, characters {start} to {end - 1}", first=start)
     heat.update_yaxes(autorange="reversed")  # the first unit of the list at the top
     heat.update_layout(height=max(320, 16 * len(units) + 160))
     st.plotly_chart(heat, key="heatmap", config={"displaylogo": False})

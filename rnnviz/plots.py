@@ -55,13 +55,15 @@ def _check_len(values: np.ndarray, text: str) -> None:
 
 # --- activations --------------------------------------------------------------------------------
 
-def activation_heatmap(values: np.ndarray, text: str, units: list[int] | None = None, title: str = "") -> go.Figure:
-    """Units x characters heatmap of (T, U) activations, blue-white-red around 0."""
+def activation_heatmap(values: np.ndarray, text: str, units: list[int] | None = None, title: str = "",
+                       first: int = 0) -> go.Figure:
+    """Units x characters heatmap of (T, U) activations, blue-white-red around 0; `first` is the
+    position of text's first character in the text it was cut from (the x values and the hover)."""
     values = np.asarray(values)  # (T, U)
     _check_len(values, text)
     units = list(range(values.shape[1])) if units is None else [int(u) for u in units]
     z = values[:, units].T  # (U', T)
-    pos = np.arange(len(text))
+    pos = first + np.arange(len(text))
     chars = np.broadcast_to(np.array(_labels(text), dtype=object), z.shape)  # (U', T) for the hover
     fig = go.Figure(go.Heatmap(
         z=z, x=pos, y=units, zmid=0, colorscale="RdBu_r", customdata=chars, colorbar=dict(title="value"),
@@ -302,7 +304,8 @@ def surprisal_bars(trace, start: int = 0, end: int | None = None) -> go.Figure:
     fig = go.Figure(go.Bar(x=pos, y=trace.loss[start:end], customdata=np.stack([_labels(text), nxt], 1),
                            hovertemplate="#%{x} '%{customdata[0]}' → '%{customdata[1]}'<br>%{y:.3f} nats"
                                          "<extra></extra>"))
-    fig.update_layout(title="Surprisal of the next character", xaxis_title="character position",
-                      yaxis_title="surprisal (nats)")
-    _char_axis(fig, text, pos)
+    # positions, not a tick label per character: the predictions above it spell them, the hover names
+    # them, and the browser measures every tick label on each redraw (see gate_lines)
+    fig.update_layout(title="Surprisal of the next character", xaxis_title="character position (hover a bar for its "
+                      "character)", yaxis_title="surprisal (nats)")
     return fig

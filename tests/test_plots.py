@@ -48,6 +48,9 @@ def test_activation_heatmap(traces):
     assert list(hm.y) == [5, 1, 3] and hm.zmid == 0
     assert hm.customdata[0][3] == "&lt;"  # hover shows the character, escaped for plotly
     assert fig.layout.xaxis.ticktext[2] == "␣"
+    later = plots.activation_heatmap(h[4:9], TEXT[4:9], first=4)  # a window: its positions in the whole text
+    np.testing.assert_array_equal(later.data[0].x, np.arange(4, 9))
+    assert list(later.layout.xaxis.tickvals) == [4, 5, 6, 7, 8] and later.layout.xaxis.ticktext[0] == plots.char_label(TEXT[4])
     full = plots.activation_heatmap(h, TEXT)
     assert np.asarray(full.data[0].z).shape == (8, len(TEXT))
     with pytest.raises(ConfigError):
