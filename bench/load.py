@@ -15,10 +15,15 @@ BackMsg to its script_finished, measured at the client.
     python -m bench.load --students 30 --browser      # plus one real Chromium session during the run
     python -m bench.load --students 30 --trainers 4   # plus 4 sessions that press Start on Train first
     python -m bench.load --students 30 --same         # every student moves to the same values
+    python -m bench.load --students 4 --one-by-one --think 0.3   # the server's CPU per rerun, cold and warm
 
 A trainer opens Train, presses Start (the default run: an LSTM on Shakespeare for 60 s) and keeps its
 session open: with the queue's default of one job at a time on 2 cores, one trains and the others wait,
 so the students' latencies are those of a server whose training queue is full.
+
+With --one-by-one the students walk in turn, each alone on the server, so the server's CPU time
+around each rerun is that rerun's: the first student meets cold caches (models loaded, default views
+computed), the later ones what every later student of a class costs.
 
 Server CPU comes from /proc/<pid>/stat (user + system seconds over the run, and that divided by the
 wall time: 2.0 means both cores busy); peak RSS is the server's VmHWM.
@@ -209,6 +214,12 @@ async def first_visit(url: str, page: str) -> tuple[bool, list[str]]:
                 return not_found, headings
 
 
+def _cpu_table(results: list) -> dict:
+    """page/control -> the median server CPU seconds of those reruns that have one."""
+    return {f"{p}/{w}": statistics.median(c) for p, w in sorted({(r.page, r.what) for r in results})
+            if (c := [r.server_cpu for r in results if r.page == p and r.what == w and r.server_cpu == r.server_cpu])}
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -251,7 +262,8 @@ def browser_walk(url: str, out: dict) -> None:
 
 
 async def classroom(url: str, students: int, ramp: float, think: float, limit: float,
-                    trainers: int = 0, pid: int | None = None, same: bool = False) -> tuple[list, list, list]:
+                    trainers: int = 0, pid: int | None = None, same: bool = False,
+                    one_by_one: bool = False) -> tuple[list, list, list]:
     results: list[Rerun] = []
     failures: list[str] = []
     queue_seen: list[str] = []
@@ -276,14 +288,19 @@ async def classroom(url: str, students: int, ramp: float, think: float, limit: f
     tasks = [asyncio.create_task(trainer(i)) for i in range(trainers)]
     if trainers:
         await asyncio.sleep(5)  # the trainings start (or queue) before the students arrive
-    await asyncio.gather(*(one(i) for i in range(students)))
+    if one_by_one:  # each alone: the server's CPU around a rerun is that rerun's
+        for i in range(students):
+            await Student(i, url, pid=pid).run(think, results, stop_at, steps=plan(0) if same else None)
+    else:
+        await asyncio.gather(*(one(i) for i in range(students)))
     done.set()
     await asyncio.gather(*tasks)
     return results, failures, queue_seen
 
 
 def measure(students: int, ramp: float = 10.0, think: float = 5.0, browser: bool = False, limit: float = 900,
-            env: dict | None = None, log_dir: Path | None = None, trainers: int = 0, same: bool = False) -> dict:
+            env: dict | None = None, log_dir: Path | None = None, trainers: int = 0, same: bool = False,
+            one_by_one: bool = False) -> dict:
     """Start a fresh server, run the classroom, stop it; the figures as a dict."""
     log_dir = log_dir or ROOT / "artifacts"
     log_dir.mkdir(exist_ok=True)
@@ -297,8 +314,9 @@ def measure(students: int, ramp: float = 10.0, think: float = 5.0, browser: bool
             th = threading.Thread(target=browser_walk, args=(url, walk), daemon=True)
             th.start()
         results, failures, queue_seen = asyncio.run(classroom(url, students, ramp, think, limit, trainers,
-                                                                pid=proc.pid if students == 1 and not trainers else None,
-                                                                same=same))
+                                                                pid=proc.pid if (students == 1 or one_by_one)
+                                                                and not trainers else None,
+                                                                same=same, one_by_one=one_by_one))
         if th is not None:
             th.join(300)
         wall = time.time() - t0
@@ -321,10 +339,10 @@ def measure(students: int, ramp: float = 10.0, think: float = 5.0, browser: bool
         "analysis_p50": pct(ana, 0.5), "analysis_p95": pct(ana, 0.95), "analysis_max": max(ana, default=float("nan")),
         "moves_p50": pct(moves, 0.5), "moves_p95": pct(moves, 0.95),
         "per_page": {p: (pct(v, 0.5), pct(v, 0.95), len(v)) for p, v in by_page.items()},
-        # one student alone: the server's CPU seconds per rerun, by page and control (median)
-        "cpu_per_rerun": {f"{p}/{w}": statistics.median(c) for p, w in sorted({(r.page, r.what) for r in results})
-                          if (c := [r.server_cpu for r in results if r.page == p and r.what == w
-                                    and r.server_cpu == r.server_cpu])},
+        # a student alone (one, or --one-by-one): the server's CPU seconds per rerun, by page and control
+        # (median), for the first student (cold caches) and for the others (warm)
+        "cpu_per_rerun": _cpu_table([r for r in results if r.student == 0]),
+        "cpu_per_rerun_warm": _cpu_table([r for r in results if r.student > 0]),
         "wall_s": wall, "server_cpu_s": cpu, "server_cores_busy": cpu / wall if wall else float("nan"),
         "peak_rss_mib": rss, "driver_cpu_s": driver_cpu, "tracebacks_in_log": log.count("Traceback"),
         "browser": walk, "load_after": os.getloadavg(),  # the machine's 1/5/15-minute load averages
@@ -340,6 +358,8 @@ def main(argv=None) -> int:
     ap.add_argument("--trainers", type=int, default=0, help="sessions that press Start on Train first")
     ap.add_argument("--same", action="store_true",
                     help="every student moves to the same values (a class following the teacher): cache hits")
+    ap.add_argument("--one-by-one", action="store_true",
+                    help="students walk in turn, each alone: the server's CPU per rerun, cold (first) and warm")
     ap.add_argument("--limit", type=float, default=900, help="no student starts a new step after this many seconds")
     ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "load.json")
     args = ap.parse_args(argv)
@@ -348,7 +368,7 @@ def main(argv=None) -> int:
         print(f"{n} students: load average before {os.getloadavg()[0]:.2f} ...", flush=True)
         before = os.getloadavg()
         res = measure(n, args.ramp, args.think, args.browser, trainers=args.trainers, limit=args.limit,
-                      same=args.same)
+                      same=args.same, one_by_one=args.one_by_one)
         res["load_before"] = before
         rows.append(res)
         print(json.dumps(res, indent=1, default=str), flush=True)
