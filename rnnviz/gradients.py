@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .errors import ConfigError, TextError
 from .model import GATES, CharRNN, build
-from .trace import _internals, _layer_params, _run_layer
+from .trace import _fused, _internals, _layer_params, _run_layer
 from .vocab import Vocab
 
 
@@ -80,16 +80,10 @@ def _frozen_params(model: CharRNN, layer: int) -> tuple[torch.Tensor, ...]:
 def fused_layer(model: CharRNN, layer: int, x: torch.Tensor, state=None):
     """x (B, T, in) through one layer of the fused kernel with frozen weights, from `state` (None: zeros)
     -> (out (B, T, H), final state: (h, c) for an LSTM, h otherwise)."""
-    params = list(_frozen_params(model, layer))
     if state is None:
         zero = torch.zeros(1, x.shape[0], model.config.hidden_size, dtype=x.dtype, device=x.device)
         state = (zero, zero) if model.cell == "lstm" else zero
-    if model.cell == "lstm":
-        out, h, c = torch.lstm(x, state, params, True, 1, 0.0, False, False, True)
-        return out, (h, c)
-    fn = torch.gru if model.cell == "gru" else torch.rnn_tanh
-    out, h = fn(x, state, params, True, 1, 0.0, False, False, True)
-    return out, h
+    return _fused(model.cell, x, state, _frozen_params(model, layer))
 
 
 def _frozen_head(model: CharRNN, x: torch.Tensor) -> torch.Tensor:

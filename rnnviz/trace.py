@@ -113,16 +113,23 @@ def _step(cell: str, x: torch.Tensor, state, params):
     return h, h[None]
 
 
+def _fused(cell: str, x: torch.Tensor, state, params):
+    """x (B, T, in) through one layer of the fused kernel from `state` -> out (B, T, H), final state
+    ((h, c) for an LSTM, h otherwise; each (1, B, H))."""
+    if cell == "lstm":
+        out, h, c = torch.lstm(x, state, list(params), True, 1, 0.0, False, False, True)
+        return out, (h, c)
+    fn = torch.gru if cell == "gru" else torch.rnn_tanh
+    out, h = fn(x, state, list(params), True, 1, 0.0, False, False, True)
+    return out, h
+
+
 def _run_layer(cell: str, x: torch.Tensor, state, params):
     """One layer through the fused kernel: x (T, in) -> h (T, H), final state (one CPU step: _step)."""
     if len(x) == 1 and x.device.type == "cpu":
         return _step(cell, x, state, params)
-    if cell == "lstm":
-        out, h, c = torch.lstm(x[None], state, list(params), True, 1, 0.0, False, False, True)
-        return out[0], (h, c)
-    fn = torch.gru if cell == "gru" else torch.rnn_tanh
-    out, h = fn(x[None], state, list(params), True, 1, 0.0, False, False, True)
-    return out[0], h
+    out, final = _fused(cell, x[None], state, params)
+    return out[0], final
 
 
 def _shifted_addmm_(z: torch.Tensor, h0: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
