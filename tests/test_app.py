@@ -472,3 +472,18 @@ def test_train_start_stop_and_use(folders):
     at.switch_page("pages/activations_page.py").run()
     ok(at)
     assert at.get("plotly_chart")
+
+
+@pytest.mark.parametrize("here", [True, False])
+def test_the_server_skips_streamlits_collection_after_every_run(here, tmp_path):
+    """`streamlit run app.py` reads .streamlit/config.toml from the checkout: it turns off the full
+    gc.collect() Streamlit runs after each script run (0.13 s, more than most moves cost; see
+    docs/reliability.md). Elsewhere Streamlit's default is on, so the check can tell."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", "from streamlit import config; print(config.get_option('runner.postScriptGC'))"],
+                         cwd=root if here else tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == ("False" if here else "True"), out.stderr[-2000:]
