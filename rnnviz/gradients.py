@@ -284,12 +284,12 @@ def path_gain(model: CharRNN, text: str, layer: int = -1) -> tuple[np.ndarray, s
     if model.cell == "rnn":
         # The products in float32, each divided by its largest entry and the scale kept as a float64
         # log, so hundreds of steps neither underflow nor lose digits to it: within 1e-6 of float64
-        # products over 400 steps at 256 units, and 1.7 times faster (one Gram eigenproblem a step).
-        h = parts["h"].float()  # (T, H), from the float64 forward
+        # products over 400 steps at 256 units, and 1.5 times faster (one Gram eigenproblem a step).
+        slope = (1 - parts["h"] ** 2).float()  # (T, H) tanh', from float64 states: near-saturated units keep theirs
         w = model.layer_weights(layer)["weight_hh"].detach().cpu().float()  # (H, H)
         gain, prod, log_scale = np.ones(T), torch.eye(w.shape[0]), 0.0
         for t in range(T - 2, -1, -1):  # dh_(T-1)/dh_t = J_(T-1) ... J_(t+1), J_s = diag(1 - h_s^2) W_hh
-            prod = prod @ ((1 - h[t + 1] ** 2)[:, None] * w)
+            prod = prod @ (slope[t + 1][:, None] * w)
             top = float(prod.abs().max())
             if top == 0.0:  # every later product is 0 too
                 gain[: t + 1] = 0.0
