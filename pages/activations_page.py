@@ -7,7 +7,8 @@ import ui
 from ui import atlas as atlas_ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
-from rnnviz.probes import hypothesis_mask, unit_stats
+from rnnviz.hypotheses import hypothesis_mask
+from rnnviz.probes import unit_stats
 
 WINDOW = 120
 ATLAS_WINDOW = 2000

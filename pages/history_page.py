@@ -10,7 +10,8 @@ import streamlit as st
 
 import ui
 from rnnviz import checkpoint, experiments, gradient_plots, history, history_plots, render
-from rnnviz.probes import HYPOTHESES, default_hypothesis
+from rnnviz.hypotheses import HYPOTHESES
+from rnnviz.probes import default_hypothesis
 
 TEXT_CHARS = 1_500  # characters of the text the unit, the gates and the emergence are computed over
 GRAD_CHARS = 100  # the gradient-decay window: the loss at its last character

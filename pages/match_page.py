@@ -7,7 +7,8 @@ import ui
 from ui import atlas as atlas_ui
 from rnnviz import atlas_plots, matching, render
 from rnnviz.errors import ConfigError
-from rnnviz.probes import HYPOTHESES, default_hypothesis
+from rnnviz.hypotheses import HYPOTHESES
+from rnnviz.probes import default_hypothesis
 
 SHOWN = 8  # matches drawn as text
 MATCH_CHARS = 240  # a long match is drawn up to this many characters

@@ -9,8 +9,8 @@ import ui
 from ui import atlas as atlas_ui
 from rnnviz import plots, render
 from rnnviz.errors import RnnvizError
-from rnnviz.probes import (CHANCE_SHIFTS, HYPOTHESES, direction_words, evidence, hypothesis_mask, is_binary, rank_units,
-                           shift_offsets)
+from rnnviz.hypotheses import HYPOTHESES, hypothesis_mask, is_binary
+from rnnviz.probes import CHANCE_SHIFTS, direction_words, evidence, rank_units, shift_offsets
 
 SHOW_CHARS = 1500
 TOP = 3

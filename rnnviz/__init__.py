@@ -51,10 +51,11 @@ def gradient_flow(model, text: str, loss_at: str = "last", per_unit: bool = Fals
 
 
 def find_units(tr, hypothesis="inside quotes"):
-    """Every unit of a trace ranked against a hypothesis: a name in `rnnviz.probes.HYPOTHESES`, or
+    """Every unit of a trace ranked against a hypothesis: a name in `rnnviz.hypotheses.HYPOTHESES`, or
     one label per character. A DataFrame, best first (layer, kind, unit, direction, corr, auroc, score).
     A named hypothesis is scored on the characters its mask keeps, as Neuron search does."""
-    from .probes import HYPOTHESES, hypothesis_mask, rank_units
+    from .hypotheses import HYPOTHESES, hypothesis_mask
+    from .probes import rank_units
 
     mask = None
     if isinstance(hypothesis, str):

@@ -15,7 +15,8 @@ from .corpora import corpus_meta, excerpt, held_out, split
 from .errors import ConfigError, RnnvizError
 from .gradients import fresh_model, gradient_norms
 from .model import CELLS, build, describe_device
-from .probes import HYPOTHESES, direction_words, hypothesis_mask, is_binary, rank_units, regex_hypothesis
+from .hypotheses import HYPOTHESES, hypothesis_mask, is_binary, regex_hypothesis
+from .probes import direction_words, rank_units
 from .recipes import RECIPES, SHAKESPEARE_ENV, corpus_from_spec, recipe_corpus
 from .sampling import Clamp, sample
 from .trace import ARRAY_DOC, trace

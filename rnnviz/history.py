@@ -17,7 +17,8 @@ import pandas as pd
 from . import checkpoint
 from .errors import CheckpointError, ConfigError, TextError
 from .model import CharRNN
-from .probes import HYPOTHESES, hypothesis_mask, is_binary, rank_units
+from .hypotheses import HYPOTHESES, hypothesis_mask, is_binary
+from .probes import rank_units
 
 
 @dataclass
@@ -198,7 +199,7 @@ def unit_values(model: CharRNN, text: str, layer: int, kind: str, unit: int) -> 
 
 
 def hypothesis_labels(name: str, text: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(labels, mask) of a named hypothesis over `text` (probes.HYPOTHESES, with its mask rule)."""
+    """(labels, mask) of a named hypothesis over `text` (hypotheses.HYPOTHESES, with its mask rule)."""
     if name not in HYPOTHESES:
         raise ConfigError(f"unknown hypothesis {name!r}; choose one of {', '.join(HYPOTHESES)}")
     return np.asarray(HYPOTHESES[name](text), dtype=np.float64), hypothesis_mask(name, text)

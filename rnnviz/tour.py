@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import corpora, experiments, lesson, probes, sampling
+from . import corpora, experiments, hypotheses, lesson, probes, sampling
 from .checkpoint import load
 from .errors import ConfigError
 from .plots import saturation_table
@@ -142,8 +142,8 @@ def _check_unit(stop: Stop, model, config) -> Check:
     c = stop.claim
     text = stop_text(config)
     tr = trace(model, text, gates=False)
-    labels = probes.HYPOTHESES[c["hypothesis"]](text)
-    mask = probes.hypothesis_mask(c["hypothesis"], text)
+    labels = hypotheses.HYPOTHESES[c["hypothesis"]](text)
+    mask = hypotheses.hypothesis_mask(c["hypothesis"], text)
     ranked = probes.rank_units(tr, labels, mask)
     row = ranked[(ranked.layer == c["layer"]) & (ranked.kind == c["kind"]) & (ranked.unit == c["unit"])]
     score, place = float(row.score.iloc[0]), int(row.index[0]) + 1

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rnnviz import atlas as A
-from rnnviz import checkpoint, probes
+from rnnviz import checkpoint, hypotheses, probes
 from rnnviz.corpora import corpus_meta, quotes_task
 from rnnviz.errors import ConfigError, TextError
 from rnnviz.model import build
@@ -175,14 +175,14 @@ def test_labels_match_probes_on_the_stored_states(built):
     assert set(df.columns) >= {"layer", "kind", "unit", "hypothesis", "auroc", "direction", "score", "corr"}
     if hasattr(probes, "evidence"):  # what each score rests on, joined from probes
         assert {"positives", "spans", "flagged"} <= set(df.columns)
-        ev = probes.evidence(probes.HYPOTHESES["uppercase"](TEXT))
+        ev = probes.evidence(hypotheses.HYPOTHESES["uppercase"](TEXT))
         row = df[df.hypothesis == "uppercase"].iloc[0]
         assert (row.positives, row.spans, row.flagged) == (ev["positives"], ev["spans"], ev["flagged"])
-    assert len(df) == len(probes.HYPOTHESES) * 2 * len(at.kinds) * 16
+    assert len(df) == len(hypotheses.HYPOTHESES) * 2 * len(at.kinds) * 16
     stored = SimpleNamespace(layers=[{k: at.states(l, k) for k in at.kinds} for l in range(2)])
-    for name, fn in probes.HYPOTHESES.items():
+    for name, fn in hypotheses.HYPOTHESES.items():
         y = fn(TEXT)
-        mask = probes.hypothesis_mask(name, TEXT)  # the characters Neuron search counts (None: all)
+        mask = hypotheses.hypothesis_mask(name, TEXT)  # the characters Neuron search counts (None: all)
         counted = y if mask is None else y[mask]
         if counted.min() == counted.max():
             continue
@@ -230,7 +230,7 @@ def test_masked_hypothesis_labels_match_probes_with_the_mask(tmp_path):
         for p in model.rnn.parameters():
             p.mul_(3.0)
     at = _build(model, tmp_path, PYTHON)
-    y, mask = probes.HYPOTHESES[name](PYTHON), probes.hypothesis_mask(name, PYTHON)
+    y, mask = hypotheses.HYPOTHESES[name](PYTHON), hypotheses.hypothesis_mask(name, PYTHON)
     assert mask is not None and 0 < mask.sum() < len(PYTHON) and y[~mask].any()  # docstrings left out
     df = at.labels()
     mine = df[df.hypothesis == name]
@@ -255,8 +255,8 @@ def test_masked_hypothesis_labels_match_probes_with_the_mask(tmp_path):
                                                                     ev["reason"])
     assert ev["positives"] < int(y.sum())  # the evidence counts only the counted characters
     # an unmasked hypothesis is scored on every character, as before
-    q = probes.HYPOTHESES["inside quotes"](PYTHON)
-    assert probes.hypothesis_mask("inside quotes", PYTHON) is None
+    q = hypotheses.HYPOTHESES["inside quotes"](PYTHON)
+    assert hypotheses.hypothesis_mask("inside quotes", PYTHON) is None
     refq = probes.rank_units(stored, q, kinds=at.kinds)
     mq = refq.merge(df[df.hypothesis == "inside quotes"], on=["layer", "kind", "unit"], suffixes=("_ref", ""))
     np.testing.assert_allclose(mq["score"], mq["score_ref"], atol=1e-9, equal_nan=True)
@@ -273,8 +273,8 @@ def test_labels_cache_of_an_older_version_is_rescored(tmp_path):
     with np.load(f, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     # a labels.npz from before the masks: its digest (names and labels only) no longer matches
-    names = list(probes.HYPOTHESES)
-    Y = np.stack([np.asarray(fn(PYTHON), dtype=np.float64).ravel() for fn in probes.HYPOTHESES.values()], 1)
+    names = list(hypotheses.HYPOTHESES)
+    Y = np.stack([np.asarray(fn(PYTHON), dtype=np.float64).ravel() for fn in hypotheses.HYPOTHESES.values()], 1)
     old = hashlib.sha256(json.dumps(names).encode() + Y.tobytes()).hexdigest()
     arrays = {k: (np.full_like(v, 0.5) if k != "digest" else np.array(old)) for k, v in arrays.items()}
     np.savez(f, **arrays)
@@ -455,7 +455,7 @@ def test_cli_json(tmp_path, capsys):
         start = max(0, r["pos"] - 40)
         assert r["context"] == read[start:r["pos"] + 41]
     scores = [x["score"] for x in obj["labels"]]
-    assert scores == sorted(scores, reverse=True) and {x["hypothesis"] for x in obj["labels"]} <= set(probes.HYPOTHESES)
+    assert scores == sorted(scores, reverse=True) and {x["hypothesis"] for x in obj["labels"]} <= set(hypotheses.HYPOTHESES)
     ref = trace(model, read).get(1, "c")[:, 3]
     assert obj["top"][0]["value"] == pytest.approx(float(ref.max()), abs=1e-6)
     assert obj["top"][0]["pos"] == int(ref.argmax())

@@ -87,7 +87,7 @@ def test_probe_counts_the_characters_its_hypothesis_counts(tmp_path, capsys):
     import re
 
     from rnnviz.model import build
-    from rnnviz.probes import python_string_labels
+    from rnnviz.hypotheses import python_string_labels
     from rnnviz.trace import trace
     from rnnviz.vocab import Vocab
 

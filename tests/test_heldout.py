@@ -147,7 +147,7 @@ def test_neuron_table_direction_matches_the_mean_difference(tmp_path, monkeypatc
 
     import numpy as np
 
-    from rnnviz.probes import inside_quotes
+    from rnnviz.hypotheses import inside_quotes
     from rnnviz.trace import trace
 
     pre = tmp_path / "pretrained"

@@ -9,7 +9,8 @@ import numpy as np
 
 from rnnviz import checkpoint
 from rnnviz.model import build
-from rnnviz.probes import chance_level, evidence, shift_offsets, speaker_line
+from rnnviz.hypotheses import speaker_line
+from rnnviz.probes import chance_level, evidence, shift_offsets
 from test_app import clean_caches, folders, one_thread, shipped, vocab  # noqa: F401 (fixtures)
 from test_app import app, choose, ok, text_of
 
@@ -109,7 +110,7 @@ def test_each_model_opens_on_its_own_hypothesis(folders, vocab):
 
 
 def test_tokenize_strings_count_one_line_strings_against_code(shipped):
-    from rnnviz.probes import hypothesis_mask, python_strings
+    from rnnviz.hypotheses import hypothesis_mask, python_strings
     source = ('def f(x):\n    """Say what f does, at length, in a docstring."""\n'
               + "".join(f"    d['key{i}'] = \"value {i}\" + x  # note {i}\n" for i in range(8)) + "    return d\n")
     at = paste(app("neurons"), source)

@@ -12,7 +12,8 @@ from rnnviz import plots
 from rnnviz.errors import ConfigError
 from rnnviz.gradients import gradient_norms
 from rnnviz.model import GATES, build
-from rnnviz.probes import rank_units, uppercase
+from rnnviz.hypotheses import uppercase
+from rnnviz.probes import rank_units
 from rnnviz.trace import trace
 
 TEXT = "Hi <b>there</b>, & 'you'.\n\tOK then"

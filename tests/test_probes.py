@@ -5,19 +5,10 @@ import numpy as np
 import pytest
 
 from rnnviz.errors import ConfigError
-from rnnviz.probes import (
+from rnnviz.hypotheses import (
     HYPOTHESES,
-    MIN_CHARS,
-    MIN_SPANS,
     after_newline,
-    auroc,
     bracket_depth,
-    chance_level,
-    corpus_family,
-    correlation,
-    default_hypothesis,
-    direction_words,
-    evidence,
     indentation,
     inside_quotes,
     is_binary,
@@ -27,14 +18,25 @@ from rnnviz.probes import (
     python_comments,
     python_string_labels,
     python_strings,
-    rank_units,
     regex_hypothesis,
-    score_units,
-    shift_offsets,
     speaker_line,
-    unit_stats,
     uppercase,
     vowel,
+)
+from rnnviz.probes import (
+    MIN_CHARS,
+    MIN_SPANS,
+    auroc,
+    chance_level,
+    corpus_family,
+    correlation,
+    default_hypothesis,
+    direction_words,
+    evidence,
+    rank_units,
+    score_units,
+    shift_offsets,
+    unit_stats,
 )
 
 
@@ -469,7 +471,7 @@ def test_default_hypothesis_suits_the_text():
 def test_tokenize_strings_count_one_line_strings_against_code():
     """"inside a string (tokenize)" counts what python_string_labels' mask keeps, in the evidence and
     in the default's choice; other hypotheses count every character."""
-    from rnnviz.probes import hypothesis_mask
+    from rnnviz.hypotheses import hypothesis_mask
     labels, mask = python_string_labels(SOURCE)
     np.testing.assert_array_equal(hypothesis_mask("inside a string (tokenize)", SOURCE), mask)
     assert hypothesis_mask("inside quotes", SOURCE) is None

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from rnnviz import tour
-from rnnviz.probes import HYPOTHESES
+from rnnviz.hypotheses import HYPOTHESES
 from streamlit_server import ROOT
 from test_app import clean_caches, folders, one_thread  # noqa: F401 (fixtures)
 from test_app import app, ok, text_of

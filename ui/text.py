@@ -9,7 +9,8 @@ import streamlit as st
 
 from rnnviz.corpora import excerpt, held_out, user_text
 from rnnviz.errors import TextError
-from rnnviz.probes import HYPOTHESES, default_hypothesis, regex_hypothesis
+from rnnviz.hypotheses import HYPOTHESES, regex_hypothesis
+from rnnviz.probes import default_hypothesis
 from ui.models import Context, context
 from ui.state import DEFAULT_EXCERPT, MAX_ANALYSIS_CHARS, default, keep_choice, keep_in_range
 

@@ -226,10 +226,10 @@ class Atlas:
 
     # labels
     def labels(self, hypotheses: dict | None = None) -> pd.DataFrame:
-        """Every unit against every hypothesis (probes.HYPOTHESES by default), on the stored states:
+        """Every unit against every hypothesis (hypotheses.HYPOTHESES by default), on the stored states:
         columns layer, kind, unit, hypothesis, binary, auroc, direction, score, corr, and probes.evidence's
         positives, spans, flagged, reason for the hypothesis over the atlas text; best score first.
-        The scores follow probes.rank_units' conventions; a hypothesis with a probes.hypothesis_mask is
+        The scores follow probes.rank_units' conventions; a hypothesis with a hypotheses.hypothesis_mask is
         scored (and its evidence counted) on the characters the mask keeps, as Neuron search does. One
         sort per unit serves every unmasked hypothesis, and the result is cached beside the atlas (keyed
         by the hypotheses' names, labels and masks)."""

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import probes
+from ..hypotheses import HYPOTHESES, hypothesis_mask, is_binary
 from ..errors import ConfigError
 from .stats import _series_name
 from .store import LABELS, _npz_bytes, _write
@@ -67,14 +68,14 @@ LABELS_VERSION = 2
 
 
 def _hypothesis_targets(text: str, hypotheses: dict) -> tuple[list[str], np.ndarray, np.ndarray, list]:
-    """names, labels Y (T, N), binary (N,) and each hypothesis's mask: probes.hypothesis_mask, (T,) bool
+    """names, labels Y (T, N), binary (N,) and each hypothesis's mask: hypothesis_mask, (T,) bool
     of the characters to count, or None for all (as Neuron search counts them)."""
     names, cols, masks = [], [], []
     for name, fn in hypotheses.items():
         y = np.asarray(fn(text), dtype=np.float64).ravel()
         if len(y) != len(text):
             raise ConfigError(f"hypothesis {name!r} gives {len(y)} labels for {len(text)} characters")
-        mask = probes.hypothesis_mask(name, text)
+        mask = hypothesis_mask(name, text)
         if mask is not None:
             mask = np.asarray(mask, dtype=bool).ravel()
             if len(mask) != len(text):
@@ -85,7 +86,7 @@ def _hypothesis_targets(text: str, hypotheses: dict) -> tuple[list[str], np.ndar
     Y = np.stack(cols, axis=1) if cols else np.zeros((len(text), 0))
     # yes/no is judged on the counted labels, as probes.score_units does; with nothing counted, on all of
     # them (then the AUROC is NaN, as for an empty class)
-    binary = np.array([probes.is_binary(Y[:, j] if m is None or not m.any() else Y[m, j])
+    binary = np.array([is_binary(Y[:, j] if m is None or not m.any() else Y[m, j])
                        for j, m in enumerate(masks)], dtype=bool)
     return names, Y, binary, masks
 
@@ -153,7 +154,7 @@ def _digest(names: list[str], Y: np.ndarray, masks: list) -> str:
 
 
 def _load_or_score_labels(atlas: Atlas, hypotheses: dict | None) -> pd.DataFrame:
-    hyps = dict(probes.HYPOTHESES) if hypotheses is None else dict(hypotheses)
+    hyps = dict(HYPOTHESES) if hypotheses is None else dict(hypotheses)
     names, Y, binary, masks = _hypothesis_targets(atlas.text, hyps)
     digest = _digest(names, Y, masks)
     f = atlas.path / LABELS if atlas.path is not None else None
