@@ -11,7 +11,6 @@ from .hypotheses import HYPOTHESES, hypothesis_mask, is_binary, python_string_la
 
 _CHUNK_ELEMS = 2_000_000  # (T x units) block size: bounds the memory of the rank computations
 
-
 # --- scoring units ------------------------------------------------------------------------------
 
 def _ranks(block: np.ndarray) -> np.ndarray:
