@@ -387,10 +387,16 @@ class Trainer:
                 times_due = [t for t in times_due if t > seconds]
                 self._take_snapshot(point)
         wall = time.perf_counter() - start
-        if c.history and self.step > 0 and (not self.history or self.history[-1]["step"] < self.step):
-            self._take_snapshot(self.curve[-1] if self.curve else {"step": self.step})  # the last step, always
         if self.val_text and self.curve and "val_loss" not in self.curve[-1] and status != "failed":
             self._eval(self.curve[-1])
+        # the last step's snapshot, always, after the final evaluation so that its record holds the
+        # run's final val loss (a snapshot taken in the loop at this very step gets it now)
+        last = self.curve[-1] if self.curve else {"step": self.step}
+        if c.history and self.step > 0:
+            if not self.history or self.history[-1]["step"] < self.step:
+                self._take_snapshot(last)
+            elif "val_loss" in last:
+                self.history[-1]["meta"]["val_loss"] = last["val_loss"]
         val = next((p["val_loss"] for p in reversed(self.curve) if "val_loss" in p), None)
         result = TrainResult(status=status, reason=reason, steps=self.step, wall_time=self.elapsed_before + wall,
                              val_loss=val, curve=list(self.curve), samples=list(self.samples),

@@ -285,3 +285,18 @@ def test_bad_settings():
         Trainer(model, "", None, TrainConfig())
     with pytest.raises(TextError, match="needs more than"):
         Trainer(model, "abab", None, TrainConfig(seq_len=32)).run()
+
+
+@pytest.mark.parametrize("history", [3, [10]])
+def test_last_snapshot_records_the_final_val_loss(tmp_path, history):
+    """The end-of-run snapshot is the final model, so its record holds that model's val loss (history=3
+    snapshots step 50 in the loop, [10] after it; step 50 is no eval_every step, so the run evaluates last)."""
+    tr = _trainer(max_steps=50, history=history)
+    result = tr.run()
+    assert result.curve[-1]["step"] == 50 and result.val_loss is not None
+    tr.save(tmp_path / "m", result)
+    step, folder = checkpoint.history_folders(tmp_path / "m")[-1]
+    snap_model, snap_config = checkpoint.load(folder)
+    assert step == 50 and snap_config["val_loss"] == pytest.approx(result.val_loss, rel=1e-9)
+    # an independent measure: the snapshot's own (float16) weights on the held-out text
+    assert evaluate(snap_model, TEXT[SPLIT:]) == pytest.approx(result.val_loss, abs=2e-3)
