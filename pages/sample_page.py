@@ -44,7 +44,8 @@ def controls(ctx):
               help="Divides the logits before the softmax: low = safe and repetitive, high = surprising; 0 = "
                    "always the likeliest character.")
     c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
-    c1.text_input("Prime (the text the model reads first; empty = a newline)", key="prime")
+    # a text area, not a text input: a prime of code needs its newlines and indentation
+    c1.text_area("Prime (the text the model reads first; empty = a newline)", key="prime", height=90)
     c2.number_input("Length", 1, 5000, step=50, key="length")
     c3.number_input("Seed", 0, 2**31 - 1, step=1, key="seed")
     c4.number_input("Top-k (0 = off)", 0, V, step=1, key="top_k")

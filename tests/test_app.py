@@ -359,7 +359,7 @@ def test_sample_temperature_and_clamp(shipped):
     at = app("sample")
     ok(at)
     assert at.slider(key="temperature").value == 0.8
-    assert at.text_input(key="prime") and at.toggle(key="clamp_on")
+    assert at.text_area(key="prime") and at.toggle(key="clamp_on")
     for key in ("length", "seed", "top_k", "clamp_unit", "clamp_value"):
         assert at.number_input(key=key)
     at.number_input(key="length").set_value(60).run()
@@ -371,7 +371,7 @@ def test_sample_temperature_and_clamp(shipped):
     assert html(at) != first
     assert "Generated at temperature 1.50" in text_of(at.markdown)
     at.slider(key="dist_pos").set_value(10).run()
-    at.text_input(key="prime").input("To be").run()
+    at.text_area(key="prime").input("To be").run()
     ok(at)
     at.toggle(key="clamp_on").set_value(True).run()
     at.selectbox(key="clamp_kind").set_value("c").run()

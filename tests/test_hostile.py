@@ -95,7 +95,7 @@ def test_markup_prime_on_sample(lstm):
     at = app("sample")
     at.number_input(key="length").set_value(20).run()
     prime = MARKUP + " ☃"
-    at.text_input(key="prime").input(prime).run()
+    at.text_area(key="prime").input(prime).run()
     ok(at)
     rest = TAG.sub("", page_html(at))
     assert "<" not in rest and ">" not in rest

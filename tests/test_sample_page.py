@@ -142,3 +142,18 @@ def test_dice_roll_table_hover_and_sentence(shipped):  # noqa: F811
     y = bars["y"]
     y = np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]) if isinstance(y, dict) else np.array(y)
     np.testing.assert_allclose(y, np.sort(want)[::-1][:len(y)], rtol=1e-5, atol=1e-7)
+
+
+def test_a_newline_in_the_prime_reaches_the_sampler(shipped):  # noqa: F811
+    """The prime is a text area: "def f(x):\\n    return " is read with its newline, not as one line."""
+    prime = "def f(x):\n    return "
+    at = app("sample")
+    at.number_input(key="length").set_value(LENGTH).run()
+    at.text_area(key="prime").set_value(prime).run()
+    ok(at)
+    assert at.session_state["prime"] == prime
+    s = sample(model_of(at), prime, LENGTH, temperature=0.8, seed=0)
+    want = render.probability_text(s.text, s.probs, rank=s.rank, u=s.u, lo=s.lo, hi=s.hi)
+    assert at.get("html")[0].proto.body == want
+    flat = sample(model_of(at), prime.replace("\n", " "), LENGTH, temperature=0.8, seed=0)
+    assert not np.array_equal(flat.probs, s.probs)  # the newline changes what the model predicts
