@@ -2,7 +2,7 @@
 import streamlit as st
 
 import ui
-from rnnviz import plots, render
+from rnnviz import exports, lesson, plots, render
 from rnnviz.model import GATES
 
 WINDOW = 120
@@ -31,11 +31,18 @@ def main():
     st.fragment(lambda: ui.guard(window, tr, layer, unit, gates))()
     if gates:
         st.subheader("Saturation")
-        st.caption("Each dot is a unit: how often its gate is nearly closed (x) or nearly open (y), over the whole "
-                   "text. Dots near the diagonal are gates that act like switches.")
+        st.caption(lesson.saturation_caption(plots.saturation_table(tr)))
         st.plotly_chart(plots.saturation_scatter(tr), key="saturation", config={"displaylogo": False})
+        csv_button("Saturation of every unit (CSV)", lambda: exports.saturation(tr), "saturation.csv",
+                   "saturation_csv")
     st.subheader("Distribution of values")
     st.plotly_chart(plots.gate_histograms(tr, layer), key="histograms", config={"displaylogo": False})
+
+
+def csv_button(label: str, table, file_name: str, key: str) -> None:
+    """A CSV download of a table built only when clicked (table: a callable returning a DataFrame)."""
+    st.download_button(label, data=lambda: table().to_csv(index=False), file_name=file_name, mime="text/csv",
+                       key=key, icon=":material/download:")
 
 
 def window(tr, layer: int, unit: int, gates: list[str]) -> None:
@@ -66,6 +73,8 @@ def window(tr, layer: int, unit: int, gates: list[str]) -> None:
                                                vmax=1.0 if sigmoid else None, diverging=not sigmoid, label=kind), 200,
                            part.text)
     st.plotly_chart(plots.gate_lines(part, layer, unit, first=start), key="gate_lines", config={"displaylogo": False})
+    csv_button(f"Gates of unit {unit}, whole text (CSV)", lambda: exports.unit_gates(tr, layer, unit),
+               f"gates-L{layer}-u{unit}.csv", "gates_csv")
 
 
 ui.run_page(main)

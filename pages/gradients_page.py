@@ -3,7 +3,7 @@ import streamlit as st
 
 import ui
 from ui import jobs as ui_jobs
-from rnnviz import checkpoint, experiments, lesson
+from rnnviz import checkpoint, experiments, exports, lesson
 from rnnviz import gradient_plots as gp
 from rnnviz.gradients import gradient_norms
 from rnnviz.jobs import Job
@@ -15,8 +15,8 @@ HISTORY = 10  # snapshots per cell in the live experiment: recall is measured at
 EXPLANATION = """
 **The question.** A model reads a text and predicts its last character. How much would that prediction's loss
 change if the state *d* steps earlier had been different? That is the gradient ‖∂L/∂h‖ at distance *d*. Learning
-to use something seen *d* steps ago needs this gradient to arrive; the charts show, on a log scale, the share of
-it that is left.
+to use something seen *d* steps ago needs this gradient to arrive; the charts show, on a log scale, its size
+divided by the gradient at the predicted character (distance 0): below 1 it has shrunk, above 1 it has grown.
 
 **A vanilla RNN (red)** multiplies the gradient at every step by its recurrent matrix and by the slope of tanh
 (at most 1). With a spectral radius ρ below 1 the share left falls by a roughly constant factor per step: after 50
@@ -26,22 +26,13 @@ the product of the RNN's own step Jacobians; the solid curve runs under it.
 **An LSTM (blue)** keeps a cell state updated by *adding*: c = f·c + i·g. Back through time, the cell's gradient
 (dashed) is multiplied by the forget gate f at each step, so where f stays near 1 it is carried across. The dark
 blue LSTM's forget gates are open (f̄ ≈ 0.95); the light blue one is **the same LSTM with f̄ ≈ 0.5**, and it loses
-its gradient as fast as the RNN or faster. The gate, not the name of the architecture, does the work. The dotted
-blue lines are the product of the forget gates met along the text (the largest over units): what the cell path
-alone carries.
+its gradient (how fast, against the RNN, is said under the chart). The gate, not the name of the architecture, does
+the work. The cell's gradient (dashed) may rise above 1: each step back it gathers the gradient of that step's h,
+and open forget gates carry the sum along. The dotted blue lines are the product of the forget gates met along the
+text (the largest over units): what the cell path alone carries.
 
 **A GRU (green)** does the same with its update gate z: h = (1 − z)·n + z·h_prev, so z near 1 keeps the state
 (this is PyTorch's convention; in Cho et al.'s paper z is the other way round). Its dotted line is the product of z.
-"""
-
-TRY_THIS = """
-**Try this** (each move changes only one curve):
-1. **Push the RNN's ρ to 1.3 or more.** The red curve flattens, then rises above 1 at ρ = 1.5: the gradient
-   explodes instead of vanishing.
-2. **Set the LSTM's forget-gate bias to 0.** The dark blue curves fall onto the light blue ones: with f̄ ≈ 0.5 the
-   LSTM forgets like the RNN.
-3. **Set the GRU's update-gate bias to −3.** z̄ drops to 0.05, and the green curve plunges: a GRU that overwrites
-   its state at every step carries nothing back.
 """
 
 
@@ -103,10 +94,21 @@ def fresh_section(ctx):
     curves = fresh_curves(tuple(ctx.model.vocab.chars), text, hidden, float(ss["radius"]), float(ss["forget_bias"]),
                           float(ss["update_bias"]))
     d = min(lesson.DISTANCE, len(text) - 2)
-    st.plotly_chart(gp.gradient_lesson(curves, "Freshly initialised models: the share of the gradient left",
+    st.plotly_chart(gp.gradient_lesson(curves, "Freshly initialised models: the gradient left, against distance 0",
                                        mark=d, mark_text=f"{d} steps"), key="grad_fresh", config=CHART)
     st.markdown(lesson.summary(curves, d))
     st.caption(f"One layer of {hidden} units each, seeded, on the first {len(text)} characters of the text under study.")
+    csv_button("The curves (CSV)", lambda: exports.gradient_curves(curves), "gradients-fresh.csv", "grad_fresh_csv")
+    vocab = tuple(ctx.model.vocab.chars)
+    hot = fresh_curve("rnn", vocab, text, hidden, lesson.HOT_RADIUS)  # cached: what the moves below would draw
+    overwrite = fresh_curve("gru", vocab, text, hidden, lesson.OVERWRITE_BIAS)
+    st.markdown(lesson.try_this(curves, hot, overwrite, d))
+
+
+def csv_button(label: str, table, file_name: str, key: str, where=st) -> None:
+    """A CSV download of a table built only when clicked (table: a callable returning a DataFrame)."""
+    where.download_button(label, data=lambda: table().to_csv(index=False), file_name=file_name, mime="text/csv",
+                          key=key, icon=":material/download:")
 
 
 def memory_section():
@@ -126,6 +128,9 @@ def memory_section():
     key_d = lesson.MEMORY_GAP - 1
     right.plotly_chart(gp.gradient_lesson(curves, "The gradient of a recall, back to its key", mark=key_d,
                                           mark_text="the key", show_gain=False), key="grad_memory", config=CHART)
+    csv_button("Recall (CSV)", lambda: table, "memory-recall.csv", "memory_recall_csv", left)
+    csv_button("The gradients (CSV)", lambda: exports.gradient_curves(curves), "memory-gradients.csv",
+               "memory_grad_csv", right)
     longest = table[table.gap == table.gap.max()].set_index("cell").accuracy
     st.markdown("\n".join(
         f"- **{c.label}**: recalls {longest[c.key]:.0%} at gap {lesson.MEMORY_GAP}; keeps "
@@ -278,7 +283,6 @@ def main():
         st.markdown(EXPLANATION)
     # its four sliders redraw only its chart and summary, not the memory models or the trained ones
     st.fragment(lambda: ui.guard(fresh_section, ctx))()
-    st.markdown(TRY_THIS)
     memory_section()
     trained_section(ctx)
     experiment_section()

@@ -16,6 +16,7 @@ from .plots import _message
 
 CELL_COLORS = {"rnn": ("#d62728", "#f08a8b"), "gru": ("#2ca02c", "#8fd17f"), "lstm": ("#1f77b4", "#8dc3e8")}
 OTHER_COLORS = ("#9467bd", "#c5b0d5")
+RELATIVE_AXIS = "gradient ÷ ‖∂L/∂h‖ at distance 0 (log scale)"
 
 
 def cell_color(cell: str, shade: int = 0) -> str:
@@ -43,11 +44,11 @@ def _shades(cells: list[str]) -> list[int]:
 
 def gradient_lesson(curves: list, title: str = "", mark: int | None = None, mark_text: str = "",
                     show_cell: bool = True, show_gain: bool = True) -> go.Figure:
-    """The share of the gradient left at each distance, one colour per cell (lesson.Curve objects).
+    """The gradient at each distance relative to where it starts, one colour per cell (lesson.Curve objects).
 
     Solid: ||dL/dh_t||; dashed: ||dL/dc_t|| (LSTM); dotted: the path gain that explains the decay
     (lesson.Curve.gain, drawn over the curve it predicts). Both norms are divided by ||dL/dh|| at
-    the last step, so every model starts near 1. The legend names each model once (a click hides
+    the last step, so every h curve starts at 1; the cell's may rise above it. The legend names each model once (a click hides
     all its lines); the line styles are said in the axis title. `mark` draws a vertical line there.
     """
     fig, shown = go.Figure(), []
@@ -57,7 +58,7 @@ def gradient_lesson(curves: list, title: str = "", mark: int | None = None, mark
         shown.append(y)
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=c.label, legendgroup=c.key,
                                  line=dict(color=color, width=2.5),
-                                 hovertemplate=f"{c.label}<br>%{{x}} steps back<br>share of ‖∂L/∂h‖ left: "
+                                 hovertemplate=f"{c.label}<br>%{{x}} steps back<br>‖∂L/∂h‖ ÷ its value at distance 0: "
                                                "%{y:.3g}<extra></extra>"))
         over = y
         if show_cell and c.flow.dc is not None:
@@ -66,13 +67,14 @@ def gradient_lesson(curves: list, title: str = "", mark: int | None = None, mark
             fig.add_trace(go.Scatter(x=x, y=over, mode="lines", name=f"{c.label}: ‖∂L/∂c‖ (cell)",
                                      legendgroup=c.key, showlegend=False, line=dict(color=color, width=2, dash="dash"),
                                      hovertemplate=f"{c.label}, cell state<br>%{{x}} steps back<br>"
-                                                   "%{y:.3g}<extra></extra>"))
+                                                   "‖∂L/∂c‖ ÷ ‖∂L/∂h‖ at distance 0: %{y:.3g}<extra></extra>"))
         if show_gain:
             g = c.gain * over[-1]  # the gain starts where the curve it predicts starts
             fig.add_trace(go.Scatter(x=x, y=np.where(g > 0, g, np.nan), mode="lines", legendgroup=c.key, showlegend=False,
                                      name=f"{c.label}: {c.gain_name}", line=dict(color=color, width=1.5, dash="dot"),
                                      hovertemplate=f"{c.gain_name}<br>%{{x}} steps back<br>%{{y:.3g}}<extra></extra>"))
-    fig.update_yaxes(type="log", title="share of the gradient left (log scale)", exponentformat="power")
+    # not "the share left": the cell's gradient gathers from every h it feeds and may exceed 1
+    fig.update_yaxes(type="log", title=RELATIVE_AXIS, exponentformat="power")
     rng = _log_range(shown)  # the measured curves set the range; a path line may leave it
     if rng is not None:
         fig.update_yaxes(range=[rng[0], max(rng[1], 0.5)])

@@ -130,3 +130,79 @@ def memory_units(c: Curve, model: CharRNN, top: int = 8) -> list[dict]:
             row.update(gate_mean=float(g[:, u].mean()), gate_product=float(np.prod(g[:, u])))
         out.append(row)
     return out
+
+
+# --- the words beside the charts, each number read from the curves it speaks of ------------------
+
+HOT_RADIUS = 1.5  # the "push rho" move of Try this
+OVERWRITE_BIAS = -3.0  # the "overwrite" move of Try this: the GRU's update-gate bias
+
+
+def _times(ratio: float) -> str:
+    """A ratio in words a class can read aloud: '30', '4,700', 'a million', '2e+09'."""
+    if ratio >= 1e9:
+        return f"{ratio:.0e}"
+    if ratio >= 1e6:
+        return f"{ratio / 1e6:.0f} million" if ratio >= 1.5e6 else "a million"
+    return f"{float(f'{ratio:.2g}'):,.0f}" if ratio >= 10 else f"{ratio:.1f}"  # 147,303 -> 150,000
+
+
+def try_this(curves: list[Curve], hot: Curve, overwrite: Curve, distance: int = DISTANCE) -> str:
+    """The three moves of 'Try this', each with what its curve shows `distance` steps back.
+
+    curves: the four on the chart now; hot: the RNN at HOT_RADIUS; overwrite: the GRU at
+    OVERWRITE_BIAS. The comparisons (faster, slower, above 1) are decided by the numbers, so the
+    sentence says what the chart draws whatever the sliders and the text.
+    """
+    by = {c.key: c for c in curves}
+    rnn, half = by["rnn"], by["lstm-half"]
+    d = min(distance, len(rnn.flow.text) - 1)
+    far = len(hot.flow.text) - 1
+    h = hot.at(d)
+    if h > 1:
+        one = (f"The red curve stops falling: {d} steps back it is at **{_share(h)}**, above where it started, "
+               f"and {_share(hot.at(far))} at {far} steps. The gradient grows, but slowly, nothing like the "
+               f"{HOT_RADIUS:g}^{d} ≈ {HOT_RADIUS ** d:.0e} of the matrix alone: tanh's slope, below 1, holds it back.")
+    else:
+        one = f"The red curve falls far less: {d} steps back it keeps **{_share(h)}**, against {_share(rnn.at(d))} now."
+    r, f = rnn.at(d), half.at(d)
+    if f < r:
+        how = f"**{_times(r / f)} times less** than the RNN's {_share(r)}: the half-shut LSTM forgets faster than the RNN"
+    else:
+        how = f"more than the RNN's {_share(r)}: at this ρ the RNN forgets faster than the half-shut LSTM"
+    two = (f"The dark blue curves fall onto the light blue ones (f̄ ≈ {half.gate_mean:.2f}), which keep "
+           f"**{_share(f)}** {d} steps back, {how}.")
+    o = overwrite.at(d)
+    three = (f"z̄ drops to {overwrite.gate_mean:.2f}, and the green curve keeps **{_share(o)}** {d} steps back"
+             + (f", less than the RNN's {_share(r)}: a GRU that overwrites its state at every step carries "
+                "almost nothing back." if o < r else f" (the RNN: {_share(r)})."))
+    return ("**Try this** (each move changes only one curve):\n"
+            f"1. **Push the RNN's ρ to {HOT_RADIUS:g}.** {one}\n"
+            f"2. **Set the LSTM's forget-gate bias to 0.** {two}\n"
+            f"3. **Set the GRU's update-gate bias to {OVERWRITE_BIAS:g}.** {three}".replace("to -", "to −"))
+
+
+NEAR_DIAGONAL = 0.8  # a gate saturated one way or the other on more than this share of characters: a switch
+
+
+def saturation_caption(table, near: float = NEAR_DIAGONAL) -> str:
+    """The words under the Gates page's saturation chart: how many dots sit near its diagonal.
+
+    table: plots.saturation_table (layer, gate, unit, left, right). A dot near x + y = 1 is a gate
+    saturated on almost every character, a switch; the counts say how many there are per gate.
+    """
+    if table is None or not len(table):
+        return "A vanilla RNN has no gates."
+    parts, total, switches = [], 0, 0
+    for gate, part in table.groupby("gate", sort=False):
+        s = (part.left + part.right).to_numpy()  # (units,) share of characters saturated either way
+        k = int((s > near).sum())
+        total, switches = total + len(s), switches + k
+        parts.append(f"{gate}: {k} of {len(s)}")
+    few = switches <= 0.1 * total
+    return (f"Each dot is a unit: how often its gate is nearly closed (x) or nearly open (y), over the whole text. "
+            f"A dot near the dashed diagonal (x + y = 1) would be a gate that acts like a switch, saturated one way "
+            f"or the other on almost every character. Saturated on more than {near:.0%} of characters: "
+            + "; ".join(parts) + ". "
+            + ("So few dots sit near the diagonal: most gates spend much of the text in between, neither shut "
+               "nor open." if few else "Many dots sit near the diagonal: these gates mostly act as switches."))

@@ -2,6 +2,7 @@
 library, must keep telling it (RNN below the open-gate LSTM, the f ~ 0.5 LSTM below both, the memory
 models' recall ordered the same way), and its reference lines must be what they claim to be."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -225,3 +226,86 @@ def test_a_cell_has_one_colour_on_every_chart(memory):
     colour = lambda fig, start: {t.line.color for t in fig.data if t.name and t.name.upper().startswith(start)}
     for cell in ("RNN", "GRU", "LSTM"):
         assert colour(acc, cell) & colour(grad, cell) & colour(fresh, cell) == {gp.cell_color(cell.lower())}
+
+
+# --- the words beside the charts (issue 24, the teacher, 3) ------------------------------------------
+
+@pytest.fixture(scope="module")
+def moves():
+    """The chart's default curves on Shakespeare, and the two curves the Try-this moves draw."""
+    text = default_text("shakespeare-lstm")
+    vocab = list(checkpoint.load(PRETRAINED / "shakespeare-lstm")[0].vocab.chars)
+    curves = lesson.fresh_curves(vocab, text)
+    hot = lesson.fresh_curve("rnn", vocab, text, knob=lesson.HOT_RADIUS)
+    overwrite = lesson.fresh_curve("gru", vocab, text, knob=lesson.OVERWRITE_BIAS)
+    return curves, hot, overwrite
+
+
+def test_try_this_says_what_each_move_draws(moves):
+    curves, hot, overwrite = moves
+    by = {c.key: c for c in curves}
+    words = lesson.try_this(curves, hot, overwrite, D)
+    # 1. rho = 1.5: the curve is above 1 but grows slowly (2.2 at 50 steps), far from exploding
+    assert 1 < hot.at(D) < 10 and hot.relative().max() < 100, "the picture the sentence describes"
+    assert "explode" not in words
+    assert f"it is at **{lesson._share(hot.at(D))}**" in words and "grows, but slowly" in words
+    assert f"{lesson._share(hot.at(len(hot.flow.text) - 1))} at {len(hot.flow.text) - 1} steps" in words
+    # 2. forget bias 0: the half-shut LSTM keeps far less than the RNN; the words say how much less
+    rnn, half = by["rnn"].at(D), by["lstm-half"].at(D)
+    assert half < rnn / 1e4
+    assert "forgets like the RNN" not in words
+    assert "forgets faster than the RNN" in words
+    assert f"**{lesson._share(half)}** {D} steps back" in words and f"the RNN's {lesson._share(rnn)}" in words
+    ratio = float(re.search(r"\*\*([\d,]+) times less\*\*", words).group(1).replace(",", ""))
+    assert ratio == pytest.approx(rnn / half, rel=0.05)
+    # 3. update bias -3: the GRU's curve is given, and it is below the RNN's
+    assert overwrite.gate_mean < 0.1 and overwrite.at(D) < rnn
+    assert f"z̄ drops to {overwrite.gate_mean:.2f}" in words and lesson._share(overwrite.at(D)) in words
+    assert "update-gate bias to −3" in words
+
+
+def test_try_this_turns_with_the_numbers(moves):
+    """Where the RNN forgets faster (rho = 0.5), the sentence says so instead: it reads the curves."""
+    curves, hot, overwrite = moves
+    text = curves[0].flow.text
+    vocab = list(checkpoint.load(PRETRAINED / "shakespeare-lstm")[0].vocab.chars)
+    cold = [lesson.fresh_curve("rnn", vocab, text, knob=0.5)] + curves[1:]
+    words = lesson.try_this(cold, hot, overwrite, D)
+    if cold[0].at(D) < cold[2].at(D):
+        assert "the RNN forgets faster than the half-shut LSTM" in words
+    else:
+        assert "forgets faster than the RNN" in words
+
+
+def test_the_chart_axis_does_not_call_a_rising_line_a_share(moves):
+    """The open-gate LSTM's dashed cell line rises above 1: the axis says what is divided by what."""
+    curves, _, _ = moves
+    open_ = next(c for c in curves if c.key == "lstm-open")
+    assert open_.relative("c").max() > 1  # what the chart draws
+    fig = gp.gradient_lesson(curves)
+    title = fig.layout.yaxis.title.text
+    assert "share" not in title and "÷ ‖∂L/∂h‖ at distance 0" in title
+    dashed = next(t for t in fig.data if t.line.dash == "dash")
+    assert max(dashed.y) > 1 and "share" not in dashed.hovertemplate
+
+
+def test_the_saturation_caption_counts_the_dots_near_the_diagonal():
+    """Counted here from the gate arrays themselves: few Shakespeare-LSTM gates are switches, and the
+    words say how many; a model made of switches gets the other sentence."""
+    from rnnviz import plots
+    model, config = checkpoint.load(PRETRAINED / "shakespeare-lstm")
+    tr = trace(model, corpora.excerpt(corpora.held_out(config), 2000))
+    words = lesson.saturation_caption(plots.saturation_table(tr))
+    assert "Dots near the diagonal are gates that act like switches" not in words
+    for gate in "ifgo":
+        v = np.concatenate([layer[gate] for layer in tr.layers], axis=1)  # (T, units of every layer)
+        lo, hi = (-0.9, 0.9) if gate == "g" else (0.1, 0.9)
+        k = int(((((v < lo) | (v > hi)).mean(0)) > lesson.NEAR_DIAGONAL).sum())
+        assert f"{gate}: {k} of {v.shape[1]}" in words
+        assert k < 0.1 * v.shape[1]
+    assert "So few dots sit near the diagonal" in words
+    import pandas as pd
+    switches = pd.DataFrame({"layer": 0, "gate": "f", "unit": range(4), "left": [0.5, 0.1, 0.0, 0.9],
+                             "right": [0.45, 0.85, 0.95, 0.05]})
+    assert "f: 4 of 4" in lesson.saturation_caption(switches)
+    assert "Many dots sit near the diagonal" in lesson.saturation_caption(switches)

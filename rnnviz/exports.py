@@ -1,0 +1,55 @@
+"""Tables of what the Gates and Gradients pages plot, for their CSV downloads (and for notebooks).
+
+Each table holds the very numbers the chart draws, one row per point, so a chart can be redrawn
+from its CSV elsewhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError
+from .model import GATES
+from .plots import saturation_table
+
+
+def unit_gates(trace, layer: int, unit: int) -> pd.DataFrame:
+    """One unit over the whole text: position, char, each gate of its cell, then c (an LSTM) and h.
+
+    A vanilla RNN has no gates: its pre-activation (what enters the tanh) stands in, as on the page.
+    """
+    if not 0 <= layer < len(trace.layers):
+        raise ConfigError(f"the model has layers 0 to {len(trace.layers) - 1}; there is no layer {layer}")
+    kinds = list(GATES[trace.cell]) or ["pre"]
+    kinds += [k for k in ("c", "h") if k in trace.layers[layer] and k not in kinds]
+    first = trace.get(layer, kinds[0])  # (T, H)
+    if not 0 <= unit < first.shape[1]:
+        raise ConfigError(f"layer {layer} has units 0 to {first.shape[1] - 1}; there is no unit {unit}")
+    df = pd.DataFrame({"position": np.arange(len(trace.text)), "char": list(trace.text)})
+    for k in kinds:
+        df[k] = trace.get(layer, k)[:, unit].astype(np.float64)
+    return df
+
+
+def saturation(trace) -> pd.DataFrame:
+    """The saturation chart's dots: layer, gate, unit, and the shares of characters below (left)
+    and above (right) the gate's thresholds (plots.saturation_table)."""
+    return saturation_table(trace)
+
+
+def gradient_curves(curves: list) -> pd.DataFrame:
+    """The Gradients page's lines (lesson.Curve objects), long: model, cell, distance, then what is
+    drawn: h (‖∂L/∂h‖ ÷ ‖∂L/∂h‖ at distance 0), c (the same for the cell state, an LSTM; else
+    empty) and the path gain (the dotted line, scaled as drawn)."""
+    frames = []
+    for c in curves:
+        h = c.relative("h")  # (T,)
+        cell = c.relative("c") if c.flow.dc is not None else None
+        over = cell if cell is not None else h
+        frames.append(pd.DataFrame({
+            "model": c.label, "cell": c.cell, "distance": c.flow.distance, "h": h,
+            "c": cell if cell is not None else np.nan, "path_gain": c.gain * over[-1], "path": c.gain_name}))
+    if not frames:
+        return pd.DataFrame(columns=["model", "cell", "distance", "h", "c", "path_gain", "path"])
+    return pd.concat(frames, ignore_index=True).sort_values(["model", "distance"], kind="stable",
+                                                            ignore_index=True)

@@ -1,0 +1,86 @@
+"""The CSV exports of Gates and Gradients (rnnviz.exports): each table holds what its chart draws,
+checked against a step-by-step reference of the cell and against the figure's own traces."""
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import reference
+from rnnviz import exports, lesson, plots
+from rnnviz import gradient_plots as gp
+from rnnviz.errors import ConfigError
+from rnnviz.gradients import fresh_model
+from rnnviz.trace import trace
+
+TEXT = "the cat sat (on the 'mat'),\nand then it sat again.\n"
+VOCAB = sorted(set(TEXT))
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def roundtrip(df: pd.DataFrame) -> pd.DataFrame:
+    """What a user gets from the download button: the table through CSV and back."""
+    return pd.read_csv(io.StringIO(df.to_csv(index=False)), keep_default_na=False, na_values=[""])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_unit_gates_are_the_cells_gates_step_by_step(cell):
+    model = fresh_model(VOCAB, cell, hidden_size=5, num_layers=2, seed=2, embed_size=4)
+    tr = trace(model, TEXT)
+    df = roundtrip(exports.unit_gates(tr, 1, 3))
+    sd = model.state_dict()
+    ids = [model.vocab.index[ch] for ch in TEXT]
+    x = sd["embed.weight"].double().numpy()[ids]
+    below = reference.LAYER[cell](x, *reference.weights(sd, 0))["h"]
+    ref = reference.LAYER[cell](below, *reference.weights(sd, 1))  # layer 1, step by step
+    assert list(df.position) == list(range(len(TEXT))) and "".join(df.char.astype(str)) == TEXT
+    gates = {"lstm": "ifgoch", "gru": "rzn" + "h", "rnn": "h"}[cell]
+    for k in gates:
+        np.testing.assert_allclose(df[k].to_numpy(), ref[k][:, 3], atol=1e-5, err_msg=k)
+    if cell == "rnn":  # no gates: the pre-activation stands in, as on the page
+        W_ih, W_hh, b_ih, b_hh = reference.weights(sd, 1)
+        h = ref["h"]
+        prev = np.vstack([np.zeros(5), h[:-1]])
+        pre = below @ W_ih.T + b_ih + prev @ W_hh.T + b_hh
+        np.testing.assert_allclose(df["pre"].to_numpy(), pre[:, 3], atol=1e-5)
+    with pytest.raises(ConfigError):
+        exports.unit_gates(tr, 2, 0)
+    with pytest.raises(ConfigError):
+        exports.unit_gates(tr, 0, 5)
+
+
+def test_saturation_csv_is_the_scatters_dots():
+    model = fresh_model(VOCAB, "lstm", hidden_size=6, num_layers=2, seed=0, embed_size=4)
+    tr = trace(model, TEXT)
+    df = roundtrip(exports.saturation(tr))
+    fig = plots.saturation_scatter(tr)
+    for t in fig.data:
+        if t.mode != "markers":
+            continue
+        layer = int(t.name.split()[-1])
+        gate = fig.layout.annotations[int((t.xaxis or "x")[1:] or 1) - 1].text.split()[-1]
+        part = df[(df.layer == layer) & (df.gate == gate)].sort_values("unit")
+        np.testing.assert_allclose(part.left, t.x)
+        np.testing.assert_allclose(part.right, t.y)
+    # brute force: the forget gate of layer 0 nearly shut / nearly open on what share of characters
+    f = tr.layers[0]["f"]
+    part = df[(df.layer == 0) & (df.gate == "f")].sort_values("unit")
+    np.testing.assert_allclose(part.left, [np.mean([f[t, u] < 0.1 for t in range(len(TEXT))]) for u in range(6)])
+
+
+def test_gradient_curves_csv_holds_every_line_the_chart_draws():
+    curves = lesson.fresh_curves(VOCAB, TEXT, hidden=8)
+    df = roundtrip(exports.gradient_curves(curves))
+    fig = gp.gradient_lesson(curves)
+    assert set(df.model) == {c.label for c in curves}
+    for t in fig.data:
+        model = t.legendgroup and next(c.label for c in curves if c.key == t.legendgroup)
+        part = df[df.model == model].set_index("distance").loc[list(t.x)]
+        column = "c" if t.line.dash == "dash" else "path_gain" if t.line.dash == "dot" else "h"
+        drawn = np.asarray(t.y, dtype=float)
+        ok = np.isfinite(drawn)  # the dotted line hides a gain of 0 (log axis)
+        np.testing.assert_allclose(part[column].to_numpy()[ok], drawn[ok], rtol=1e-12, err_msg=(model, column))
+    rnn = df[df.model.str.startswith("RNN")]
+    assert rnn.c.isna().all() and (rnn.h[rnn.distance == 0] == 1).all()
+    assert exports.gradient_curves([]).empty
