@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -346,8 +347,23 @@ def _corrupt_missing(entry):
     (entry / "L0_h.i8").unlink()
 
 
+def _meta_with(**fields):
+    """A corruption that leaves meta.json valid JSON but sets fields to the wrong types."""
+    def corrupt(entry):
+        meta = json.loads((entry / A.META).read_text())
+        meta.update(fields)
+        (entry / A.META).write_text(json.dumps(meta))
+    corrupt.__name__ = "_meta_" + "_".join(fields)
+    return corrupt
+
+
 @pytest.mark.parametrize("corrupt", [_corrupt_truncate_states, _corrupt_flip_small, _corrupt_version,
-                                     _corrupt_truncate_meta, _corrupt_text, _corrupt_missing])
+                                     _corrupt_truncate_meta, _corrupt_text, _corrupt_missing,
+                                     _meta_with(cell=["lstm"]), _meta_with(notices=[1, 2.5]),
+                                     _meta_with(notices="a string"), _meta_with(unknown=["x"]),
+                                     _meta_with(unknown={"x": "many"}), _meta_with(name=7),
+                                     _meta_with(format_version=True), _meta_with(chars=500.0)],
+                         ids=lambda f: f.__name__.strip("_"))
 def test_a_corrupt_cache_is_rebuilt(tmp_path, corrupt):
     model = _model("lstm")
     at = A.load_or_build(model, None, TEXT, cache_dir=tmp_path, chunk=CHUNK, top_k=K)
@@ -363,6 +379,43 @@ def test_a_corrupt_cache_is_rebuilt(tmp_path, corrupt):
     assert again.top(0, "h", 2) == top
     A.load(again.path)  # the new entry is sound
     assert [p.name for p in _entries(tmp_path)] == [again.path.name]
+
+
+def _labels_truncated(f):
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+
+
+def _labels_garbage(f):
+    f.write_bytes(np.random.default_rng(0).bytes(3000))
+
+
+def _labels_zip_magic(f):  # looks like a zip to np.load, is none: BadZipFile
+    f.write_bytes(b"PK\x03\x04" + bytes(200))
+
+
+def _labels_empty(f):
+    f.write_bytes(b"")
+
+
+def _labels_other_arrays(f):  # a sound npz with the right digest and wrong names
+    with np.load(f, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(f, **{("x" + k if k != "digest" else k): v for k, v in arrays.items()})
+
+
+@pytest.mark.parametrize("damage", [_labels_truncated, _labels_garbage, _labels_zip_magic, _labels_empty,
+                                    _labels_other_arrays], ids=lambda f: f.__name__)
+def test_a_damaged_labels_cache_is_rescored_and_rewritten(tmp_path, damage):
+    model = _model("gru", hidden=8, layers=1)
+    at = _build(model, tmp_path)
+    want = at.labels()
+    f = at.path / A.LABELS
+    damage(f)
+    for _ in range(2):  # the first call rescores and rewrites; the second reads what was rewritten
+        got = A.load(at.path).labels()
+        pd.testing.assert_frame_equal(got, want)
+        with np.load(f, allow_pickle=False) as z:  # a sound file again
+            assert "digest" in z.files and len(z.files) == 1 + 2 * len(at.kinds)
 
 
 def test_cancel_leaves_no_cache_entry(tmp_path):

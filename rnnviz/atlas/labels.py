@@ -5,7 +5,9 @@ import hashlib
 import json
 import os
 import threading
-from typing import TYPE_CHECKING
+import zipfile
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -16,8 +18,18 @@ from ..errors import ConfigError
 from .stats import _series_name
 from .store import LABELS, _npz_bytes, _write
 
-if TYPE_CHECKING:  # annotations only: core imports this module
-    from .core import Atlas
+
+class AtlasView(Protocol):
+    """What scoring reads of an atlas (core.Atlas has it); a protocol, so that core, which calls this
+    module, is not imported back."""
+
+    text: str
+    path: Path | None
+    num_layers: int
+    hidden_size: int
+    kinds: tuple[str, ...]
+
+    def unit_states(self, layer: int, kind: str, units, start: int = 0, end: int | None = None) -> np.ndarray: ...
 
 
 def average_ranks(x: np.ndarray) -> np.ndarray:
@@ -91,7 +103,7 @@ def _hypothesis_targets(text: str, hypotheses: dict) -> tuple[list[str], np.ndar
     return names, Y, binary, masks
 
 
-def _score_atlas(atlas: Atlas, names: list[str], Y: np.ndarray, binary: np.ndarray, masks: list,
+def _score_atlas(atlas: AtlasView, names: list[str], Y: np.ndarray, binary: np.ndarray, masks: list,
                  block: int = 64) -> dict:
     """auroc and corr (H, N) per series. The unmasked hypotheses share one sort per unit; a masked one
     is scored on its counted characters only (its own sort), so it equals probes.score_units(mask=)."""
@@ -119,7 +131,7 @@ def _score_atlas(atlas: Atlas, names: list[str], Y: np.ndarray, binary: np.ndarr
     return out
 
 
-def _labels_frame(atlas: Atlas, names: list[str], binary: np.ndarray, scores: dict,
+def _labels_frame(atlas: AtlasView, names: list[str], binary: np.ndarray, scores: dict,
                   Y: np.ndarray | None = None, masks: list | None = None) -> pd.DataFrame:
     frames = []
     H = atlas.hidden_size
@@ -153,22 +165,31 @@ def _digest(names: list[str], Y: np.ndarray, masks: list) -> str:
     return h.hexdigest()
 
 
-def _load_or_score_labels(atlas: Atlas, hypotheses: dict | None) -> pd.DataFrame:
+def _read_scores(f: Path, digest: str, shape: tuple[int, int], names: set[str]) -> dict | None:
+    """The scores in labels.npz if it is whole and was computed for `digest`, else None: a truncated,
+    garbage or foreign file is never trusted (it is rescored and rewritten)."""
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            if "digest" not in z.files or str(z["digest"]) != digest:
+                return None
+            scores = {k: z[k] for k in z.files if k != "digest"}
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # np.load raises BadZipFile (not an OSError) for a damaged zip
+    ok = set(scores) == names and all(v.shape == shape and v.dtype == np.float64 for v in scores.values())
+    return scores if ok else None
+
+
+def _load_or_score_labels(atlas: AtlasView, hypotheses: dict | None) -> pd.DataFrame:
     hyps = dict(HYPOTHESES) if hypotheses is None else dict(hypotheses)
     names, Y, binary, masks = _hypothesis_targets(atlas.text, hyps)
     digest = _digest(names, Y, masks)
     f = atlas.path / LABELS if atlas.path is not None else None
     if f is not None and f.exists():
-        try:
-            with np.load(f, allow_pickle=False) as z:
-                if str(z["digest"]) == digest:
-                    scores = {k: z[k] for k in z.files if k != "digest"}
-                    shape = (atlas.hidden_size, len(names))
-                    if all(v.shape == shape and v.dtype == np.float64 for v in scores.values()) and \
-                            len(scores) == 2 * atlas.num_layers * len(atlas.kinds):
-                        return _labels_frame(atlas, names, binary, scores, Y, masks)
-        except (ValueError, OSError, KeyError, EOFError):
-            pass  # unreadable: recomputed below
+        expected = {f"{_series_name(l, k)}.{x}" for l in range(atlas.num_layers) for k in atlas.kinds
+                    for x in ("auroc", "corr")}
+        scores = _read_scores(f, digest, (atlas.hidden_size, len(names)), expected)
+        if scores is not None:
+            return _labels_frame(atlas, names, binary, scores, Y, masks)
     scores = _score_atlas(atlas, names, Y, binary, masks)
     if f is not None:  # best effort: a read-only cache just recomputes next time
         try:

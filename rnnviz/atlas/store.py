@@ -189,6 +189,22 @@ def _need(cond: bool, why: str) -> None:
         raise CacheError(why)
 
 
+def _check_meta_types(meta: dict) -> None:
+    """Every field an Atlas reads has its type: JSON that parses can still hold a list where a name belongs,
+    and that must be a CacheError (so the entry is rebuilt), never a TypeError further on."""
+    ints = ("num_layers", "hidden_size", "chars", "block", "top_k")
+    _need(all(type(meta.get(k)) is int and meta[k] > 0 for k in ints), "sizes missing or not positive whole numbers")
+    _need(isinstance(meta.get("cell"), str) and meta["cell"] in GATE, "unknown cell")
+    _need(meta.get("kinds") == list(kinds_of(meta["cell"])), "kinds do not match the cell")
+    for k in ("model_key", "corpus_sha256", "small_sha256", "name"):
+        _need(isinstance(meta.get(k), str), f"{k} missing")
+    notices = meta.get("notices", [])
+    _need(isinstance(notices, list) and all(isinstance(n, str) for n in notices), "notices are not a list of text")
+    unknown = meta.get("unknown", {})
+    _need(isinstance(unknown, dict) and all(type(n) is int and n > 0 for n in unknown.values()),
+          "unknown is not a count per character")
+
+
 def _validate(entry: Path, key: str | None = None) -> tuple[dict, dict, dict, str]:
     """Read and check a cache entry; CacheError for anything wrong. Never unpickles."""
     try:
@@ -201,18 +217,12 @@ def _validate(entry: Path, key: str | None = None) -> tuple[dict, dict, dict, st
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CacheError(f"{META} is not valid JSON ({e})") from None
     _need(isinstance(meta, dict), f"{META} is not an object")
-    _need(meta.get("format_version") == FORMAT_VERSION,
+    _need(type(meta.get("format_version")) is int and meta["format_version"] == FORMAT_VERSION,
           f"format version {meta.get('format_version')!r}, this rnnviz writes {FORMAT_VERSION}")
     if key is not None:
         _need(meta.get("key") == key, "the entry's key does not match its folder")
-    ints = ("num_layers", "hidden_size", "chars", "block", "top_k")
-    _need(all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool) and meta[k] > 0 for k in ints),
-          "sizes missing or not positive whole numbers")
-    _need(meta.get("cell") in GATE, "unknown cell")
-    _need(meta.get("kinds") == list(kinds_of(meta["cell"])), "kinds do not match the cell")
-    for k in ("model_key", "corpus_sha256", "small_sha256", "name"):
-        _need(isinstance(meta.get(k), str), f"{k} missing")
-    L, H, T, B, K = (meta[k] for k in ints)
+    _check_meta_types(meta)
+    L, H, T, B, K = (meta[k] for k in ("num_layers", "hidden_size", "chars", "block", "top_k"))
     try:
         blob = (entry / SMALL).read_bytes()
         text_bytes = (entry / TEXT).read_bytes()
