@@ -15,10 +15,12 @@ LAYER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 
 def unit_map(df: pd.DataFrame, title: str = "Every unit: memory against its best label") -> go.Figure:
     """One point per unit: x its memory time constant tau (log), or its std for a tanh RNN; y its best
-    label's score; colour and symbol its layer. customdata = (layer, kind, unit) for a click."""
+    label's score; colour and symbol its layer. customdata = (layer, kind, unit) for a click. tau comes
+    from the mean forget gate f of an LSTM or the mean update gate z of a GRU (df's f_mean or z_mean)."""
     if df.empty:
         return _message("No units to show.", title)
     memory = "tau" in df and df["tau"].notna().any()
+    gate = "z" if "z_mean" in df else "f"
     fig = go.Figure()
     for (layer, kind), part in df.groupby(["layer", "kind"], sort=True):
         x = part["tau"].clip(lower=0.1, upper=1e4) if memory else part["std"]
@@ -32,7 +34,8 @@ def unit_map(df: pd.DataFrame, title: str = "Every unit: memory against its best
             hovertemplate=("L%{customdata[0]} %{customdata[1]}%{customdata[2]}<br>%{customdata[4]} %{customdata[3]}"
                            "<br>score %{y:.3f}<br>" + ("τ %{x:.1f} characters" if memory else "std %{x:.3f}")
                            + "<extra></extra>")))
-    fig.update_xaxes(title="memory time constant τ = −1/ln f̄ (characters, log)" if memory else "std of the unit",
+    fig.update_xaxes(title=f"memory time constant τ = −1/ln {gate}\u0304 (characters, log)" if memory
+                     else "std of the unit",
                      type="log" if memory else "linear")
     fig.update_yaxes(title="best label's score (AUROC either way, or |r|)")
     fig.update_layout(title=title, clickmode="event+select", height=480, legend_title="layer")
