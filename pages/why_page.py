@@ -1,7 +1,4 @@
 """Why this character? Which earlier characters a prediction depends on (saliency), and what an edit changes."""
-import hashlib
-import threading
-
 import numpy as np
 import streamlit as st
 
@@ -9,16 +6,14 @@ import ui
 from rnnviz import attribution_plots as ap
 from rnnviz import render
 from rnnviz import saliency as sal_lib
-from rnnviz.counterfactual import OPS, Edit, counterfactual, open_at
-from rnnviz.errors import RnnvizError
-from rnnviz.jobs import Job
+from rnnviz.counterfactual import OPS
+from ui import why
+from ui.why import FAR, SCAN_WINDOW
 
 MAX_CHARS = 5_000  # saliency runs the model over text[:t+1]: the page studies the first 5,000 characters
-FAR = 20  # "far back": 20 or more characters before the target
-SCAN_WINDOW, SCAN_TARGETS = 60, 60  # the default target: the most far-looking of 60 spread targets
 AGG_WINDOW, AGG_TARGETS = 100, 200
 SHOW_AFTER = 150  # the edit chart (and the gradient's prediction, one forward-mode step each) covers this many
-TRIO = ("shakespeare-lstm", "shakespeare-gru", "shakespeare-rnn")
+PRED_REACH = 1_000  # the gradient's prediction at t is taken this far after the edit, at most
 CHART = {"displaylogo": False}
 WHICH = {sal_lib.TRUE: "the true next character", sal_lib.TOP: "the top predicted character"}
 
@@ -31,45 +26,6 @@ contribution). One exact backward pass through the model, per target.
 """
 
 
-@st.cache_data(max_entries=16, show_spinner="Finding a target where the model looks far back ...")
-def default_target(model_key: str, text: str, _model) -> tuple[int, float]:
-    return sal_lib.long_range_target(_model, text, min_distance=FAR, window=min(SCAN_WINDOW, len(text) - 1),
-                                     count=SCAN_TARGETS)
-
-
-@st.cache_data(max_entries=64, show_spinner="Backpropagating to every input ...")
-def saliency(model_key: str, text: str, t: int, _model):
-    return sal_lib.saliency(_model, text, t)
-
-
-@st.cache_data(max_entries=32, show_spinner="Running the model on both texts ...")
-def run_edit(model_key: str, text: str, op: str, pos: int, char: str, _model):
-    edit = Edit(op, pos, char)
-    cf = counterfactual(_model, text, edit)
-    if op == "insert":
-        pred = None  # a shift of everything after it: no gradient of one input describes that
-    else:
-        pred = sal_lib.predicted_change(_model, text, pos, char if op == "replace" else None,
-                                        length=SHOW_AFTER)[cf.positions]
-    return edit.describe(text), cf, pred
-
-
-@st.cache_resource
-def _aggregates() -> dict:
-    """Server-wide: key -> the Job computing one set of aggregates (shared by every session)."""
-    return {"jobs": {}, "lock": threading.Lock()}
-
-
-def _text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def share_far(sal, measure: str) -> float:
-    """The share of the summed |value| over the last SCAN_WINDOW characters that lies FAR or more back."""
-    v = np.abs(sal.value(measure))[::-1][:SCAN_WINDOW]  # by distance
-    return float(v[FAR:].sum() / v.sum()) if v.sum() > 0 else 0.0
-
-
 def _sync_box():
     st.session_state["why_target"] = st.session_state["why_target_box"]
 
@@ -80,24 +36,18 @@ def _set_target(t: int):
 
 def _on_point():
     """A click on the distance plot: that point's position becomes the target (scatter selections work)."""
-    ss = st.session_state
-    points = ((ss.get("why_distance") or {}).get("selection") or {}).get("points") or []
-    if points:
-        try:
-            s = int(points[0]["customdata"][0])
-        except (KeyError, IndexError, TypeError, ValueError):
-            return
-        if s >= 1:
-            ss["why_target"] = s
+    s = why.selected_position(st.session_state.get("why_distance"))
+    if s is not None and s >= 1:
+        st.session_state["why_target"] = s
 
 
-def target_controls(ctx, text: str) -> int:
+def target_controls(ctx, text: str, dt) -> int:
     ss = st.session_state
     n = len(text)
-    t_def, _ = default_target(ctx.key, text, _model=ctx.model)
-    # a new model or text: open again on its own far-looking target
-    if ss.get("_why_for") != (ctx.key, _text_key(text)):
-        ss["_why_for"] = (ctx.key, _text_key(text))
+    t_def = dt.target
+    # a new model or text: open again on its own default target
+    if ss.get("_why_for") != (ctx.key, why.text_key(text)):
+        ss["_why_for"] = (ctx.key, why.text_key(text))
         ss["why_target"] = t_def
     ui.default("why_target", t_def)
     ui.keep_in_range("why_target", 1, n - 1, t_def)
@@ -117,36 +67,35 @@ def target_controls(ctx, text: str) -> int:
     c2.radio("Measure", list(ap.MEASURES), key="why_measure", horizontal=True,
              format_func={"grad_norm": "gradient norm", "grad_x_input": "gradient × input"}.get)
     c3.button("Far-looking target", key="why_reset", on_click=_set_target, args=(t_def,),
-              help=f"Back to t = {t_def}: among {SCAN_TARGETS} targets spread over the text, the one with the "
-                   f"largest share of its influence {FAR} or more back")
+              help=f"Back to t = {t_def}: {dt.describe()}")
     return int(ss["why_target"])
 
 
-def story(sal, measure: str, t_def: int) -> str:
+def story(sal, measure: str, dt) -> str:
     """The sentence under the coloured text; every number in it is read off the arrays shown."""
     t, text = sal.target, sal.text
     v = np.abs(sal.value(measure))
     far = np.arange(0, max(0, t - FAR + 1))  # positions FAR or more back
     lines = [f"**t = {t}**, after reading `{render.char_label(text[t])}`: log p('{render.char_label(sal.char)}') = "
              f"{sal.logp:.2f} (p = {np.exp(sal.logp):.2f})."]
-    share = share_far(sal, measure)
+    share = sal_lib.share_far(v[::-1], FAR, SCAN_WINDOW)
     lines.append(f"Of the summed influence over the last {min(SCAN_WINDOW, t + 1)} characters, **{share:.0%}** "
                  f"comes from characters {FAR} or more back.")
     if far.size:
         s = int(far[np.argmax(v[far])])
+        ratio = f", with {v[s] / v[t]:.2g}× the influence of the character at t itself" if v[t] > 0 else ""
         lines.append(f"The strongest of those is `{render.char_label(text[s])}` at #{s}, **{t - s} characters "
-                     f"back**, with {v[s] / v[t]:.2g}× the influence of the character at t itself.")
-    if t == t_def:
-        lines.append(f"(The page opened here: among {SCAN_TARGETS} targets spread over the text, this one has the "
-                     f"largest share of its influence {FAR} or more characters back.)")
+                     f"back**{ratio}.")
+    if t == dt.target:
+        lines.append(f"(The page opened here: {dt.describe()}.)")
     return " ".join(lines)
 
 
 def saliency_section(ctx, text: str) -> tuple:
     ss = st.session_state
-    t = target_controls(ctx, text)
-    t_def = default_target(ctx.key, text, _model=ctx.model)[0]
-    sal = saliency(ctx.key, text, t, _model=ctx.model)[ss["why_which"]]
+    dt = why.default_target(ctx.key, text, _model=ctx.model)
+    t = target_controls(ctx, text, dt)
+    sal = why.saliency(ctx.key, text, t, _model=ctx.model)[ss["why_which"]]
     measure = ss["why_measure"]
     v = sal.value(measure)  # (t+1,)
     lo = max(0, t - 160)
@@ -157,7 +106,7 @@ def saliency_section(ctx, text: str) -> tuple:
     top = float(rest.max()) if rest.size and rest.max() > 0 else 1.0
     html = render.colored_text(text[lo:hi], shown, vmin=-top if measure == "grad_x_input" else 0.0, vmax=top,
                                diverging=measure == "grad_x_input", label=measure, mark=t - lo, first=lo)
-    st.markdown(story(sal, measure, t_def))
+    st.markdown(story(sal, measure, dt))
     ui.scroll_html(html, height=260, text=text[lo:hi])
     st.caption(f"Characters #{lo} to #{hi - 1}; the outlined one is t. "
                + ("Green: gradient norm, white 0 to full green at the largest before t (t itself is off the scale). "
@@ -174,64 +123,30 @@ def saliency_section(ctx, text: str) -> tuple:
     c2.markdown("**The ten most influential positions**")
     c2.dataframe([{"#": r["position"], "distance": r["distance"], "char": render.char_label(r["char"]),
                    "value": float(f"{r['value']:.4g}")} for r in rows], hide_index=True)
-    return t, sal
+    return t, sal, dt.target
 
 
 # --- the aggregate over many targets, for the shipped LSTM, GRU and RNN -----------------------------
 
-def aggregate_models(ctx) -> dict:
-    """label -> (cell, model, key): the shipped Shakespeare trio when the model under study is one of them
-    (or is not shipped but they are here), else the model under study alone."""
-    trio = {}
-    for entry in ui.model_entries().values():
-        if entry.source == "shipped" and entry.path is not None and entry.path.name in TRIO:
-            try:
-                model, _, key = ui.load_entry(entry)
-            except RnnvizError:
-                continue
-            trio[entry.path.name] = (model.cell, model, key)
-    if len(trio) >= 2 and ctx.name in trio:
-        return {name: trio[name] for name in TRIO if name in trio}
-    return {ctx.name: (ctx.cell, ctx.model, ctx.key)}
-
-
-def _agg_fn(models: dict, text: str, window: int):
-    def run(stop_event, report):
-        out = {}
-        for i, (label, (cell, model, _)) in enumerate(models.items()):
-            if stop_event.is_set():
-                return None
-            report(message=f"{label} ({i + 1} of {len(models)})", done=i, total=len(models))
-            out[label] = (cell, sal_lib.aggregate(model, text, window=window, count=AGG_TARGETS))
-        return out
-    return run
-
-
 def aggregate_section(ctx, text: str):
     st.subheader("How far back each model looks, on average")
-    models = aggregate_models(ctx)
+    models = why.aggregate_models(ctx)
     window = min(AGG_WINDOW, len(text) - 2)
     if window < 2:
         st.info("The text is too short for the aggregate: give it at least a few characters more.",
                 icon=":material/info:")
         return
-    key = "|".join([*(m[2] for m in models.values()), _text_key(text), str(window)])
-    server = _aggregates()
-    job = server["jobs"].get(key)
+    key = why.aggregate_key(models, text, window)
+    job = why.aggregate_job(key)
     if job is None or (not job.running and job.result is None):
         if job is not None and job.error:
             st.error(f"The last run failed: {job.error}", icon=":material/error:")
         names = ", ".join(models)
         st.markdown(f"The mean influence against distance over {AGG_TARGETS} targets spread over the text, in "
                     f"windows of {window} characters ending at each target, for {names}.")
-        if st.button("Compute the aggregate", key="why_agg", type="primary", icon=":material/play_arrow:"):
-            with server["lock"]:
-                job = server["jobs"].get(key)
-                if job is None or (not job.running and job.result is None):
-                    job = Job(_agg_fn(models, text, window), name="why-aggregate", threads=ui.TRAIN_THREADS).start()
-                    server["jobs"][key] = job
-        else:
+        if not st.button("Compute the aggregate", key="why_agg", type="primary", icon=":material/play_arrow:"):
             return
+        job = why.start_aggregate(key, models, text, window, AGG_TARGETS)
     if job.running:
         st.fragment(run_every=1.0)(lambda: ui.guard(_agg_progress, key))()
         return
@@ -239,7 +154,7 @@ def aggregate_section(ctx, text: str):
 
 
 def _agg_progress(key: str):
-    job = _aggregates()["jobs"].get(key)
+    job = why.aggregate_job(key)
     if job is None:
         return
     if job.running:
@@ -274,25 +189,46 @@ def draw_aggregate(aggs: dict, window: int):
 
 # --- counterfactual edits ------------------------------------------------------------------------
 
-def default_edit(text: str, t: int) -> tuple[str, int, str]:
-    """The edit the section opens on: delete the quote or bracket still open at t (opened FAR or more back);
-    with none, replace the last line break FAR or more before t by a space, joining two lines; else
-    delete the character FAR back."""
-    opener = open_at(text, t, min_gap=FAR)
-    if opener is not None:
-        return "delete", opener, " "
-    nl = text.rfind("\n", max(0, t - 200), max(0, t - FAR + 1))
-    if nl >= 0:
-        return "replace", nl, " "
-    return "delete", max(0, t - FAR), " "
+def _p_pair(a: float, b: float) -> tuple[str, str]:
+    """Two probabilities with enough decimals (3 to 6) to tell them apart when they differ."""
+    for d in range(3, 7):
+        x, y = f"{a:.{d}f}", f"{b:.{d}f}"
+        if x != y:
+            break
+    return x, y
 
 
-def edit_section(ctx, text: str, t: int):
+def edit_line(what: str, cf, pred, text: str, t: int, pos: int) -> str:
+    """The sentence over the edit chart: p at t before and after, the gradient's prediction where it has one,
+    and the largest change."""
+    line = f"**{what}.** "
+    k_t = np.flatnonzero(cf.positions == t + 1)  # the character t predicts, if it is downstream
+    if k_t.size:
+        j = int(k_t[0])
+        before, after = _p_pair(cf.p[j], cf.p_edited[j])
+        line += (f"At t = {t}, p('{render.char_label(text[t + 1])}') goes from {before} to {after} "
+                 f"(surprisal {cf.surprisal[j]:.2f} → {cf.surprisal_edited[j]:.2f} nats)")
+        if pred is not None and np.isfinite(pred[t + 1]):
+            line += (f"; the gradient predicted a change in log p of {pred[t + 1]:+.3f}, the actual is "
+                     f"{-cf.d_surprisal[j]:+.3f}")
+        elif pred is not None:
+            line += (f"; t lies {t + 1 - pos} characters after the edit, beyond the {PRED_REACH:,} the gradient's "
+                     "prediction is taken over")
+        line += ". "
+    big = np.nanargmax(np.abs(cf.d_surprisal)) if np.isfinite(cf.d_surprisal).any() else None
+    if big is not None:
+        k = int(cf.positions[big])
+        line += (f"The largest change is at #{k} ('{render.char_label(text[k])}', {k - pos} after the edit): "
+                 f"surprisal {cf.d_surprisal[big]:+.2f} nats.")
+    return line
+
+
+def edit_section(ctx, text: str, t: int, t_def: int):
     ss = st.session_state
     st.subheader("Change a character: what actually changes downstream")
-    op_def, pos_def, char_def = default_edit(text, t)
-    if ss.get("_why_edit_for") != (ctx.key, _text_key(text)):  # a new model or text: the story's default edit
-        ss["_why_edit_for"] = (ctx.key, _text_key(text))
+    op_def, pos_def, char_def = why.story_edit(ctx.key, text, t_def, _model=ctx.model)
+    if ss.get("_why_edit_for") != (ctx.key, why.text_key(text)):  # a new model or text: the story's default edit
+        ss["_why_edit_for"] = (ctx.key, why.text_key(text))
         ss["why_op"], ss["why_pos"], ss["why_char"] = op_def, pos_def, char_def
     ui.default("why_op", op_def)
     ui.keep_choice("why_op", list(OPS), op_def)
@@ -308,27 +244,18 @@ def edit_section(ctx, text: str, t: int):
     op, pos, char = ss["why_op"], int(ss["why_pos"]), ss.get("why_char") or ""
     if op != "delete":
         c3.caption(f"The character: '{render.char_label(char)}'" if len(char) == 1 else "Type one character.")
-    what, cf, pred = run_edit(ctx.key, text, op, pos, "" if op == "delete" else char, _model=ctx.model)
+    what, cf = why.run_edit(ctx.key, text, op, pos, "" if op == "delete" else char, _model=ctx.model)
     if not len(cf.positions):
         st.info(f"{what}: nothing comes after the edit to compare.", icon=":material/info:")
         return
+    pred = None  # an insert shifts everything after it: no gradient of one input describes that
+    if op != "insert":
+        # the chart's span, stretched to reach t when t is not too far: one forward-mode step per character
+        length = max(SHOW_AFTER, t + 1 - pos) if t + 1 - pos <= PRED_REACH else SHOW_AFTER
+        pred = why.predicted(ctx.key, text, pos, char if op == "replace" else None, length, _model=ctx.model)
+    st.markdown(edit_line(what, cf, pred, text, t, pos))
     upto = cf.positions <= pos + SHOW_AFTER  # the chart: the characters just after the edit
-    k_t = np.flatnonzero(cf.positions == t + 1)  # the character t predicts, if it is downstream
-    line = f"**{what}.** "
-    if k_t.size:
-        j = int(k_t[0])
-        line += (f"At t = {t}, p('{render.char_label(text[t + 1])}') goes from {cf.p[j]:.3f} to {cf.p_edited[j]:.3f} "
-                 f"(surprisal {cf.surprisal[j]:.2f} → {cf.surprisal_edited[j]:.2f} nats)")
-        if pred is not None:
-            line += f"; the gradient predicted a change in log p of {pred[j]:+.3f}, the actual is {-cf.d_surprisal[j]:+.3f}"
-        line += ". "
-    big = np.nanargmax(np.abs(cf.d_surprisal)) if np.isfinite(cf.d_surprisal).any() else None
-    if big is not None:
-        k = int(cf.positions[big])
-        line += (f"The largest change is at #{k} ('{render.char_label(text[k])}', {k - pos} after the edit): "
-                 f"surprisal {cf.d_surprisal[big]:+.2f} nats.")
-    st.markdown(line)
-    st.plotly_chart(ap.counterfactual_chart(cf.select(upto), None if pred is None else pred[upto],
+    st.plotly_chart(ap.counterfactual_chart(cf.select(upto), None if pred is None else pred[cf.positions][upto],
                                             title="What actually changes, against what the gradient predicts",
                                             mark=t + 1),
                     key="why_edit_chart", config=CHART)
@@ -350,8 +277,8 @@ def main():
     if len(text) < 2:
         st.warning("The text needs at least two characters.", icon=":material/warning:")
         return
-    t, sal = saliency_section(ctx, text)
-    ui.guard(edit_section, ctx, text, t)
+    t, sal, t_def = saliency_section(ctx, text)
+    ui.guard(edit_section, ctx, text, t, t_def)
     ui.guard(aggregate_section, ctx, text)
 
 

@@ -200,3 +200,49 @@ def open_at(text: str, t: int, min_gap: int = 10) -> int | None:
         if t - i >= min_gap:
             return i
     return None
+
+
+def candidate_edits(text: str, t: int, min_gap: int = 20, influence: np.ndarray | None = None) -> list[Edit]:
+    """Edits `min_gap` or more characters before target t that could tell a long-range story: delete the quote
+    or bracket still open at t, delete the most influential character (influence: (t+1,) by position, e.g.
+    a saliency's gradient norm), replace the last line break by a space (joining two lines), delete the
+    character min_gap back. Duplicates left out."""
+    out: list[Edit] = []
+    opener = open_at(text, t, min_gap=min_gap)
+    if opener is not None:
+        out.append(Edit("delete", opener))
+    far = t - min_gap + 1  # positions before this one lie min_gap or more back
+    if influence is not None and far > 0:
+        out.append(Edit("delete", int(np.argmax(np.abs(np.asarray(influence)[:far])))))
+    nl = text.rfind("\n", max(0, t - 200), max(0, far))
+    if nl >= 0:
+        out.append(Edit("replace", nl, " "))
+    out.append(Edit("delete", max(0, t - min_gap)))
+    seen, unique = set(), []
+    for e in out:
+        if (e.op, e.position) not in seen:
+            seen.add((e.op, e.position))
+            unique.append(e)
+    return unique
+
+
+def default_edit(model: CharRNN, text: str, t: int, min_gap: int = 20,
+                 influence: np.ndarray | None = None) -> tuple[Edit, float]:
+    """(edit, change): of the candidate_edits, the one that changes log p(text[t+1] | everything before it)
+    the most, measured exactly (both texts rerun up to t+1); change is that change in log p (NaN when t is
+    the text's last position: nothing to predict, so the first candidate is kept)."""
+    best, best_change = None, float("nan")
+    for edit in candidate_edits(text, t, min_gap, influence):
+        if t + 1 >= len(text):
+            return edit, float("nan")
+        try:
+            cf = counterfactual(model, text[: t + 2], edit)
+        except EditError:  # e.g. a replacement the model's vocabulary lacks
+            continue
+        k = np.flatnonzero(cf.positions == t + 1)
+        change = float(-cf.d_surprisal[k[0]]) if k.size else float("nan")
+        if best is None or (np.isfinite(change) and not abs(change) <= abs(best_change)):
+            best, best_change = edit, change
+    if best is None:
+        return Edit("delete", max(0, t - min_gap)), float("nan")
+    return best, best_change

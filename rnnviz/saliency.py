@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from .compare import model_scores
 from .errors import ConfigError, TextError
 from .gradients import _frozen_head, _frozen_params, fused_layer
 from .model import CharRNN
@@ -210,18 +211,74 @@ def aggregate(model: CharRNN, text: str, targets=None, window: int = 100, count:
     return Aggregate(targets=targets, window=window, which=which, grad_norm=gn, grad_x_input=gx)
 
 
-def long_range_target(model: CharRNN, text: str, min_distance: int = 20, window: int = 60, count: int = 60,
-                      measure: str = "grad_norm") -> tuple[int, float]:
-    """(t, share): among `count` spread targets, the one whose influence lies most beyond `min_distance`:
-    the share of its summed |value| over the window found at distances >= min_distance."""
-    window = min(window, len(text) - 2)
+def share_far(values: np.ndarray, min_distance: int = 20, window: int = 60) -> float:
+    """The share of the summed |value| over the last `window` positions (index 0 = distance 0) that lies
+    `min_distance` or more back; 0 when all of it is 0."""
+    v = np.abs(np.asarray(values, dtype=np.float64))[:window]  # (W,) by distance
+    total = v.sum()
+    return float(v[min_distance:].sum() / total) if total > 0 else 0.0
+
+
+def next_char_probs(model: CharRNN, text: str) -> np.ndarray:
+    """(len(text),) p(text[t+1] | text[:t+1]) at every target t, one forward with the state carried; NaN at the
+    last position (its next character is unknown)."""
+    out = np.full(len(text), np.nan)
+    out[:-1] = np.exp(-model_scores(model, text).surprisal)
+    return out
+
+
+@dataclass
+class DefaultTarget:
+    """The target a saliency view opens on, and why."""
+
+    target: int
+    share: float  # the share of its influence min_distance or more back (of the last `window` positions)
+    p: float  # p of the true next character there
+    uncertain: bool  # whether it was chosen among the unsure predictions (p_range), else among all
+    candidates: int  # how many targets the rule compared
+    min_distance: int
+    window: int
+    p_range: tuple[float, float]
+
+    def describe(self) -> str:
+        """One sentence: how this target was chosen."""
+        lo, hi = self.p_range
+        among = (f"among {self.candidates} targets where the model was unsure of the next character "
+                 f"({lo:g} ≤ p ≤ {hi:g})" if self.uncertain else
+                 f"among {self.candidates} targets spread over the text (none has {lo:g} ≤ p ≤ {hi:g})")
+        return (f"{among}, this one has the largest share of its influence over the last {self.window} characters "
+                f"lying {self.min_distance} or more back")
+
+
+def default_target(model: CharRNN, text: str, min_distance: int = 20, window: int = 60, count: int = 60,
+                   p_range: tuple[float, float] = (0.05, 0.9), measure: str = "grad_norm") -> DefaultTarget:
+    """A target worth explaining: the model is unsure of the true next character (p within p_range) and its
+    prediction depends on characters far back. Among up to `count` such targets (spread over the text, each
+    with a full window), the one with the largest share of its gradient norm `min_distance` or more back;
+    with no unsure target, among `count` spread targets of any p. One forward for p, one batched backward.
+    """
+    n = len(text)
+    window = min(window, n - 2)
     if window < 1:  # two characters: the only target there is
-        return len(text) - 1, 0.0
-    agg = aggregate(model, text, window=window, count=count)
-    v = np.abs(getattr(agg, measure))  # (N, W)
+        t = n - 1
+        return DefaultTarget(t, 0.0, float("nan"), False, 1, min_distance, max(window, 1), p_range)
+    p = next_char_probs(model, text)
+    lo, hi = p_range
+    ok = np.flatnonzero((p >= lo) & (p <= hi))
+    ok = ok[(ok >= window - 1) & (ok <= n - 2)]
+    uncertain = len(ok) > 0
+    if uncertain:
+        pick = np.unique(np.linspace(0, len(ok) - 1, min(int(count), len(ok))).round().astype(np.int64))
+        targets = ok[pick]
+    else:
+        targets = spread_targets(n, count, window)
+    agg = aggregate(model, text, targets=targets, window=window)
+    v = np.abs(getattr(agg, measure))  # (N, W) by distance
     share = v[:, min_distance:].sum(1) / np.maximum(v.sum(1), 1e-300)
     k = int(share.argmax())
-    return int(agg.targets[k]), float(share[k])
+    t = int(agg.targets[k])
+    return DefaultTarget(t, float(share[k]), float(p[t]), uncertain, len(agg.targets), min_distance, window,
+                         (float(lo), float(hi)))
 
 
 def _stepwise(model: CharRNN, x: torch.Tensor, states=None) -> torch.Tensor:

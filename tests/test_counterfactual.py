@@ -103,3 +103,26 @@ def test_open_at_finds_the_innermost_open_quote_or_bracket():
     assert open_at("it's a 'long quote here now", 26) == 7  # the apostrophe in it's is not an opener
     assert open_at('a "b" c "d" e f g h i j k', 24) is None  # both quotes closed
     assert open_at("(a [b) c d e f g h i j k l", 25) == 3  # a stray closer of another kind closes nothing
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_default_edit_moves_p_at_the_target_the_most(cell):
+    """Brute force: every candidate edit rerun through the independent reference; the rule's edit has the
+    largest |change in log p| of the character the target predicts, and reports that change."""
+    from rnnviz.counterfactual import candidate_edits, default_edit
+    model = _model(cell)
+    text = TEXT * 2
+    t = len(text) - 8
+    influence = np.zeros(t + 1)
+    influence[[20, t - 3]] = [1.0, 5.0]  # the largest lies too close to t: the one 10 or more back is #20
+    cands = candidate_edits(text, t, min_gap=10, influence=influence)
+    assert len(cands) >= 3 and all(e.position <= t - 10 for e in cands) and Edit("delete", 20) in cands
+    lp, _ = _rerun(model, text)
+    changes = {}
+    for e in cands:
+        edited = e.apply(text)
+        lp_e, _ = _rerun(model, edited)
+        changes[e] = lp_e[t + 1 + len(edited) - len(text)] - lp[t + 1]
+    edit, change = default_edit(model, text, t, min_gap=10, influence=influence)
+    assert abs(changes[edit]) == max(abs(c) for c in changes.values()) > 0
+    assert change == pytest.approx(changes[edit], abs=1e-5)

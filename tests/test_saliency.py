@@ -192,3 +192,37 @@ def test_predicted_change_from_several_threads():
     for t in threads:
         t.join()
     assert not errors, errors[:2]
+
+
+def test_share_far_by_hand():
+    from rnnviz.saliency import share_far
+    v = np.array([4.0, -1.0, 0.0, 2.0, 3.0, 100.0])  # by distance; 100 lies beyond a window of 5
+    assert share_far(v, min_distance=3, window=5) == pytest.approx(5 / 10)
+    assert share_far(np.zeros(4), 1, 4) == 0.0
+
+
+def test_default_target_is_an_unsure_far_looking_one():
+    """Brute force: every target of the text, its p from the independent reference and its share from a full
+    (unwindowed) saliency; the rule's target has p in the band and the largest share among those in it."""
+    from rnnviz.saliency import default_target, share_far
+    text = TEXT * 3
+    model = copy.deepcopy(_model("lstm", hidden=16)).double()
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    ids = model.vocab.encode(text)
+    layers, logits = ref.forward(sd, "lstm", 2, ids)
+    z = logits - logits.max(1, keepdims=True)
+    p = np.exp(z - np.log(np.exp(z).sum(1, keepdims=True)))[np.arange(len(text) - 1), ids[1:]]  # p[t]: next of t
+    window, far = 12, 5
+    q = np.sort(p[window - 1:])
+    k = len(q) // 2
+    lo, hi = (q[k - 1] + q[k]) / 2, 1.0  # only the more confident half qualifies (no p on the edge)
+    d = default_target(model, text, min_distance=far, window=window, count=1000, p_range=(lo, hi))
+    band = [t for t in range(window - 1, len(text) - 1) if lo <= p[t] <= hi]
+    assert d.uncertain and d.candidates == len(band) and d.target in band
+    assert d.p == pytest.approx(p[d.target], rel=1e-9)
+    shares = {t: share_far(saliency(model, text, t)["true"].grad_norm[::-1], far, window) for t in band}
+    assert d.share == pytest.approx(max(shares.values()), rel=1e-8)
+    assert shares[d.target] == pytest.approx(max(shares.values()), rel=1e-8)
+    # no target in the band: the rule falls back to spread targets of any p, and says so
+    none = default_target(model, text, min_distance=far, window=window, count=1000, p_range=(2.0, 3.0))
+    assert not none.uncertain and "none has" in none.describe()

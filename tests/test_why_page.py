@@ -2,7 +2,9 @@
 numbers it states are the library's, the edit section works, bad edits show a message, the aggregate runs.
 """
 import re
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from rnnviz import saliency as sal_lib
 from rnnviz.counterfactual import Edit, counterfactual
 from test_app import clean_caches, folders, one_thread, shipped, vocab  # noqa: F401 (fixtures)
-from test_app import app, ok, text_of
+from test_app import app, html, ok, text_of
 
 
 def _ctx(at):
@@ -30,8 +32,7 @@ def test_page_draws_and_states_the_library_numbers():
     text = ctx.text[:5000]
     t = at.slider(key="why_target").value
     # the page opened on the rule's target
-    t_def, _ = sal_lib.long_range_target(ctx.model, text, min_distance=20, window=min(60, len(text) - 1), count=60)
-    assert t == t_def
+    assert t == sal_lib.default_target(ctx.model, text, min_distance=20, window=60, p_range=(0.05, 0.7)).target
     sal = sal_lib.saliency(ctx.model, text, t)["true"]
     md = text_of(at.markdown)
     assert f"**t = {t}**" in md and "log p('" in md and f"= {sal.logp:.2f}" in md
@@ -80,7 +81,11 @@ def test_edit_section_reports_the_exact_change():
     cf = counterfactual(ctx.model, text, Edit("replace", 40, "e"))
     j = int(np.flatnonzero(cf.positions == 61)[0])
     md = text_of(at.markdown)
-    assert f"goes from {cf.p[j]:.3f} to {cf.p_edited[j]:.3f}" in md
+    m = re.search(r"At t = 60, p\('.+?'\) goes from ([0-9.]+) to ([0-9.]+)", md)
+    # at least 3 decimals, more when 3 would not tell the two apart
+    assert m and m.group(1) != m.group(2) and min(len(m.group(1)), len(m.group(2))) >= 5
+    assert float(m.group(1)) == pytest.approx(cf.p[j], abs=6e-4) and float(m.group(2)) == pytest.approx(
+        cf.p_edited[j], abs=6e-4)
     pred = sal_lib.predicted_change(ctx.model, text, 40, "e", length=150)[61]
     assert f"the gradient predicted a change in log p of {pred:+.3f}" in md
     at.selectbox(key="why_op").set_value("insert").run()
@@ -133,3 +138,70 @@ def test_aggregate_runs_in_the_background():
     ctx = _ctx(at)
     agg = sal_lib.aggregate(ctx.model, ctx.text[:5000], window=100, count=200)
     assert rows[0][2] == f"{agg.relative()[40]:.3g}"
+
+
+def _page_text(at) -> str:
+    """Every word the page shows: markdown, captions, notices and the coloured text's HTML (less its hover
+    titles: render.colored_text writes a NaN value, an unread character after t, as "=nan" there)."""
+    return "\n".join(text_of(x) for x in (at.markdown, at.caption, at.info, at.warning, at.error)) + re.sub(
+        r'title="[^"]*"', "", html(at))
+
+
+@pytest.mark.usefixtures("shipped")
+def test_far_targets_never_print_nan():
+    """A target far after the edit: the gradient's prediction is taken that far (up to 1,000 characters) and
+    stated, or its clause is left out with the reason; never "nan"."""
+    at = _why()
+    ctx = _ctx(at)
+    text = ctx.text[:5000]
+    t = len(text) - 2
+    at.slider(key="why_target").set_value(t).run()
+    at.selectbox(key="why_op").set_value("replace").run()
+    at.text_input(key="why_char").input("e").run()
+    at.number_input(key="why_pos").set_value(t - 400).run()  # 401 after the edit: beyond the chart's 150
+    ok(at)
+    pred = sal_lib.predicted_change(ctx.model, text, t - 400, "e", length=401)[t + 1]
+    assert np.isfinite(pred)
+    assert f"the gradient predicted a change in log p of {pred:+.3f}" in text_of(at.markdown)
+    assert "nan" not in _page_text(at).lower()
+    at.number_input(key="why_pos").set_value(10).run()  # far beyond the gradient's reach
+    ok(at)
+    md = text_of(at.markdown)
+    assert f"At t = {t}, p(" in md and "the gradient predicted" not in md
+    assert f"t lies {t + 1 - 10} characters after the edit, beyond the 1,000" in md
+    assert "nan" not in _page_text(at).lower()
+
+
+@pytest.fixture
+def python_lstm(folders):
+    src = Path(__file__).resolve().parents[1] / "pretrained" / "python-lstm"
+    if not src.is_dir():
+        pytest.skip("the shipped python-lstm is not here")
+    shutil.copytree(src, folders[0] / "python-lstm")
+    return folders
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("python_lstm")
+def test_python_lstm_opens_on_an_unsure_target_and_an_edit_that_moves_it():
+    at = _why()
+    ctx = _ctx(at)
+    assert ctx.name == "python-lstm"
+    text = ctx.text[:5000]
+    t = at.slider(key="why_target").value
+    sal = sal_lib.saliency(ctx.model, text, t)["true"]
+    assert sal.char == text[t + 1] and 0.05 <= np.exp(sal.logp) <= 0.7  # unsure, far from p = 1.00
+    md = text_of(at.markdown)
+    assert "(The page opened here: among" in md and "unsure of the next character" in md
+    # the default edit, rerun here: it moves p at t, and the page says by how much
+    op, pos = at.selectbox(key="why_op").value, int(at.number_input(key="why_pos").value)
+    char = "" if op == "delete" else at.text_input(key="why_char").value
+    assert pos <= t - 20  # 20 or more characters back
+    cf = counterfactual(ctx.model, text, Edit(op, pos, char))
+    j = int(np.flatnonzero(cf.positions == t + 1)[0])
+    assert abs(cf.d_surprisal[j]) > 0.05
+    m = re.search(r"At t = (\d+), p\('.+?'\) goes from ([0-9.]+) to ([0-9.]+)", md)
+    assert m and int(m.group(1)) == t and m.group(2) != m.group(3)
+    assert float(m.group(2)) == pytest.approx(cf.p[j], abs=1e-3) and float(m.group(3)) == pytest.approx(
+        cf.p_edited[j], abs=1e-3)
+    assert "nan" not in _page_text(at).lower()
