@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -280,32 +281,137 @@ def list_checkpoints(folder) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / CONFIG).is_file())
 
 
-def to_zip(path) -> bytes:
-    """The checkpoint folder as zip bytes (for a download button)."""
+def to_zip(path, history: bool = False) -> bytes:
+    """The checkpoint folder as zip bytes (for a download button); with `history`, its snapshots too."""
     path, buf = Path(path), io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name in (CONFIG, WEIGHTS):
             z.write(path / name, f"{path.name}/{name}")
+        for step, folder in history_folders(path) if history else []:
+            for name in (CONFIG, WEIGHTS):
+                z.write(folder / name, f"{path.name}/{HISTORY}/{folder.name}/{name}")
     return buf.getvalue()
 
 
-def from_zip(data: bytes, device="cpu") -> tuple[CharRNN, dict]:
-    """Load a zipped checkpoint without extracting anything to disk (so '../x' paths can do no harm)."""
+# A zip is read member by member in memory; these bound what a hostile one can make us read or write.
+MAX_ZIP_MEMBERS = 4 * MAX_SNAPSHOTS + 64  # a checkpoint, its snapshots, and room for stray files (.DS_Store ...)
+MAX_ZIP_BYTES = 2 * MAX_WEIGHTS_BYTES  # all the files read from one zip together, uncompressed
+_STEP = re.compile(r"step-(\d+)")
+
+
+def _zip_layout(z: zipfile.ZipFile) -> tuple[dict[str, zipfile.ZipInfo], dict[int, dict[str, zipfile.ZipInfo]]]:
+    """(the checkpoint's own files, {step: its snapshot's files}) by base name; a CheckpointError for a
+    path that leaves the zip, too many members, or files of more than one checkpoint."""
+    infos = z.infolist()
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise CheckpointError(f"the zip holds {len(infos):,} files; a checkpoint zip holds at most {MAX_ZIP_MEMBERS:,}")
+    root: dict[str, zipfile.ZipInfo] = {}
+    snaps: dict[int, dict[str, zipfile.ZipInfo]] = {}
+    folders: set[tuple[str, ...]] = set()
+    for info in infos:
+        name = info.filename.replace("\\", "/")
+        parts = tuple(p for p in name.split("/") if p not in ("", "."))
+        if name.startswith("/") or re.match(r"[A-Za-z]:", name) or ".." in parts:
+            raise CheckpointError(f"the zip holds a path that leads out of its folder ({info.filename!r}); "
+                                  "refusing it")
+        if info.is_dir() or not parts or parts[0] == "__MACOSX" or parts[-1] not in (CONFIG, WEIGHTS):
+            continue  # folders, macOS metadata and other files play no part
+        m = _STEP.fullmatch(parts[-2]) if len(parts) >= 3 and parts[-3] == HISTORY else None
+        if m is None:
+            folder, files = parts[:-1], root
+        else:
+            folder, files = parts[:-3], snaps.setdefault(int(m.group(1)), {})
+            if len(snaps) > MAX_SNAPSHOTS:
+                raise CheckpointError(f"the zip holds more than {MAX_SNAPSHOTS} history snapshots")
+        if parts[-1] in files:
+            where = f"{HISTORY}/{parts[-2]}/" if m else ""
+            raise CheckpointError(f"the zip holds more than one {where}{parts[-1]}")
+        files[parts[-1]] = info
+        folders.add(folder)
+    if len(folders) > 1:
+        raise CheckpointError("the zip holds files of more than one checkpoint folder ("
+                              + ", ".join(sorted("/".join(f) or "the top level" for f in folders)) + ")")
+    return root, snaps
+
+
+class _ZipReader:
+    """Reads members of an open zip, each within its own limit and all within MAX_ZIP_BYTES."""
+
+    def __init__(self, z: zipfile.ZipFile):
+        self.z, self.total = z, 0
+
+    def read(self, info: zipfile.ZipInfo, what: str) -> bytes:
+        limit = MAX_CONFIG_BYTES if what.endswith(CONFIG) else MAX_WEIGHTS_BYTES
+        if info.file_size > limit:
+            raise CheckpointError(f"{what} in the zip is too large (over {limit // 2**20} MB)")
+        if self.total + info.file_size > MAX_ZIP_BYTES:
+            raise CheckpointError(f"the zip's files come to more than {MAX_ZIP_BYTES // 2**20} MB uncompressed")
+        try:
+            with self.z.open(info) as f:
+                data = f.read(limit + 1)  # the header's size may lie: never read past the limit
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+            raise CheckpointError(f"{what} cannot be read from the zip ({e})") from None
+        if len(data) > limit:
+            raise CheckpointError(f"{what} in the zip is too large (over {limit // 2**20} MB)")
+        self.total += len(data)
+        if self.total > MAX_ZIP_BYTES:
+            raise CheckpointError(f"the zip's files come to more than {MAX_ZIP_BYTES // 2**20} MB uncompressed")
+        return data
+
+
+def _check_snapshot(config_bytes: bytes, weights_bytes: bytes, step: int, model_config: dict) -> None:
+    """A CheckpointError unless the snapshot loads as a checkpoint of the same model, at its folder's step."""
+    _, config = from_bytes(config_bytes, weights_bytes)  # every check a checkpoint gets
+    if config["model"] != model_config:
+        raise CheckpointError("its model does not match the checkpoint's")
+    if config.get("step", step) != step:
+        raise CheckpointError(f"its config.json says step {config.get('step')!r}, its folder step {step}")
+
+
+def from_zip(data: bytes, device="cpu", dest=None) -> tuple[CharRNN, dict]:
+    """Load a zipped checkpoint folder, with its `history/step-<N>/` snapshots when it has them (each
+    checked like a checkpoint, within the same size limits). Nothing is extracted: members are read in
+    memory, and with `dest` the checked files are written there, a checkpoint folder whose file names
+    are ours, never the zip's (so '../x' could do no harm; such a zip is refused all the same)."""
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, ValueError, EOFError):
         raise CheckpointError("the upload is not a zip file") from None
     with z:
-        files = {}
-        for info in z.infolist():
-            base = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
-            if base in (CONFIG, WEIGHTS) and not info.is_dir():
-                if base in files:
-                    raise CheckpointError(f"the zip holds more than one {base}")
-                limit = MAX_CONFIG_BYTES if base == CONFIG else MAX_WEIGHTS_BYTES
-                if info.file_size > limit:
-                    raise CheckpointError(f"{base} in the zip is too large")
-                files[base] = z.read(info)
-    if set(files) != {CONFIG, WEIGHTS}:
-        raise CheckpointError(f"the zip must hold {CONFIG} and {WEIGHTS}; found {sorted(files) or 'neither'}")
-    return from_bytes(files[CONFIG], files[WEIGHTS], device)
+        root, snaps = _zip_layout(z)
+        if set(root) != {CONFIG, WEIGHTS}:
+            raise CheckpointError(f"the zip must hold {CONFIG} and {WEIGHTS}; found {sorted(root) or 'neither'}")
+        reader = _ZipReader(z)
+        files = {name: reader.read(root[name], name) for name in (CONFIG, WEIGHTS)}
+        model, config = from_bytes(files[CONFIG], files[WEIGHTS], device)
+        tmp = None
+        if dest is not None:
+            dest = Path(dest)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
+        try:
+            if tmp is not None:
+                for name, content in files.items():
+                    _write_file(tmp / name, content)
+            del files
+            for step in sorted(snaps):
+                where = f"{HISTORY}/step-{step}/"
+                missing = sorted({CONFIG, WEIGHTS} - set(snaps[step]))
+                if missing:
+                    raise CheckpointError(f"the snapshot {where} lacks {' and '.join(missing)}")
+                snap = {name: reader.read(snaps[step][name], where + name) for name in (CONFIG, WEIGHTS)}
+                try:
+                    _check_snapshot(snap[CONFIG], snap[WEIGHTS], step, config["model"])
+                except CheckpointError as e:
+                    raise CheckpointError(f"the snapshot {where} cannot be used: {e}") from None
+                if tmp is not None:
+                    snapshot_dir(tmp, step).mkdir(parents=True)
+                    for name, content in snap.items():
+                        _write_file(snapshot_dir(tmp, step) / name, content)
+            if tmp is not None:
+                os.rename(tmp, dest)
+        except BaseException:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return model, config

@@ -160,7 +160,15 @@ def test_activations_unit_layer_and_exports(shipped):
     for key in ("layer", "kind", "sort_by", "hypothesis"):
         assert at.selectbox(key=key)
     assert at.slider(key="window_start") and at.get("dataframe")
-    assert at.selectbox(key="layer").value == 1 and at.number_input(key="unit").value == 0
+    from rnnviz.probes import best_unit
+    from rnnviz.trace import trace
+    ctx = at.session_state["_ctx"]
+    best = best_unit(trace(ctx.model, ctx.text, gates=False), ctx.config)  # each model opens on its best unit
+    assert (at.selectbox(key="layer").value, at.selectbox(key="kind").value,
+            at.number_input(key="unit").value) == (best["layer"], best["kind"], best["unit"])
+    at.selectbox(key="layer").set_value(1).run()
+    at.selectbox(key="kind").set_value("h").run()
+    at.number_input(key="unit").set_value(0).run()
     assert 'title="#0 ' in html(at) and "L1 h0=" in html(at)
     heat = spec(at, 0)
     assert heat["data"][0]["type"] == "heatmap" and "Layer 1 h" in title(heat)
@@ -223,13 +231,14 @@ def test_checkpoint_upload_good_and_hostile(shipped, vocab, tmp_path):
     assert at.selectbox(key="model_choice").value.startswith("mem:")
     assert "**Cell:** GRU" in text_of(at.markdown)
     # the two files of a checkpoint folder work too; a mismatched pair is refused with a message
-    at.file_uploader(key="ckpt_upload").set_value([
+    # (a loaded model empties the uploader: it comes back under a fresh key)
+    at.file_uploader[0].set_value([
         ("config.json", (mine / "config.json").read_bytes(), "application/json"),
         ("model.safetensors", (shipped[0] / "a-lstm" / "model.safetensors").read_bytes(), "application/octet-stream"),
     ]).run()
     assert not at.exception and "does not match" in text_of(at.error)
     save_tiny(tmp_path, "rnn", vocab, "rnn", layers=1)
-    at.file_uploader(key="ckpt_upload").set_value([
+    at.file_uploader[0].set_value([
         ("config.json", (tmp_path / "rnn" / "config.json").read_bytes(), "application/json"),
         ("model.safetensors", (tmp_path / "rnn" / "model.safetensors").read_bytes(), "application/octet-stream"),
     ]).run()

@@ -244,7 +244,7 @@ class _Payload:
 
 
 def upload(at, files):
-    at.file_uploader(key="ckpt_upload").set_value(files).run()
+    at.file_uploader[0].set_value(files).run()  # the sidebar's uploader: its key changes after each model loads
     assert not at.exception, [e.value for e in at.exception]
     return text_of(at.error)
 
@@ -323,11 +323,42 @@ def test_zip_with_parent_paths_writes_nothing(lstm, tmp_path):
     targets.append(tmp_path / "abs-x")
     before = {t: t.exists() for t in targets}
     at = app()
-    assert upload(at, [("evil.zip", evil, "application/zip")]) == ""
-    # read in memory: the model loads, and no file lands anywhere
-    assert at.selectbox(key="model_choice").value.startswith("mem:")
+    # refused with a message naming the path; read in memory, so no file lands anywhere
+    msg = upload(at, [("evil.zip", evil, "application/zip")])
+    assert "Upload rejected: the zip holds a path that leads out of its folder ('../../config.json')" in msg, msg
+    assert at.selectbox(key="model_choice").value.startswith("shipped:")
     assert {t: t.exists() for t in targets} == before and not any(before.values())
+    assert not uploads_on_disk(at)
 
+
+def uploads_on_disk(at) -> list[Path]:
+    """What the session's uploads left in its temporary folder."""
+    tmp = at.session_state["_tmpdir"] if "_tmpdir" in at.session_state else None
+    return sorted(Path(tmp).iterdir()) if tmp else []
+
+
+def test_history_zip_with_a_hostile_snapshot_is_refused(lstm, tmp_path):
+    """A checkpoint zip whose history/ holds a pickle, a truncated file or a path out: refused as a whole,
+    with the snapshot named; nothing runs, no model is added, nothing stays on disk."""
+    marker = tmp_path / "pwned"
+    model, _ = checkpoint.load(lstm)
+    run = checkpoint.save(model, tmp_path / "run", history=[{"step": s, "tensors": model.state_dict()} for s in (1, 2)])
+    members = {f"run/{p.relative_to(run).as_posix()}": p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    weights = members["run/history/step-2/model.safetensors"]
+    cases = [({"run/history/step-2/model.safetensors": pickle.dumps(_Payload(marker), protocol=4)},
+              "the snapshot history/step-2/ cannot be used: model.safetensors is a pickle"),
+             ({"run/history/step-2/model.safetensors": weights[:100]},
+              "the snapshot history/step-2/ cannot be used: model.safetensors is not a readable safetensors"),
+             ({"run/history/../../step-3/config.json": b"{}"}, "the zip holds a path that leads out of its folder")]
+    at = app()
+    for change, says in cases:
+        msg = upload(at, [("run.zip", as_zip({**members, **change}), "application/zip")])
+        assert f"Upload rejected: {says}" in msg, msg
+        assert at.selectbox(key="model_choice").value.startswith("shipped:") and not at.session_state["mem_models"]
+        assert not uploads_on_disk(at)
+    assert not marker.exists()
+    assert upload(at, [("run.zip", as_zip(members), "application/zip")]) == ""  # the whole zip loads
+    assert [p.name for p in uploads_on_disk(at)] == ["upload-1-run"]
 
 def test_empty_and_binary_files_as_corpus(lstm):
     elf = b"\x7fELF\x02\x01\x01\x00" + bytes(range(32)) * 8  # valid UTF-8, but NUL bytes and controls

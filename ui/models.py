@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,15 +165,35 @@ def add_mem_model(model, config: dict, name: str, source: str, path: Path | None
     return mid
 
 
-def load_upload(files) -> tuple:
-    """(model, config, name) from uploaded files: one zip, or config.json + model.safetensors."""
+UPLOAD_KEY = "ckpt_upload"
+
+
+def upload_key() -> str:
+    """The checkpoint uploader's widget key: a fresh one after each model it loaded, which empties the box."""
+    n = st.session_state.get("_upload_round", 0)
+    return UPLOAD_KEY if n == 0 else f"{UPLOAD_KEY}_{n}"
+
+
+def _safe_name(name: str) -> str:
+    """A file name of our own from a user's one: never a path, never hidden."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:60] or "model"
+
+
+def _md(text: str) -> str:
+    """A user's text shown literally in Markdown (a file called **x** stays **x**)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", text)
+
+
+def load_upload(files, dest: Path | None = None) -> tuple:
+    """(model, config, name) from uploaded files: one zip (written, with its history, to `dest` when
+    given), or config.json + model.safetensors."""
     files = list(files or [])
     if not files:
         raise checkpoint.CheckpointError("no file uploaded")
     names = {f.name: f for f in files}
     zips = [f for f in files if f.name.lower().endswith(".zip")]
     if len(files) == 1 and zips:
-        model, config = checkpoint.from_zip(zips[0].getvalue())
+        model, config = checkpoint.from_zip(zips[0].getvalue(), dest=dest)
         return model, config, Path(zips[0].name).stem
     if checkpoint.CONFIG in names and checkpoint.WEIGHTS in names:
         model, config = checkpoint.from_bytes(names[checkpoint.CONFIG].getvalue(),
@@ -182,14 +204,31 @@ def load_upload(files) -> tuple:
         f"{checkpoint.WEIGHTS} together (got {', '.join(sorted(names))})")
 
 
-def _on_checkpoint_upload() -> None:
+def _on_checkpoint_upload(key: str = UPLOAD_KEY) -> None:
+    """Load the uploader's files once. Streamlit may call this again for files it has already seen:
+    st.switch_page drops every widget's state, and the browser, which still holds the file, sends it
+    with the next click, which then looks like a new upload. So a set of files is read once (by the
+    ids Streamlit gives each upload), and after a model loads the uploader gets a fresh, empty key."""
     ss = st.session_state
-    files = ss.get("ckpt_upload") or []
+    files = ss.get(key) or []
+    seen = tuple(sorted(f.file_id for f in files))
+    if seen == ss.get("_upload_seen"):
+        return
+    ss["_upload_seen"] = seen
     ss.pop("upload_error", None)
+    ss.pop("upload_note", None)
     if not files:
         return
+    n = ss.get("_mem_counter", 0) + 1  # the id add_mem_model will give it: a folder name no other model has
+    dest = None
+    if len(files) == 1 and files[0].name.lower().endswith(".zip"):  # on disk, so its history can be read
+        from ui.jobs import session_dir  # ui.jobs imports this module
+
+        dest = session_dir() / f"upload-{n}-{_safe_name(Path(files[0].name).stem)}"
+        while dest.exists():
+            dest = dest.with_name(f"{dest.name}-{time.time_ns()}")
     try:
-        model, config, name = load_upload(files)
+        model, config, name = load_upload(files, dest)
     except RnnvizError as e:
         ss["upload_error"] = str(e)
         return
@@ -197,7 +236,18 @@ def _on_checkpoint_upload() -> None:
         log.exception("checkpoint upload failed")
         ss["upload_error"] = f"could not read the upload ({type(e).__name__})"
         return
-    add_mem_model(model, config, name, "upload")
+    path = dest if dest is not None and dest.is_dir() else None
+    try:
+        add_mem_model(model, config, name, "upload", path=path)
+    except RnnvizError as e:  # over the session's quota
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+        ss["upload_error"] = str(e)
+        return
+    steps = len(checkpoint.history_folders(path)) if path is not None else 0
+    ss["upload_note"] = (f"{_md(', '.join(f.name for f in files))}: loaded as **{_md(name)} (uploaded)**"
+                         + (f", with a training history of {steps} snapshot{'s' * (steps != 1)}." if steps else "."))
+    ss["_upload_round"] = ss.get("_upload_round", 0) + 1
 
 
 @st.cache_data(max_entries=4, show_spinner="Tracing the model over the text ...")

@@ -6,7 +6,8 @@ import streamlit as st
 from rnnviz.errors import RnnvizError
 from rnnviz.model import describe_device, pick_device
 from ui.jobs import job_records, quick_seconds, start_quick_training, training_progress
-from ui.models import Context, _on_checkpoint_upload, context, load_entry, model_card, model_entries
+from ui.models import (Context, _on_checkpoint_upload, context, load_entry, model_card, model_entries,
+                       upload_key)
 from ui.state import DEFAULT_MODEL, keep_choice, pretrained_dir
 from ui.text import study_text
 
@@ -35,11 +36,14 @@ def sidebar() -> Context | None:
     else:
         st.warning("No model yet: see the main page.", icon=":material/info:")
     with st.expander("Upload a checkpoint"):
-        st.file_uploader("A .zip of a checkpoint folder, or config.json + model.safetensors",
+        key = upload_key()
+        st.file_uploader("A .zip of a checkpoint folder (its history/ too), or config.json + model.safetensors",
                          type=["zip", "json", "safetensors"], accept_multiple_files=True,
-                         key="ckpt_upload", on_change=_on_checkpoint_upload)
+                         key=key, on_change=_on_checkpoint_upload, args=(key,))
         if ss.get("upload_error"):
             st.error(f"Upload rejected: {ss['upload_error']}", icon=":material/error:")
+        elif ss.get("upload_note"):
+            st.success(ss["upload_note"], icon=":material/check_circle:")
     if ctx is not None:
         with st.expander("Model card", expanded=False):
             model_card(ctx)
