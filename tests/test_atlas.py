@@ -474,6 +474,25 @@ def test_bad_corpus_input(tmp_path):
     assert from_file.text == TEXT[:200] and from_file.name == "corpus.txt"
 
 
+def test_an_uploaded_corpus_is_whole_utf8_text_up_to_the_cap(tmp_path):
+    src = A.upload_corpus("\ufeffline one\r\nline two ✓\n".encode(), "notes.txt")
+    assert src.text == "line one\nline two ✓\n" and src.name == "notes.txt" and not src.notices
+    assert A.upload_corpus(b"x" * 50, "a.txt", max_chars=50).text == "x" * 50
+    # four bytes per character is UTF-8's most: 50 four-byte characters are 200 bytes and fit
+    assert A.upload_corpus("😀".encode() * 50, "e.txt", max_chars=50).text == "😀" * 50
+    for data, says in (("é".encode("latin-1") * 3, "UTF-8"), (b"", "empty"), (b" \n\t", "empty"),
+                       (b"\x00\x01\x02" * 10, "binary"), (b"x" * 51, "holds 51 characters"),
+                       (b"x" * 201, "MB")):
+        with pytest.raises(TextError, match=says):
+            A.upload_corpus(data, "f.txt", max_chars=50)
+    # resolved once, it builds as itself (its name is never read as a built-in corpus)
+    model = _model("lstm", hidden=8, layers=1)
+    named = A.CorpusText(TEXT[:300], "python")
+    at = A.load_or_build(model, None, named, cache_dir=tmp_path, chunk=CHUNK, top_k=K)
+    assert at.text == TEXT[:300] and at.name == "python"
+    assert at.path.name == A.entry_key(model, TEXT[:300], CHUNK, K)  # keyed by the content
+
+
 def test_default_corpus_is_the_held_out_split(tmp_path):
     corpus = quotes_task(3000, seed=3)
     model = build(sorted(set(corpus.text)), cell="lstm", hidden_size=8, num_layers=1, embed_size=8, seed=0)

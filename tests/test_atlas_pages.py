@@ -151,3 +151,50 @@ def test_sessions_share_one_atlas(folders):
     server = atlas_ui._server()
     assert len(server["atlases"]) == 1 and len(server["jobs"]) == 1
     assert first.get("plotly_chart")
+
+
+def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="atlas_upload_file").set_value((name, data, "text/plain")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_an_uploaded_corpus_file_gets_its_own_atlas_keyed_by_content(folders, tmp_path):
+    """Researcher 3: a corpus file on the atlas page (UTF-8, at most MAX_CHARS, said on screen); bad files
+    get a clear message; two files of one name get two atlases, each over its own text."""
+    from rnnviz import atlas as A
+    from ui import atlas as atlas_ui
+    at = app("atlas")
+    at.selectbox(key="atlas_corpus").set_value(atlas_ui.UPLOAD).run()
+    uploader = at.file_uploader(key="atlas_upload_file")
+    assert f"at most {A.MAX_CHARS:,} characters" in uploader.label
+    assert "Upload a corpus file above" in "\n".join(i.value for i in at.info)
+    for name, data, says in (("latin1.txt", "caf\xe9 cr\xe8me".encode("latin-1"), "UTF-8"),
+                             ("empty.txt", b"", "empty"),
+                             ("big.txt", b"ab" * (A.MAX_CHARS // 2) + b"c", f"{A.MAX_CHARS + 1:,} characters"),
+                             ("huge.txt", b"a" * (4 * A.MAX_CHARS + 1), "MB")):
+        _upload(at, name, data)
+        errors = "\n".join(e.value for e in at.error)
+        assert "Upload refused" in errors and says in errors and name in errors, errors
+        assert not [b for b in at.button if b.key == "atlas_build"]
+    first, second = quotes_task(1500, seed=5).text, quotes_task(1700, seed=6).text
+    assert first != second
+    _upload(at, "mine.txt", first.encode())
+    assert not at.error and "1,500 characters" in "\n".join(c.value for c in at.caption)
+    built(at)
+    server = atlas_ui._server()
+    assert [a.text for a in server["atlases"].values()] == [first]
+    _upload(at, "mine.txt", second.encode())  # the same name, other content: not the first one's atlas
+    assert not at.get("plotly_chart") and "No atlas yet" in "\n".join(i.value for i in at.info)
+    built(at)
+    assert sorted(a.text for a in server["atlases"].values()) == sorted([first, second])
+    assert len(list((tmp_path / "atlas").glob("*/meta.json"))) == 2
+    assert any("over mine.txt (1,700 characters" in c.value for c in at.caption)
+    third = quotes_task(800, seed=7).text
+    _upload(at, "python", third.encode())  # a file named like a built-in corpus is still the file
+    built(at)
+    assert third in [a.text for a in server["atlases"].values()]
+    _upload(at, "mine.txt", second.encode())
+    at.switch_page("pages/unit_page.py").run()  # the upload stays with the session, not with the uploader
+    assert not at.exception and at.title[0].value == "Unit dashboard"
+    assert any("over mine.txt (1,700 characters" in c.value for c in at.caption) and not at.info

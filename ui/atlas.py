@@ -13,12 +13,15 @@ import streamlit as st
 import ui
 from rnnviz import atlas as atlas_lib
 from rnnviz.corpora import CORPORA
-from rnnviz.errors import RnnvizError
+from rnnviz.errors import RnnvizError, TextError
 from rnnviz.jobs import Job
+from ui.models import _md  # a file name shown literally
 
 HELD_OUT = "held-out split"
 UNDER_STUDY = "the text under study"
-CHOICES = [HELD_OUT, *CORPORA, UNDER_STUDY]
+UPLOAD = "a corpus file (upload)"
+CHOICES = [HELD_OUT, *CORPORA, UPLOAD, UNDER_STUDY]
+UPLOAD_LABEL = f"Corpus file (UTF-8 text, at most {atlas_lib.MAX_CHARS:,} characters)"
 
 
 @st.cache_resource
@@ -38,11 +41,46 @@ def _corpus(model_key: str, choice: str, text_under_study: str, _config) -> atla
     return atlas_lib.resolve_corpus(_config, corpus)
 
 
+def _read_upload() -> None:
+    """Read the uploaded corpus file once, when the uploader's file changes; what it holds stays in the
+    session (the uploader itself is cleared when the page changes), a bad file leaves only its error."""
+    ss = st.session_state
+    ss.pop("atlas_upload", None)
+    ss.pop("atlas_upload_error", None)
+    up = ss.get("atlas_upload_file")
+    if up is None:
+        return
+    try:
+        ss["atlas_upload"] = atlas_lib.upload_corpus(up.getvalue(), up.name)
+    except RnnvizError as e:
+        ss["atlas_upload_error"] = str(e)
+
+
 def corpus_widget(where=st) -> str:
     ui.keep_choice("atlas_corpus", CHOICES, HELD_OUT)
-    return where.selectbox("Atlas corpus", CHOICES, key="atlas_corpus",
-                           help="The corpus the atlas indexes: by default the model's held-out split (up to "
-                                f"{atlas_lib.MAX_CHARS:,} characters), or a built-in corpus, or the text under study.")
+    choice = where.selectbox("Atlas corpus", CHOICES, key="atlas_corpus",
+                             help="The corpus the atlas indexes: by default the model's held-out split, or a "
+                                  "built-in corpus, a corpus file you upload, or the text under study; up to "
+                                  f"{atlas_lib.MAX_CHARS:,} characters.")
+    if choice == UPLOAD:
+        ss = st.session_state
+        where.file_uploader(UPLOAD_LABEL, key="atlas_upload_file", on_change=_read_upload, max_upload_size=8,
+                            help="Plain text in UTF-8. A longer file is refused, not cut: upload its first "
+                                 f"{atlas_lib.MAX_CHARS:,} characters, or index all of it with `python -m rnnviz "
+                                 "atlas MODEL --corpus FILE --chars N`.")
+        if ss.get("atlas_upload_error"):
+            where.error(f"Upload refused: {ss['atlas_upload_error']}", icon=":material/error:")
+        elif ss.get("atlas_upload") is not None:
+            up = ss["atlas_upload"]
+            where.caption(f"Uploaded corpus: **{_md(up.name)}**, {len(up.text):,} characters.")
+    return choice
+
+
+def _uploaded() -> atlas_lib.CorpusText:
+    src = st.session_state.get("atlas_upload")
+    if src is None:
+        raise TextError("no corpus file is uploaded yet: upload one under Atlas corpus (on the Unit atlas page)")
+    return src
 
 
 def _key(ctx, src) -> str:
@@ -54,7 +92,10 @@ def current(ctx, choice: str | None = None):
     """(atlas or None, the corpus, its key) for the model under study; never builds. An atlas counts as
     ready once its units are labelled (the labels are what the map and the dashboards read)."""
     choice = choice or st.session_state.get("atlas_corpus", HELD_OUT)
-    src = _corpus(ctx.key, choice, ctx.text if choice == UNDER_STUDY else "", _config=ctx.config)
+    if choice == UPLOAD:  # keyed below by its content, never by its file name
+        src = _uploaded()
+    else:
+        src = _corpus(ctx.key, choice, ctx.text if choice == UNDER_STUDY else "", _config=ctx.config)
     key = _key(ctx, src)
     server = _server()
     found = server["atlases"].get(key)
@@ -70,11 +111,15 @@ def panel(ctx):
     """The atlas of the model under study over the chosen corpus, or a build button and its progress.
     Returns the Atlas when it is ready, else None (the caller shows nothing more)."""
     choice = corpus_widget()
+    if choice == UPLOAD and st.session_state.get("atlas_upload") is None:
+        st.info(f"Upload a corpus file above: UTF-8 text of at most {atlas_lib.MAX_CHARS:,} characters. The atlas "
+                "is keyed by the file's content, so two files never share one.", icon=":material/info:")
+        return None
     try:
         found, src, key = current(ctx, choice)
     except RnnvizError as e:
-        st.info(f"No atlas over {choice}: {e}. Choose a built-in corpus or the text under study in the box "
-                "above.", icon=":material/info:")
+        st.info(f"No atlas over {choice}: {e}. Choose a built-in corpus, upload a corpus file, or the text under "
+                "study in the box above.", icon=":material/info:")
         return None
     for n in src.notices:
         st.info(n, icon=":material/info:")
@@ -122,8 +167,8 @@ def start(ctx, src, key: str) -> Job:
     with server["lock"]:
         job = server["jobs"].get(key)
         if job is None or not job.running:
-            corpus = None if src.name == "held-out" else src.name if src.name in CORPORA else src.text
-            job = Job(_prepare(ctx.model, ctx.config, corpus), name="atlas", threads=ui.TRAIN_THREADS).start()
+            # the resolved corpus itself: its name (a file may be called "python") never picks the text
+            job = Job(_prepare(ctx.model, ctx.config, src), name="atlas", threads=ui.TRAIN_THREADS).start()
             server["jobs"][key] = job
     return job
 

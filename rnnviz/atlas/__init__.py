@@ -7,7 +7,7 @@ means) and writes compact per-character states: int8 with a symmetric scale per 
 `chunk` characters, |stored - true| <= scale / 2. No step holds the corpus's float32 states.
 
 One file per concern:
-  corpus.py   which text (resolve_corpus), the model and text hashes, settings and cache keys
+  corpus.py   which text (resolve_corpus, upload_corpus), the model and text hashes, settings and cache keys
   stats.py    running per-unit statistics of one (layer, kind): top/bottom-K, moments, histograms, tau
   stream.py   the model run in chunks with the state carried; c, f, z recomputed as trace does
   store.py    the on-disk entry: sinks, atomic commit, recovery, validation
@@ -21,7 +21,7 @@ See docs/atlas.md for the cache layout and every exactness claim.
 from .build import build_atlas, job_fn, load, load_or_build, lookup
 from .core import Atlas
 from .corpus import (DEFAULT_CHUNK, DEFAULT_TOP_K, FORMAT_VERSION, MAX_CHARS, MIN_TOP_K, CorpusText,
-                     cache_key, entry_key, model_key, resolve_corpus, settings, text_sha256)
+                     cache_key, entry_key, model_key, resolve_corpus, settings, text_sha256, upload_corpus)
 from .labels import average_ranks, score_units
 from .lstmvis import export_lstmvis
 from .stats import _H_EDGES, C_BINS, GATE, H_BINS, QUANTILES, SPARSE_BELOW, kinds_of, tau
@@ -31,7 +31,7 @@ from .stream import Cancelled
 __all__ = [
     "Atlas", "CacheError", "Cancelled", "CorpusText",
     "build_atlas", "load", "load_or_build", "lookup", "job_fn", "export_lstmvis",
-    "resolve_corpus", "model_key", "text_sha256", "cache_key", "entry_key", "settings",
+    "resolve_corpus", "upload_corpus", "model_key", "text_sha256", "cache_key", "entry_key", "settings",
     "score_units", "average_ranks", "tau", "kinds_of", "default_cache_dir",
     "FORMAT_VERSION", "MAX_CHARS", "DEFAULT_CHUNK", "DEFAULT_TOP_K", "MIN_TOP_K",
     "H_BINS", "C_BINS", "SPARSE_BELOW", "QUANTILES", "GATE", "_H_EDGES",

@@ -50,14 +50,37 @@ class CorpusText:
     notices: list[str] = field(default_factory=list)
 
 
+def upload_corpus(data: bytes, name: str = "the uploaded file", max_chars: int = MAX_CHARS) -> CorpusText:
+    """An uploaded corpus file -> CorpusText named after it: UTF-8 text of at most `max_chars` characters
+    (a byte-order mark dropped, CRLF read as LF, as corpora.user_text reads it). Anything else is a
+    TextError that says what is wrong: not UTF-8, empty, binary, or too large. A too-large file is
+    refused, not cut, so an atlas that bears a file's name covers the whole file."""
+    from .. import corpora
+
+    if not isinstance(data, (bytes, bytearray)):
+        raise TextError(f"an uploaded corpus is bytes, not {type(data).__name__}")
+    if len(data) > 4 * max_chars:  # more bytes than max_chars characters can take in UTF-8: no need to decode
+        raise TextError(f"{name} is {len(data) / 2**20:,.1f} MB; the atlas takes a file of at most "
+                        f"{max_chars:,} characters: upload a shorter part of it")
+    text = corpora.user_text(bytes(data), name=name, max_chars=None).text
+    if len(text) > max_chars:
+        raise TextError(f"{name} holds {len(text):,} characters; the atlas takes a file of at most "
+                        f"{max_chars:,}: upload a shorter part of it")
+    return CorpusText(text, name)
+
+
 def resolve_corpus(config: dict | None, corpus=None, max_chars: int | None = MAX_CHARS) -> CorpusText:
     """The atlas corpus: None -> the model's held-out split (corpora.held_out_text); a name in
-    corpora.CORPORA -> that built-in corpus; a Path -> that UTF-8 file; bytes -> an upload; any other
-    str -> the user's text itself. Cut at `max_chars` with a notice."""
+    corpora.CORPORA -> that built-in corpus; a Path -> that UTF-8 file; bytes -> an upload; a CorpusText
+    -> itself (resolved before: upload_corpus); any other str -> the user's text itself. Cut at
+    `max_chars` with a notice."""
     from .. import corpora
 
     notices: list[str] = []
-    if corpus is None:
+    if isinstance(corpus, CorpusText):
+        text, name = corpus.text, corpus.name
+        notices.extend(corpus.notices)
+    elif corpus is None:
         text, notice = corpora.held_out_text(config or {})
         if text is None:
             raise ConfigError("the corpus this model trained on is not on this machine: give a corpus "
