@@ -13,6 +13,8 @@ WHITE = (255, 255, 255)
 NEG_COLOR = (67, 147, 195)  # blue of RdBu, light enough that black text stays readable
 POS_COLOR = (214, 96, 77)  # red of RdBu
 SEQ_COLOR = (49, 163, 84)  # green: probabilities, from white (0) to green (1)
+BAND_COLOR = "#6a3d9a"  # purple: a hypothesis's label band, apart from the red, blue and green fills
+BAND_SKIP = "#aaa"  # dotted grey band: a character the hypothesis does not count
 
 # the container: its own colours (so a dark app theme can't hide the text) and pre-wrap (spaces, tabs)
 _BOX = ("font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 14px; "
@@ -85,16 +87,53 @@ def _cut_note(shown: int, total: int) -> str:
             if shown < total else "")
 
 
+def robust_limit(values: np.ndarray, q: float = 95.0) -> float:
+    """A unit's own colour range: the q-th percentile of |value| over the finite values (beyond it the
+    colour saturates, so a few extreme characters do not wash out the rest); max |value| if that is 0,
+    1 if the values are all 0 or none is finite."""
+    a = np.abs(np.asarray(values, dtype=np.float64).reshape(-1))
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return 1.0
+    lim = float(np.percentile(a, q))
+    return lim if lim > 0 else (float(a.max()) or 1.0)
+
+
+def _band(band: np.ndarray | None, n: int) -> np.ndarray | None:
+    """A per-character label band (T,) as float64: 1 holds, 0 does not, NaN not counted."""
+    if band is None:
+        return None
+    b = np.asarray(band, dtype=np.float64).reshape(-1)
+    if len(b) != n:
+        raise ConfigError(f"{n} characters but {len(b)} labels: give one label per character")
+    if np.any(np.isfinite(b) & (b != 0) & (b != 1)):
+        raise ConfigError("the label band takes yes/no labels (1, 0, or NaN where not counted)")
+    return b
+
+
+def band_legend(band_label: str) -> str:
+    """The words under a label band: what a band under a character means."""
+    name = html.escape(str(band_label), quote=True)
+    return (f'<div style="{_NOTE}"><span style="border-bottom: 4px solid {BAND_COLOR}">&nbsp;&nbsp;&nbsp;</span> '
+            f"band under a character: {name} holds there (label 1); no band: it does not (label 0); "
+            f'<span style="border-bottom: 4px dotted {BAND_SKIP}">&nbsp;&nbsp;&nbsp;</span> dotted: not counted</div>')
+
+
 def colored_text(text: str, values: np.ndarray, vmin: float | None = None, vmax: float | None = None,
                  diverging: bool = True, label: str = "value", max_chars: int = 5000, mark: int | None = None,
-                 first: int = 0, notes: list[str] | None = None) -> str:
+                 first: int = 0, notes: list[str] | None = None, band: np.ndarray | None = None,
+                 band_label: str = "the hypothesis") -> str:
     """One <div> with a <span> per character, its background the value and its tooltip '#t 'c' label=v'.
 
     `mark` outlines one character (a context's peak); `first` is the position of text[0] in a longer
-    text, so tooltips give positions in that text; `notes` (one string per character) end the tooltips."""
+    text, so tooltips give positions in that text; `notes` (one string per character) end the tooltips.
+    `band` (T,): a hypothesis's yes/no labels (NaN where not counted), drawn as a thin band under each
+    character where the label is 1 (dotted grey where not counted), with a legend naming `band_label`,
+    so the unit's colour and the labels can be read one above the other."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)  # (T,)
     if len(values) != len(text):
         raise ConfigError(f"{len(text)} characters but {len(values)} values: give one value per character")
+    band = _band(band, len(text))
     lo, hi = _limits(values, vmin, vmax, diverging)
     n = min(len(text), max(0, int(max_chars)))
     name = html.escape(str(label), quote=True)
@@ -108,9 +147,16 @@ def colored_text(text: str, values: np.ndarray, vmin: float | None = None, vmax:
         if ch == "\n":
             shown += "<br>"  # the ↵ marks the line end; the break keeps the layout of the text
         peak = "; outline: 2px solid #111; font-weight: bold" if t == mark else ""
-        parts.append(f'<span title="{tip}" style="background-color: {_rgb(value_color(v, lo, hi, diverging))}{peak}">'
-                     f"{shown}</span>")
-    return f'<div class="rnnviz-text" style="{_BOX}">{"".join(parts)}{_cut_note(n, len(text))}</div>'
+        under = ""
+        if band is not None:
+            b = band[t]
+            under = (f"; border-bottom: 4px dotted {BAND_SKIP}" if not np.isfinite(b) else
+                     f"; border-bottom: 4px solid {BAND_COLOR}" if b == 1 else "; border-bottom: 4px solid transparent")
+            tip += html.escape(" label=" + ("not counted" if not np.isfinite(b) else str(int(b))), quote=True)
+        parts.append(f'<span title="{tip}" style="background-color: {_rgb(value_color(v, lo, hi, diverging))}{peak}'
+                     f'{under}">{shown}</span>')
+    legend = band_legend(band_label) if band is not None else ""
+    return f'<div class="rnnviz-text" style="{_BOX}">{"".join(parts)}{_cut_note(n, len(text))}{legend}</div>'
 
 
 def probability_text(text: str, probs: np.ndarray, max_chars: int = 5000, rank=None, u=None, lo=None,

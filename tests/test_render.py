@@ -144,3 +144,44 @@ def test_mark_outlines_one_character_and_positions_count_from_first():
     assert ["outline" in s for s in spans] == [False, False, True, False]
     assert spans[2].startswith(' title="#102 ') and spans[0].startswith(' title="#100 ')
     assert "&lt;" in spans[2] and "<c" not in out
+
+
+BAND_SPAN = re.compile(r'<span title="([^"]*)" style="background-color: rgb\([^)]*\)([^"]*)">(.*?)</span>', re.S)
+
+
+def test_label_band_under_each_character():
+    """The hypothesis's labels under the unit's text: a solid band where the label is 1, none where 0,
+    dotted where not counted; the tooltip says the label, the legend names the hypothesis (escaped)."""
+    from rnnviz.render import BAND_COLOR, BAND_SKIP
+    text = 'x = "a<b" + name'
+    labels = np.array([1.0 if 4 <= t <= 8 else 0.0 for t in range(len(text))])
+    labels[1] = np.nan  # a character the hypothesis does not count
+    values = np.linspace(-3, 3, len(text))
+    out = colored_text(text, values, band=labels, band_label="inside <quotes>")
+    spans = BAND_SPAN.findall(out)
+    assert len(spans) == len(text)
+    for t, (title, style, _) in enumerate(spans):
+        want = "not counted" if t == 1 else str(int(labels[t]))
+        assert title.endswith(f"label={want}")
+        assert (f"solid {BAND_COLOR}" in style) == (labels[t] == 1)
+        assert (f"dotted {BAND_SKIP}" in style) == (t == 1)
+    assert "inside &lt;quotes&gt; holds there" in out and "<quotes>" not in out
+    # the band changes nothing else: the same colours and characters as without it
+    plain = colored_text(text, values)
+    assert [(s[0].rsplit(" label=", 1)[0], s[2]) for s in spans] == [(s[0], s[2]) for s in BAND_SPAN.findall(plain)]
+    assert "band under a character" not in plain
+    with pytest.raises(ConfigError, match="one label per character"):
+        colored_text("ab", np.zeros(2), band=np.zeros(3))
+    with pytest.raises(ConfigError, match="yes/no"):
+        colored_text("ab", np.zeros(2), band=np.array([0.0, 3.0]))
+
+
+def test_robust_limit_is_the_percentile_of_magnitudes():
+    from rnnviz.render import robust_limit
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=1001) * 3
+    v[5] = 1e6  # one wild value does not set the range
+    mags = sorted(abs(float(x)) for x in v)
+    assert robust_limit(v, 95) == pytest.approx(mags[950])  # 1001 values: the 95th percentile is the 951st
+    assert robust_limit(np.array([0.0, 0.0, 2.0]), 50) == 2.0 and robust_limit(np.zeros(3)) == 1.0
+    assert robust_limit(np.array([np.nan, -4.0]), 100) == 4.0
