@@ -19,7 +19,7 @@ TANH_GATES = ("g", "n")  # candidates: tanh, in [-1, 1]; the other gates are sig
 LAYER_SYMBOLS = ("circle", "diamond", "square", "x", "triangle-up")
 MAX_TICK_CHARS = 200  # above this many characters, the x axis shows positions instead of characters
 
-__all__ = ["char_label", "activation_heatmap", "unit_line", "gate_lines", "saturation_table", "saturation_scatter",
+__all__ = ["char_label", "activation_heatmap", "unit_scales", "unit_line", "gate_lines", "saturation_table", "saturation_scatter",
            "gate_histograms", "loss_curves", "temperature_distributions", "unit_scores", "surprisal_bars"]
 # Gradient flow and the memory task have their own module: rnnviz.gradient_plots.
 
@@ -56,23 +56,46 @@ def _check_len(values: np.ndarray, text: str) -> None:
 # --- activations --------------------------------------------------------------------------------
 
 def activation_heatmap(values: np.ndarray, text: str, units: list[int] | None = None, title: str = "",
-                       first: int = 0) -> go.Figure:
+                       first: int = 0, scale: np.ndarray | None = None) -> go.Figure:
     """Units x characters heatmap of (T, U) activations, blue-white-red around 0; `first` is the
-    position of text's first character in the text it was cut from (the x values and the hover)."""
+    position of text's first character in the text it was cut from (the x values and the hover).
+
+    One colour scale for all units by default. Given `scale` (U,), one positive number per column of
+    values (a unit's largest |value| on the whole text, say), each row is drawn as value / scale, so
+    every unit fills -1..1 on its own range; the colour bar says so and the hover keeps the raw value."""
     values = np.asarray(values)  # (T, U)
     _check_len(values, text)
     units = list(range(values.shape[1])) if units is None else [int(u) for u in units]
-    z = values[:, units].T  # (U', T)
+    raw = values[:, units].T  # (U', T)
     pos = first + np.arange(len(text))
-    chars = np.broadcast_to(np.array(_labels(text), dtype=object), z.shape)  # (U', T) for the hover
-    fig = go.Figure(go.Heatmap(
-        z=z, x=pos, y=units, zmid=0, colorscale="RdBu_r", customdata=chars, colorbar=dict(title="value"),
-        hovertemplate="#%{x} '%{customdata}'<br>unit %{y}<br>value %{z:.3f}<extra></extra>"))
+    chars = np.broadcast_to(np.array(_labels(text), dtype=object), raw.shape)  # (U', T) for the hover
+    if scale is None:
+        heat = go.Heatmap(z=raw, x=pos, y=units, zmid=0, colorscale="RdBu_r", customdata=chars,
+                          colorbar=dict(title="value"),
+                          hovertemplate="#%{x} '%{customdata}'<br>unit %{y}<br>value %{z:.3f}<extra></extra>")
+    else:
+        s = np.asarray(scale, dtype=np.float64)[units]  # (U',)
+        if not np.all(np.isfinite(s) & (s > 0)):
+            raise ConfigError("each unit's scale must be a positive finite number")
+        custom = np.stack([chars, raw.astype(object)], axis=-1)  # (U', T, 2): character, raw value
+        heat = go.Heatmap(z=raw / s[:, None], x=pos, y=units, zmin=-1, zmax=1, colorscale="RdBu_r", customdata=custom,
+                          colorbar=dict(title=dict(text="value ÷ the<br>unit's largest<br>|value| (each<br>"
+                                                        "row its own<br>scale)", side="top")),
+                          hovertemplate="#%{x} '%{customdata[0]}'<br>unit %{y}<br>value %{customdata[1]:.3f}"
+                                        "<br>%{z:.2f} of the unit's largest |value|<extra></extra>")
+    fig = go.Figure(heat)
     fig.update_yaxes(type="category", title="unit")  # units need not be contiguous
     fig.update_xaxes(title="character position")
     _char_axis(fig, text, pos)
     fig.update_layout(title=title or "Activations: units × characters")
     return fig
+
+
+def unit_scales(values: np.ndarray) -> np.ndarray:
+    """Each unit's largest |value| over the text (T, U) -> (U,), 1 for a unit that is 0 throughout,
+    the divisor of activation_heatmap's rows scaled per unit."""
+    m = np.abs(np.asarray(values, dtype=np.float64)).max(axis=0) if len(values) else np.ones(np.shape(values)[1])
+    return np.where(m > 0, m, 1.0)
 
 
 def unit_line(values: np.ndarray, text: str, title: str = "") -> go.Figure:
