@@ -58,6 +58,28 @@ def test_activation_heatmap(traces):
         plots.activation_heatmap(h[:-1], TEXT)
 
 
+def test_activation_heatmap_rows_scaled_per_unit(traces):
+    """Scaled per unit, each row is its unit's values over that unit's own largest |value| (a loop over
+    the units, independently), so a quiet unit fills the colour range too; the colour bar says so."""
+    c = traces["lstm"].layers[0]["c"] * np.linspace(0.01, 50, traces["lstm"].layers[0]["c"].shape[1])  # (T, H)
+    units = [7, 0, 3]
+    fig = plots.activation_heatmap(c[2:9], TEXT[2:9], units=units, scale=plots.unit_scales(c), first=2)
+    hm = fig.data[0]
+    for row, u in enumerate(units):
+        biggest = max(abs(float(x)) for x in c[:, u])
+        np.testing.assert_allclose(np.asarray(hm.z)[row], c[2:9, u] / biggest, rtol=1e-12)
+        assert [float(hm.customdata[row][t][1]) for t in range(7)] == [float(x) for x in c[2:9, u]]  # raw in the hover
+    assert np.abs(plots.activation_heatmap(c, TEXT, units=units, scale=plots.unit_scales(c)).data[0].z).max(axis=1) \
+        == pytest.approx([1, 1, 1])
+    assert (hm.zmin, hm.zmax) == (-1, 1) and "own scale" in hm.colorbar.title.text.replace("<br>", " ")
+    assert "value %{customdata[1]" in hm.hovertemplate
+    shared = plots.activation_heatmap(c, TEXT, units=units).data[0]
+    assert shared.colorbar.title.text == "value" and "own scale" not in shared.hovertemplate
+    np.testing.assert_array_equal(plots.unit_scales(np.zeros((4, 2))), [1.0, 1.0])  # a silent unit: no 0/0
+    with pytest.raises(ConfigError):
+        plots.activation_heatmap(c, TEXT, scale=np.zeros(c.shape[1]))
+
+
 def test_unit_line(traces):
     v = traces["gru"].layers[1]["h"][:, 2]
     fig = plots.unit_line(v, TEXT, title="unit 2")
