@@ -398,6 +398,22 @@ def default_hypothesis(config_or_name=None, text: str | None = None) -> str:
     return _PREFERRED[family][0]
 
 
+def best_unit(trace, config_or_name=None, kinds=("h", "c")) -> dict | None:
+    """The unit a model opens on: the best of rank_units for the model's default hypothesis on the
+    trace's text (default_hypothesis(config, text)), as {"layer", "kind", "unit", "hypothesis",
+    "score", "flagged"}; None when that hypothesis does not vary on the text (no unit can be ranked).
+    flagged: evidence's word that the score rests on too little text to call the unit a detector."""
+    text = trace.text
+    name = default_hypothesis(config_or_name, text)
+    labels, mask = HYPOTHESES[name](text), hypothesis_mask(name, text)
+    ranked = rank_units(trace, labels, mask, kinds=kinds)
+    top = ranked.iloc[0]
+    if not np.isfinite(top.score):
+        return None
+    return {"layer": int(top.layer), "kind": str(top.kind), "unit": int(top.unit), "hypothesis": name,
+            "score": float(top.score), "flagged": evidence(labels, mask)["flagged"]}
+
+
 def unit_stats(trace, layer: int, kind: str, labels=None, mask=None) -> pd.DataFrame:
     """Per unit of one layer and kind: variance and mean |activation| over every character, and
     selectivity (rank_units' score over the characters `mask` counts, as Neuron search scores it;

@@ -42,7 +42,8 @@ class Stop:
 def _unit_settings(unit: tuple[int, str, int], hypothesis: str) -> dict:
     layer, kind, u = unit
     return {"layer": layer, "kind": kind, "unit": u, "hypothesis": hypothesis, "hypothesis_chosen": True,
-            "sort_by": "selectivity", "window_start": 0, "act_over_atlas": False}
+            "sort_by": "selectivity", "window_start": 0, "act_over_atlas": False,
+            "heat_scale": "unit"}  # the unit's own colour scale: on the shared one a quiet unit's row is white
 
 
 _TEXT = {"text_source": "Excerpt of the corpus", "excerpt_len": EXCERPT}
@@ -51,7 +52,7 @@ STOPS: tuple[Stop, ...] = (
     Stop("quotes", "A unit that knows it is inside a string", "python-lstm", "pages/activations_page.py",
          {**_TEXT, **_unit_settings(QUOTE_UNIT, "inside a string (tokenize)")},
          "This model read Python code, one character at a time, and nobody told it what a string is. Yet one of "
-         "its cells, **layer {layer} {kind}{unit}**, is **deep blue across ordinary code and jumps to about zero (white, "
+         "its cells, **layer {layer} {kind}{unit}**, is **blue across ordinary code and jumps to about zero (white, "
          "at most pale red) inside strings**, until the string closes. Look at the coloured code: the strings stand out. On this text it is the best of all the "
          "model's units at telling string from code: it scores **at least {min_score:.2f}** (1 would be perfect, "
          "0.5 a coin toss), counting one-line strings and code as Neuron search does. The table on the right sorts "

@@ -63,7 +63,7 @@ PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind"
            "tr_batch", "tr_lr", "tr_budget", "tr_seconds", "tr_steps", "tr_device", "tr_sample_every",
            "mem_steps", "mem_gap", "update_bias", "excerpt_len", "atlas_corpus", "atlas_layers", "atlas_kinds", "atlas_labels",
            "atlas_min_score", "match_layer", "match_kind", "match_threshold", "match_before", "match_after",
-           "match_span", "rank_over", "act_over_atlas", "atlas_window")
+           "match_span", "rank_over", "act_over_atlas", "atlas_window", "heat_scale", "act_band")
 # One group per page family, so each can grow on its own.
 PERSIST_WHY = ("why_target", "why_which", "why_measure", "why_op", "why_pos", "why_char")  # Why this character?
 PERSIST_COMPARE = ("cmp_against", "cmp_order", "cmp_other", "cmp_text", "cmp_chars", "cmp_start")  # Compare

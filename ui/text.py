@@ -10,7 +10,7 @@ import streamlit as st
 from rnnviz.corpora import excerpt, held_out, user_text
 from rnnviz.errors import TextError
 from rnnviz.hypotheses import HYPOTHESES, regex_hypothesis
-from rnnviz.probes import default_hypothesis
+from rnnviz.probes import best_unit, default_hypothesis
 from ui.models import Context, context
 from ui.state import DEFAULT_EXCERPT, MAX_ANALYSIS_CHARS, default, keep_choice, keep_in_range
 
@@ -139,3 +139,60 @@ def slice_trace(tr, start: int, end: int):
         layers=[{k: v[start:end] for k, v in layer.items()} for layer in tr.layers],
         probs=tr.probs[start:end], top_ids=tr.top_ids[start:end], top_probs=tr.top_probs[start:end],
         loss=tr.loss[start:end])
+
+
+# --- the unit a model opens on -------------------------------------------------------------------
+
+UNIT_KEYS = ("layer", "kind", "unit")
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def best_unit_of(model_key: str, text: str, kinds: tuple, _trace, _config) -> dict | None:
+    """rnnviz.probes.best_unit, cached per (model, text): ranking every unit is most of its cost."""
+    return best_unit(_trace, _config, kinds=kinds)
+
+
+def open_on_best_unit(ctx, kinds: list[str]) -> None:
+    """Before the unit pickers: a unit merely carried over from another model (the sidebar switched
+    model, the unit keys unchanged) is replaced by the unit last shown for this model, else by this
+    model's best unit for its default hypothesis. A unit set together with the model (the tour, a
+    link from another page) is kept; so is anything chosen while this model was shown."""
+    ss = st.session_state
+    now = tuple(ss.get(k) for k in UNIT_KEYS)
+    seen = ss.get("_unit_seen")  # (model key, unit keys) when Activations last drew
+    if seen is not None and seen[0] == ctx.key:
+        return
+    if seen is None:  # a first visit: only the pickers' plain defaults (or nothing) count as unchosen
+        carried = now[0] in (None, ctx.layers - 1) and now[1] in (None, "h") and now[2] in (None, 0)
+    else:
+        carried = now == tuple(seen[1])
+    if not carried:
+        return
+    last = ss.get("_unit_last", {}).get(ctx.key)
+    if last is not None:
+        ss.update(zip(UNIT_KEYS, last))
+        return
+    best = best_unit_of(ctx.key, ctx.text, tuple(kinds), _trace=ctx.trace(), _config=ctx.config)
+    if best is not None:
+        ss.update({k: best[k] for k in UNIT_KEYS})
+        ss["_unit_best"] = {"model": ctx.key, **best}
+
+
+def remember_unit(ctx) -> None:
+    """After the unit pickers: the unit shown for this model (what open_on_best_unit compares with)."""
+    ss = st.session_state
+    now = tuple(ss.get(k) for k in UNIT_KEYS)
+    ss["_unit_seen"] = (ctx.key, now)
+    ss.setdefault("_unit_last", {})[ctx.key] = now
+
+
+def best_unit_note(ctx) -> str | None:
+    """Words for the unit the page opened on, while it is still the one shown; else None."""
+    ss = st.session_state
+    best = ss.get("_unit_best")
+    if not best or best["model"] != ctx.key or tuple(ss.get(k) for k in UNIT_KEYS) != tuple(best[k] for k in UNIT_KEYS):
+        return None
+    return (f"Opened on L{best['layer']} {best['kind']}{best['unit']}: of all this model's units, the one that best "
+            f"follows *{best['hypothesis']}* (its corpus's default hypothesis) on this text, score "
+            f"{best['score']:.3f}" + (" (on too little text to call it a detector: see Neuron search)"
+                                      if best["flagged"] else "") + ".")
