@@ -3,6 +3,8 @@ import streamlit as st
 
 import ui
 from ui import atlas as atlas_ui
+from ui.models import _safe_name
+from rnnviz import atlas as atlas_lib
 from rnnviz import atlas_plots, dashboard
 
 COLUMNS = ["layer", "kind", "unit", "label", "direction", "score", "flagged", "tau", "sparsity", "mean", "std"]
@@ -62,11 +64,45 @@ def main():
     right.dataframe(table, key="atlas_table", on_select=on_row, selection_mode="single-row", hide_index=True,
                     height=480, column_config={c: st.column_config.NumberColumn(format="%.3f")
                                                for c in ("score", "tau", "sparsity", "mean", "std")})
+    lstmvis_export(ctx, atlas)
     st.subheader("The best unit for each hypothesis")
     best = atlas.best_units()
     st.dataframe(best[["hypothesis", "layer", "kind", "unit", "direction", "score", "positives", "spans", "flagged",
                        "reason"]], hide_index=True,
                  column_config={"score": st.column_config.NumberColumn(format="%.3f")})
+
+
+def lstmvis_export(ctx, atlas) -> None:
+    """The atlas as LSTMVis's files in one zip: all of it, or a window of it when that is too large."""
+    with st.expander("Export for LSTMVis", icon=":material/download:"):
+        T = len(atlas)
+        n = min(T, atlas_ui.LSTMVIS_MAX_BYTES // atlas_lib.lstmvis_size(atlas, 0, 1))
+        start = 0
+        if n < T:
+            ui.keep_in_range("atlas_lstmvis_start", 0, T - n, 0)
+            start = int(st.number_input(f"First character (the download holds {n:,} of {T:,})", 0, T - n,
+                                        step=max(1, n // 4), key="atlas_lstmvis_start"))
+            st.caption(f"All {T:,} characters would be {atlas_lib.lstmvis_size(atlas) / 2**20:,.0f} MB of arrays, "
+                       f"more than a download here holds ({atlas_ui.LSTMVIS_MAX_BYTES / 2**20:,.0f} MB). "
+                       "For all of them: "
+                       "`python -m rnnviz atlas MODEL --export-lstmvis DIR`.")
+        end = start + n
+        L = atlas.num_layers
+        layer = "1" if L == 1 else "{l}"
+        states = (f"`states{layer}` (the cell state c) and `output{layer}` (h)" if "c" in atlas.kinds
+                  else f"`output{layer}` (h)")
+        st.markdown(f"Characters {start:,} to {end:,} of the atlas corpus, in the files LSTMVis reads: "
+                    f"`states.h5` holds {'' if L == 1 else f'per layer l = 1..{L} '}{states}, each ({end - start:,} "
+                    f"characters × {atlas.hidden_size} units) float32, the atlas's stored int8 states "
+                    "dequantised (within its error bound); `train.h5` each character's vocabulary id; "
+                    "`words.dict` the vocabulary; `lstm.yml` the configuration. Unzip the folder into LSTMVis's "
+                    "data directory.")
+        vocab = ctx.model.vocab.chars
+        st.download_button(f"LSTMVis files ({atlas_lib.lstmvis_size(atlas, start, end) / 2**20:,.1f} MB before "
+                           "compression)", data=lambda: atlas_lib.lstmvis_zip(atlas, vocab, start, end),
+                           file_name=f"lstmvis-{_safe_name(f'{ctx.name}-{atlas.name}')}-{start}-{end}.zip",
+                           mime="application/zip", key="atlas_lstmvis", icon=":material/download:",
+                           on_click="ignore")
 
 
 ui.run_page(main)

@@ -573,6 +573,31 @@ def test_cli_summary_errors_and_export(tmp_path, capsys):
     assert "empty" in capsys.readouterr().err
 
 
+def test_lstmvis_zip_of_a_window_against_a_full_trace(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    import io
+    import zipfile
+
+    model = _model("gru")
+    at = _build(model, tmp_path)
+    start, end = 70, 330  # across block boundaries
+    assert A.lstmvis_size(at, start, end) == (end - start) * (2 * 1 * 16 * 4 + 8)
+    with zipfile.ZipFile(io.BytesIO(A.lstmvis_zip(at, model.vocab.chars, start, end, folder="x"))) as z:
+        assert sorted(z.namelist()) == ["x/lstm.yml", "x/states.h5", "x/train.h5", "x/words.dict"]
+        with h5py.File(io.BytesIO(z.read("x/states.h5")), "r") as f:
+            assert sorted(f) == ["output1", "output2"]  # a GRU has no cell state
+            x = trace(model, TEXT)  # the window's states are the whole text's, within the int8 bound
+            for l in range(2):
+                got = f[f"output{l + 1}"][()]
+                bound = at.scales(l, "h")[np.arange(start, end) // CHUNK] / 2 * (1 + 1e-5) + 1e-6
+                assert got.shape == (end - start, 16) and (np.abs(got - x.get(l, "h")[start:end]) <= bound).all()
+        with h5py.File(io.BytesIO(z.read("x/train.h5")), "r") as f:
+            np.testing.assert_array_equal(f["word_ids"][()], model.vocab.encode(TEXT[start:end]))
+        assert f"({start:,} to {end:,} of {len(TEXT):,})" in json.loads(z.read("x/lstm.yml"))["description"]
+    with pytest.raises(ConfigError, match="window"):
+        A.lstmvis_zip(at, model.vocab.chars, 400, 600)
+
+
 def test_concurrent_builds_of_one_key_share_one_entry(tmp_path):
     model = _model("gru")
     # a build that died (kill -9) left its temporary folder: removed by the next build, its pid gone

@@ -198,3 +198,78 @@ def test_an_uploaded_corpus_file_gets_its_own_atlas_keyed_by_content(folders, tm
     at.switch_page("pages/unit_page.py").run()  # the upload stays with the session, not with the uploader
     assert not at.exception and at.title[0].value == "Unit dashboard"
     assert any("over mine.txt (1,700 characters" in c.value for c in at.caption) and not at.info
+
+
+@pytest.fixture
+def deferred(monkeypatch):
+    """file id -> the callable a deferred download button registered: what a click in the browser runs."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+    seen = {}
+    original = MediaFileManager.add_deferred
+
+    def add_deferred(self, data_callable, *args, **kwargs):
+        file_id = original(self, data_callable, *args, **kwargs)
+        seen[file_id] = data_callable
+        return file_id
+    monkeypatch.setattr(MediaFileManager, "add_deferred", add_deferred)
+    return seen
+
+
+def _lstmvis_download(at: AppTest, deferred: dict) -> tuple[str, dict]:
+    """The LSTMVis button's label and its zip's files: {name: bytes}."""
+    import io
+    import zipfile
+    (button,) = [b for b in at.get("download_button") if b.proto.id.endswith("atlas_lstmvis")]
+    data = deferred[button.proto.deferred_file_id]()
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return button.proto.label, {n: z.read(n) for n in z.namelist()}
+
+
+def _h5(data: bytes) -> dict:
+    import io
+
+    import h5py
+    with h5py.File(io.BytesIO(data), "r") as f:
+        return {k: f[k][()] for k in f}
+
+
+def test_lstmvis_export_downloads_from_the_atlas_page(folders, deferred, monkeypatch):
+    """Researcher 8: the LSTMVis files as one zip on the atlas page; its HDF5 holds the atlas's states."""
+    import json
+
+    import numpy as np
+    from ui import atlas as atlas_ui
+    at = built(app("atlas"))
+    (atlas,) = atlas_ui._server()["atlases"].values()
+    model, _ = checkpoint.load(folders / "shakespeare-lstm")
+    label, files = _lstmvis_download(at, deferred)
+    assert sorted(files) == ["lstmvis/lstm.yml", "lstmvis/states.h5", "lstmvis/train.h5", "lstmvis/words.dict"]
+    states = _h5(files["lstmvis/states.h5"])
+    T = len(atlas)
+    assert set(states) == {"states1", "output1", "states2", "output2"}
+    for l in range(2):  # an independent reading: the cached atlas loaded afresh from disk
+        fresh = __import__("rnnviz.atlas", fromlist=["load"]).load(atlas.path)
+        np.testing.assert_array_equal(states[f"states{l + 1}"], fresh.states(l, "c"))
+        np.testing.assert_array_equal(states[f"output{l + 1}"], fresh.states(l, "h"))
+        assert states[f"output{l + 1}"].shape == (T, 12) and states[f"output{l + 1}"].dtype == np.float32
+    ids = _h5(files["lstmvis/train.h5"])["word_ids"]
+    assert "".join(model.vocab.chars[i] for i in ids) == atlas.text
+    config = json.loads(files["lstmvis/lstm.yml"])
+    assert {t["path"] for t in config["states"]["types"]} == set(states)
+    size = T * (2 * 2 * 12 * 4 + 8)
+    assert f"({size / 2**20:,.1f} MB before compression)" in label
+    md = "\n".join(m.value for m in at.markdown)
+    assert f"Characters 0 to {T:,} of the atlas corpus" in md and "`states{l}` (the cell state c)" in md
+    # an atlas larger than a download holds: a window of it, from the chosen first character
+    per_char = 2 * 2 * 12 * 4 + 8
+    n = 500
+    monkeypatch.setattr(atlas_ui, "LSTMVIS_MAX_BYTES", n * per_char + per_char // 2)
+    at.run()
+    at.number_input(key="atlas_lstmvis_start").set_value(100).run()
+    label, files = _lstmvis_download(at, deferred)
+    states = _h5(files["lstmvis/states.h5"])
+    np.testing.assert_array_equal(states["output2"], atlas.states(1, "h", 100, 100 + n))
+    ids = _h5(files["lstmvis/train.h5"])["word_ids"]
+    assert "".join(model.vocab.chars[i] for i in ids) == atlas.text[100:100 + n]
+    assert f"Characters 100 to {100 + n:,}" in "\n".join(m.value for m in at.markdown)
+    assert any("--export-lstmvis" in c.value for c in at.caption)

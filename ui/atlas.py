@@ -22,6 +22,8 @@ UNDER_STUDY = "the text under study"
 UPLOAD = "a corpus file (upload)"
 CHOICES = [HELD_OUT, *CORPORA, UPLOAD, UNDER_STUDY]
 UPLOAD_LABEL = f"Corpus file (UTF-8 text, at most {atlas_lib.MAX_CHARS:,} characters)"
+# of float32 arrays per LSTMVis download, before compression: the server builds each one in memory
+LSTMVIS_MAX_BYTES = 128 * 2**20
 
 
 @st.cache_resource

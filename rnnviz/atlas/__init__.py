@@ -14,7 +14,7 @@ One file per concern:
   core.py     the Atlas class: reading a built index
   labels.py   every unit against every hypothesis, and the labels cache
   build.py    build_atlas, load, lookup, load_or_build, job_fn
-  lstmvis.py  the LSTMVis export
+  lstmvis.py  the LSTMVis export: a folder, or a zip for a download
 
 See docs/atlas.md for the cache layout and every exactness claim.
 """
@@ -23,14 +23,14 @@ from .core import Atlas
 from .corpus import (DEFAULT_CHUNK, DEFAULT_TOP_K, FORMAT_VERSION, MAX_CHARS, MIN_TOP_K, CorpusText,
                      cache_key, entry_key, model_key, resolve_corpus, settings, text_sha256, upload_corpus)
 from .labels import average_ranks, score_units
-from .lstmvis import export_lstmvis
+from .lstmvis import export_lstmvis, lstmvis_size, lstmvis_zip
 from .stats import _H_EDGES, C_BINS, GATE, H_BINS, QUANTILES, SPARSE_BELOW, kinds_of, tau
 from .store import CACHE_ENV, LABELS, META, ROOT, SMALL, TEXT, CacheError, default_cache_dir
 from .stream import Cancelled
 
 __all__ = [
     "Atlas", "CacheError", "Cancelled", "CorpusText",
-    "build_atlas", "load", "load_or_build", "lookup", "job_fn", "export_lstmvis",
+    "build_atlas", "load", "load_or_build", "lookup", "job_fn", "export_lstmvis", "lstmvis_zip", "lstmvis_size",
     "resolve_corpus", "upload_corpus", "model_key", "text_sha256", "cache_key", "entry_key", "settings",
     "score_units", "average_ranks", "tau", "kinds_of", "default_cache_dir",
     "FORMAT_VERSION", "MAX_CHARS", "DEFAULT_CHUNK", "DEFAULT_TOP_K", "MIN_TOP_K",
