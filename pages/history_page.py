@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from rnnviz import checkpoint, experiments, gradient_plots, history, history_plots, render
+from rnnviz import checkpoint, experiments, gradient_plots, history, history_plots, losses, render
 from rnnviz.hypotheses import HYPOTHESES
 from rnnviz.probes import default_hypothesis
 
@@ -181,9 +181,9 @@ def main():
         snap = hist.snapshot(step)
         lines = [f"**Step {step:,}** of {steps[-1]:,} ({steps.index(step) + 1} of {len(steps)} snapshots)"]
         if "val_loss" in snap.config:
-            lines.append(f"validation loss {snap.config['val_loss']:.3f} nats/char")
+            lines.append(f"validation loss {snap.config['val_loss']:.3f} nats/char on {losses.eval_basis(hist.config)}")
         if "train_loss" in snap.config:
-            lines.append(f"train loss {snap.config['train_loss']:.3f}")
+            lines.append(f"train loss {snap.config['train_loss']:.3f} on {losses.train_basis(hist.config)}")
         st.markdown(" · ".join(lines))
         ui.default("hist_temp", 0.8)
         ui.keep_in_range("hist_temp", 0.0, 2.0, 0.8)
@@ -194,6 +194,9 @@ def main():
         c2.number_input("Seed", 0, 2**31 - 1, step=1, key="hist_seed")
     with right:
         st.plotly_chart(history_plots.loss_with_step(hist.curve(), steps, step), key="hist_loss", config=CONFIG)
+        st.caption(f"In nats/char. Train: each step's loss on {losses.train_basis(hist.config)}. Validation: "
+                   f"on {losses.eval_basis(hist.config)}. The model card's validation loss may be over "
+                   "another text: it says which.")
 
     model = _model(hist, step)
     temperature, seed = float(ss["hist_temp"]), int(ss["hist_seed"])
@@ -270,8 +273,9 @@ def main():
     st.subheader("Evolution of samples")
     st.caption(f"One row per snapshot: the same prime (a newline), temperature {temperature:g} and seed {seed}.")
     table = _evolution(_key(hist, "all"), "\n", 200, temperature, seed, text, _hist=hist)
-    st.caption(f"Losses in nats/char: the run's train loss at that step, its validation loss where it evaluated "
-               f"that step, and the snapshot's loss on the {len(text):,} characters of {where} (computed here).")
+    st.caption(f"Losses in nats/char: the run's train loss at that step (on {losses.train_basis(hist.config)}), its "
+               f"validation loss where it evaluated that step (on {losses.eval_basis(hist.config)}), and the "
+               f"snapshot's loss on the {len(text):,} characters of {where} (computed here).")
     st.dataframe(table.rename(columns={"train_loss": "train loss", "val_loss": "val loss",
                                        "text_loss": "loss on the text"}), hide_index=True,
                  column_config={"sample": st.column_config.TextColumn("sample", width="large")})

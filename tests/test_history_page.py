@@ -206,3 +206,26 @@ def test_memory_history_shows_recall_growing_step_by_step(folders, vocab):  # no
     at.select_slider(key="hist_step").set_value(mid).run()
     ok(at)
     assert f"**{want:.0%}** at gap 64" in text_of(at.markdown)
+
+
+def test_every_loss_says_which_text_and_how_many_characters(with_history):
+    """The step line, the chart's caption and the table's caption name the text of each loss; the count is the
+    one the run used: its last validation loss is reproduced by evaluating the last snapshot on exactly that
+    many characters of the held-out split."""
+    from rnnviz.training import evaluate
+    pre, path = with_history
+    at = open_history(pre, path)
+    ok(at)
+    basis = "the first 1,000 characters of shakespeare's held-out split"
+    captions, md = text_of(at.caption), text_of(at.markdown)
+    assert f"Validation: on {basis}" in captions and f"validation loss where it evaluated that step (on {basis})" \
+        in captions
+    assert "Train: each step's loss on one batch of 4 × 32 = 128 characters of the training split" in captions
+    hist = history.read(path)
+    last = hist.snapshot(hist.steps[-1])
+    assert f"validation loss {last.config['val_loss']:.3f} nats/char on {basis}" in md
+    _, val = split(load_corpus("shakespeare", max_chars=50_000), 0.1)
+    assert len(val) > 1000
+    model = checkpoint.load(last.path)[0]
+    assert evaluate(model, val[:1000]) == pytest.approx(last.config["val_loss"], abs=1e-5)
+    assert abs(evaluate(model, val[:2000]) - last.config["val_loss"]) > 1e-4  # another count would not match

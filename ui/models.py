@@ -12,6 +12,7 @@ import streamlit as st
 
 from rnnviz import checkpoint, quotas
 from rnnviz.errors import RnnvizError
+from rnnviz.losses import val_loss_basis
 from rnnviz.trace import trace as run_trace
 from ui.state import log, models_dir, pretrained_dir
 
@@ -106,7 +107,7 @@ def model_card(ctx: Context, where=st) -> None:
         "Vocabulary": f"{len(m.vocab)} characters",
         "Parameters": f"{m.num_params():,}",
         "Corpus": corpus_label(cfg),
-        "Validation loss": (f"{val:.3f} nats/char ({val / math.log(2):.3f} bits/char)"
+        "Validation loss": (f"{val:.3f} nats/char ({val / math.log(2):.3f} bits/char) on {val_loss_basis(cfg)}"
                             if isinstance(val, (int, float)) and math.isfinite(val) else "not recorded"),
     }
     steps = (cfg.get("training") or {}).get("steps") if isinstance(cfg.get("training"), dict) else None
