@@ -1,4 +1,6 @@
 """Compare: the model under study against the n-gram baseline or another model, character by character."""
+import re
+
 import numpy as np
 import streamlit as st
 
@@ -82,16 +84,20 @@ def controls(ctx):
 
 
 def comparison(ctx):
-    """(Comparison, notices) for the chosen B and text; None when B cannot be had."""
+    """(Comparison, notices, the text in words) for the chosen B and text; None when B cannot be had."""
     ss = st.session_state
     notices = []
+    what = f"the text under study ({len(ctx.text):,} characters)"
     if ss["cmp_text"] == HELD:
         text, notice = held_text(ctx.key, _config=ctx.config)
         if not text:
             notices.append("This model's held-out text is not on this machine: the text under study is used.")
             text = ctx.text
         else:
-            text = text[: int(ss["cmp_chars"])]
+            n = int(ss["cmp_chars"])
+            what = (f"the first {n:,} characters of {ctx.name}'s held-out text" if len(text) > n else
+                    f"all {len(text):,} characters of {ctx.name}'s held-out text")
+            text = text[:n]
             if notice:
                 notices.append(notice)
     else:
@@ -104,18 +110,18 @@ def comparison(ctx):
         except RnnvizError as e:
             hint = " Compare it against another model instead." if "not on this machine" in str(e) else ""
             st.warning(f"{e}.{hint}", icon=":material/warning:")
-            return None, notices
+            return None, notices, what
         if notice:
             notices.append(notice)
         b = ngram_scores(ctx.key, order, text, _ngram=ng)
     else:
         choices = other_choices(ctx)
         if not choices:
-            return None, notices
+            return None, notices, what
         entry = choices[ss["cmp_other"]]
         model_b, _, key_b = ui.load_entry(entry)
         b = model_scores(key_b, entry.path.name if entry.path else entry.label, text, _model=model_b)
-    return compare.compare(text, a, b), notices
+    return compare.compare(text, a, b), notices, what
 
 
 def study(entry_id: str) -> None:
@@ -132,12 +138,27 @@ def python_entry(ctx):
     return None
 
 
+def downloads(res) -> None:
+    """CSV of what the page draws: per character, by class, and accuracy against distance."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"compare-{res.a.name}-vs-{res.b.name}")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Per character (CSV)", data=lambda: res.to_frame().to_csv(index=False),
+                       file_name=f"{stem}-characters.csv", mime="text/csv", icon=":material/download:",
+                       key="cmp_csv_chars")
+    c2.download_button("By class (CSV)", data=lambda: res.breakdown().to_csv(index=False),
+                       file_name=f"{stem}-classes.csv", mime="text/csv", icon=":material/download:",
+                       key="cmp_csv_classes")
+    c3.download_button("Accuracy by distance (CSV)", data=lambda: res.accuracy().to_csv(index=False),
+                       file_name=f"{stem}-accuracy.csv", mime="text/csv", icon=":material/download:",
+                       key="cmp_csv_accuracy")
+
+
 def main():
     ctx = ui.require_model()
     st.title("Compare")
     st.markdown(INTRO)
     controls(ctx)
-    res, notices = comparison(ctx)
+    res, notices, what = comparison(ctx)
     for n in notices:
         st.info(n, icon=":material/info:")
     if res is None:
@@ -151,6 +172,10 @@ def main():
     c1.metric(f"A: {A}", f"{ma:.3f} nats/char")
     c2.metric(f"B: {B}", f"{mb:.3f} nats/char")
     c3.metric("characters compared", f"{int(res.kept.sum()):,}")
+    st.caption(f"Mean surprisal −log p of each next character, in nats, over the {int(res.kept.sum()):,} characters "
+               f"compared: every character but the first of {what}"
+               + (", less those left out above." if res.left_out else ".") + " Every number below is over them.")
+    downloads(res)
     st.markdown(f"**In short.** {compare.summary(res)}")
     words = compare.closing_words(res)
     if words:

@@ -77,6 +77,15 @@ class Comparison:
         """Mean surprisal (nats/char) of A and of B over the kept characters."""
         return float(self.a.surprisal[self.kept].mean()), float(self.b.surprisal[self.kept].mean())
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per next character, as the coloured text and the position chart draw them: its position in
+        the text, the character, its class, whether it is compared (in both vocabularies), each predictor's
+        surprisal (nats) and top guess, and A − B (NaN where not compared)."""
+        return pd.DataFrame({"position": np.arange(1, len(self.text)), "char": list(self.text[1:]),
+                             "class": self.classes.names()[1:], "compared": self.kept,
+                             "surprisal_a": self.a.surprisal, "surprisal_b": self.b.surprisal,
+                             "a_minus_b": self.diff, "top_a": self.a.predicted, "top_b": self.b.predicted})
+
     def breakdown(self) -> pd.DataFrame:
         """Per class (CLASSES order, empty ones dropped): count, mean surprisal of A and B, their
         difference A − B, and the share of characters where A's surprisal is lower."""

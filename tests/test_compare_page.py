@@ -8,6 +8,7 @@ from rnnviz.training import evaluate
 from rnnviz.vocab import Vocab
 from test_app import clean_caches, folders, one_thread  # noqa: F401 (fixtures)
 from test_app import app, html, ok, spec, text_of, title
+from tests import reference as ref
 
 QUOTES = {"name": "quotes-seed0", "chars": 20_000}  # regenerated on the fly: a small, fast corpus
 
@@ -128,3 +129,68 @@ def test_a_text_without_closers_offers_python_lstm(models):
     ok(at)
     assert at.session_state["model_choice"] == f"shipped:{models / 'python-lstm'}"
     assert at.session_state["_ctx"].name == "python-lstm" and "B: 8-gram" in metrics(at)
+
+
+def test_the_loss_says_which_text_and_how_many_characters(models):
+    """The caption under the means names the text and the count; the means are over exactly that text."""
+    at = app("compare")
+    ok(at)
+    model, config = checkpoint.load(models / "a-lstm")
+    held, _ = corpora.held_out_text(config)
+    assert "over the 1,999 characters compared: every character but the first of all 2,000 characters of " \
+           "a-lstm's held-out text." in text_of(at.caption)
+    at.number_input(key="cmp_chars").set_value(1_000).run()
+    ok(at)
+    assert "over the 999 characters compared: every character but the first of the first 1,000 characters of " \
+           "a-lstm's held-out text." in text_of(at.caption)
+    assert metrics(at)["A: a-lstm"] == f"{evaluate(model, held[:1_000]):.3f} nats/char"
+    assert metrics(at)["characters compared"] == "999"
+    at.radio(key="cmp_text").set_value("the text under study").run()
+    ok(at)
+    n = len(at.session_state["_ctx"].text)
+    assert f"every character but the first of the text under study ({n:,} characters)." in text_of(at.caption)
+
+
+def test_csv_of_what_the_page_plots(models, monkeypatch):
+    """Per character, by class and accuracy: each CSV holds the numbers of an independent rerun."""
+    import io
+
+    import pandas as pd
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    found = {}
+    real = MediaFileManager.add_deferred
+
+    def spy(self, data_callable, mimetype, coordinates, file_name=None, **kw):
+        found[file_name] = data_callable
+        return real(self, data_callable, mimetype, coordinates, file_name, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", spy)
+    at = app("compare")
+    at.radio(key="cmp_against").set_value("another model").run()
+    ok(at)
+    stem = "compare-a-lstm-vs-b-gru"
+    assert {f"{stem}-characters.csv", f"{stem}-classes.csv", f"{stem}-accuracy.csv"} <= set(found)
+    chars = pd.read_csv(io.StringIO(found[f"{stem}-characters.csv"]()), keep_default_na=False,
+                        na_values={"a_minus_b": [""]})
+    model_a, config = checkpoint.load(models / "a-lstm")
+    model_b, _ = checkpoint.load(models / "b-gru")
+    held, _ = corpora.held_out_text(config)
+    assert len(chars) == len(held) - 1 and "".join(chars["char"]) == held[1:]
+    assert (chars["position"] == np.arange(1, len(held))).all()
+    # each surprisal against the independent numpy model, character by character, and the training code's mean
+    for model, col in ((model_a, "surprisal_a"), (model_b, "surprisal_b")):
+        assert chars[col].mean() == pytest.approx(evaluate(model, held), abs=1e-6)
+        ids = model.vocab.encode(held)
+        _, logits = ref.forward({k: v.detach() for k, v in model.state_dict().items()}, model.cell, 1, ids)
+        z = logits - logits.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))  # (T, V)
+        np.testing.assert_allclose(chars[col], -logp[np.arange(len(held) - 1), ids[1:]], atol=2e-5)
+    np.testing.assert_allclose(chars["a_minus_b"], chars["surprisal_a"] - chars["surprisal_b"], atol=1e-12)
+    classes = pd.read_csv(io.StringIO(found[f"{stem}-classes.csv"]()))
+    assert classes["count"].sum() == len(held) - 1
+    for r in classes.itertuples():
+        rows = chars[chars["class"] == r[1]]
+        assert len(rows) == r.count and rows["surprisal_a"].mean() == pytest.approx(r.mean_a, abs=1e-9)
+    acc = pd.read_csv(io.StringIO(found[f"{stem}-accuracy.csv"]()))
+    assert set(acc["model"]) == {"a-lstm", "b-gru"} and {"kind", "bucket", "count", "accuracy"} <= set(acc.columns)
