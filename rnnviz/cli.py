@@ -353,8 +353,9 @@ def parser() -> argparse.ArgumentParser:
     sal_src = sal.add_mutually_exclusive_group(required=True)
     sal_src.add_argument("--file", help="a UTF-8 text file to read")
     sal_src.add_argument("--text")
-    sal.add_argument("--target", type=int, required=True,
-                     help="position T, 1 to len-1: the prediction after reading character T")
+    sal.add_argument("--target", type=int,
+                     help="position T, 1 to len-1: the prediction after reading character T (default: the "
+                          "Why page's rule, an unsure prediction that looks far back)")
     sal.add_argument("--json", action="store_true", help='print {"target", "grad_norm", "grad_x_input"}')
     sal.add_argument("--top", type=int, default=15, help="positions to list without --json (default 15)")
     sal.set_defaults(fn=cmd_saliency)
@@ -491,10 +492,16 @@ def cmd_atlas(args) -> int:
 
 def cmd_saliency(args) -> int:
     # issue 11: ||d log p(c) / d e_s|| and gradient x input for every s <= T, c the true next character
-    from .saliency import TargetError, saliency
+    from .saliency import TargetError, default_target, saliency
     text = decode_utf8(Path(args.file).read_bytes(), args.file) if args.file else args.text
     model, _ = checkpoint.load(args.checkpoint)
     try:
+        if args.target is None:
+            if not isinstance(text, str) or len(text) < 2:
+                raise TargetError("the text needs at least two characters")
+            chosen = default_target(model, text)
+            print(f"target #{chosen.target}: {chosen.describe()}", file=sys.stderr)
+            args.target = chosen.target
         sal = saliency(model, text, args.target)["true"]
     except TargetError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -226,3 +226,15 @@ def test_default_target_is_an_unsure_far_looking_one():
     # no target in the band: the rule falls back to spread targets of any p, and says so
     none = default_target(model, text, min_distance=far, window=window, count=1000, p_range=(2.0, 3.0))
     assert not none.uncertain and "none has" in none.describe()
+
+
+def test_cli_without_a_target_uses_the_default_rule(ckpt, capsys):
+    from rnnviz.saliency import default_target
+    model, _ = checkpoint.load(ckpt)
+    text = TEXT * 4
+    assert main(["saliency", str(ckpt), "--text", text, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want = default_target(model, text)
+    assert out["target"] == want.target
+    np.testing.assert_allclose(out["grad_norm"], saliency(model, text, want.target)["true"].grad_norm, rtol=1e-6)
+    assert main(["saliency", str(ckpt), "--text", "a"]) == 2
