@@ -284,6 +284,37 @@ def memory_task(n_chars: int = MEMORY_CHARS, gap: int = MEMORY_GAP, seed: int = 
     return Corpus(f"memory-gap{gap}-seed{seed}", text, labels=labels)
 
 
+def memory_mix(gaps, segments_per_gap: int, seed: int) -> str:
+    """Memory-task segments of every gap, shuffled together, `segments_per_gap` of each."""
+    segments = []
+    for gap in gaps:
+        seg_len = gap + 2
+        # a seed per gap, so two gaps never share their key sequence
+        text = memory_task(segments_per_gap * seg_len, gap, seed=seed * 1009 + gap).text
+        segments += [text[s:s + seg_len] for s in range(0, len(text), seg_len)]
+    random.Random(seed).shuffle(segments)  # mixed, so every batch holds every gap
+    return "".join(segments)
+
+
+MEMORY_MIX = re.compile(r"memory-mix-((?:\d{1,4}-){0,15}\d{1,4})-seed(\d{1,9})")  # experiments.memory_corpus's name
+FRESH_MEMORY_CHARS = 25_000  # a fresh draw longer than any text under study (ui.state.MAX_ANALYSIS_CHARS)
+
+
+def fresh_memory(name: str, n_chars: int = FRESH_MEMORY_CHARS) -> HeldOut | None:
+    """For a model trained on the mixed memory task (a corpus named by MEMORY_MIX): a fresh draw of
+    that task, every gap mixed, from a seed its training text never used. It holds out nothing,
+    since the task is generated: new draws are the text it has not seen. None for any other name."""
+    m = MEMORY_MIX.fullmatch(name)
+    gaps = [int(g) for g in m.group(1).split("-")] if m else []
+    if not gaps or not all(2 <= g < 1009 for g in gaps):  # seeds seed*1009 + gap: the next seed's never meet
+        return None
+    per_gap = -(-n_chars // sum(g + 2 for g in gaps))
+    text = memory_mix(gaps, per_gap, seed=int(m.group(2)) + 1)
+    return HeldOut([("fresh memory-task text", text)],
+                   "This model's corpus is generated: the text is a fresh draw of its memory task (every gap "
+                   "mixed), never one it trained on.")
+
+
 # --- user text ---------------------------------------------------------------------------------
 
 def user_text(source: str | bytes | os.PathLike, name: str = "upload",
@@ -487,6 +518,7 @@ def _documents_rule(rec: dict, meta: dict, corpus: Corpus, every: list[tuple[str
 
 def held_out(config: dict) -> HeldOut | None:
     """The held-out part of a model's training corpus, from its config.json, as found on this machine.
+    For a model of the mixed memory task, a fresh draw of the task (fresh_memory).
 
     Follows the split the config records (see split_record): held-out documents by name, never one
     recorded as trained on, or the recorded offset in a document with the recorded hash. The notice
@@ -502,6 +534,9 @@ def held_out(config: dict) -> HeldOut | None:
         return None
     recipe = config.get("recipe")
     label = meta["name"]
+    fresh = fresh_memory(label)
+    if fresh is not None:
+        return fresh
     try:
         corpus, every = local_corpus(meta, recipe)
     except (RnnvizError, OSError):

@@ -1,7 +1,6 @@
 """The memory experiment: how far back can each cell recall a character?"""
 from __future__ import annotations
 
-import random
 import threading
 import time
 
@@ -25,15 +24,8 @@ EVAL_SEGMENTS = 300  # test items per gap: each accuracy rests on this many reca
 
 
 def mixed_memory_text(gaps, segments_per_gap: int, seed: int) -> str:
-    """Memory-task segments of every gap, shuffled together, `segments_per_gap` of each."""
-    segments = []
-    for gap in gaps:
-        seg_len = gap + 2
-        # a seed per gap, so two gaps never share their key sequence
-        text = corpora.memory_task(segments_per_gap * seg_len, gap, seed=seed * 1009 + gap).text
-        segments += [text[s:s + seg_len] for s in range(0, len(text), seg_len)]
-    random.Random(seed).shuffle(segments)  # mixed, so every batch holds every gap
-    return "".join(segments)
+    """Memory-task segments of every gap, shuffled together: corpora.memory_mix."""
+    return corpora.memory_mix(gaps, segments_per_gap, seed)
 
 
 def recall_accuracy(model: CharRNN, gap: int, segments: int = EVAL_SEGMENTS, seed: int = 1) -> float:

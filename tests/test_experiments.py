@@ -107,3 +107,31 @@ def test_history_measures_recall_at_every_snapshot(tmp_path):
     h = history.read(tmp_path / "memory-rnn")
     assert len(h.steps) == 3 and not h.bad and h.steps[-1] == 20
     assert checkpoint.read_config(tmp_path / "memory-rnn")["memory"]["gaps"] == [2]
+
+
+# --- the text a memory model is studied on (issue 24, the teacher, 1) --------------------------------
+
+def test_a_memory_model_is_studied_on_fresh_memory_task_text():
+    """Its corpus is generated: held_out gives a fresh draw of the same mixed task, not a built-in
+    excerpt, in the model's vocabulary, and never the text it trained on."""
+    import json
+    from rnnviz import checkpoint, experiments
+    from streamlit_server import ROOT
+    folder = ROOT / "pretrained" / "memory-lstm"
+    config = json.loads((folder / "config.json").read_text())
+    train = experiments.memory_corpus(tuple(config["memory"]["gaps"]))  # as the shipped models were trained
+    assert train.name == config["corpus"]["name"] and train.sha256 == config["corpus"]["sha256"]
+    held = corpora.held_out(config)
+    assert held is not None and "fresh draw of its memory task" in held.notice
+    text = corpora.excerpt(held, 2000)
+    assert len(text) == 2000 and text[:200] not in train.text  # a new draw, not training text
+    model, _ = checkpoint.load(folder)
+    assert not model.vocab.unknown(held.text)
+    lines = held.text.split("\n")[:-1]
+    assert all(line[0] == line[-1] and line[-2] == "=" and line[0].isupper() for line in lines)
+    assert {len(line) - 1 for line in lines} == set(config["memory"]["gaps"])  # every gap mixed (gap + 2 with "\n")
+    assert len(held.text) >= 20_000  # the longest text under study
+    assert corpora.held_out(config).text == held.text  # the same draw each time: caches and tests agree
+    # a name that only looks like one is left to the ordinary rules
+    assert corpora.fresh_memory("memory-mix-1-seed0") is None and corpora.fresh_memory("memory-mix-x-seed0") is None
+    assert corpora.fresh_memory("memory-mix-" + "-".join(["8"] * 40) + "-seed0") is None
