@@ -6,7 +6,7 @@ import torch
 import ui
 from ui import jobs as ui_jobs
 from ui import models as ui_models
-from rnnviz import checkpoint, plots, quotas
+from rnnviz import checkpoint, plots, quotas, runs as fair
 from rnnviz.corpora import CORPORA, corpus_meta, load_corpus, split, user_text
 from rnnviz.errors import RnnvizError, TextError
 from rnnviz.model import CELLS
@@ -119,8 +119,12 @@ def live():
             st.markdown(f"**{rec['name']}**: {snap.get('state', 'starting')} on {snap.get('device', '...')}")
             st.progress(min(1.0, float(snap.get("fraction") or 0.0)), text=ui.progress_line(snap))
     runs = {rec["name"]: rec["job"].snapshot().get("curve", []) for rec in recs}
+    per = {rec["name"]: fair.chars_per_step(rec["job"].trainer.config) for rec in recs}
     if any(runs.values()):  # a run still waiting in the queue has no curve yet
-        st.plotly_chart(plots.loss_curves(runs), key="loss_chart")
+        # against characters seen: a time budget gives the cheaper cell more steps, so runs race unfairly by time
+        st.plotly_chart(plots.loss_curves(runs, per), key="loss_chart")
+        if len(runs) > 1:
+            st.markdown(fair.summary(fair.at_equal_chars({n: (c, per[n]) for n, c in runs.items()})))
     latest = recs[-1]["job"].snapshot().get("samples") or []
     if latest:
         st.markdown(f"Sample at step {latest[-1]['step']:,} of {recs[-1]['name']} (temperature 0.8):")
