@@ -7,9 +7,9 @@ from rnnviz.model import GATES
 
 WINDOW = 120
 MEANING = {
-    "i": "input gate: how much of the candidate enters the cell (0 closed, 1 open)",
-    "f": "forget gate: how much of the old cell state is kept (1 = remember)",
-    "g": "candidate: the new content proposed for the cell (−1 to 1)",
+    "i": "input gate: how much of the candidate enters (0 to 1)",
+    "f": "forget gate: how much of the old cell is kept (1 = all)",
+    "g": "candidate: the new content for the cell (−1 to 1)",
     "o": "output gate: how much of the cell is shown as h",
     "r": "reset gate: how much of the old state the candidate may read",
     "z": "update gate: how much of the old state is kept (1 = keep the old h)",
@@ -50,7 +50,9 @@ def window(tr, layer: int, unit: int, gates: list[str]) -> None:
     ss = st.session_state
     T = len(tr.text)
     ui.keep_in_range("gate_window", 0, max(0, T - 1), 0)
-    st.slider("Window start (character)", 0, max(1, T - 1), key="gate_window")
+    # the slider and its sentence share a row: on a projector the ribbons then start in view
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    left.slider("Window start (character)", 0, max(1, T - 1), key="gate_window")
     start = int(ss["gate_window"])
     end = min(T, start + WINDOW)
     part = ui.slice_trace(tr, start, end)
@@ -60,8 +62,8 @@ def window(tr, layer: int, unit: int, gates: list[str]) -> None:
                 "from 0 the tanh saturates and gradients through it vanish.", icon=":material/info:")
         kinds = ["pre", "h"]
     else:
-        st.markdown(f"Each ribbon is one gate of **unit {unit}, layer {layer}** over characters {start} to "
-                    f"{end - 1}; hover a character for the exact value.")
+        right.markdown(f"Each ribbon is one gate of **unit {unit}, layer {layer}** over characters {start} to "
+                       f"{end - 1}; hover a character for its value.")
         kinds = gates
     cols = st.columns(2)
     for j, kind in enumerate(kinds):

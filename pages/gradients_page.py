@@ -3,6 +3,7 @@ import streamlit as st
 
 import ui
 from ui import jobs as ui_jobs
+from ui import tour as tour_ui
 from rnnviz import checkpoint, experiments, exports, lesson
 from rnnviz import gradient_plots as gp
 from rnnviz.gradients import gradient_norms
@@ -279,11 +280,16 @@ def memory_status(was_running: bool, every: float | None = None):
 def main():
     ctx = ui.require_model()
     st.title("Gradients through time")
-    with st.expander("How to read this (a short explanation to read aloud)", expanded=True):
+    touring = tour_ui.running_key()
+    # on a tour the banner reads the chart aloud: the explanation waits, closed, so the chart is in view
+    with st.expander("How to read this (a short explanation to read aloud)", expanded=touring is None):
         st.markdown(EXPLANATION)
+    if touring == "memory":  # the stop speaks of the memory models: they come first
+        memory_section()
     # its four sliders redraw only its chart and summary, not the memory models or the trained ones
     st.fragment(lambda: ui.guard(fresh_section, ctx))()
-    memory_section()
+    if touring != "memory":
+        memory_section()
     trained_section(ctx)
     experiment_section()
 

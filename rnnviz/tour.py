@@ -100,8 +100,8 @@ STOPS: tuple[Stop, ...] = (
     Stop("memory", "The memory experiment", "shakespeare-lstm", "pages/gradients_page.py",
          {**_TEXT, "grad_len": 100, "radius": lesson.RADIUS, "forget_bias": lesson.OPEN_BIAS,
           "update_bias": lesson.UPDATE_BIAS},
-         "Three small networks (the shipped memory-rnn, memory-gru and memory-lstm) learned one task: read a capital letter, wait, then repeat that letter. Scroll "
-         "to **Trained on the memory task**. After a gap of {gap} characters the RNN recalls the letter **at "
+         "Three small networks (the shipped memory-rnn, memory-gru and memory-lstm) learned one task: read a capital "
+         "letter, wait, then repeat that letter. The page opens on **Trained on the memory task**. After a gap of {gap} characters the RNN recalls the letter **at "
          "most {rnn_max:.0%}** of the time, while the GRU and the LSTM recall it **at least {gated_min:.0%}** "
          "of the time (guessing would give {chance:.0%}). The right-hand chart shows why: of the recall's "
          "gradient, less than {rnn_grad_max:f} of it reaches back to the letter in the RNN, more than "

@@ -99,3 +99,51 @@ def test_guessing_game_by_keyboard(server):
         no_errors(page, "guess board")
         _full_screenshot(page, "guess-board")
     assert SHOTS.is_dir()
+
+
+# On a projector (1280 x 800), each stop's banner stays compact: the element its paragraph speaks of
+# starts in view, with at least VISIBLE pixels of it on screen, and no button label is cut to "…".
+PROJECTOR = {"width": 1280, "height": 800}
+VISIBLE = 100
+MAIN = '[data-testid="stMain"] '
+NAMED = {  # stop -> the element its paragraph names first
+    "quotes": MAIN + '[data-testid="stHtml"]',  # "Look at the coloured code"
+    "line": MAIN + '[data-testid="stHtml"]',  # the coloured text, blue to red along the line
+    "temperature": MAIN + '[data-testid="stHtml"]',  # the sample, shaded by how sure the model was
+    "gates": MAIN + '[data-testid="stHtml"]',  # "The ribbons show the gates"
+    "vanishing": ".st-key-grad_fresh",  # "The chart shows how much of it is left"
+    "memory": ".st-key-grad_memory",  # "The right-hand chart shows why"
+}
+
+
+def _top_and_cut_buttons(page, selector: str) -> dict:
+    return page.evaluate("""sel => {
+        const e = document.querySelector(sel);
+        const cut = [...document.querySelectorAll('.st-key-tour_banner button')].filter(b => {
+            const label = b.querySelector('[data-testid="stMarkdownContainer"]');
+            return label && label.scrollWidth > label.clientWidth + 1; }).map(b => b.innerText);
+        return {top: e ? e.getBoundingClientRect().top : null, cut,
+                buttons: [...document.querySelectorAll('.st-key-tour_banner button')].length};
+    }""", selector)
+
+
+def test_every_stop_fits_a_projector(server):
+    url, log = server
+    assert set(NAMED) == {s.key for s in tour.STOPS}
+    with browser_page(log) as page:
+        page.set_viewport_size(PROJECTOR)
+        page.goto(url, wait_until="domcontentloaded")
+        _settle(page, 0)
+        page.get_by_role("button", name=re.compile("Start the tour")).click()
+        for i, stop in enumerate(tour.STOPS):
+            page.get_by_text(f"stop {i + 1} of {len(tour.STOPS)}: {stop.title}").wait_for(timeout=120_000)
+            page.wait_for_selector(NAMED[stop.key], timeout=180_000)
+            _settle(page, 0, timeout=180_000)
+            page.wait_for_timeout(1500)
+            no_errors(page, stop.key)
+            page.screenshot(path=str(SHOTS / f"projector-{i + 1}-{stop.key}.png"))  # the first screen only
+            seen = _top_and_cut_buttons(page, NAMED[stop.key])
+            assert seen["buttons"] >= 2 and not seen["cut"], (stop.key, seen)
+            assert 0 <= seen["top"] <= PROJECTOR["height"] - VISIBLE, (stop.key, seen)
+            last = i + 1 == len(tour.STOPS)
+            page.get_by_role("button", name=re.compile("Finish the tour" if last else "Next stop")).click()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from rnnviz.tour import STOPS
-from ui.models import model_entries
+from ui.models import context, model_entries
 
 STOP_KEY = "tour_stop"  # the index of the stop shown; absent when no tour runs
 
@@ -40,28 +40,51 @@ def running() -> int | None:
     return i if isinstance(i, int) and 0 <= i < len(STOPS) else None
 
 
+def running_key() -> str | None:
+    """The key of the stop shown ("memory", ...), or None when no tour runs."""
+    i = running()
+    return None if i is None else STOPS[i].key
+
+
 def banner() -> None:
-    """While the tour runs: the stop's title and paragraph, with Next stop and End tour."""
+    """While the tour runs: the stop's title and buttons on one line, then its paragraph.
+
+    Compact, so that on a projector (1280 x 800) the chart the paragraph speaks of is in view below
+    it; the buttons take the width of their labels (in columns they were cut to "Previous ...").
+    """
     i = running()
     if i is None:
         return
     stop = STOPS[i]
-    with st.container(border=True, key="tour_banner"):
-        st.markdown(f"**Tour, stop {i + 1} of {len(STOPS)}: {stop.title}** (model: {stop.model})")
+    # Streamlit leaves 6rem above the page for its header (3.75rem): on a tour, keep only what the header needs
+    st.html("<style>[data-testid='stMainBlockContainer'] {padding-top: 4rem;}</style>")
+    with st.container(border=True, key="tour_banner", gap="small"):
+        left, right = st.columns([1, 1], vertical_alignment="center")
+        left.markdown(f"**Tour, stop {i + 1} of {len(STOPS)}: {stop.title}** · {model_words(stop.model)}")
+        with right.container(horizontal=True, horizontal_alignment="right", key="tour_buttons"):
+            if i > 0:
+                st.button("Back", key="tour_prev", on_click=go, args=(i - 1,), icon=":material/arrow_back:",
+                          help="The previous stop")
+            if i + 1 < len(STOPS):
+                st.button("Next stop", key="tour_next", on_click=go, args=(i + 1,), type="primary",
+                          icon=":material/arrow_forward:")
+            else:
+                st.button("Finish the tour", key="tour_next", on_click=end, type="primary", icon=":material/check:")
+            st.button("End tour", key="tour_end", on_click=end, icon=":material/close:", type="tertiary")
         missing = st.session_state.get("tour_missing")
         if missing:
             st.warning(f"This stop needs the shipped model {missing}, which is not in the models folder.",
                        icon=":material/warning:")
         st.markdown(stop.paragraph())
-        c1, c2, c3, _ = st.columns([1, 1, 1, 3])
-        if i + 1 < len(STOPS):
-            c1.button("Next stop", key="tour_next", on_click=go, args=(i + 1,), type="primary",
-                      icon=":material/arrow_forward:")
-        else:
-            c1.button("Finish the tour", key="tour_next", on_click=end, type="primary", icon=":material/check:")
-        if i > 0:
-            c2.button("Previous stop", key="tour_prev", on_click=go, args=(i - 1,), icon=":material/arrow_back:")
-        c3.button("End the tour", key="tour_end", on_click=end, icon=":material/close:")
+
+
+def model_words(stop_model: str) -> str:
+    """'model: X', X the model the sidebar shows now; a button may have left the stop's model."""
+    ctx = context()
+    shown = ctx.name if ctx is not None else stop_model
+    if shown == stop_model:
+        return f"model: {shown}"
+    return f"model shown: {shown} (this stop opened on {stop_model})"
 
 
 def start_buttons() -> None:
