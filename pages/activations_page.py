@@ -111,7 +111,8 @@ def unit_text(tr, v, name: str, labels, mask, hyp_name: str) -> None:
     """The unit coloured over the text under study, on its own range, with the hypothesis's labels
     as a band under each character (yes/no hypotheses), so where the two disagree shows."""
     ui.default("act_band", True)
-    binary = labels is not None and is_binary(labels if mask is None else labels[mask])
+    counted = None if labels is None else (labels if mask is None else labels[mask])
+    binary = counted is not None and is_binary(counted)
     band = None
     if st.toggle("Labels under the text", key="act_band", disabled=not binary,
                  help="A band under each character where the hypothesis holds (its label is 1)."):
@@ -122,7 +123,12 @@ def unit_text(tr, v, name: str, labels, mask, hyp_name: str) -> None:
                                        band_label=hyp_name), 440, tr.text)
     words = (f"Colour on this unit's own range: full red at +{lim:.3g}, full blue at −{lim:.3g} (95% of its "
              f"|values| on this text lie within; beyond, the colour saturates), white at 0.")
-    if band is not None:
+    if band is not None and counted.size and counted.min() == counted.max():
+        words += (f" *{hyp_name}* {'holds on every' if counted.max() else 'holds on none of the'} "
+                  f"{counted.size:,} characters it counts in this text" + (" (the dotted band: those it does not "
+                                                                            "count)" if mask is not None else "")
+                  + ", so no unit can be scored against it here.")
+    elif band is not None:
         words += (f" The purple band marks where *{hyp_name}* holds (label 1): a unit that follows it is "
                   "coloured one way above the band and the other way elsewhere.")
     elif labels is not None and not binary:

@@ -56,10 +56,10 @@ def test_the_labels_band_under_the_unit_text(shipped):  # noqa: F811
     """The coloured text is the unit on its own range with the hypothesis's labels under it, exactly as
     render draws it from labels computed here; switched off, no band."""
     at = app("activations")
-    at.selectbox(key="hypothesis").set_value("inside quotes").run()
+    at.selectbox(key="hypothesis").set_value("uppercase").run()
     ok(at)
     tr, v = unit_values(at)
-    name = "inside quotes"
+    name = "uppercase"
     labels, mask = hypotheses.HYPOTHESES[name](tr.text), hypotheses.hypothesis_mask(name, tr.text)
     band = labels if mask is None else np.where(mask, labels, np.nan)
     lim = float(np.percentile(np.abs(v.astype(np.float64)), 95))
@@ -67,8 +67,8 @@ def test_the_labels_band_under_the_unit_text(shipped):  # noqa: F811
     label = f"L{ss['layer']} {ss['kind']}{ss['unit']}"
     want = render.colored_text(tr.text, v, vmin=-lim, vmax=lim, label=label, band=band, band_label=name)
     assert want in html(at)
-    assert "band under a character: inside quotes holds there" in html(at)
-    assert "purple band marks where *inside quotes* holds" in text_of(at.caption)
+    assert "band under a character: uppercase holds there" in html(at)
+    assert "purple band marks where *uppercase* holds" in text_of(at.caption)
     assert f"full red at +{lim:.3g}, full blue at −{lim:.3g}" in text_of(at.caption)
     at.toggle(key="act_band").set_value(False).run()
     ok(at)
@@ -218,6 +218,16 @@ def test_tour_stop_then_switching_models(folders, monkeypatch):  # noqa: F811
     want = best_by_hand(ctx.model, ctx.text, "inside quotes")
     assert shown_unit(at) == ("quotes-lstm", want) and want != tour.QUOTE_UNIT
     assert f"Opened on L{want[0]} {want[1]}{want[2]}" in text_of(at.caption) and "*inside quotes*" in text_of(at.caption)
+    # the hypothesis the tour chose for Python goes back to this model's own, the one the unit was chosen for
+    assert at.selectbox(key="hypothesis").value == "inside quotes"
+    assert "purple band marks where *inside quotes* holds" in text_of(at.caption)
+    # Python's strings on this text: no label 1 among the characters counted, and the page says so
+    at.selectbox(key="hypothesis").set_value("inside a string (tokenize)").run()
+    ok(at)
+    counted = int(hypotheses.hypothesis_mask("inside a string (tokenize)", ctx.text).sum())
+    assert hypotheses.HYPOTHESES["inside a string (tokenize)"](ctx.text).max() == 0
+    assert f"holds on none of the {counted:,} characters it counts in this text" in text_of(at.caption)
+    assert "purple band marks" not in text_of(at.caption)
     at.selectbox(key="model_choice").set_value(f"shipped:{PRETRAINED / 'python-lstm'}").run()
     ok(at)
     assert shown_unit(at) == ("python-lstm", tour.QUOTE_UNIT)  # the unit the tour set for that model

@@ -155,8 +155,9 @@ def best_unit_of(model_key: str, text: str, kinds: tuple, _trace, _config) -> di
 def open_on_best_unit(ctx, kinds: list[str]) -> None:
     """Before the unit pickers: a unit merely carried over from another model (the sidebar switched
     model, the unit keys unchanged) is replaced by the unit last shown for this model, else by this
-    model's best unit for its default hypothesis. A unit set together with the model (the tour, a
-    link from another page) is kept; so is anything chosen while this model was shown."""
+    model's best unit for its default hypothesis (and the hypothesis goes back to that default). A unit
+    set together with the model (the tour, a link from another page) is kept; so is anything chosen
+    while this model was shown."""
     ss = st.session_state
     now = tuple(ss.get(k) for k in UNIT_KEYS)
     seen = ss.get("_unit_seen")  # (model key, unit keys) when Activations last drew
@@ -176,6 +177,9 @@ def open_on_best_unit(ctx, kinds: list[str]) -> None:
     if best is not None:
         ss.update({k: best[k] for k in UNIT_KEYS})
         ss["_unit_best"] = {"model": ctx.key, **best}
+        # and the hypothesis it was chosen for: one picked for the last model (Python strings) would
+        # score this model's units against labels that may not even vary on its text
+        ss["hypothesis"], ss["hypothesis_chosen"] = best["hypothesis"], False
 
 
 def remember_unit(ctx) -> None:
