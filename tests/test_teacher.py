@@ -44,3 +44,42 @@ def test_a_memory_unit_opens_on_fresh_memory_task_text_and_the_banner_names_it(f
     ok(at)
     assert banner_title(at).endswith("· model: shakespeare-lstm")
 
+
+
+@pytest.mark.slow
+def test_train_overlays_two_cells_after_the_same_characters(folders):  # noqa: F811
+    """An LSTM and an RNN given different step budgets (as a time budget would): the chart's axis is the
+    characters seen, and the words compare them where both have read the same amount."""
+    from test_app import small_training, spec, wait_jobs
+
+    at = app("train")
+    small_training(at, steps=6)
+    at.button(key="tr_start").click().run()
+    wait_jobs(at)
+    at.run()
+    small_training(at, steps=20)
+    at.selectbox(key="tr_cell").set_value("rnn")
+    at.number_input(key="tr_batch").set_value(2).run()
+    at.button(key="tr_start").click().run()
+    wait_jobs(at)
+    at.run()
+    ok(at)
+    fig = spec(at)
+    assert "characters seen" in fig["layout"]["xaxis"]["title"]["text"]
+    assert len({t["name"].rsplit(" ", 1)[0] for t in fig["data"]}) == 2
+    common = min(6 * 4 * 16, 20 * 2 * 16)  # steps x batch x sequence length
+    words = text_of(at.markdown)
+    assert f"After the same amount of text**, {common:,} characters" in words
+    assert "step 6," in words and f"step {common // (2 * 16)}," in words  # the RNN where it had read as much
+
+
+def test_gates_and_gradients_offer_csv_of_what_they_plot(folders, vocab):  # noqa: F811
+    pre, _ = folders
+    save_tiny(pre, "a-lstm", vocab)
+    at = app("gates")
+    ok(at)
+    labels = {b.proto.label for b in at.get("download_button")}
+    assert {"Gates of unit 0, whole text (CSV)", "Saturation of every unit (CSV)"} <= labels
+    at.switch_page("pages/gradients_page.py").run()
+    ok(at)
+    assert "The curves (CSV)" in {b.proto.label for b in at.get("download_button")}
