@@ -164,7 +164,14 @@ def test_an_uploaded_corpus_file_gets_its_own_atlas_keyed_by_content(folders, tm
     get a clear message; two files of one name get two atlases, each over its own text."""
     from rnnviz import atlas as A
     from ui import atlas as atlas_ui
+    # a researcher's own model: the corpus it trained on is not on this machine
+    text = quotes_task(3000, seed=4).text
+    own = build(Vocab.from_text(text), cell="lstm", hidden_size=8, num_layers=1, embed_size=6, seed=2)
+    checkpoint.save(own, folders / "own-lstm", meta={"corpus": {"name": "nowhere.txt"}})
     at = app("atlas")
+    at.selectbox(key="model_choice").set_value(f"shipped:{folders / 'own-lstm'}").run()
+    info = "\n".join(i.value for i in at.info)
+    assert "not on this machine" in info and "upload a corpus file" in info
     at.selectbox(key="atlas_corpus").set_value(atlas_ui.UPLOAD).run()
     uploader = at.file_uploader(key="atlas_upload_file")
     assert f"at most {A.MAX_CHARS:,} characters" in uploader.label
@@ -197,7 +204,8 @@ def test_an_uploaded_corpus_file_gets_its_own_atlas_keyed_by_content(folders, tm
     _upload(at, "mine.txt", second.encode())
     at.switch_page("pages/unit_page.py").run()  # the upload stays with the session, not with the uploader
     assert not at.exception and at.title[0].value == "Unit dashboard"
-    assert any("over mine.txt (1,700 characters" in c.value for c in at.caption) and not at.info
+    assert any("over mine.txt (1,700 characters" in c.value for c in at.caption), [i.value for i in at.info]
+    assert not [i.value for i in at.info if "atlas" in i.value.lower()]
 
 
 @pytest.fixture
