@@ -19,8 +19,9 @@ TANH_GATES = ("g", "n")  # candidates: tanh, in [-1, 1]; the other gates are sig
 LAYER_SYMBOLS = ("circle", "diamond", "square", "x", "triangle-up")
 MAX_TICK_CHARS = 200  # above this many characters, the x axis shows positions instead of characters
 
-__all__ = ["char_label", "activation_heatmap", "unit_scales", "unit_line", "gate_lines", "saturation_table", "saturation_scatter",
-           "gate_histograms", "loss_curves", "temperature_distributions", "unit_scores", "surprisal_bars"]
+__all__ = ["char_label", "activation_heatmap", "unit_scales", "unit_line", "gate_lines", "saturation_table",
+           "saturation_scatter", "gate_histograms", "loss_curves", "temperature_distributions", "unit_scores",
+           "surprisal_bars"]
 # Gradient flow and the memory task have their own module: rnnviz.gradient_plots.
 
 

@@ -104,8 +104,8 @@ def plots_z(heat: dict) -> np.ndarray:
     import base64
     z = heat["z"]
     if isinstance(z, dict):
-        return np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape(z["shape"] if isinstance(z["shape"], list)
-                                                                              else [int(x) for x in z["shape"].split(",")])
+        shape = z["shape"] if isinstance(z["shape"], list) else [int(x) for x in z["shape"].split(",")]
+        return np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape(shape)
     return np.array(z, dtype=np.float64)
 
 
@@ -217,7 +217,8 @@ def test_tour_stop_then_switching_models(folders, monkeypatch):  # noqa: F811
     ctx = at.session_state["_ctx"]
     want = best_by_hand(ctx.model, ctx.text, "inside quotes")
     assert shown_unit(at) == ("quotes-lstm", want) and want != tour.QUOTE_UNIT
-    assert f"Opened on L{want[0]} {want[1]}{want[2]}" in text_of(at.caption) and "*inside quotes*" in text_of(at.caption)
+    captions = text_of(at.caption)
+    assert f"Opened on L{want[0]} {want[1]}{want[2]}" in captions and "*inside quotes*" in captions
     # the hypothesis the tour chose for Python goes back to this model's own, the one the unit was chosen for
     assert at.selectbox(key="hypothesis").value == "inside quotes"
     assert "purple band marks where *inside quotes* holds" in text_of(at.caption)
