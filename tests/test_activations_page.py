@@ -160,7 +160,7 @@ def best_by_hand(model, text: str, hypothesis: str):
     keep = np.ones(len(text), dtype=bool) if mask is None else mask
     best, where = -1.0, None
     for li, layer in enumerate(tr.layers):
-        for kind in ("h", "c"):
+        for kind in [k for k in ("h", "c") if k in layer]:
             au = auroc_by_ranks(layer[kind][keep], y[keep])
             score = np.maximum(au, 1 - au)
             if score.max() > best:
@@ -238,3 +238,23 @@ def test_tour_stop_then_switching_models(folders, monkeypatch):  # noqa: F811
     at.run()
     ok(at)
     assert shown_unit(at) == ("quotes-lstm", (0, "h", 7))
+
+
+def test_switching_model_opens_the_new_models_best_unit(shipped):  # noqa: F811
+    """Tiny models: a unit picked on the LSTM is not carried to the GRU (which opens on its own best unit,
+    found by hand), and comes back with the LSTM."""
+    from rnnviz.probes import default_hypothesis
+    pre, _ = shipped
+    at = app("activations")
+    at.selectbox(key="layer").set_value(0).run()
+    at.selectbox(key="kind").set_value("c").run()
+    at.number_input(key="unit").set_value(9).run()
+    ok(at)
+    at.selectbox(key="model_choice").set_value(f"shipped:{pre / 'b-gru'}").run()
+    ok(at)
+    ctx = at.session_state["_ctx"]
+    want = best_by_hand(ctx.model, ctx.text, default_hypothesis(ctx.config, ctx.text))
+    assert shown_unit(at) == ("b-gru", want) and want != (0, "h", 9)
+    at.selectbox(key="model_choice").set_value(f"shipped:{pre / 'a-lstm'}").run()
+    ok(at)
+    assert shown_unit(at) == ("a-lstm", (0, "c", 9))  # the unit the user picked for that model
