@@ -176,6 +176,10 @@ def test_an_uploaded_corpus_file_gets_its_own_atlas_keyed_by_content(folders, tm
     uploader = at.file_uploader(key="atlas_upload_file")
     assert f"at most {A.MAX_CHARS:,} characters" in uploader.label
     assert "Upload a corpus file above" in "\n".join(i.value for i in at.info)
+    at.switch_page("pages/neurons_page.py").run()  # another page over the atlas corpus, before any upload
+    at.radio(key="rank_over").set_value("the atlas corpus").run()
+    assert not at.exception and any("no corpus file is uploaded yet" in e.value for e in at.error)
+    at.switch_page("pages/atlas_page.py").run()
     for name, data, says in (("latin1.txt", "caf\xe9 cr\xe8me".encode("latin-1"), "UTF-8"),
                              ("empty.txt", b"", "empty"),
                              ("big.txt", b"ab" * (A.MAX_CHARS // 2) + b"c", f"{A.MAX_CHARS + 1:,} characters"),
