@@ -32,7 +32,8 @@ def at_equal_chars(runs: dict[str, tuple[list[dict], int]]) -> pd.DataFrame:
     """Each run's loss at the most characters every run has read (common_chars).
 
     Columns: run, chars (the common point), step (this run's last step within it), val_loss (the
-    last evaluation at or before it, with val_chars, where it was taken; NaN without one) and
+    last evaluation at or before it that every run shares, else this run's last one there; with
+    val_chars, where it was taken; NaN without one) and
     train_loss (the mean training loss over the last tenth of the characters up to it: one batch is
     noisy). Empty when some run has no step yet.
     """
@@ -40,10 +41,14 @@ def at_equal_chars(runs: dict[str, tuple[list[dict], int]]) -> pd.DataFrame:
     limit = common_chars(runs)
     if limit is None:
         return pd.DataFrame(columns=cols)
+    # where every run was evaluated after the same characters (the periodic evaluations of runs with the same
+    # batch and sequence length), all are read there; a run's last evaluation ends off that grid
+    shared = set.intersection(*({p["step"] * per for p in curve if p.get("val_loss") is not None and
+                                 p["step"] * per <= limit} for curve, per in runs.values()))
     rows = []
     for name, (curve, per) in runs.items():
         upto = [p for p in curve if p["step"] * per <= limit]
-        val = [p for p in upto if p.get("val_loss") is not None]
+        val = [p for p in upto if p.get("val_loss") is not None and (not shared or p["step"] * per == max(shared))]
         late = [p["train_loss"] for p in upto if p["step"] * per > 0.9 * limit and p.get("train_loss") is not None]
         rows.append({"run": name, "chars": limit, "step": upto[-1]["step"] if upto else 0,
                      "val_loss": val[-1]["val_loss"] if val else np.nan,

@@ -73,3 +73,20 @@ def test_runs_are_compared_after_the_same_characters(race):
     # a run that has not stepped yet: no comparison, said plainly
     assert runs.at_equal_chars({**race, "new": ([], 2048)}).empty
     assert "once each has taken a step" in runs.summary(runs.at_equal_chars({"new": ([], 2048)}))
+
+
+def test_validation_is_read_where_every_run_was_evaluated():
+    """A run that ended on a time budget is evaluated once more, off the shared grid: the comparison
+    takes the last evaluation every run has after the same characters, not each run's last."""
+    per = 100
+    lstm = [{"step": s, "train_loss": 3.0 - s / 100, **({"val_loss": 3.1 - s / 100} if s % 50 == 0 or s == 119
+                                                          else {})} for s in range(1, 120)]
+    rnn = [{"step": s, "train_loss": 2.9 - s / 200, **({"val_loss": 3.0 - s / 200} if s % 50 == 0 else {})}
+           for s in range(1, 300)]
+    table = runs.at_equal_chars({"lstm": (lstm, per), "rnn": (rnn, per)}).set_index("run")
+    assert (table.chars == 119 * per).all() and table.step.to_dict() == {"lstm": 119, "rnn": 119}
+    assert (table.val_chars == 100 * per).all()  # both at step 100, not the LSTM's extra one at 119
+    assert table.val_loss.to_dict() == pytest.approx({"lstm": 3.1 - 1.0, "rnn": 3.0 - 0.5})
+    # with no shared evaluation (other batch sizes), each run's last one before the point, said where
+    table = runs.at_equal_chars({"lstm": (lstm, per), "rnn": (rnn, 70)}).set_index("run")
+    assert table.val_chars.to_dict() == {"lstm": 119 * per, "rnn": 150 * 70}
