@@ -74,7 +74,8 @@ def corpus_widget(where=st) -> str:
             where.error(f"Upload refused: {ss['atlas_upload_error']}", icon=":material/error:")
         elif ss.get("atlas_upload") is not None:
             up = ss["atlas_upload"]
-            where.caption(f"Uploaded corpus: **{_md(up.name)}**, {len(up.text):,} characters.")
+            where.caption(f"Uploaded corpus: **{_md(up.name)}**, {len(up.text):,} characters (kept for this "
+                          "session; upload another file to replace it).")
     return choice
 
 
