@@ -104,7 +104,9 @@ def summary(curves: list[Curve], distance: int = DISTANCE) -> str:
     lines = []
     for c in curves:
         d = min(distance, len(c.flow.text) - 1)
-        line = f"**{c.label}** keeps **{_share(c.at(d))}** of its gradient {d} steps back"
+        v = c.at(d)
+        line = (f"**{c.label}** keeps **{_share(v)}** of its gradient {d} steps back" if v <= 1 else
+                f"**{c.label}**: {d} steps back its gradient has grown to **{_share(v)}** times its start")
         if c.flow.dc is not None:
             line += f" (its cell state: {_share(c.at(d, 'c'))})"
         lines.append(f"- {line}.")

@@ -309,3 +309,11 @@ def test_the_saturation_caption_counts_the_dots_near_the_diagonal():
                              "right": [0.45, 0.85, 0.95, 0.05]})
     assert "f: 4 of 4" in lesson.saturation_caption(switches)
     assert "Many dots sit near the diagonal" in lesson.saturation_caption(switches)
+
+
+def test_a_growing_gradient_is_not_said_to_be_kept(moves):
+    """At rho = 1.5 the red curve is above 1 at 50 steps: the summary says it grew, not that it 'keeps 2.20'."""
+    curves, hot, _ = moves
+    words = lesson.summary([hot] + curves[1:], D)
+    assert f"its gradient has grown to **{lesson._share(hot.at(D))}** times its start" in words
+    assert f"keeps **{lesson._share(hot.at(D))}**" not in words
