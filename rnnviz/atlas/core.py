@@ -141,6 +141,17 @@ class Atlas:
         return [(int(p), float(v)) for p, v in
                 zip(self._get(s, "bottom_pos")[:k, u], self._get(s, "bottom_val")[:k, u])]
 
+    def peaks(self, layer: int, kind: str, unit: int, which: str = "top", k: int | None = None
+              ) -> list[tuple[int, float]]:
+        """Up to k separated peaks (position, value), best first: greedy, each more than SEPARATION characters
+        from every earlier one; exact (the same picks as over every character). Fewer than k (at most
+        PEAKS) only when the corpus holds no more."""
+        if which not in ("top", "bottom"):
+            raise ConfigError(f"which must be 'top' or 'bottom', not {which!r}")
+        s, u = self._unit(layer, kind, unit)
+        pos, val = self._get(s, f"{which}_peak_pos")[:k, u], self._get(s, f"{which}_peak_val")[:k, u]
+        return [(int(p), float(v)) for p, v in zip(pos, val) if p >= 0]
+
     # compact states
     def scales(self, layer: int, kind: str) -> np.ndarray:
         """(blocks, H) float32: the int8 scale of each block of `block` characters and unit."""

@@ -18,7 +18,7 @@ import numpy as np
 from ..checkpoint import _fsync_dir  # the same durable rename as checkpoint saves
 from ..errors import RnnvizError
 from .corpus import FORMAT_VERSION
-from .stats import GATE, H_BINS, _series_name, kinds_of
+from .stats import GATE, H_BINS, PEAKS, _series_name, kinds_of
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: atlas_cache/ lives beside rnnviz/
 CACHE_ENV = "RNNVIZ_ATLAS_DIR"
@@ -241,7 +241,9 @@ def _validate(entry: Path, key: str | None = None) -> tuple[dict, dict, dict, st
     k = min(K, T)
     shapes = {"mean": ((H,), "f8"), "std": ((H,), "f8"), "min": ((H,), "f4"), "max": ((H,), "f4"),
               "sparsity": ((H,), "f8"), "scale": ((nb, H), "f4"), "top_pos": ((k, H), "i8"),
-              "top_val": ((k, H), "f4"), "bottom_pos": ((k, H), "i8"), "bottom_val": ((k, H), "f4")}
+              "top_val": ((k, H), "f4"), "bottom_pos": ((k, H), "i8"), "bottom_val": ((k, H), "f4"),
+              "top_peak_pos": ((PEAKS, H), "i8"), "top_peak_val": ((PEAKS, H), "f4"),
+              "bottom_peak_pos": ((PEAKS, H), "i8"), "bottom_peak_val": ((PEAKS, H), "f4")}
     expected = {}
     for s in _state_names(meta):
         for name, spec in shapes.items():
@@ -260,6 +262,9 @@ def _validate(entry: Path, key: str | None = None) -> tuple[dict, dict, dict, st
         for p in ("top_pos", "bottom_pos"):
             a = small[f"{s}.{p}"]
             _need(a.size == 0 or (a.min() >= 0 and a.max() < T), f"{s}.{p} out of range")
+        for p in ("top_peak_pos", "bottom_peak_pos"):
+            a = small[f"{s}.{p}"]
+            _need(a.min() >= -1 and a.max() < T, f"{s}.{p} out of range")  # -1: no peak left
         _need(bool(np.isfinite(small[f"{s}.scale"]).all()), f"{s}.scale is not finite")
     states = {}
     for s in _state_names(meta):
