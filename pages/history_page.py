@@ -119,7 +119,9 @@ def _text_for(ctx, path: Path, config: dict) -> tuple[str, str]:
 
 
 def _no_history(ctx) -> None:
-    st.info(f"**{ctx.name}** has no training history: it was saved without snapshots. Train a model with "
+    why = ("it was uploaded without a history/ folder (zip the whole checkpoint folder to bring its snapshots)"
+           if ctx.entry.source == "upload" else "it was saved without snapshots")
+    st.info(f"**{ctx.name}** has no training history: {why}. Train a model with "
             "a history (the Train page records one), or pick a shipped model that has one below.",
             icon=":material/history:")
     st.page_link("pages/train_page.py", label="Train a model with a history", icon=":material/model_training:")

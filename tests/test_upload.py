@@ -105,3 +105,13 @@ def test_a_zip_with_its_history_opens_training_history(shipped, vocab, tmp_path)
     at.select_slider(key="hist_step").set_value(1).run()
     ok(at)
     assert "**Step 1** of 20 (1 of 3 snapshots)" in text_of(at.markdown)
+
+
+def test_an_upload_without_its_history_says_how_to_bring_it(shipped, vocab, tmp_path):
+    mine = save_tiny(tmp_path, "mine", vocab, "gru", layers=1)
+    at = app()
+    at.file_uploader[0].set_value([("mine.zip", checkpoint.to_zip(mine), "application/zip")]).run()
+    at.switch_page("pages/history_page.py").run()
+    assert not at.exception
+    assert "it was uploaded without a history/ folder (zip the whole checkpoint folder to bring its snapshots)" \
+        in text_of(at.info)
