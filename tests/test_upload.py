@@ -115,3 +115,31 @@ def test_an_upload_without_its_history_says_how_to_bring_it(shipped, vocab, tmp_
     assert not at.exception
     assert "it was uploaded without a history/ folder (zip the whole checkpoint folder to bring its snapshots)" \
         in text_of(at.info)
+
+
+def test_an_upload_over_the_session_limit_leaves_nothing_on_disk(shipped, vocab, tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNVIZ_MAX_SESSION_MODELS", "1")
+    mine = save_tiny(tmp_path, "mine", vocab, "gru", layers=1)
+    at = app()
+    at.file_uploader[0].set_value([("a.zip", checkpoint.to_zip(mine), "application/zip")]).run()
+    ok(at)
+    at.file_uploader[0].set_value([("b.zip", checkpoint.to_zip(mine), "application/zip")]).run()
+    assert not at.exception
+    assert "Upload rejected: this session holds 1 trained or uploaded models" in text_of(at.error)
+    assert list(at.session_state["mem_models"]) == ["mem:1"]
+    assert [p.name for p in Path(at.session_state["_tmpdir"]).iterdir()] == ["upload-1-a"]
+
+
+def test_forgetting_an_upload_removes_its_copy(shipped, vocab, tmp_path, monkeypatch):
+    """The Train page's quota offer forgets the upload: its folder (with its history) goes too."""
+    monkeypatch.setenv("RNNVIZ_MAX_SESSION_MODELS", "1")
+    at = app()
+    at.file_uploader[0].set_value([("run.zip", zipped(with_history(tmp_path, vocab)), "application/zip")]).run()
+    ok(at)
+    folder = Path(at.session_state["mem_models"]["mem:1"]["path"])
+    assert checkpoint.history_folders(folder)
+    at.switch_page("pages/train_page.py").run()
+    at.button(key="tr_start").click().run()
+    at.button(key="forget_mem:1").click().run()
+    assert not at.exception and not at.session_state["mem_models"]
+    assert not folder.exists()

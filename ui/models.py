@@ -138,10 +138,14 @@ def mem_name(mid: str) -> str:
 
 
 def forget_mem_model(mid: str) -> None:
-    """Drop a trained or uploaded model of this session from memory (its temporary files stay until exit)."""
+    """Drop a trained or uploaded model of this session from memory, and an upload's copy on disk (a
+    trained model's temporary files stay until exit: its run still offers them)."""
     ss = st.session_state
-    if ss.get("mem_models", {}).pop(mid, None) is None:
+    rec = ss.get("mem_models", {}).pop(mid, None)
+    if rec is None:
         return
+    if rec["source"] == "upload" and rec.get("path") is not None:
+        shutil.rmtree(rec["path"], ignore_errors=True)
     if ss.get("model_choice") == mid:
         ss["model_choice"] = None
     for job_rec in ss.get("train_jobs", []):  # its run no longer offers a model to study or save
