@@ -73,4 +73,11 @@ def test_why_on_the_shipped_models(shipped_server):
         _settle(page, 2, timeout=180_000)
         no_errors(page, "why python-lstm")
         assert _model_shown(page).startswith("python-lstm")
+        body = _main_text(page)
+        # it opens on a prediction the model is unsure of, with an edit that moves it, and no "nan" anywhere
+        p = float(re.search(r"t = \d+, after reading .*?\(p = ([0-9.]+)\)", body, re.S).group(1))
+        assert 0.05 <= p <= 0.7, p
+        move = re.search(r"goes from ([0-9.]+) to ([0-9.]+)", body)
+        assert move and move.group(1) != move.group(2)
+        assert not re.search(r"[+-]nan\b|\bnan\b(?= nats| characters|×)", body)  # (the code shown may say nan)
         _full_screenshot(page, "why-python-lstm")
