@@ -75,14 +75,13 @@ def story(sal, measure: str, dt) -> str:
     """The sentence under the coloured text; every number in it is read off the arrays shown."""
     t, text = sal.target, sal.text
     v = np.abs(sal.value(measure))
-    far = np.arange(0, max(0, t - FAR + 1))  # positions FAR or more back
     lines = [f"**t = {t}**, after reading `{render.char_label(text[t])}`: log p('{render.char_label(sal.char)}') = "
              f"{sal.logp:.2f} (p = {np.exp(sal.logp):.2f})."]
-    share = sal_lib.share_far(v[::-1], FAR, SCAN_WINDOW)
+    share = sal.share_far(measure, FAR, SCAN_WINDOW)
     lines.append(f"Of the summed influence over the last {min(SCAN_WINDOW, t + 1)} characters, **{share:.0%}** "
                  f"comes from characters {FAR} or more back.")
-    if far.size:
-        s = int(far[np.argmax(v[far])])
+    s = sal.strongest_far(measure, FAR)
+    if s is not None:
         ratio = f", with {v[s] / v[t]:.2g}× the influence of the character at t itself" if v[t] > 0 else ""
         lines.append(f"The strongest of those is `{render.char_label(text[s])}` at #{s}, **{t - s} characters "
                      f"back**{ratio}.")

@@ -54,6 +54,15 @@ class Saliency:
             raise ConfigError(f"measure must be grad_norm or grad_x_input, not {measure!r}")
         return getattr(self, measure)
 
+    def share_far(self, measure: str = "grad_norm", min_distance: int = 20, window: int = 60) -> float:
+        """The share of the summed |value| over the last `window` positions lying min_distance or more back."""
+        return share_far(self.value(measure)[::-1], min_distance, window)
+
+    def strongest_far(self, measure: str = "grad_norm", min_distance: int = 20) -> int | None:
+        """The position min_distance or more before the target with the largest |value|, or None (none is)."""
+        far = self.target - min_distance + 1  # positions before this one lie min_distance or more back
+        return int(np.argmax(np.abs(self.value(measure)[:far]))) if far > 0 else None
+
 
 def check_target(text: str, target) -> int:
     """The target as an int, or a clear TargetError for position 0, beyond the text, or not a number."""

@@ -238,3 +238,13 @@ def test_cli_without_a_target_uses_the_default_rule(ckpt, capsys):
     assert out["target"] == want.target
     np.testing.assert_allclose(out["grad_norm"], saliency(model, text, want.target)["true"].grad_norm, rtol=1e-6)
     assert main(["saliency", str(ckpt), "--text", "a"]) == 2
+
+
+def test_strongest_far_and_share_far_of_one_saliency():
+    sal = saliency(_model("lstm"), TEXT, 20)["true"]
+    v = np.abs(sal.grad_norm)
+    far = [s for s in range(21) if 20 - s >= 6]
+    assert sal.strongest_far("grad_norm", 6) == max(far, key=lambda s: v[s])
+    assert sal.strongest_far("grad_norm", 21) is None
+    by_distance = v[::-1][:10]
+    assert sal.share_far("grad_norm", 6, 10) == pytest.approx(by_distance[6:].sum() / by_distance.sum())
