@@ -1,21 +1,22 @@
 """Unit dashboard: one unit over the whole atlas corpus: its top and bottom contexts, its distribution,
 its labels, its memory, and what it does to the prediction."""
+import html
+
 import streamlit as st
 
 import ui
 from ui import atlas as atlas_ui
+from ui import dashboard as dashboard_ui
 from rnnviz import atlas_plots, dashboard, render
 from rnnviz.probes import direction_words
 
 TOP = 8
 
 
-@st.cache_data(max_entries=8, show_spinner="Holding the unit at 0 over the whole corpus ...")
-def ablation(atlas_key: str, layer: int, kind: str, unit: int, _model, _text):
-    return dashboard.ablation(_model, _text, layer, kind, unit, 0.0)
-
-
 def show_contexts(items, layer, kind, unit):
+    note = dashboard.fewer_peaks_note(len(items), TOP)
+    if note:
+        st.caption(note)
     for c in items:
         st.html(f"<div style='font-size:0.8em;color:#666'>#{c['pos']:,}: {c['value']:+.3f}</div>"
                 + render.colored_text(c["text"], c["values"], label=f"L{layer} {kind}{unit}", mark=c["peak"],
@@ -61,8 +62,8 @@ def main():
     low_first = len(best) and best.direction.iloc[0] == "low"  # the side its best label speaks of first
     for col, which in zip(st.columns(2), ("bottom", "top") if low_first else ("top", "bottom")):
         with col:
-            st.markdown(f"**{'Highest' if which == 'top' else 'Lowest'}** (the peak character outlined; "
-                        f"±{dashboard.CONTEXT} characters)")
+            st.markdown(f"**{'Highest' if which == 'top' else 'Lowest'}** places (the peak character outlined, "
+                        f"±{dashboard.CONTEXT} characters; no two peaks within {dashboard.SEPARATION} characters)")
             show_contexts(dashboard.contexts(atlas, layer, kind, unit, which, TOP), layer, kind, unit)
     left, right = st.columns(2)
     counts, edges = atlas.histogram(layer, kind, unit)
@@ -76,34 +77,49 @@ def main():
                         f"[{band['low']:+.2f}, {band['high']:+.2f}]</div>"
                         + render.colored_text(c["text"], c["values"], label=f"{kind}{unit}", mark=c["peak"],
                                               first=c["start"]))
+    st.download_button("Download what this dashboard plots (CSV)", key="unit_csv", icon=":material/download:",
+                       data=dashboard.unit_csv(atlas, layer, kind, unit, TOP),
+                       file_name=f"unit-L{layer}-{kind}{unit}.csv", mime="text/csv",
+                       help="One row per context (its exact peak value, its text and the stored value of every "
+                            "character), per histogram bin and per decile example; the column `section` says which.")
     effect_section(ctx, atlas, layer, kind, unit)
 
 
 def effect_section(ctx, atlas, layer, kind, unit):
     st.subheader("What it does to the prediction")
     if kind == "h" and layer == ctx.layers - 1:
-        up, down = dashboard.logit_effect(ctx.model, unit)
-        fmt = lambda pairs: ", ".join(f"`{render.char_label(ch)}` {w:+.2f}" for ch, w in pairs)  # noqa: E731
-        st.markdown(f"Its column of the output layer: at +1 it raises the logits of {fmt(up)}; it lowers "
-                    f"{fmt(down)}.")
-    key = atlas.path.name if atlas.path else str(id(atlas))
-    if st.button(f"Measure: hold it at 0 over all {len(atlas):,} characters", key="unit_ablate",
-                 icon=":material/science:") or st.session_state.get("_ablated") == (key, layer, kind, unit):
-        st.session_state["_ablated"] = (key, layer, kind, unit)
-        ab = ablation(key, layer, kind, unit, _model=ctx.model, _text=atlas.text)
-        pos, most = ab.most_changed(0.01)
-        st.markdown(f"Held at 0, the loss changes by **{ab.mean_change():+.4f} nats/char** on average over the "
-                    f"corpus, and by **{most:+.3f}** on the 1% of characters it changes most "
-                    f"({len(pos):,} characters; positive: the unit helped predict them).")
-        for p in pos[:4]:
-            c = dashboard.window(atlas, layer, kind, unit, int(p) + 1, width=30)
-            st.html(f"<div style='font-size:0.8em;color:#666'>predicting #{int(p) + 1:,} "
-                    f"{render.char_label(atlas.text[int(p) + 1])!r}: loss {ab.base[p]:.2f} → {ab.held[p]:.2f}</div>"
-                    + render.colored_text(c["text"], c["values"], label=f"{kind}{unit}", mark=c["peak"],
-                                          first=c["start"]))
-    else:
-        st.caption("Running the model over the whole corpus with the unit held takes a few seconds to a minute; "
-                   "the result is kept for this atlas.")
+        st.html(dashboard.logit_effect_html(*dashboard.logit_effect(ctx.model, unit)))
+    mean = dashboard.hold_value(atlas, layer, kind, unit, "mean")
+    words = {"zero": "0", "mean": f"its corpus mean, {mean:+.3f}"}
+    how = st.radio("Hold it at", list(dashboard.HOLDS), key="unit_hold", horizontal=True, format_func=words.get,
+                   help="Zero ablation sets the unit to 0, which may itself be a meaningful value (for a quote "
+                        "unit, 0 can mean 'inside a string'); mean ablation sets it to its average over the corpus.")
+    key = dashboard_ui.ablation_key(atlas, layer, kind, unit, how)
+    ab = dashboard_ui.result(key)
+    if ab is None and dashboard_ui.running(key):
+        dashboard_ui.progress(key)
+        return
+    if ab is None:
+        if dashboard_ui.last_error(key):
+            st.error(f"The last run failed: {dashboard_ui.last_error(key)}", icon=":material/error:")
+        st.caption(f"Runs the model over all {len(atlas):,} characters twice, once with the unit held at every "
+                   "step: from a few seconds to about a minute. The result is kept for this atlas.")
+        if st.button(f"Measure: hold it at {words[how]} over all {len(atlas):,} characters", key="unit_ablate",
+                     icon=":material/science:"):
+            dashboard_ui.start(ctx.model, atlas, layer, kind, unit, how)
+            dashboard_ui.progress(key)
+        return
+    pos, most = ab.most_changed(0.01)
+    st.markdown(f"Held at {words[how]}, the loss changes by **{ab.mean_change():+.4f} nats/char** on average over "
+                f"the corpus ({len(atlas):,} characters), and by **{most:+.3f}** on the 1% of characters it changes "
+                f"most ({len(pos):,} characters; positive: the unit helped predict them).")
+    for p in pos[:4]:
+        c = dashboard.window(atlas, layer, kind, unit, int(p) + 1, width=30)
+        target = html.escape(repr(render.char_label(atlas.text[int(p) + 1])), quote=False)
+        st.html(f"<div style='font-size:0.8em;color:#666'>predicting #{int(p) + 1:,} {target}: "
+                f"loss {ab.base[p]:.2f} → {ab.held[p]:.2f}</div>"
+                + render.colored_text(c["text"], c["values"], label=f"{kind}{unit}", mark=c["peak"],
+                                      first=c["start"]))
 
 
 ui.run_page(main)

@@ -339,7 +339,8 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--chars", type=int, default=200_000, help="cut the corpus at this many characters (200,000)")
     a.add_argument("--out", help="the cache folder (default: $RNNVIZ_ATLAS_DIR or atlas_cache/)")
     a.add_argument("--unit", help="LAYER:KIND:UNIT, e.g. 1:c:28: that unit's top and bottom characters and labels")
-    a.add_argument("--top", type=int, default=10, help="positions to list with --unit (default 10)")
+    a.add_argument("--top", type=int, default=10, help="separated peaks to list with --unit, highest and lowest: "
+                   "no two within 20 characters (default 10, at most 16)")
     a.add_argument("--width", type=int, default=40, help="characters of context on each side (default 40)")
     a.add_argument("--json", action="store_true", help="with --unit: print one JSON object")
     a.add_argument("--export-lstmvis", metavar="DIR", help="also write states.h5, train.h5, words.dict and "
@@ -421,6 +422,9 @@ def cmd_atlas(args) -> int:
         torch.set_num_threads(args.threads)
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, not {args.top}")
+    if args.unit and args.top > atlas_mod.PEAKS:
+        raise ConfigError(f"--top can be at most {atlas_mod.PEAKS} with --unit (the separated peaks an atlas keeps), "
+                          f"not {args.top}")
     model, config = checkpoint.load(args.checkpoint)
     corpus = None
     if args.corpus:
@@ -445,7 +449,8 @@ def cmd_atlas(args) -> int:
         print(f"note: {at.notice}", file=sys.stderr)
     if unit is not None:
         layer, kind, u = unit
-        top, bottom = at.top(layer, kind, u, args.top), at.bottom(layer, kind, u, args.top)
+        # separated peaks: one per place, not the neighbours of one peak
+        top, bottom = at.peaks(layer, kind, u, "top", args.top), at.peaks(layer, kind, u, "bottom", args.top)
         labels = at.labels()
         mine = labels[(labels.layer == layer) & (labels.kind == kind) & (labels.unit == u)].dropna(subset=["score"])
 
@@ -455,7 +460,7 @@ def cmd_atlas(args) -> int:
         if args.json:
             import json
             out = {"unit": f"{layer}:{kind}:{u}", "corpus": at.name, "chars": len(at),
-                   "top": rows(top), "bottom": rows(bottom),
+                   "separation": atlas_mod.SEPARATION, "top": rows(top), "bottom": rows(bottom),
                    "labels": [{"hypothesis": r.hypothesis, "score": float(r.score), "direction": r.direction,
                                "auroc": None if r.auroc != r.auroc else float(r.auroc), "corr": float(r.corr)}
                               for r in mine.itertuples()]}
@@ -463,7 +468,9 @@ def cmd_atlas(args) -> int:
         else:
             print(f"L{layer} {kind}{u} over {len(at):,} characters of {at.name}")
             for title, pairs in (("highest", top), ("lowest", bottom)):
-                print(f"{title}:")
+                print(f"{title} (no two within {atlas_mod.SEPARATION} characters):")
+                if len(pairs) < args.top:
+                    print(f"  only {len(pairs)} such places in this corpus")
                 for p, v in pairs:
                     start, ctx = at.context(p, args.width)
                     print(f"  {p:8d} {v:+.4f}  {ctx[:p - start]!r} [{at.text[p]!r}] {ctx[p - start + 1:]!r}")

@@ -1,6 +1,8 @@
 """What one unit does, over a whole atlas corpus: its map entry, its contexts, and its effect on the prediction."""
 from __future__ import annotations
 
+import html
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,12 +10,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .atlas import Atlas, tau
+from .atlas import Atlas, Cancelled, tau
+from .atlas.stats import PEAKS, SEPARATION
 from .errors import ConfigError
 from .model import CharRNN
+from .render import char_label
 from .trace import _layer_params, _run_layer
 
 CONTEXT = 40  # characters either side of a context's peak
+HOLDS = {"zero": "0", "mean": "its corpus mean"}  # what an ablation holds a unit at
 
 
 def unit_map(atlas: Atlas) -> pd.DataFrame:
@@ -29,12 +34,64 @@ def unit_map(atlas: Atlas) -> pd.DataFrame:
 
 def contexts(atlas: Atlas, layer: int, kind: str, unit: int, which: str = "top", k: int = 8,
              width: int = CONTEXT) -> list[dict]:
-    """The k highest (which="top") or lowest ("bottom") positions of a unit, each with its exact value and
-    its context: text[start:end] with the unit's stored values over it, and the peak's offset in it."""
+    """The k highest (which="top") or lowest ("bottom") separated peaks of a unit (no two within SEPARATION
+    characters: one context per place, not eight neighbours of one), each with its exact value and its
+    context: text[start:end] with the unit's stored values over it, and the peak's offset in it. Fewer
+    than k only when the corpus holds no more such places."""
     if which not in ("top", "bottom"):
         raise ConfigError(f"which must be 'top' or 'bottom', not {which!r}")
-    pairs = (atlas.top if which == "top" else atlas.bottom)(layer, kind, unit, k)
+    if not 1 <= k <= PEAKS:
+        raise ConfigError(f"an atlas keeps {PEAKS} separated peaks per unit and side: ask for 1 to {PEAKS}, not {k}")
+    pairs = atlas.peaks(layer, kind, unit, which, k)
     return [window(atlas, layer, kind, unit, pos, value, width) for pos, value in pairs]
+
+
+def fewer_peaks_note(found: int, k: int) -> str | None:
+    """Why fewer than k contexts are shown, or None when k are."""
+    if found >= k:
+        return None
+    return (f"Only {found} place{'s' if found != 1 else ''} more than {SEPARATION} characters apart in this "
+            f"corpus (of the {k} asked for): there are no more.")
+
+
+def hold_value(atlas: Atlas, layer: int, kind: str, unit: int, how: str = "zero") -> float:
+    """The value an ablation holds a unit at: 0, or ("mean") its mean over the atlas corpus (float64)."""
+    if how not in HOLDS:
+        raise ConfigError(f"hold a unit at one of {', '.join(HOLDS)}, not {how!r}")
+    if how == "zero":
+        return 0.0
+    u = atlas.units
+    row = u[(u.layer == layer) & (u.kind == kind) & (u.unit == unit)]
+    if row.empty:
+        raise ConfigError(f"this atlas has no unit L{layer} {kind}{unit}")
+    return float(row["mean"].iloc[0])
+
+
+def unit_csv(atlas: Atlas, layer: int, kind: str, unit: int, k: int = 8, width: int = CONTEXT,
+             decile_n: int = 1) -> str:
+    """What the dashboard plots, as one CSV: a row per context (its exact peak value, its text and the
+    stored value of every character of it), per histogram bin and per decile example; `section` says which."""
+    rows = []
+    for which, section in (("top", "highest"), ("bottom", "lowest")):
+        for rank, c in enumerate(contexts(atlas, layer, kind, unit, which, k, width), 1):
+            rows.append({"section": section, "rank": rank, "pos": c["pos"], "value": c["value"],
+                         "start": c["start"], "text": c["text"],
+                         "values": " ".join(f"{v:.4f}" for v in c["values"])})
+    counts, edges = atlas.histogram(layer, kind, unit)
+    for i, n in enumerate(counts):
+        rows.append({"section": "histogram", "rank": i + 1, "low": float(edges[i]), "high": float(edges[i + 1]),
+                     "count": int(n)})
+    for band in decile_examples(atlas, layer, kind, unit, n=decile_n, width=width // 2):
+        for c in band["contexts"] or [{}]:
+            rows.append({"section": "decile", "rank": band["decile"], "low": band["low"], "high": band["high"],
+                         "count": band["count"], "pos": c.get("pos"), "value": c.get("value"),
+                         "start": c.get("start"), "text": c.get("text"),
+                         "values": " ".join(f"{v:.4f}" for v in c["values"]) if c else None})
+    cols = ["section", "rank", "pos", "value", "start", "text", "values", "low", "high", "count"]
+    df = pd.DataFrame(rows, columns=cols)
+    for col in ("pos", "start", "count"):
+        df[col] = df[col].astype("Int64")
+    return df.to_csv(index=False)
 
 
 def window(atlas: Atlas, layer: int, kind: str, unit: int, pos: int, value: float | None = None,
@@ -70,6 +127,14 @@ def logit_effect(model: CharRNN, unit: int, k: int = 8) -> tuple[list[tuple[str,
     return up, down
 
 
+def logit_effect_html(up: list[tuple[str, float]], down: list[tuple[str, float]]) -> str:
+    """logit_effect's sentence as HTML: each character labelled (render.char_label) and escaped in a code
+    element, so a backtick, '<' or '*' shows as itself."""
+    def fmt(pairs):
+        return ", ".join(f"<code>{html.escape(char_label(ch), quote=False)}</code>&nbsp;{w:+.2f}" for ch, w in pairs)
+    return f"<div>Its column of the output layer: at +1 it raises the logits of {fmt(up)}; it lowers {fmt(down)}.</div>"
+
+
 @dataclass
 class Ablation:
     """The loss per character with a unit held at a value, against the model's own."""
@@ -99,13 +164,14 @@ class Ablation:
 
 @torch.no_grad()
 def ablation(model: CharRNN, text: str, layer: int, kind: str, unit: int, value: float = 0.0,
-             chunk: int = 8192) -> Ablation:
+             chunk: int = 2048, report=None, stop_event: threading.Event | None = None) -> Ablation:
     """Run the model over `text` twice, as it is and with one unit held at `value` at every step (an
     LSTM's c or h, or a GRU's or RNN's h), and return both losses per character.
 
     The layers below the held one and the unheld run go through the fused kernel; the held layer steps
     one character at a time (holding a unit changes the recurrence); the layers above read its output.
-    Chunks of `chunk` characters carry the state, so memory stays bounded on a long corpus.
+    Chunks of `chunk` characters carry the state, so memory stays bounded on a long corpus; after each,
+    `report(done=, total=, message=)` gets the characters done, and a set `stop_event` raises Cancelled.
     """
     L, H = model.config.num_layers, model.config.hidden_size
     if not 0 <= layer < L or not 0 <= unit < H:
@@ -123,8 +189,11 @@ def ablation(model: CharRNN, text: str, layer: int, kind: str, unit: int, value:
     zero = lambda: torch.zeros(1, 1, H, device=model.device)  # noqa: E731
     lstm = model.cell == "lstm"
     states = {run: [(zero(), zero()) if lstm else zero() for _ in range(L)] for run in ("base", "held")}
+    total = len(ids) - 1
     try:
-        for a in range(0, len(ids) - 1, chunk):
+        for a in range(0, total, chunk):
+            if stop_event is not None and stop_event.is_set():
+                raise Cancelled("the ablation was cancelled")
             x_ids = ids[a:a + chunk + 1]
             inputs, targets = x_ids[:-1], x_ids[1:]
             for run, out in (("base", base), ("held", held)):
@@ -137,6 +206,10 @@ def ablation(model: CharRNN, text: str, layer: int, kind: str, unit: int, value:
                         x, states[run][l] = _run_layer(model.cell, x, states[run][l], params)
                 logits = F.linear(x, model.head.weight, model.head.bias)
                 out.append(F.cross_entropy(logits.float(), targets, reduction="none").cpu().numpy())
+            if report is not None:
+                done = min(total, a + chunk)
+                report(done=done, total=total, message=f"holding the unit at {value:+.3f}: {done:,} of {total:,} "
+                                                       "characters")
     finally:
         model.train(was)
     return Ablation(layer, kind, unit, float(value), np.concatenate(base), np.concatenate(held))

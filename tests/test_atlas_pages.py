@@ -80,8 +80,12 @@ def test_dashboard_and_its_links(folders):
     assert html.count("outline") >= 8, "every top and bottom context marks its peak"
     md = "\n".join(m.value for m in at.markdown)
     assert "### Layer 1, h0" in md and "τ = −1/ln" in md
-    assert "raises the logits of" in md  # a top-layer h unit: its column of the output layer
+    assert "raises the logits of" in html  # a top-layer h unit: its column of the output layer
     at.button(key="unit_ablate").click().run()
+    deadline = time.time() + TIMEOUT  # the ablation runs in the background
+    while time.time() < deadline and not any("nats/char" in m.value for m in at.markdown):
+        time.sleep(0.5)
+        at.run()
     md = "\n".join(m.value for m in at.markdown)
     assert "nats/char" in md and "on the 1% of characters" in md
     at.button(key="unit_to_clamp").click().run()

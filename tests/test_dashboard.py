@@ -2,12 +2,14 @@
 against brute force and a step-by-step float64 reference."""
 import numpy as np
 import pytest
+import torch
 
 from rnnviz import atlas as atlas_lib
 from rnnviz import dashboard
 from rnnviz.errors import ConfigError
 from rnnviz.model import build
 from rnnviz.trace import trace
+from test_atlas_peaks import greedy
 from test_sampling import clamped_reference
 
 TEXT = ('x = "ab" + (c)\n' * 3 + "def f(y):\n    return 'q' * y\n") * 4
@@ -59,17 +61,129 @@ def test_logit_effect_is_the_units_column_of_the_output_layer():
     assert up[0][1] == pytest.approx(w.max()) and down[0][1] == pytest.approx(w.min())
 
 
-def test_contexts_are_the_atlas_top_positions_with_their_text(tmp_path):
+def test_contexts_are_the_separated_peaks_with_their_text(tmp_path):
     m = model("lstm")
     a = atlas_lib.build_atlas(m, TEXT, cache_dir=tmp_path, chunk=64, top_k=32)
-    tr = trace(m, TEXT)
-    for which, order in (("top", -1), ("bottom", 1)):
+    tr = trace(m, TEXT, chunk=64)
+    for which, highest in (("top", True), ("bottom", False)):
         items = dashboard.contexts(a, 1, "c", 2, which, k=5, width=7)
         values = tr.layers[1]["c"][:, 2]
-        assert [c["pos"] for c in items] == list(np.argsort(order * values, kind="stable")[:5])
+        assert [c["pos"] for c in items] == greedy(values, highest, n=5)  # brute force over every character
+        got = sorted(c["pos"] for c in items)
+        assert all(b - q > dashboard.SEPARATION for q, b in zip(got, got[1:]))
+        np.testing.assert_array_equal(np.float32([c["value"] for c in items]), values[[c["pos"] for c in items]])
         for c in items:
             assert c["text"] == TEXT[c["start"]:c["pos"] + 8] and c["text"][c["peak"]] == TEXT[c["pos"]]
             bound = a.error_bound(1, "c")[2]  # the int8 states' stated bound
             np.testing.assert_allclose(c["values"], values[c["start"]:c["start"] + len(c["text"])], atol=bound + 1e-6)
     table = dashboard.unit_map(a)
     assert len(table) == 2 * 2 * 6 and table["label"].notna().all()
+    with pytest.raises(ConfigError):
+        dashboard.contexts(a, 1, "c", 2, "top", k=dashboard.PEAKS + 1)
+
+
+def test_fewer_peaks_are_said():
+    assert dashboard.fewer_peaks_note(8, 8) is None
+    assert "Only 3 places more than 20 characters apart" in dashboard.fewer_peaks_note(3, 8)
+
+
+def test_mean_ablation_matches_a_step_by_step_rerun_at_the_corpus_mean(tmp_path):
+    m = model("lstm")
+    a = atlas_lib.build_atlas(m, TEXT, cache=False, chunk=64, top_k=32)
+    mean = dashboard.hold_value(a, 0, "c", 3, "mean")
+    assert mean == pytest.approx(float(trace(m, TEXT).layers[0]["c"][:, 3].astype(np.float64).mean()), abs=1e-9)
+    assert mean != 0.0 and dashboard.hold_value(a, 0, "c", 3, "zero") == 0.0
+    seen = []
+    ab = dashboard.ablation(m, TEXT, 0, "c", 3, mean, chunk=50, report=lambda **kw: seen.append(kw))
+    ids = [m.vocab.index[ch] for ch in TEXT]
+    sd = m.state_dict()
+    held = log_loss(clamped_reference(sd, "lstm", 2, ids[:-1], (0, [3], mean, "c")), np.array(ids[1:]))
+    np.testing.assert_allclose(ab.held, held, atol=1e-5)
+    assert ab.value == mean
+    done = [kw["done"] for kw in seen]
+    assert done == sorted(done) and done[-1] == len(TEXT) - 1 and len(done) == -(-(len(TEXT) - 1) // 50)
+    with pytest.raises(ConfigError):
+        dashboard.hold_value(a, 0, "c", 3, "median")
+
+
+def test_ablation_stops_when_asked():
+    import threading
+
+    stop = threading.Event()
+    calls = []
+
+    def report(**kw):
+        calls.append(kw)
+        stop.set()  # cancel after the first chunk
+
+    with pytest.raises(atlas_lib.Cancelled):
+        dashboard.ablation(model("gru"), TEXT, 0, "h", 1, 0.0, chunk=20, report=report, stop_event=stop)
+    assert len(calls) == 1
+
+
+def test_output_column_words_show_a_backtick_as_itself():
+    m = build(sorted(set(TEXT + "`<*")), cell="lstm", hidden_size=6, num_layers=1, embed_size=4, seed=2)
+    with torch.no_grad():
+        m.head.weight[:, 1] = 0.0
+        for ch, w in (("`", 3.0), ("<", 2.0), ("*", -3.0)):
+            m.head.weight[m.vocab.index[ch], 1] = w
+    up, down = dashboard.logit_effect(m, 1, k=3)
+    out = dashboard.logit_effect_html(up, down)
+    assert "<code>`</code>&nbsp;+3.00" in out and "<code>&lt;</code>&nbsp;+2.00" in out
+    assert "<code>*</code>&nbsp;-3.00" in out and "```" not in out
+
+
+def test_unit_csv_holds_what_the_dashboard_plots(tmp_path):
+    import io
+
+    import pandas as pd
+
+    m = model("lstm")
+    a = atlas_lib.build_atlas(m, TEXT, cache=False, chunk=64, top_k=32)
+    df = pd.read_csv(io.StringIO(dashboard.unit_csv(a, 1, "h", 4, k=3)), keep_default_na=False, na_values=[""])
+    for section, which in (("highest", "top"), ("lowest", "bottom")):
+        rows = df[df.section == section]
+        items = dashboard.contexts(a, 1, "h", 4, which, k=3)
+        assert rows["pos"].tolist() == [c["pos"] for c in items]
+        np.testing.assert_allclose(rows["value"], [c["value"] for c in items], rtol=1e-6)
+        assert rows["text"].tolist() == [c["text"] for c in items]
+        for got, c in zip(rows["values"], items):
+            np.testing.assert_allclose([float(v) for v in got.split()], c["values"], atol=5e-5)
+    counts, edges = a.histogram(1, "h", 4)
+    hist = df[df.section == "histogram"]
+    assert hist["count"].tolist() == counts.tolist()
+    np.testing.assert_allclose(hist["low"], edges[:-1]) and np.testing.assert_allclose(hist["high"], edges[1:])
+    dec = df[df.section == "decile"]
+    bands = dashboard.decile_examples(a, 1, "h", 4, n=1, width=20)
+    assert dec["rank"].tolist() == [b["decile"] for b in bands for _ in (b["contexts"] or [None])]
+    assert dec["pos"].tolist() == [c["pos"] for b in bands for c in b["contexts"]]
+
+
+def test_cli_lists_separated_peaks(tmp_path, capsys):
+    import json
+
+    from rnnviz import checkpoint
+    from rnnviz.cli import main
+    from test_atlas_peaks import LINE, _model
+
+    m = _model("lstm")  # saturating: a unit's best values sit side by side on plateaus
+    text = (LINE * 30)[:1500]
+    values = trace(m, text).layers[1]["c"]  # (T, H); the atlas reads it in one chunk, as here
+    pos = np.arange(len(text))
+    crowded = [u for u in range(8) if np.ptp(np.lexsort((pos, -values[:, u]))[:6][:2]) <= 20]
+    assert crowded, "a unit whose two best characters are neighbours"
+    u = crowded[0]
+    ck = checkpoint.save(m, tmp_path / "model")
+    f = tmp_path / "corpus.txt"
+    f.write_text(text, encoding="utf-8")
+    assert main(["atlas", str(ck), "--corpus", str(f), "--unit", f"1:c:{u}", "--top", "6", "--json",
+                 "--out", str(tmp_path / "cache")]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    for side, highest in (("top", True), ("bottom", False)):
+        got = [r["pos"] for r in obj[side]]
+        assert len(got) == 6 and got == greedy(values[:, u], highest, n=6)
+        assert all(abs(p - q) > 20 for i, p in enumerate(got) for q in got[:i])
+        assert [r["value"] for r in obj[side]] == pytest.approx(values[got, u].tolist(), abs=1e-6)
+    assert obj["separation"] == 20
+    assert main(["atlas", str(ck), "--corpus", str(f), "--unit", "1:c:2", "--top", "17", "--out", str(tmp_path / "c")])
+    assert "at most 16" in capsys.readouterr().err

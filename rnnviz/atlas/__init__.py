@@ -24,7 +24,7 @@ from .corpus import (DEFAULT_CHUNK, DEFAULT_TOP_K, FORMAT_VERSION, MAX_CHARS, MI
                      cache_key, entry_key, model_key, resolve_corpus, settings, text_sha256, upload_corpus)
 from .labels import average_ranks, score_units
 from .lstmvis import export_lstmvis, lstmvis_size, lstmvis_zip
-from .stats import _H_EDGES, C_BINS, GATE, H_BINS, QUANTILES, SPARSE_BELOW, kinds_of, tau
+from .stats import _H_EDGES, C_BINS, GATE, H_BINS, PEAKS, QUANTILES, SEPARATION, SPARSE_BELOW, kinds_of, tau
 from .store import CACHE_ENV, LABELS, META, ROOT, SMALL, TEXT, CacheError, default_cache_dir
 from .stream import Cancelled
 
@@ -34,6 +34,6 @@ __all__ = [
     "resolve_corpus", "upload_corpus", "model_key", "text_sha256", "cache_key", "entry_key", "settings",
     "score_units", "average_ranks", "tau", "kinds_of", "default_cache_dir",
     "FORMAT_VERSION", "MAX_CHARS", "DEFAULT_CHUNK", "DEFAULT_TOP_K", "MIN_TOP_K",
-    "H_BINS", "C_BINS", "SPARSE_BELOW", "QUANTILES", "GATE", "_H_EDGES",
+    "H_BINS", "C_BINS", "SPARSE_BELOW", "QUANTILES", "GATE", "_H_EDGES", "PEAKS", "SEPARATION",
     "ROOT", "CACHE_ENV", "META", "SMALL", "TEXT", "LABELS",
 ]
