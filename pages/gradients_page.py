@@ -42,6 +42,11 @@ def fresh_curve(key: str, vocab: tuple, text: str, hidden: int, knob: float):
     return lesson.fresh_curve(key, list(vocab), text, hidden, knob)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def move(key: str, vocab: tuple, text: str, hidden: int, knob: float):
+    return lesson.move(key, list(vocab), text, hidden, knob)
+
+
 def fresh_curves(vocab: tuple, text: str, hidden: int, radius: float, forget_bias: float, update_bias: float):
     """Each curve cached on its own: moving one control recomputes only the curve it drives."""
     knobs = {"rnn": radius, "lstm-open": forget_bias, "lstm-half": lesson.HALF_BIAS, "gru": update_bias}
@@ -101,8 +106,8 @@ def fresh_section(ctx):
     st.caption(f"One layer of {hidden} units each, seeded, on the first {len(text)} characters of the text under study.")
     csv_button("The curves (CSV)", lambda: exports.gradient_curves(curves), "gradients-fresh.csv", "grad_fresh_csv")
     vocab = tuple(ctx.model.vocab.chars)
-    hot = fresh_curve("rnn", vocab, text, hidden, lesson.HOT_RADIUS)  # cached: what the moves below would draw
-    overwrite = fresh_curve("gru", vocab, text, hidden, lesson.OVERWRITE_BIAS)
+    hot = move("rnn", vocab, text, hidden, lesson.HOT_RADIUS)  # what the moves below would draw
+    overwrite = move("gru", vocab, text, hidden, lesson.OVERWRITE_BIAS)
     st.markdown(lesson.try_this(curves, hot, overwrite, d))
 
 

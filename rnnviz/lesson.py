@@ -25,18 +25,8 @@ DISTANCE = 50  # the distance the sentences and the tests read the curves at
 MEMORY_GAP = 64  # the recall example of the trained memory models: the longest gap they learned
 
 
-@dataclass
-class Curve:
-    """One model's gradient through time, with the path gain and the gate mean that explain it."""
-
-    key: str  # "rnn", "lstm-open", "lstm-half", "gru"
-    label: str
-    cell: str
-    shade: int  # 0: the cell's own colour; 1: a lighter one, for a second model of the same cell
-    flow: GradientFlow
-    gain: np.ndarray  # (T,) path_gain of the top layer, 1 at the last step
-    gain_name: str
-    gate_mean: float | None  # f-bar of an LSTM or z-bar of a GRU over the text; None for an RNN
+class _Shares:
+    """The gradient left at each distance, read from a GradientFlow `flow`."""
 
     def relative(self, kind: str = "h") -> np.ndarray:
         """(T,) ||dL/dh_t|| (or ||dL/dc_t||) of the top layer over ||dL/dh_(T-1)||: the share left."""
@@ -49,6 +39,30 @@ class Curve:
         return float(y[max(0, len(y) - 1 - distance)])
 
 
+@dataclass
+class Curve(_Shares):
+    """One model's gradient through time, with the path gain and the gate mean that explain it."""
+
+    key: str  # "rnn", "lstm-open", "lstm-half", "gru"
+    label: str
+    cell: str
+    shade: int  # 0: the cell's own colour; 1: a lighter one, for a second model of the same cell
+    flow: GradientFlow
+    gain: np.ndarray  # (T,) path_gain of the top layer, 1 at the last step
+    gain_name: str
+    gate_mean: float | None  # f-bar of an LSTM or z-bar of a GRU over the text; None for an RNN
+
+
+@dataclass
+class Move(_Shares):
+    """What one Try-this move would draw: a fresh model's gradient and gate mean, without the path gain
+    (for an RNN the gain costs several times the gradient, and the words need only the curve)."""
+
+    key: str
+    flow: GradientFlow
+    gate_mean: float | None
+
+
 def curve(key: str, label: str, model: CharRNN, text: str, shade: int = 0, per_unit: bool = False) -> Curve:
     """Measure one model on `text` (its last character is the one predicted)."""
     flow = gradient_norms(model, text, per_unit=per_unit)
@@ -58,14 +72,18 @@ def curve(key: str, label: str, model: CharRNN, text: str, shade: int = 0, per_u
     return Curve(key, label, model.cell, shade, flow, gain, name, mean)
 
 
+# key -> (cell, the fresh_model knob that key's control sets)
+_KNOBS = {"rnn": lambda k: ("rnn", {"spectral_radius": RADIUS if k is None else k}),
+          "lstm-open": lambda k: ("lstm", {"forget_bias": OPEN_BIAS if k is None else k}),
+          "lstm-half": lambda k: ("lstm", {"forget_bias": HALF_BIAS if k is None else k}),
+          "gru": lambda k: ("gru", {"update_bias": UPDATE_BIAS if k is None else k})}
+
+
 def fresh_curve(key: str, vocab: Vocab | list[str], text: str, hidden: int = 256, knob: float | None = None,
                 seed: int = 0) -> Curve:
     """One curve of the first screen: key is rnn (knob: ρ), lstm-open or lstm-half (knob: the forget
     bias) or gru (knob: the update bias). One at a time, so a control recomputes only its own curve."""
-    cell, knobs = {"rnn": ("rnn", {"spectral_radius": RADIUS if knob is None else knob}),
-                   "lstm-open": ("lstm", {"forget_bias": OPEN_BIAS if knob is None else knob}),
-                   "lstm-half": ("lstm", {"forget_bias": HALF_BIAS if knob is None else knob}),
-                   "gru": ("gru", {"update_bias": UPDATE_BIAS if knob is None else knob})}[key]
+    cell, knobs = _KNOBS[key](knob)
     model = fresh_model(vocab, cell, hidden_size=hidden, num_layers=1, seed=seed, **knobs)
     (value,) = knobs.values()
     if key == "rnn":
@@ -74,6 +92,16 @@ def fresh_curve(key: str, vocab: Vocab | list[str], text: str, hidden: int = 256
     c.label = (f"LSTM, f̄ = {c.gate_mean:.2f} (forget bias {value:+.1f})" if cell == "lstm"
                else f"GRU, z̄ = {c.gate_mean:.2f} (update bias {value:+.1f})")
     return c
+
+
+def move(key: str, vocab: Vocab | list[str], text: str, hidden: int = 256, knob: float | None = None,
+         seed: int = 0) -> Move:
+    """The model fresh_curve(key, ..., knob) would draw, measured without its path gain."""
+    cell, knobs = _KNOBS[key](knob)
+    model = fresh_model(vocab, cell, hidden_size=hidden, num_layers=1, seed=seed, **knobs)
+    gate = {"lstm": "f", "gru": "z"}.get(cell)
+    mean = float(trace(model, text[:-1], top_k=1).layers[-1][gate].mean()) if gate else None
+    return Move(key, gradient_norms(model, text), mean)
 
 
 def fresh_curves(vocab: Vocab | list[str], text: str, hidden: int = 256, radius: float = RADIUS,
@@ -149,7 +177,7 @@ def _times(ratio: float) -> str:
     return f"{float(f'{ratio:.2g}'):,.0f}" if ratio >= 10 else f"{ratio:.1f}"  # 147,303 -> 150,000
 
 
-def try_this(curves: list[Curve], hot: Curve, overwrite: Curve, distance: int = DISTANCE) -> str:
+def try_this(curves: list[Curve], hot: Move | Curve, overwrite: Move | Curve, distance: int = DISTANCE) -> str:
     """The three moves of 'Try this', each with what its curve shows `distance` steps back.
 
     curves: the four on the chart now; hot: the RNN at HOT_RADIUS; overwrite: the GRU at

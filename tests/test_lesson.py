@@ -267,7 +267,7 @@ def test_try_this_says_what_each_move_draws(moves):
 def test_try_this_turns_with_the_numbers(moves):
     """Where the RNN forgets faster (rho = 0.5), the sentence says so instead: it reads the curves."""
     curves, hot, overwrite = moves
-    text = curves[0].flow.text
+    text = default_text("shakespeare-lstm")  # the flow holds the inputs, one character fewer
     vocab = list(checkpoint.load(PRETRAINED / "shakespeare-lstm")[0].vocab.chars)
     cold = [lesson.fresh_curve("rnn", vocab, text, knob=0.5)] + curves[1:]
     words = lesson.try_this(cold, hot, overwrite, D)
@@ -317,3 +317,18 @@ def test_a_growing_gradient_is_not_said_to_be_kept(moves):
     words = lesson.summary([hot] + curves[1:], D)
     assert f"its gradient has grown to **{lesson._share(hot.at(D))}** times its start" in words
     assert f"keeps **{lesson._share(hot.at(D))}**" not in words
+
+
+def test_a_move_is_the_curve_without_its_path(moves):
+    """The page reads Try this from lesson.move (no path gain, several times cheaper for an RNN): the
+    same gradients and gate mean as the curve the move would draw."""
+    curves, hot, overwrite = moves
+    text = default_text("shakespeare-lstm")  # the flow holds the inputs, one character fewer
+    vocab = list(checkpoint.load(PRETRAINED / "shakespeare-lstm")[0].vocab.chars)
+    for full, knob in ((hot, lesson.HOT_RADIUS), (overwrite, lesson.OVERWRITE_BIAS)):
+        light = lesson.move(full.key, vocab, text, knob=knob)
+        np.testing.assert_array_equal(light.relative(), full.relative())
+        assert light.gate_mean == full.gate_mean
+    assert lesson.try_this(curves, lesson.move("rnn", vocab, text, knob=lesson.HOT_RADIUS),
+                           lesson.move("gru", vocab, text, knob=lesson.OVERWRITE_BIAS), D) == \
+        lesson.try_this(curves, hot, overwrite, D)
