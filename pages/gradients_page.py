@@ -156,6 +156,8 @@ def units_section(curve, models):
     st.plotly_chart(gp.unit_gradient_map(curve.flow.units[-1], curve.flow.text, rows,
                                          "memory-lstm: |∂L/∂c| of each unit, from the recall back to the key"),
                     key="memory_units", config=CHART)
+    csv_button("The units' gradients (CSV)", lambda: exports.unit_gradients(curve.flow, rows), "memory-units.csv",
+               "memory_units_csv")
     keep = [u for u in top if u["gate_product"] > 0.5]
     st.caption(f"The 12 units through which most of the recall's gradient reaches the key, the most on top. "
                f"{len(keep)} of them carry {sum(u['share'] for u in keep):.0%} of it, bright all the way from the "
@@ -206,6 +208,8 @@ def trained_section(ctx):
         ui.keep_choice("grad_layer", list(range(layers)), layers - 1)
         layer = int(st.session_state["grad_layer"])
         st.plotly_chart(gp.gradient_decay(flows, layer=layer), key="grad_trained", config=CHART)
+        csv_button("These norms (CSV)", lambda: exports.gradient_flows(flows, layer), "gradients-trained.csv",
+                   "grad_trained_csv")
         if layers > 1:
             st.selectbox("Layer", list(range(layers)), key="grad_layer")
         st.caption("Language models trained on text: the loss of the last character. Their gates were learned, not "

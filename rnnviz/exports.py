@@ -53,3 +53,34 @@ def gradient_curves(curves: list) -> pd.DataFrame:
         return pd.DataFrame(columns=["model", "cell", "distance", "h", "c", "path_gain", "path"])
     return pd.concat(frames, ignore_index=True).sort_values(["model", "distance"], kind="stable",
                                                             ignore_index=True)
+
+
+def gradient_flows(flows: dict, layer: int) -> pd.DataFrame:
+    """The trained models' chart (gradient_plots.gradient_decay) of one layer, long: model, cell,
+    distance, dh (‖∂L/∂h_t‖) and dc (‖∂L/∂c_t‖, an LSTM's; else empty). Each model's lowest layers."""
+    frames = []
+    for name, flow in flows.items():
+        if not 0 <= layer < flow.dh.shape[0]:
+            raise ConfigError(f"{name} has layers 0 to {flow.dh.shape[0] - 1}; there is no layer {layer}")
+        frames.append(pd.DataFrame({"model": name, "cell": flow.cell, "distance": flow.distance,
+                                    "dh": flow.dh[layer],
+                                    "dc": flow.dc[layer] if flow.dc is not None else np.nan}))
+    if not frames:
+        return pd.DataFrame(columns=["model", "cell", "distance", "dh", "dc"])
+    return pd.concat(frames, ignore_index=True).sort_values(["model", "distance"], kind="stable",
+                                                            ignore_index=True)
+
+
+def unit_gradients(flow, rows: list[int]) -> pd.DataFrame:
+    """The units map (gradient_plots.unit_gradient_map): for each chosen unit of the top layer and
+    each step, |∂L/∂c_t| (|∂L/∂h_t| without a cell), with the character read there."""
+    if flow.units is None:
+        raise ConfigError("these gradients were measured without per-unit values (per_unit=True)")
+    units = flow.units[-1]  # (T, H)
+    bad = [u for u in rows if not 0 <= u < units.shape[1]]
+    if bad:
+        raise ConfigError(f"the top layer has units 0 to {units.shape[1] - 1}, not {bad}")
+    return pd.DataFrame({"unit": np.repeat(rows, units.shape[0]).astype(int),
+                         "distance": np.tile(flow.distance, len(rows)),
+                         "char": list(flow.text) * len(rows),
+                         "grad": units[:, rows].T.ravel().astype(np.float64)})

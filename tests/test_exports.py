@@ -84,3 +84,30 @@ def test_gradient_curves_csv_holds_every_line_the_chart_draws():
     rnn = df[df.model.str.startswith("RNN")]
     assert rnn.c.isna().all() and (rnn.h[rnn.distance == 0] == 1).all()
     assert exports.gradient_curves([]).empty
+
+
+def test_trained_flows_and_units_csv_hold_what_their_charts_draw():
+    from rnnviz.gradients import gradient_norms
+    flows = {f"{cell} (fresh)": gradient_norms(fresh_model(VOCAB, cell, hidden_size=6, num_layers=2, seed=1,
+                                                           embed_size=4), TEXT, per_unit=True)
+             for cell in ("lstm", "rnn")}
+    df = roundtrip(exports.gradient_flows(flows, 1))
+    fig = gp.gradient_decay(flows, layer=1)
+    for t in fig.data:
+        part = df[df.model == t.name].set_index("distance").loc[list(t.x)]
+        np.testing.assert_allclose(part.dh.to_numpy(), np.asarray(t.y, dtype=float), rtol=1e-12)
+    assert df[df.cell == "rnn"].dc.isna().all()
+    np.testing.assert_allclose(df[df.model == "lstm (fresh)"].dc, flows["lstm (fresh)"].dc[1][::-1], rtol=1e-12)
+    with pytest.raises(ConfigError):
+        exports.gradient_flows(flows, 2)
+    flow, rows = flows["lstm (fresh)"], [4, 0]
+    units = roundtrip(exports.unit_gradients(flow, rows))
+    fig = gp.unit_gradient_map(flow.units[-1], flow.text, rows)
+    z = np.asarray(fig.data[0].z, dtype=float)  # (rows, T) log10 of what the map colours
+    for i, u in enumerate(rows):
+        part = units[units.unit == u]
+        assert list(part.distance) == list(fig.data[0].x)
+        np.testing.assert_allclose(np.log10(np.maximum(part.grad.to_numpy(), 1e-30)), z[i], rtol=1e-12)
+        assert "".join(part.char.astype(str)) == flow.text
+    with pytest.raises(ConfigError):
+        exports.unit_gradients(flow, [6])

@@ -25,6 +25,9 @@ def test_a_memory_unit_opens_on_fresh_memory_task_text_and_the_banner_names_it(f
     ok(at)
     assert at.title[0].value == "Gradients through time"
     assert banner_title(at).endswith("· model: shakespeare-lstm")
+    csv = {b.proto.label for b in at.get("download_button")}  # every chart of the page has its table
+    assert {"The curves (CSV)", "Recall (CSV)", "The gradients (CSV)", "The units' gradients (CSV)",
+            "These norms (CSV)"} <= csv
     unit_button = next(b for b in at.button if str(b.key).startswith("mem_unit_"))
     unit_button.click().run()
     ok(at)
