@@ -37,6 +37,8 @@ def main():
                    "saturation_csv")
     st.subheader("Distribution of values")
     st.plotly_chart(plots.gate_histograms(tr, layer), key="histograms", config={"displaylogo": False})
+    csv_button(f"Histograms of layer {layer} (CSV)", lambda: exports.gate_histograms(tr, layer),
+               f"gate-histograms-L{layer}.csv", "histograms_csv")
 
 
 def csv_button(label: str, table, file_name: str, key: str) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .model import GATES
+from . import plots
 from .plots import saturation_table
 
 
@@ -84,3 +85,13 @@ def unit_gradients(flow, rows: list[int]) -> pd.DataFrame:
                          "distance": np.tile(flow.distance, len(rows)),
                          "char": list(flow.text) * len(rows),
                          "grad": units[:, rows].T.ravel().astype(np.float64)})
+
+
+def gate_histograms(trace, layer: int, bins: int = 50) -> pd.DataFrame:
+    """The Gates page's histograms (plots.gate_histograms) as a table: gate, bin_start, bin_end, count,
+    from the bars the chart draws, so the two never disagree."""
+    fig = plots.gate_histograms(trace, layer, bins)
+    frames = [pd.DataFrame({"gate": bar.name, "bin_start": np.asarray(bar.customdata)[:, 0],
+                            "bin_end": np.asarray(bar.customdata)[:, 1], "count": np.asarray(bar.y)})
+              for bar in fig.data]
+    return pd.concat(frames, ignore_index=True)

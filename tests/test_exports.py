@@ -111,3 +111,18 @@ def test_trained_flows_and_units_csv_hold_what_their_charts_draw():
         assert "".join(part.char.astype(str)) == flow.text
     with pytest.raises(ConfigError):
         exports.unit_gradients(flow, [6])
+
+
+def test_gate_histograms_csv_counts_every_value():
+    model = fresh_model(VOCAB, "lstm", hidden_size=6, num_layers=2, seed=0, embed_size=4)
+    tr = trace(model, TEXT)
+    df = roundtrip(exports.gate_histograms(tr, 1, bins=10))
+    for gate in "ifgo":
+        part = df[df.gate == gate]
+        v = tr.layers[1][gate].ravel()
+        assert part["count"].sum() == v.size  # every value of the layer counted once
+        lo, hi = (-1.0, 1.0) if gate == "g" else (0.0, 1.0)
+        edges = np.linspace(lo, hi, 11)
+        brute = [int(((v >= a) & ((v < b) if b < hi else (v <= b))).sum()) for a, b in zip(edges[:-1], edges[1:])]
+        assert list(part["count"]) == brute
+        np.testing.assert_allclose(part.bin_start, edges[:-1])
