@@ -82,7 +82,9 @@ def test_gates_and_gradients_offer_csv_of_what_they_plot(folders, vocab):  # noq
     at = app("gates")
     ok(at)
     labels = {b.proto.label for b in at.get("download_button")}
-    assert {"Gates of unit 0, whole text (CSV)", "Saturation of every unit (CSV)", "Histograms of layer 0 (CSV)"} <= labels
+    layer = at.session_state["layer"]
+    assert {"Gates of unit 0, whole text (CSV)", "Saturation of every unit (CSV)",
+            f"Histograms of layer {layer} (CSV)"} <= labels
     at.switch_page("pages/gradients_page.py").run()
     ok(at)
     assert "The curves (CSV)" in {b.proto.label for b in at.get("download_button")}
