@@ -90,7 +90,7 @@ def effect_section(ctx, atlas, layer, kind, unit):
     if kind == "h" and layer == ctx.layers - 1:
         st.html(dashboard.logit_effect_html(*dashboard.logit_effect(ctx.model, unit)))
     mean = dashboard.hold_value(atlas, layer, kind, unit, "mean")
-    words = {"zero": "0", "mean": f"its corpus mean, {mean:+.3f}"}
+    words = {"zero": "0", "mean": f"its corpus mean ({mean:+.3f})"}
     how = st.radio("Hold it at", list(dashboard.HOLDS), key="unit_hold", horizontal=True, format_func=words.get,
                    help="Zero ablation sets the unit to 0, which may itself be a meaningful value (for a quote "
                         "unit, 0 can mean 'inside a string'); mean ablation sets it to its average over the corpus.")

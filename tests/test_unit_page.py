@@ -70,7 +70,7 @@ def test_dashboard_contexts_output_column_csv_and_mean_ablation():
     at.button(key="unit_ablate").click().run()
     _wait_for(at, "nats/char")
     md = "\n".join(m.value for m in at.markdown)
-    assert "Held at its corpus mean, " in md and "nats/char" in md
+    assert "Held at its corpus mean (" in md and "nats/char" in md
     # the value held is the atlas mean, and the loss change is the library's
     from ui import dashboard as dashboard_ui
     done = [v for v in dashboard_ui._server()["results"].values()]
