@@ -5,7 +5,7 @@ import ui
 from ui import atlas as atlas_ui
 from ui.models import _safe_name
 from rnnviz import atlas as atlas_lib
-from rnnviz import atlas_plots, dashboard
+from rnnviz import dashboard, plots
 
 COLUMNS = ["layer", "kind", "unit", "label", "direction", "score", "flagged", "tau", "sparsity", "mean", "std"]
 
@@ -57,7 +57,7 @@ def main():
     st.caption(f"{len(shown):,} of {len(df):,} units (units whose best label rests on too little evidence are "
                "left out).")
     left, right = st.columns([3, 2])
-    left.plotly_chart(atlas_plots.unit_map(shown), key="atlas_map", on_select=on_point, selection_mode="points",
+    left.plotly_chart(plots.unit_map(shown), key="atlas_map", on_select=on_point, selection_mode="points",
                       config={"displaylogo": False})
     table = shown.sort_values("score", ascending=False)[[c for c in COLUMNS if c in shown]].reset_index(drop=True)
     st.session_state["_atlas_rows"] = list(zip(table.layer, table.kind, table.unit))

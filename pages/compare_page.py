@@ -5,8 +5,7 @@ import numpy as np
 import streamlit as st
 
 import ui
-from rnnviz import compare, corpora, ngram, render
-from rnnviz import compare_plots as cp
+from rnnviz import compare, corpora, ngram, plots, render
 from rnnviz.errors import RnnvizError
 
 CHART = {"displaylogo": False}
@@ -208,7 +207,7 @@ def main():
                "(d6–20: 6 to 20 characters back). Classes overlap; a character takes the first that applies: "
                "closing bracket, closing quote, after a newline, inside a string, word start, other.")
     bd = res.breakdown()
-    st.plotly_chart(cp.class_breakdown(bd, A, B), config=CHART)
+    st.plotly_chart(plots.class_breakdown(bd, A, B), config=CHART)
     st.dataframe(bd.rename(columns={"mean_a": f"A {A}", "mean_b": f"B {B}", "diff": "A − B",
                                     "a_wins": "share A lower"}),
                  hide_index=True, column_config={"share A lower": st.column_config.NumberColumn(format="percent")})
@@ -217,12 +216,12 @@ def main():
     st.caption("Accuracy = the model's top guess is the true next character. A model that remembers the opener "
                "keeps its accuracy as the distance grows; an n-gram sees only its last n − 1 characters.")
     acc = res.accuracy()
-    st.plotly_chart(cp.accuracy_vs_distance(acc), config=CHART)
+    st.plotly_chart(plots.accuracy_vs_distance(acc), config=CHART)
     with st.expander("The numbers"):
         st.dataframe(acc, hide_index=True)
 
     st.subheader("Along the text")
-    st.plotly_chart(cp.difference_by_position(res.text, res.diff, A, B), config=CHART)
+    st.plotly_chart(plots.difference_by_position(res.text, res.diff, A, B), config=CHART)
 
 
 ui.run_page(main)

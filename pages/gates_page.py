@@ -2,7 +2,7 @@
 import streamlit as st
 
 import ui
-from rnnviz import exports, lesson, plots, render
+from rnnviz import exports, lesson, plots, render, saturation
 from rnnviz.model import GATES
 
 WINDOW = 120
@@ -31,7 +31,7 @@ def main():
     st.fragment(lambda: ui.guard(window, tr, layer, unit, gates))()
     if gates:
         st.subheader("Saturation")
-        st.caption(lesson.saturation_caption(plots.saturation_table(tr)))
+        st.caption(lesson.saturation_caption(saturation.saturation_table(tr)))
         st.plotly_chart(plots.saturation_scatter(tr), key="saturation", config={"displaylogo": False})
         csv_button("Saturation of every unit (CSV)", lambda: exports.saturation(tr), "saturation.csv",
                    "saturation_csv")

@@ -4,8 +4,7 @@ import streamlit as st
 import ui
 from ui import jobs as ui_jobs
 from ui import tour as tour_ui
-from rnnviz import checkpoint, experiments, exports, lesson
-from rnnviz import gradient_plots as gp
+from rnnviz import checkpoint, experiments, exports, lesson, plots
 from rnnviz.gradients import gradient_norms
 from rnnviz.jobs import Job
 
@@ -100,7 +99,7 @@ def fresh_section(ctx):
     curves = fresh_curves(tuple(ctx.model.vocab.chars), text, hidden, float(ss["radius"]), float(ss["forget_bias"]),
                           float(ss["update_bias"]))
     d = min(lesson.DISTANCE, len(text) - 2)
-    st.plotly_chart(gp.gradient_lesson(curves, "Freshly initialised models: the gradient left, against distance 0",
+    st.plotly_chart(plots.gradient_lesson(curves, "Freshly initialised models: the gradient left, against distance 0",
                                        mark=d, mark_text=f"{d} steps"), key="grad_fresh", config=CHART)
     st.markdown(lesson.summary(curves, d))
     st.caption(f"One layer of {hidden} units each, seeded, on the first {len(text)} characters of the text under study.")
@@ -130,9 +129,9 @@ def memory_section():
                 f"{experiments.EVAL_SEGMENTS} recalls per gap. Right: the gradient of one recall's loss at gap "
                 f"{lesson.MEMORY_GAP}, reaching back to the key.")
     left, right = st.columns(2)
-    left.plotly_chart(gp.memory_accuracy(table), key="memory_shipped", config=CHART)
+    left.plotly_chart(plots.memory_accuracy(table), key="memory_shipped", config=CHART)
     key_d = lesson.MEMORY_GAP - 1
-    right.plotly_chart(gp.gradient_lesson(curves, "The gradient of a recall, back to its key", mark=key_d,
+    right.plotly_chart(plots.gradient_lesson(curves, "The gradient of a recall, back to its key", mark=key_d,
                                           mark_text="the key", show_gain=False), key="grad_memory", config=CHART)
     csv_button("Recall (CSV)", lambda: table, "memory-recall.csv", "memory_recall_csv", left)
     csv_button("The gradients (CSV)", lambda: exports.gradient_curves(curves), "memory-gradients.csv",
@@ -153,7 +152,7 @@ def units_section(curve, models):
     st.subheader("Which units carry the memory")
     top = lesson.memory_units(curve, models["lstm"][0], top=12)
     rows = [u["unit"] for u in top]
-    st.plotly_chart(gp.unit_gradient_map(curve.flow.units[-1], curve.flow.text, rows,
+    st.plotly_chart(plots.unit_gradient_map(curve.flow.units[-1], curve.flow.text, rows,
                                          "memory-lstm: |∂L/∂c| of each unit, from the recall back to the key"),
                     key="memory_units", config=CHART)
     csv_button("The units' gradients (CSV)", lambda: exports.unit_gradients(curve.flow, rows), "memory-units.csv",
@@ -207,7 +206,7 @@ def trained_section(ctx):
         layers = min(f.dh.shape[0] for f in flows.values())
         ui.keep_choice("grad_layer", list(range(layers)), layers - 1)
         layer = int(st.session_state["grad_layer"])
-        st.plotly_chart(gp.gradient_decay(flows, layer=layer), key="grad_trained", config=CHART)
+        st.plotly_chart(plots.gradient_decay(flows, layer=layer), key="grad_trained", config=CHART)
         csv_button("These norms (CSV)", lambda: exports.gradient_flows(flows, layer), "gradients-trained.csv",
                    "grad_trained_csv")
         if layers > 1:
@@ -272,13 +271,13 @@ def memory_status(was_running: bool, every: float | None = None):
         st.error(f"The experiment failed: {job.error}", icon=":material/error:")
     elif job.result is not None and len(job.result[0]):
         table, learning = job.result
-        st.plotly_chart(gp.memory_accuracy(table), key="memory_chart", config=CHART)
+        st.plotly_chart(plots.memory_accuracy(table), key="memory_chart", config=CHART)
         st.dataframe(table, hide_index=True)
         if learning:
             gaps = sorted(table.gap.unique())
             ui.keep_choice("mem_gap", gaps, gaps[-1])
             st.select_slider("Gap to follow during training", gaps, key="mem_gap")
-            st.plotly_chart(gp.recall_during_training(learning, int(st.session_state["mem_gap"])),
+            st.plotly_chart(plots.recall_during_training(learning, int(st.session_state["mem_gap"])),
                             key="memory_learning", config=CHART)
             st.caption(f"Each cell's recall at {HISTORY} snapshots taken during its training (log-spaced steps), on "
                        "the same fresh draws as the table: when, if ever, each cell learns to bridge this gap.")

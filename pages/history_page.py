@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from rnnviz import checkpoint, experiments, gradient_plots, history, history_plots, losses, render
+from rnnviz import checkpoint, experiments, history, losses, plots, render
 from rnnviz.hypotheses import HYPOTHESES
 from rnnviz.probes import default_hypothesis
 
@@ -139,7 +139,7 @@ def recall_section(hist: history.History, step: int) -> None:
                 "recalls " + ", ".join(f"**{now[g]:.0%}** at gap {g}" for g in gaps) +
                 f" (chance {experiments.CHANCE:.0%}; {experiments.EVAL_SEGMENTS} fresh recalls per gap, the same at "
                 "every snapshot).")
-    st.plotly_chart(history_plots.recall_over_steps(df, step, experiments.CHANCE), key="hist_recall", config=CONFIG)
+    st.plotly_chart(plots.recall_over_steps(df, step, experiments.CHANCE), key="hist_recall", config=CONFIG)
 
 
 def main():
@@ -195,7 +195,7 @@ def main():
         c1.slider("Temperature", 0.0, 2.0, step=0.05, key="hist_temp")
         c2.number_input("Seed", 0, 2**31 - 1, step=1, key="hist_seed")
     with right:
-        st.plotly_chart(history_plots.loss_with_step(hist.curve(), steps, step), key="hist_loss", config=CONFIG)
+        st.plotly_chart(plots.loss_with_step(hist.curve(), steps, step), key="hist_loss", config=CONFIG)
         st.caption(f"In nats/char. Train: each step's loss on {losses.train_basis(hist.config)}. Validation: "
                    f"on {losses.eval_basis(hist.config)}. The model card's validation loss may be over "
                    "another text: it says which.")
@@ -224,7 +224,7 @@ def main():
     em = ui.guard(_emergence, _key(hist, "all") + text_key, text, hypothesis, threshold, _hist=hist)
     if em is not None:
         st.markdown(f"Over {len(text):,} characters of {where}: {em.summary()}")
-        st.plotly_chart(history_plots.emergence_timeline(em.table, threshold, hypothesis, step), key="hist_emergence",
+        st.plotly_chart(plots.emergence_timeline(em.table, threshold, hypothesis, step), key="hist_emergence",
                         config=CONFIG)
 
     st.subheader(f"A unit over the text at step {step:,}")
@@ -265,12 +265,12 @@ def main():
         if step != steps[-1]:
             flows[f"step {steps[-1]:,} (last)"] = _gradient(_key(hist, steps[-1]), text, _model=_model(hist, steps[-1]))
         st.caption(f"‖∂L/∂h_t‖ of the loss at the last of {GRAD_CHARS} characters, against the distance back.")
-        st.plotly_chart(gradient_plots.gradient_decay(flows, layer=0), key="hist_grad", config=CONFIG)
+        st.plotly_chart(plots.gradient_decay(flows, layer=0), key="hist_grad", config=CONFIG)
 
     if kinds != ["h"] or model.cell == "gru":
         all_sat = pd.concat([_saturation(_key(hist, s), text, _model=_model(hist, s)).assign(step=s) for s in steps],
                             ignore_index=True)
-        st.plotly_chart(history_plots.saturation_over_steps(all_sat, step), key="hist_sat_steps", config=CONFIG)
+        st.plotly_chart(plots.saturation_over_steps(all_sat, step), key="hist_sat_steps", config=CONFIG)
 
     st.subheader("Evolution of samples")
     st.caption(f"One row per snapshot: the same prime (a newline), temperature {temperature:g} and seed {seed}.")

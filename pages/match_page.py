@@ -5,7 +5,7 @@ import streamlit as st
 
 import ui
 from ui import atlas as atlas_ui
-from rnnviz import atlas_plots, matching, render
+from rnnviz import matching, plots, render
 from rnnviz.errors import ConfigError
 from rnnviz.hypotheses import HYPOTHESES
 from rnnviz.probes import default_hypothesis
@@ -74,7 +74,7 @@ def main():
     st.dataframe(found.table.head(20), hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="%.2f") for c in ("fraction", "mean_on")})
     show_matches(atlas, found, layer, kind)
-    st.plotly_chart(atlas_plots.match_heatmap(found.heatmap, list(found.units), found.table, atlas.text),
+    st.plotly_chart(plots.match_heatmap(found.heatmap, list(found.units), found.table, atlas.text),
                     key="match_heat", config={"displaylogo": False})
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 import ui
 from ui import atlas as atlas_ui
 from ui import dashboard as dashboard_ui
-from rnnviz import atlas_plots, dashboard, render
+from rnnviz import dashboard, plots, render
 from rnnviz.probes import direction_words
 
 TOP = 8
@@ -67,7 +67,7 @@ def main():
             show_contexts(dashboard.contexts(atlas, layer, kind, unit, which, TOP), layer, kind, unit)
     left, right = st.columns(2)
     counts, edges = atlas.histogram(layer, kind, unit)
-    left.plotly_chart(atlas_plots.unit_histogram(counts, edges, f"L{layer} {kind}{unit} over the corpus"),
+    left.plotly_chart(plots.unit_histogram(counts, edges, f"L{layer} {kind}{unit} over the corpus"),
                       key="unit_hist", config={"displaylogo": False})
     with right:
         st.markdown("**Examples from each decile** (lowest first)")

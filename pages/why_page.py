@@ -3,8 +3,7 @@ import numpy as np
 import streamlit as st
 
 import ui
-from rnnviz import attribution_plots as ap
-from rnnviz import render
+from rnnviz import plots, render
 from rnnviz import saliency as sal_lib
 from rnnviz.counterfactual import OPS
 from ui import why
@@ -61,10 +60,10 @@ def target_controls(ctx, text: str, dt) -> int:
     ui.default("why_which", sal_lib.TRUE)
     ui.keep_choice("why_which", list(WHICH), sal_lib.TRUE)
     ui.default("why_measure", "grad_norm")
-    ui.keep_choice("why_measure", list(ap.MEASURES), "grad_norm")
+    ui.keep_choice("why_measure", list(plots.MEASURES), "grad_norm")
     c1, c2, c3 = st.columns([2, 2, 1])
     c1.radio("Character c", list(WHICH), key="why_which", format_func=WHICH.get, horizontal=True)
-    c2.radio("Measure", list(ap.MEASURES), key="why_measure", horizontal=True,
+    c2.radio("Measure", list(plots.MEASURES), key="why_measure", horizontal=True,
              format_func={"grad_norm": "gradient norm", "grad_x_input": "gradient × input"}.get)
     c3.button("Far-looking target", key="why_reset", on_click=_set_target, args=(t_def,),
               help=f"Back to t = {t_def}: {dt.describe()}")
@@ -113,7 +112,7 @@ def saliency_section(ctx, text: str) -> tuple:
                   "Red raises log p(c), blue lowers it (first order); full colour at the largest before t. ")
                + "Grey: after t, not yet read. Hover a character for its value.")
     c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(ap.influence_distance(sal, measure, log_x=True,
+    c1.plotly_chart(plots.influence_distance(sal, measure, log_x=True,
                                           title=f"Influence on p('{render.char_label(sal.char)}') at t = {t}, "
                                                 "against distance"), key="why_distance", config=CHART,
                     on_select=_on_point, selection_mode="points")
@@ -166,7 +165,7 @@ def _agg_progress(key: str):
 
 def draw_aggregate(aggs: dict, window: int):
     measure = st.session_state.get("why_measure", "grad_norm")
-    st.plotly_chart(ap.aggregate_distance(aggs, measure, relative=True,
+    st.plotly_chart(plots.aggregate_distance(aggs, measure, relative=True,
                                           title="Mean influence against distance, over its value at distance 0"),
                     key="why_aggregate", config=CHART)
     d = 40 if window > 40 else window - 1
@@ -181,7 +180,7 @@ def draw_aggregate(aggs: dict, window: int):
                     f"**{best[far]}**, and the least in **{worst}**.")
     st.markdown("\n".join(rows))
     n = len(next(iter(aggs.values()))[1].targets)
-    st.caption(f"Each curve: the mean over {n} targets of |{ap.MEASURES[measure]}| at each distance, divided by the "
+    st.caption(f"Each curve: the mean over {n} targets of |{plots.MEASURES[measure]}| at each distance, divided by the "
                "mean at distance 0. Each window starts from the state the model reached over the text before it, "
                "so the gradients inside it are exact.")
 
@@ -254,7 +253,7 @@ def edit_section(ctx, text: str, t: int, t_def: int):
         pred = why.predicted(ctx.key, text, pos, char if op == "replace" else None, length, _model=ctx.model)
     st.markdown(edit_line(what, cf, pred, text, t, pos))
     upto = cf.positions <= pos + SHOW_AFTER  # the chart: the characters just after the edit
-    st.plotly_chart(ap.counterfactual_chart(cf.select(upto), None if pred is None else pred[cf.positions][upto],
+    st.plotly_chart(plots.counterfactual_chart(cf.select(upto), None if pred is None else pred[cf.positions][upto],
                                             title="What actually changes, against what the gradient predicts",
                                             mark=t + 1),
                     key="why_edit_chart", config=CHART)

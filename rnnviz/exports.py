@@ -11,7 +11,7 @@ import pandas as pd
 from .errors import ConfigError
 from .model import GATES
 from . import plots
-from .plots import saturation_table
+from .saturation import saturation_table
 
 
 def unit_gates(trace, layer: int, unit: int) -> pd.DataFrame:
@@ -34,7 +34,7 @@ def unit_gates(trace, layer: int, unit: int) -> pd.DataFrame:
 
 def saturation(trace) -> pd.DataFrame:
     """The saturation chart's dots: layer, gate, unit, and the shares of characters below (left)
-    and above (right) the gate's thresholds (plots.saturation_table)."""
+    and above (right) the gate's thresholds (saturation.saturation_table)."""
     return saturation_table(trace)
 
 
@@ -57,7 +57,7 @@ def gradient_curves(curves: list) -> pd.DataFrame:
 
 
 def gradient_flows(flows: dict, layer: int) -> pd.DataFrame:
-    """The trained models' chart (gradient_plots.gradient_decay) of one layer, long: model, cell,
+    """The trained models' chart (plots.gradient_decay) of one layer, long: model, cell,
     distance, dh (‖∂L/∂h_t‖) and dc (‖∂L/∂c_t‖, an LSTM's; else empty). Each model's lowest layers."""
     frames = []
     for name, flow in flows.items():
@@ -73,7 +73,7 @@ def gradient_flows(flows: dict, layer: int) -> pd.DataFrame:
 
 
 def unit_gradients(flow, rows: list[int]) -> pd.DataFrame:
-    """The units map (gradient_plots.unit_gradient_map): for each chosen unit of the top layer and
+    """The units map (plots.unit_gradient_map): for each chosen unit of the top layer and
     each step, |∂L/∂c_t| (|∂L/∂h_t| without a cell), with the character read there."""
     if flow.units is None:
         raise ConfigError("these gradients were measured without per-unit values (per_unit=True)")

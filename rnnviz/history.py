@@ -170,7 +170,7 @@ def evolution(history: History, models: dict[int, CharRNN] | None = None, prime:
 def saturation(model: CharRNN, text: str) -> pd.DataFrame:
     """Per layer and gate: the mean fraction of steps a unit spends left- and right-saturated
     (< 0.1 / > 0.9 for a sigmoid gate, < -0.9 / > 0.9 for tanh), over `text`."""
-    from .plots import saturation_table
+    from .saturation import saturation_table
     from .trace import trace
 
     table = saturation_table(trace(model, text))

@@ -218,7 +218,7 @@ NEAR_DIAGONAL = 0.8  # a gate saturated one way or the other on more than this s
 def saturation_caption(table, near: float = NEAR_DIAGONAL) -> str:
     """The words under the Gates page's saturation chart: how many dots sit near its diagonal.
 
-    table: plots.saturation_table (layer, gate, unit, left, right). A dot near x + y = 1 is a gate
+    table: saturation.saturation_table (layer, gate, unit, left, right). A dot near x + y = 1 is a gate
     saturated on almost every character, a switch; the counts say how many there are per gate.
     """
     if table is None or not len(table):

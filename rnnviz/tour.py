@@ -16,7 +16,7 @@ import numpy as np
 from . import corpora, experiments, hypotheses, lesson, probes, sampling
 from .checkpoint import load
 from .errors import ConfigError
-from .plots import saturation_table
+from .saturation import saturation_table
 
 EXCERPT = 2_000  # the text every stop shows: the first EXCERPT characters of the model's held-out excerpt
 

@@ -8,7 +8,6 @@ import pytest
 
 import reference
 from rnnviz import exports, lesson, plots
-from rnnviz import gradient_plots as gp
 from rnnviz.errors import ConfigError
 from rnnviz.gradients import fresh_model
 from rnnviz.trace import trace
@@ -72,7 +71,7 @@ def test_saturation_csv_is_the_scatters_dots():
 def test_gradient_curves_csv_holds_every_line_the_chart_draws():
     curves = lesson.fresh_curves(VOCAB, TEXT, hidden=8)
     df = roundtrip(exports.gradient_curves(curves))
-    fig = gp.gradient_lesson(curves)
+    fig = plots.gradient_lesson(curves)
     assert set(df.model) == {c.label for c in curves}
     for t in fig.data:
         model = t.legendgroup and next(c.label for c in curves if c.key == t.legendgroup)
@@ -92,7 +91,7 @@ def test_trained_flows_and_units_csv_hold_what_their_charts_draw():
                                                            embed_size=4), TEXT, per_unit=True)
              for cell in ("lstm", "rnn")}
     df = roundtrip(exports.gradient_flows(flows, 1))
-    fig = gp.gradient_decay(flows, layer=1)
+    fig = plots.gradient_decay(flows, layer=1)
     for t in fig.data:
         part = df[df.model == t.name].set_index("distance").loc[list(t.x)]
         np.testing.assert_allclose(part.dh.to_numpy(), np.asarray(t.y, dtype=float), rtol=1e-12)
@@ -102,7 +101,7 @@ def test_trained_flows_and_units_csv_hold_what_their_charts_draw():
         exports.gradient_flows(flows, 2)
     flow, rows = flows["lstm (fresh)"], [4, 0]
     units = roundtrip(exports.unit_gradients(flow, rows))
-    fig = gp.unit_gradient_map(flow.units[-1], flow.text, rows)
+    fig = plots.unit_gradient_map(flow.units[-1], flow.text, rows)
     z = np.asarray(fig.data[0].z, dtype=float)  # (rows, T) log10 of what the map colours
     for i, u in enumerate(rows):
         part = units[units.unit == u]

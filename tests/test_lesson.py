@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import reference
-from rnnviz import checkpoint, corpora, experiments, lesson
-from rnnviz import gradient_plots as gp
+from rnnviz import checkpoint, corpora, experiments, lesson, plots, saturation
 from rnnviz.errors import ConfigError
 from rnnviz.gradients import fresh_model, gradient_norms, path_gain, set_update_bias
 from rnnviz.trace import trace
@@ -220,12 +219,12 @@ def test_a_cell_has_one_colour_on_every_chart(memory):
     import pandas as pd
     rows = [{"cell": c, "gap": g, "accuracy": a, "chance": 1 / 26, "items": 300} for c, t in table.items()
             for g, a in t.items()]
-    acc = gp.memory_accuracy(pd.DataFrame(rows))
-    grad = gp.gradient_lesson(list(curves.values()))
-    fresh = gp.gradient_lesson(list(default_curves("quotes-lstm").values()))
+    acc = plots.memory_accuracy(pd.DataFrame(rows))
+    grad = plots.gradient_lesson(list(curves.values()))
+    fresh = plots.gradient_lesson(list(default_curves("quotes-lstm").values()))
     colour = lambda fig, start: {t.line.color for t in fig.data if t.name and t.name.upper().startswith(start)}
     for cell in ("RNN", "GRU", "LSTM"):
-        assert colour(acc, cell) & colour(grad, cell) & colour(fresh, cell) == {gp.cell_color(cell.lower())}
+        assert colour(acc, cell) & colour(grad, cell) & colour(fresh, cell) == {plots.cell_color(cell.lower())}
 
 
 # --- the words beside the charts (issue 24, the teacher, 3) ------------------------------------------
@@ -282,7 +281,7 @@ def test_the_chart_axis_does_not_call_a_rising_line_a_share(moves):
     curves, _, _ = moves
     open_ = next(c for c in curves if c.key == "lstm-open")
     assert open_.relative("c").max() > 1  # what the chart draws
-    fig = gp.gradient_lesson(curves)
+    fig = plots.gradient_lesson(curves)
     title = fig.layout.yaxis.title.text
     assert "share" not in title and "÷ ‖∂L/∂h‖ at distance 0" in title
     dashed = next(t for t in fig.data if t.line.dash == "dash")
@@ -295,7 +294,7 @@ def test_the_saturation_caption_counts_the_dots_near_the_diagonal():
     from rnnviz import plots
     model, config = checkpoint.load(PRETRAINED / "shakespeare-lstm")
     tr = trace(model, corpora.excerpt(corpora.held_out(config), 2000))
-    words = lesson.saturation_caption(plots.saturation_table(tr))
+    words = lesson.saturation_caption(saturation.saturation_table(tr))
     assert "Dots near the diagonal are gates that act like switches" not in words
     for gate in "ifgo":
         v = np.concatenate([layer[gate] for layer in tr.layers], axis=1)  # (T, units of every layer)

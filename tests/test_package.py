@@ -111,7 +111,7 @@ def test_the_wheel_installs_and_runs_apart_from_the_checkout(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     packages = {str(Path(n).parent) for n in names if n.endswith("/__init__.py")}
-    assert packages == {"rnnviz", "rnnviz/atlas"}
+    assert packages == {"rnnviz", "rnnviz/atlas", "rnnviz/plots"}
     assert {f"rnnviz/{p.name}" for p in (ROOT / "rnnviz").glob("*.py")} <= set(names)
     assert {f"rnnviz/atlas/{p.name}" for p in (ROOT / "rnnviz" / "atlas").glob("*.py")} <= set(names)
 

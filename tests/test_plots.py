@@ -7,7 +7,6 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
-from rnnviz import gradient_plots as gp
 from rnnviz import plots
 from rnnviz.errors import ConfigError
 from rnnviz.gradients import gradient_norms
@@ -160,12 +159,12 @@ def flows():
 
 
 def test_gradient_decay(flows):
-    fig = gp.gradient_decay(flows, layer=0, show_bound=True)
+    fig = plots.gradient_decay(flows, layer=0, show_bound=True)
     assert fig.layout.yaxis.type == "log" and _has_title(fig)
     names = [d.name for d in fig.data]
     # the Pascanu line only for the RNN's top layer: it bounds nothing for a gated cell
     assert names[0] == "RNN (fresh)" and "bound" in names[1] and names[2:] == ["LSTM (fresh)"]
-    assert fig.data[0].line.color == gp.cell_color("rnn") and fig.data[2].line.color == gp.cell_color("lstm")
+    assert fig.data[0].line.color == plots.cell_color("rnn") and fig.data[2].line.color == plots.cell_color("lstm")
     rnn = flows["RNN (fresh)"]
     np.testing.assert_array_equal(fig.data[0].y, rnn.dh[0])
     np.testing.assert_array_equal(fig.data[0].x, rnn.distance)
@@ -173,7 +172,7 @@ def test_gradient_decay(flows):
     ok = np.isfinite(b)
     np.testing.assert_allclose(np.asarray(fig.data[1].y, dtype=float)[ok], b[ok])
     assert fig.data[1].line.dash == "dash"
-    assert "bound" not in " ".join(d.name for d in gp.gradient_decay(flows).data)  # off by default
+    assert "bound" not in " ".join(d.name for d in plots.gradient_decay(flows).data)  # off by default
     # the range follows the measured norms, one decade either side
     vals = np.concatenate([f.dh[0][f.dh[0] > 0] for f in flows.values()])
     lo, hi = fig.layout.yaxis.range
@@ -181,16 +180,16 @@ def test_gradient_decay(flows):
 
 
 def test_gradient_decay_cell_state_zeros_and_no_bound(flows):
-    fig = gp.gradient_decay(flows, kind="c", show_bound=False)
+    fig = plots.gradient_decay(flows, kind="c", show_bound=False)
     assert [d.name for d in fig.data] == ["LSTM (fresh)"]  # the RNN has no cell state
     assert "no cell state" in fig.layout.title.text
     np.testing.assert_array_equal(fig.data[0].y, flows["LSTM (fresh)"].dc[0])
     zero = flows["RNN (fresh)"]
     zero.dh[0, :5] = 0.0  # zeros can't sit on a log axis: they must not break the range
-    fig = gp.gradient_decay({"z": zero}, show_bound=False)
+    fig = plots.gradient_decay({"z": zero}, show_bound=False)
     assert all(math.isfinite(v) for v in fig.layout.yaxis.range)
     with pytest.raises(ConfigError):
-        gp.gradient_decay(flows, layer=3)
+        plots.gradient_decay(flows, layer=3)
 
 
 def test_loss_curves():
@@ -234,12 +233,12 @@ def test_unit_scores(traces):
 def test_memory_accuracy():
     df = pd.DataFrame({"cell": ["rnn", "rnn", "lstm", "lstm"], "gap": [4, 2, 2, 4],
                        "accuracy": [0.1, 0.5, 0.9, 0.8], "chance": 1 / 26})
-    fig = gp.memory_accuracy(df)
+    fig = plots.memory_accuracy(df)
     assert [d.name for d in fig.data] == ["RNN", "LSTM", "chance"]
     np.testing.assert_array_equal(fig.data[0].x, [2, 4])
     np.testing.assert_array_equal(fig.data[0].y, [0.5, 0.1])
     assert fig.data[2].line.dash == "dash" and fig.data[2].y[0] == pytest.approx(1 / 26)
-    assert len(gp.memory_accuracy(df.drop(columns="chance")).data) == 2
+    assert len(plots.memory_accuracy(df.drop(columns="chance")).data) == 2
 
 
 def test_surprisal_bars(traces):
@@ -258,7 +257,7 @@ def test_figures_serialise(traces, flows):
     """Every figure survives to_json (what st.plotly_chart sends)."""
     tr = traces["lstm"]
     for fig in (plots.activation_heatmap(tr.layers[0]["h"], TEXT), plots.saturation_scatter(tr),
-                plots.gate_histograms(tr, 0), gp.gradient_decay(flows), plots.surprisal_bars(tr),
+                plots.gate_histograms(tr, 0), plots.gradient_decay(flows), plots.surprisal_bars(tr),
                 plots.saturation_scatter(traces["rnn"])):
         assert fig.to_json()
 
@@ -272,5 +271,5 @@ def test_pascanu_line_only_where_it_bounds():
     flow = gradient_norms(model, text)
     assert np.any(flow.dh[0] > flow.bound(0) * 10), "layer 0 exceeds its 'bound': the premise of hiding it"
     assert np.all(flow.dh[1] <= flow.bound(1) * (1 + 1e-9))  # the top layer: a bound
-    names = lambda layer: [d.name for d in gp.gradient_decay({"r": flow}, layer=layer, show_bound=True).data]
+    names = lambda layer: [d.name for d in plots.gradient_decay({"r": flow}, layer=layer, show_bound=True).data]
     assert names(0) == ["r"] and len(names(1)) == 2 and "top layer" in names(1)[1]

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .render import char_label
+from ..render import char_label
 
 COLORS = ("#1f77b4", "#d62728")  # A blue, B red
 

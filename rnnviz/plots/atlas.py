@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .plots import LAYER_SYMBOLS, _message
-from .render import char_label
+from ..render import char_label
+from .base import LAYER_SYMBOLS, _message
 
 LAYER_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plots import COLORS, _message
+from .base import COLORS, _message
 
 
 def loss_with_step(curve: pd.DataFrame, snapshot_steps: list[int], current: int | None = None,

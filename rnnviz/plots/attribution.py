@@ -5,8 +5,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .gradient_plots import _log_range, cell_color
-from .render import char_label
+from ..render import char_label
+from .gradients import _log_range, cell_color
 
 LAYER_COLORS = ("#4b2991", "#999999", "#c0369d")  # the top layer dark, the ones below grey and pink
 MEASURES = {"grad_norm": "‖∂ log p(c) / ∂e_s‖", "grad_x_input": "|gradient × input|"}

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .errors import ConfigError
-from .plots import _message
+from ..errors import ConfigError
+from .base import _message
 
 CELL_COLORS = {"rnn": ("#d62728", "#f08a8b"), "gru": ("#2ca02c", "#8fd17f"), "lstm": ("#1f77b4", "#8dc3e8")}
 OTHER_COLORS = ("#9467bd", "#c5b0d5")

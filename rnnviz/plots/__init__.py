@@ -1,0 +1,41 @@
+"""Pure plotly figure builders, a module per subject: arrays in, go.Figure out (no streamlit here).
+
+    states       the states over the text: heatmap, one unit's line, unit scores, surprisal
+    gates        one unit's gates, gate saturation (Karpathy, Johnson & Fei-Fei 2015), histograms
+    gradients    gradient flow through time and the memory task
+    training     loss curves of one or several runs
+    sampling     the next-character distribution at several temperatures
+    history      a training run's snapshots: loss, emergence, saturation and recall over steps
+    attribution  saliency by distance and counterfactual edits
+    compare      a model against an n-gram or another model, by character class
+    atlas        the unit atlas: the units map, a unit's histogram, matches
+    base         what they share: colours, symbols, the character axis, the empty-figure message
+
+Every public builder is also importable from here, so a page writes `from rnnviz import plots` and
+`plots.gradient_decay(...)`.
+"""
+from ..render import char_label
+from .atlas import match_heatmap, unit_histogram, unit_map
+from .attribution import MEASURES, aggregate_distance, counterfactual_chart, influence_distance
+from .compare import accuracy_vs_distance, class_breakdown, difference_by_position
+from .gates import gate_histograms, gate_lines, saturation_scatter
+from .gradients import (
+                        cell_color,
+                        gradient_decay,
+                        gradient_lesson,
+                        memory_accuracy,
+                        recall_during_training,
+                        unit_gradient_map,
+)
+from .history import emergence_timeline, loss_with_step, recall_over_steps, saturation_over_steps
+from .sampling import temperature_distributions
+from .states import activation_heatmap, surprisal_bars, unit_line, unit_scales, unit_scores
+from .training import loss_curves
+
+__all__ = ["char_label", "MEASURES", "match_heatmap", "unit_histogram", "unit_map", "aggregate_distance", "counterfactual_chart",
+           "influence_distance", "accuracy_vs_distance", "class_breakdown", "difference_by_position",
+           "gate_histograms", "gate_lines", "saturation_scatter", "cell_color",
+           "gradient_decay", "gradient_lesson", "memory_accuracy", "recall_during_training", "unit_gradient_map",
+           "emergence_timeline", "loss_with_step", "recall_over_steps", "saturation_over_steps",
+           "temperature_distributions", "activation_heatmap", "surprisal_bars", "unit_line", "unit_scales",
+           "unit_scores", "loss_curves"]
