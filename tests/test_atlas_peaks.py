@@ -54,7 +54,8 @@ def test_peaks_are_the_greedy_choice_over_every_character(cell, length):
                     assert len(set(got)) == len(got) and all(b - a > stats.SEPARATION for a, b in zip(got, got[1:]))
                     assert at.peaks(l, kind, u, which, 3) == peaks[:3]
                     # the exact top-K stays as it was: the plain best values, neighbours and all
-                    assert at.top(l, kind, u)[0] == peaks[0] if highest else at.bottom(l, kind, u)[0] == peaks[0]
+                    best = (at.top if highest else at.bottom)(l, kind, u)
+                    assert best[0] == peaks[0] and len(best) == min(32, length)
     if length < stats.PEAK_DEPTH:  # a short corpus holds fewer separated places: all of them, no more
         assert len(at.peaks(0, "h", 0)) == len(greedy(tr.get(0, "h")[:, 0], True)) < stats.PEAKS
     else:

@@ -81,3 +81,24 @@ def test_dashboard_contexts_output_column_csv_and_mean_ablation():
     assert not any("Held at" in m.value for m in at.markdown)
     assert any(b.label.startswith("Measure: hold it at 0 ") for b in at.button if b.key == "unit_ablate")
 
+
+
+def test_ablation_job_cancels_and_then_finishes():
+    from rnnviz import atlas as atlas_lib
+    from rnnviz import dashboard
+    from ui import dashboard as dashboard_ui
+
+    corpus = quotes_task(20_000, seed=1).text
+    model = build(Vocab.from_text(corpus), cell="gru", hidden_size=8, num_layers=1, embed_size=4, seed=0)
+    atlas = atlas_lib.build_atlas(model, corpus, cache=False)
+    key = dashboard_ui.ablation_key(atlas, 0, "h", 1, "mean")
+    job = dashboard_ui.start(model, atlas, 0, "h", 1, "mean")
+    job.stop()
+    job.join(60)
+    assert job.result is None and job.error is None and not dashboard_ui.running(key)
+    assert dashboard_ui.result(key) is None
+    job = dashboard_ui.start(model, atlas, 0, "h", 1, "mean")
+    job.join(120)
+    ab = dashboard_ui.result(key)
+    assert ab is not None and ab.value == dashboard.hold_value(atlas, 0, "h", 1, "mean") != 0.0
+    assert len(ab.held) == len(corpus) - 1
