@@ -7,6 +7,7 @@
   ui.sidebar   the shared sidebar and the no-model state
   ui.widgets   unit pickers, scrolling coloured text, legends
   ui.atlas     one atlas per (model, corpus) for the whole server (import it as a module)
+  ui.dashboard the unit dashboard's ablation runs, shared by the server, with progress (import it as a module)
 
 Everything not about Streamlit widgets lives in rnnviz/, which never imports streamlit.
 
