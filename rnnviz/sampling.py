@@ -5,10 +5,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .errors import ConfigError, TextError
 from .model import CharRNN
+from .render import char_label
 from .trace import _layer_params, _run_layer
 
 MAX_LENGTH = 100_000
@@ -282,3 +284,76 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
     return Sample(prime=prime, text=vocab.decode(ids.tolist()), probs=probs, model_probs=model_probs,
                   unknown=vocab.unknown(prime), dists=dists.cpu().numpy(), u=cat(us), lo=cat(los), hi=cat(his),
                   rank=cat(ranks), logp=logp.cpu().numpy())
+
+
+# --- what the Sample page says about a sample (plain text, so a notebook can print the same) ---------
+
+CLAMP_LIMIT = 10.0  # the Sample page's clamp values run from -CLAMP_LIMIT to CLAMP_LIMIT
+
+
+def number(v) -> str:
+    """The shortest text that reads back as exactly this float ('10', '0.1234567')."""
+    return repr(float(v)).removesuffix(".0")
+
+
+def dice_table(s: Sample) -> pd.DataFrame:
+    """One row per generated character: its rank, probabilities, and the draw u with the slice it fell in."""
+    return pd.DataFrame({"#": np.arange(len(s.text)), "character": [char_label(c) for c in s.text],
+                         "rank": s.rank, "p (as drawn)": s.probs, "p at T=1": s.model_probs, "u": s.u,
+                         "slice from": s.lo, "slice to": s.hi})
+
+
+def dice_summary(s: Sample, temperature: float, top_k: int | None) -> str:
+    """How many characters were the likeliest one, and which distribution the probabilities are of."""
+    below = int(np.sum(s.rank > 1))
+    used = f"temperature {temperature:.2f}" + (f" and top-{top_k}" if top_k else "")
+    return (f"Of the {len(s.text):,} characters, **{len(s.text) - below:,}** were the likeliest one (rank 1) "
+            f"and **{below:,}** were not: their u fell in a later slice. Probabilities are those of the "
+            f"distribution the character was drawn from ({used}); p at T=1 is the model's own.")
+
+
+def compared_temperatures(temperature: float) -> tuple[float, ...]:
+    """0.5, 1 and 1.5, and the chosen temperature (to two decimals) where it is none of them."""
+    return tuple(sorted({0.5, 1.0, 1.5, round(float(temperature), 2)}))
+
+
+def choice_caption(s: Sample, start: str, pos: int) -> str:
+    """What the model had read before character `pos` of the sample, and the roll that drew it."""
+    row = len(start) - 1 + pos  # in start + text, the last character read before `pos` was drawn
+    context = (start + s.text)[max(0, row - 30): row + 1]
+    return (f"After reading …{context[-30:]!r}, the model drew {s.text[pos]!r}: rank {int(s.rank[pos])}, "
+            f"p = {s.probs[pos]:.4f} as drawn, u = {s.u[pos]:.4f} fell in its slice "
+            f"[{s.lo[pos]:.4f}, {s.hi[pos]:.4f}).")
+
+
+def clamp_range_note(values: np.ndarray, layer: int, kind: str, unit: int) -> str:
+    """A unit's range over a text, and how far a clamp of that kind of state can matter."""
+    bound = ("h always lies in [-1, 1], so a value beyond that holds the unit where the model never puts it."
+             if kind == "h" else "c has no fixed range, but the unit passes on h = o·tanh(c), and tanh barely "
+             "moves beyond ±3 (tanh 3 = 0.995): holding c at 5 changes little where it is already above 3.")
+    return (f"Layer {layer} {kind}{unit} over the text under study ({len(values):,} characters): "
+            f"min {values.min():.2f}, max {values.max():.2f}. {bound}")
+
+
+def clamp_value_note(typed, used: float, limit: float = CLAMP_LIMIT) -> str | None:
+    """Why the value a clamp holds (`used`) is not the one typed, or None when it is.
+
+    `used` is what the typed value became once kept within [-limit, limit]: a finite number beyond the
+    limit is held at the nearest allowed value; anything else (text, a bool, NaN, infinity) cannot be used.
+    """
+    is_number = isinstance(typed, (int, float)) and not isinstance(typed, bool)
+    if is_number and math.isfinite(typed) and typed != used:
+        return (f"{number(typed)} is outside the allowed {-limit:g} to {limit:g}: the unit is held at "
+                f"{number(used)}, the nearest allowed value.")
+    if not (is_number and typed == used):
+        return (f"The stored clamp value {typed!r} cannot be used (clamp values are numbers from {-limit:g} to "
+                f"{limit:g}): the unit is held at {number(used)}.")
+    return None
+
+
+def divergence_summary(kl: np.ndarray) -> str:
+    """The mean and largest KL(unclamped || clamped) along a clamped sample's text."""
+    return (f"The clamp moved the next-character distributions by a mean KL(unclamped || clamped) "
+            f"{kl.mean():.3g} nats per character, largest {kl.max():.3g}: both models read the "
+            f"right-hand text, and at each of its {kl.size:,} characters their distributions for it "
+            "are compared (0 = no change at all; the same text on both sides can still hide a change).")

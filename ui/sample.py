@@ -1,0 +1,122 @@
+"""The Sample page's cached generation, its controls and its panels (the words come from rnnviz.sampling)."""
+import streamlit as st
+
+from rnnviz import render, sampling
+from rnnviz.sampling import CLAMP_LIMIT as LIMIT, Clamp, clamp_divergence, number, sample
+from ui.state import default, keep_choice, keep_in_range
+
+DICE = ("How each character is chosen: the model's characters are lined up from the likeliest to the least "
+        "likely, each taking a slice of the line from 0 to 1 as wide as its probability; a random number u "
+        "between 0 and 1 is drawn, and the character whose slice holds u is written. So a character of "
+        "probability 0.1 is drawn about one time in ten even when it is not the top one: that is sampling, "
+        "not a bug.")
+
+
+def to_clamp(clamp) -> Clamp | None:
+    """(layer, unit, value, kind) -> Clamp."""
+    return Clamp(layer=clamp[0], units=[clamp[1]], value=clamp[2], kind=clamp[3]) if clamp else None
+
+
+@st.cache_data(max_entries=32, show_spinner="Generating ...")
+def generate(model_key: str, prime: str, length: int, temperature: float, top_k, seed: int, clamp, _model):
+    """A cached Sample; `clamp` is None or (layer, unit, value, kind)."""
+    return sample(_model, prime, length, temperature=temperature, top_k=top_k, seed=seed, clamp=to_clamp(clamp))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def divergence(model_key: str, prime: str, text: str, clamp, _model):
+    """Per-character KL(unclamped || clamped) along `text`, both models reading prime + text."""
+    return clamp_divergence(_model, prime, text, to_clamp(clamp))
+
+
+def controls(ctx) -> None:
+    """Temperature, prime, length, seed and top-k."""
+    V = len(ctx.model.vocab)
+    for k, v in dict(temperature=0.8, prime="", length=300, seed=0, top_k=0).items():
+        default(k, v)
+    keep_in_range("top_k", 0, V, 0)
+    keep_in_range("temperature", 0.0, 2.0, 0.8)  # a stale NaN or inf would break the slider or sample()
+    st.slider("Temperature", 0.0, 2.0, step=0.05, key="temperature",
+              help="Divides the logits before the softmax: low = safe and repetitive, high = surprising; 0 = "
+                   "always the likeliest character.")
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+    # a text area, not a text input: a prime of code needs its newlines and indentation
+    c1.text_area("Prime (the text the model reads first; empty = a newline)", key="prime", height=90)
+    c2.number_input("Length", 1, 5000, step=50, key="length")
+    c3.number_input("Seed", 0, 2**31 - 1, step=1, key="seed")
+    c4.number_input("Top-k (0 = off)", 0, V, step=1, key="top_k")
+
+
+def clamp_controls(ctx):
+    """The clamp's widgets; (layer, unit, value, kind) when it is on, else None."""
+    ss = st.session_state
+    default("clamp_on", False)
+    default("clamp_value", 1.0)
+    kinds = ["h", "c"] if ctx.cell == "lstm" else ["h"]
+    keep_choice("clamp_layer", list(range(ctx.layers)), 0)
+    keep_in_range("clamp_unit", 0, ctx.hidden - 1, 0)
+    keep_choice("clamp_kind", kinds, "h")
+    typed = ss["clamp_value"]
+    keep_in_range("clamp_value", -LIMIT, LIMIT, 1.0)
+    st.subheader("Intervene: clamp a unit")
+    st.toggle("Clamp a unit while generating", key="clamp_on")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.selectbox("Layer", list(range(ctx.layers)), key="clamp_layer", format_func=lambda l: f"layer {l}")
+    c2.number_input(f"Unit (0 to {ctx.hidden - 1})", 0, ctx.hidden - 1, step=1, key="clamp_unit")
+    # no bounds on the box itself: the browser would refuse 50 and leave the page on the previous value;
+    # here 50 is held at 10, the box shows 10, and a note says so
+    c3.number_input(f"Value ({-LIMIT:g} to {LIMIT:g})", step=0.25, key="clamp_value")
+    c4.selectbox("State", kinds, key="clamp_kind")
+    layer, unit, kind, used = int(ss["clamp_layer"]), int(ss["clamp_unit"]), ss["clamp_kind"], float(ss["clamp_value"])
+    st.caption(sampling.clamp_range_note(ctx.trace().get(layer, kind)[:, unit], layer, kind, unit))
+    if not ss["clamp_on"]:
+        return None
+    note = sampling.clamp_value_note(typed, used)
+    if note:
+        st.info(note, icon=":material/info:")
+    return layer, unit, used, kind
+
+
+def show(s, title: str) -> None:
+    """A sample's text, each character shaded by the probability it was drawn with."""
+    st.markdown(f"**{title}**")
+    st.html(render.probability_text(s.text, s.probs, rank=s.rank, u=s.u, lo=s.lo, hi=s.hi))
+
+
+def pick_row() -> None:
+    """Callback: a row picked in the dice table moves the position slider to it."""
+    rows = st.session_state.get("dice_table", {}).get("selection", {}).get("rows", [])
+    if rows:
+        st.session_state["dist_pos"] = int(rows[0])
+
+
+def dice(s, temperature: float, top_k) -> None:
+    """The dice roll behind each character: the summary and the table."""
+    st.subheader("The dice roll behind each character")
+    st.caption(DICE)
+    if not s.text:
+        return
+    st.markdown(sampling.dice_summary(s, temperature, top_k))
+    fmt = {c: st.column_config.NumberColumn(format="%.4f") for c in ("p (as drawn)", "p at T=1", "u", "slice from",
+                                                                     "slice to")}
+    st.dataframe(sampling.dice_table(s), key="dice_table", on_select=pick_row, selection_mode="single-row",
+                 hide_index=True, height=250, column_config=fmt)
+    st.caption("Hover a character of the text for the same numbers; click a row to look at that choice below.")
+
+
+def clamped(ctx, s, args: tuple, clamp) -> None:
+    """The same sample with the unit held, side by side, and how far the clamp moved the distributions."""
+    other = generate(*args, clamp, _model=ctx.model)
+    kl = divergence(ctx.key, args[1], other.text, clamp, _model=ctx.model)
+    left, right = st.columns(2)
+    with left:
+        show(s, "Without the intervention")
+    with right:
+        show(other, f"With layer {clamp[0]} {clamp[3]}{clamp[1]} held at {number(clamp[2])}")
+    st.caption(f"Same seed and settings on both sides. The unit is held at {number(clamp[2])} at every step, "
+               "from the prime's first character on, so even the first generated character's distribution "
+               "can change: every difference comes from the clamped unit.")
+    if kl.size:
+        st.caption(sampling.divergence_summary(kl))
+
+
