@@ -245,3 +245,96 @@ def describe(b: Bounds) -> str:
     if b.n == 0 or not math.isfinite(b.upper):
         return "no characters yet"
     return f"between {b.lower:.2f} and {b.upper:.2f} bits per character ({b.n} characters)"
+
+
+# --- one reader's game: a plain dict, so a session (or a notebook) can hold it -------------------------
+
+CONTEXT = 300  # characters of the text shown before the passage
+SHOWN = 600  # at most this many found characters are shown (the latest)
+
+
+def new_game(ident: str) -> dict:
+    """An empty game on the text named by `ident`: no passage yet, an empty tally."""
+    return {"ident": ident, "start": None, "pos": None, "wrong": [], "log": [], "round": 0,
+            "target": None, "msg": None, "skipped": 0}
+
+
+def line_starts(text: str, after: int = 50) -> list[int]:
+    """Every line start from character `after` on that has a character to play."""
+    return [i + 1 for i, c in enumerate(text[:-1]) if c == "\n" and i + 1 >= after]
+
+
+def open_passage(g: dict, text: str, start: int, vocab) -> None:
+    """Play from `start` (a new start opens a new round, the tally kept), past the characters the model
+    cannot predict (shown, not played); g["target"] is the next character to find, None at the end."""
+    if g["start"] != start:
+        g["start"], g["pos"], g["wrong"], g["round"], g["msg"] = start, start, [], g["round"] + 1, None
+    while g["pos"] < len(text) and text[g["pos"]] not in vocab:
+        g["pos"] += 1
+        g["skipped"] += 1
+    g["target"] = text[g["pos"]] if g["pos"] < len(text) else None
+
+
+def guess(g: dict, typed: str) -> None:
+    """One try at the target: right moves on and logs the tries; a repeated wrong one does not count."""
+    if g.get("target") is None or not typed:
+        return
+    if len(typed) != 1:
+        g["msg"] = "Type one character at a time."
+        return
+    g["msg"] = None
+    if typed == g["target"]:
+        g["log"].append({"pos": g["pos"], "char": typed, "tries": len(g["wrong"]) + 1, "wrong": list(g["wrong"]),
+                         "round": g["round"]})
+        g["pos"] += 1
+        g["wrong"] = []
+    elif typed in g["wrong"]:
+        g["msg"] = f"You already tried {char_label(typed)!r}: it does not count twice."
+    else:
+        g["wrong"].append(typed)
+
+
+def clear_tally(g: dict) -> None:
+    """Forget every character played; the passage starts again."""
+    g["log"], g["wrong"], g["pos"] = [], [], g["start"]
+
+
+def this_round(g: dict) -> list[dict]:
+    """The characters found in the passage now played."""
+    return [e for e in g["log"] if e["round"] == g["round"] and e["pos"] >= g["start"]]
+
+
+def game_html(g: dict, text: str, ranks) -> str:
+    """The passage as played: its context, then the latest SHOWN characters found (ranks: the model's
+    tries for this_round(g)); where unplayable characters were skipped, the text up to the cursor."""
+    here, start, pos, cursor = this_round(g), g["start"], g["pos"], g["target"] is not None
+    found, tries, ranks = "".join(e["char"] for e in here), [e["tries"] for e in here], list(ranks)
+    if len(text[start:pos]) != len(found):
+        return passage_html(text[max(0, pos - SHOWN - CONTEXT):pos], "", [], [], cursor=cursor)
+    keep = min(len(found), SHOWN)  # the latest found characters, so the cursor stays in sight
+    before = text[max(0, start - CONTEXT):start] if keep == len(found) else ""
+    cut = len(found) - keep
+    return passage_html(before, found[cut:], tries[cut:], ranks[cut:], cursor=cursor)
+
+
+def code(ch: str) -> str:
+    """A character as a markdown code span (a backtick inside needs double ones)."""
+    label = char_label(ch)
+    return f"`` {label} ``" if "`" in label else f"`{label}`"
+
+
+def reveal(entry: dict, probs: np.ndarray, target: int, chars, exclude=(0,), top: int = 10) -> tuple[str, list[dict]]:
+    """Where a character was found (a log entry): a sentence comparing the reader's tries with the model's,
+    and the model's `top` likeliest characters. probs (V,) is its distribution before that character."""
+    p = np.asarray(probs, dtype=np.float64).copy()  # (V,)
+    p[list(exclude)] = 0.0  # the unknown symbol is no character to guess
+    order = np.argsort(-p, kind="stable")[:top]
+    rank = int(model_ranks(np.asarray(probs)[None], [target], exclude=list(exclude))[0])
+    true_p = float(probs[target])
+    tries = entry["tries"]
+    sentence = (f"You found {code(entry['char'])} in **{tries}** {'try' if tries == 1 else 'tries'}. The model "
+                f"would have found it in **{rank}**: it gave it **p = {true_p:.2f}**, and its own first choice "
+                f"{code(chars[order[0]])} p = {p[order[0]]:.2f}.")
+    rows = [{"character": char_label(chars[i]), "probability": float(p[i]),
+             "the true one": "✓" if i == target else ""} for i in order]
+    return sentence, rows
