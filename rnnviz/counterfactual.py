@@ -246,3 +246,46 @@ def default_edit(model: CharRNN, text: str, t: int, min_gap: int = 20,
     if best is None:
         return Edit("delete", max(0, t - min_gap)), float("nan")
     return best, best_change
+
+
+def p_pair(a: float, b: float) -> tuple[str, str]:
+    """Two probabilities with enough decimals (3 to 6) to tell them apart when they differ."""
+    for d in range(3, 7):
+        x, y = f"{a:.{d}f}", f"{b:.{d}f}"
+        if x != y:
+            break
+    return x, y
+
+
+def prediction_length(t: int, position: int, show_after: int = 150, reach: int = 1_000) -> int:
+    """How many characters after an edit at `position` the gradient's prediction covers: `show_after`, stretched
+    to reach the prediction at target t when t + 1 lies at most `reach` characters after the edit."""
+    return max(show_after, t + 1 - position) if t + 1 - position <= reach else show_after
+
+
+def summary(what: str, cf: Counterfactual, predicted: np.ndarray | None, t: int, position: int,
+            reach: int = 1_000) -> str:
+    """Markdown over the edit chart: p at target t before and after the edit, the gradient's predicted change
+    there (predicted: (len(text),) or None, as saliency.predicted_change gives it), and the largest change."""
+    from .render import char_label
+    text = cf.text
+    line = f"**{what}.** "
+    k_t = np.flatnonzero(cf.positions == t + 1)  # the character t predicts, if it is downstream
+    if k_t.size:
+        j = int(k_t[0])
+        before, after = p_pair(cf.p[j], cf.p_edited[j])
+        line += (f"At t = {t}, p('{char_label(text[t + 1])}') goes from {before} to {after} "
+                 f"(surprisal {cf.surprisal[j]:.2f} → {cf.surprisal_edited[j]:.2f} nats)")
+        if predicted is not None and np.isfinite(predicted[t + 1]):
+            line += (f"; the gradient predicted a change in log p of {predicted[t + 1]:+.3f}, the actual is "
+                     f"{-cf.d_surprisal[j]:+.3f}")
+        elif predicted is not None:
+            line += (f"; t lies {t + 1 - position} characters after the edit, beyond the {reach:,} the gradient's "
+                     "prediction is taken over")
+        line += ". "
+    big = np.nanargmax(np.abs(cf.d_surprisal)) if np.isfinite(cf.d_surprisal).any() else None
+    if big is not None:
+        k = int(cf.positions[big])
+        line += (f"The largest change is at #{k} ('{char_label(text[k])}', {k - position} after the edit): "
+                 f"surprisal {cf.d_surprisal[big]:+.2f} nats.")
+    return line

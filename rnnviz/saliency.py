@@ -359,3 +359,75 @@ def top_influence_table(sal: Saliency, measure: str = "grad_norm", top: int = 10
     order = np.argsort(-np.abs(v), kind="stable")[:top]
     return [{"position": int(s), "distance": int(sal.target - s), "char": sal.text[s], "value": float(v[s])}
             for s in order]
+
+
+def story(sal: Saliency, measure: str = "grad_norm", min_distance: int = 20, window: int = 60,
+          opened: DefaultTarget | None = None) -> str:
+    """The sentence under the Why page's coloured text; every number in it is read off `sal`'s arrays.
+    `opened`: the target the page opened on, named when `sal` is at it."""
+    from .render import char_label
+    t, text = sal.target, sal.text
+    v = np.abs(sal.value(measure))  # (t+1,)
+    lines = [f"**t = {t}**, after reading `{char_label(text[t])}`: log p('{char_label(sal.char)}') = "
+             f"{sal.logp:.2f} (p = {np.exp(sal.logp):.2f})."]
+    share = sal.share_far(measure, min_distance, window)
+    lines.append(f"Of the summed influence over the last {min(window, t + 1)} characters, **{share:.0%}** "
+                 f"comes from characters {min_distance} or more back.")
+    s = sal.strongest_far(measure, min_distance)
+    if s is not None:
+        ratio = f", with {v[s] / v[t]:.2g}× the influence of the character at t itself" if v[t] > 0 else ""
+        lines.append(f"The strongest of those is `{char_label(text[s])}` at #{s}, **{t - s} characters "
+                     f"back**{ratio}.")
+    if opened is not None and t == opened.target:
+        lines.append(f"(The page opened here: {opened.describe()}.)")
+    return " ".join(lines)
+
+
+def colour_window(values: np.ndarray, n_chars: int, before: int = 160, after: int = 40) -> tuple:
+    """(lo, hi, shown, top) for colouring characters lo..hi-1 around the target t = len(values) - 1:
+    shown (hi-lo,) holds the values up to t and NaN after it (not yet read); top is the largest |value|
+    before t (t itself, usually the largest, would wash out the rest), 1 when there is none."""
+    t = len(values) - 1
+    lo, hi = max(0, t - before), min(n_chars, t + after + 1)
+    shown = np.full(hi - lo, np.nan)
+    shown[: t + 1 - lo] = values[lo:]
+    rest = np.abs(values[:t]) if t else np.abs(values)
+    top = float(rest.max()) if rest.size and rest.max() > 0 else 1.0
+    return lo, hi, shown, top
+
+
+def aggregate_models(models: dict, text: str, window: int = 100, count: int = 200, report=None,
+                     stop=None) -> dict | None:
+    """label -> (cell, Aggregate) for each label -> (cell, model) of `models`, in order; report(message=,
+    done=, total=) before each; None as soon as stop (a threading.Event) is set."""
+    out = {}
+    for i, (label, (cell, model)) in enumerate(models.items()):
+        if stop is not None and stop.is_set():
+            return None
+        if report is not None:
+            report(message=f"{label} ({i + 1} of {len(models)})", done=i, total=len(models))
+        out[label] = (cell, aggregate(model, text, window=window, count=count))
+    return out
+
+
+def aggregate_distances(window: int) -> tuple[int, int, int]:
+    """(near, mid, far): the distances the aggregate's summary reads, 10, 40 and window - 10 where the window
+    holds them."""
+    return (10 if window > 10 else 0, 40 if window > 40 else window - 1, window - 10 if window > 50 else window - 1)
+
+
+def aggregate_summary(aggs: dict, measure: str = "grad_norm") -> str:
+    """Markdown, a line per model of label -> (cell, Aggregate): its relative influence at three distances, then
+    which model keeps the most (and least) at the far ones."""
+    window = next(iter(aggs.values()))[1].window
+    near, d, far = aggregate_distances(window)
+    rel = {label: agg.relative(measure) for label, (_, agg) in aggs.items()}  # label -> (W,)
+    rows = [f"- **{label}** ({cell.upper()}): at distance {d}, {rel[label][d]:.3g} of its influence at "
+            f"distance 0; at distance 10, {rel[label][near]:.3g}; at distance {far}, "
+            f"{rel[label][far]:.3g}" for label, (cell, _) in aggs.items()]
+    if len(aggs) > 1:
+        best = {dd: max(rel, key=lambda k: rel[k][dd]) for dd in (d, far)}
+        worst = min(rel, key=lambda k: rel[k][far])
+        rows.append(f"\nAt distance {d} the most influence is left in **{best[d]}**; at distance {far}, in "
+                    f"**{best[far]}**, and the least in **{worst}**.")
+    return "\n".join(rows)

@@ -126,3 +126,39 @@ def test_default_edit_moves_p_at_the_target_the_most(cell):
     edit, change = default_edit(model, text, t, min_gap=10, influence=influence)
     assert abs(changes[edit]) == max(abs(c) for c in changes.values()) > 0
     assert change == pytest.approx(changes[edit], abs=1e-5)
+
+
+def test_p_pair_and_prediction_length():
+    from rnnviz.counterfactual import p_pair, prediction_length
+    assert p_pair(0.5, 0.7) == ("0.500", "0.700")
+    assert p_pair(0.12341, 0.12349) == ("0.1234", "0.1235")
+    assert p_pair(0.25, 0.25) == ("0.250000", "0.250000")  # equal: as many decimals as it tries
+    assert prediction_length(100, 10, 150, 1000) == 150  # t's prediction lies inside the chart's span
+    assert prediction_length(500, 10, 150, 1000) == 491  # stretched to reach t + 1
+    assert prediction_length(1009, 10, 150, 1000) == 1000  # t + 1 just within reach
+    assert prediction_length(1010, 10, 150, 1000) == 150  # beyond reach: the chart's span only
+
+
+@pytest.mark.parametrize("edit", [Edit("replace", 5, "o"), Edit("delete", 5), Edit("insert", 5, "e")])
+def test_summary_states_the_rerun_numbers(edit):
+    """p at t + 1 before and after, and the largest change, each read off an independent rerun of both texts."""
+    from rnnviz.counterfactual import p_pair, summary
+    model, t = _model("lstm"), 20
+    cf = counterfactual(model, TEXT, edit)
+    lp, _ = _rerun(model, TEXT)
+    lp_e, _ = _rerun(model, edit.apply(TEXT))
+    shift = len(edit.apply(TEXT)) - len(TEXT)
+    before, after = p_pair(np.exp(lp[t + 1]), np.exp(lp_e[t + 1 + shift]))
+    pred = np.full(len(TEXT), np.nan)
+    pred[t + 1] = 0.125
+    words = summary("the edit", cf, pred, t, 5)
+    assert words.startswith(f"**the edit.** At t = {t}, p('{TEXT[t + 1]}') goes from {before} to {after} "
+                            f"(surprisal {-lp[t + 1]:.2f} → {-lp_e[t + 1 + shift]:.2f} nats); the gradient "
+                            f"predicted a change in log p of +0.125, the actual is "
+                            f"{lp_e[t + 1 + shift] - lp[t + 1]:+.3f}.")
+    first = 5 if edit.op == "insert" else 6  # an insert keeps the character it goes before
+    k = max(range(first, len(TEXT)), key=lambda k: abs(lp_e[k + shift] - lp[k]))
+    assert words.endswith(f"The largest change is at #{k} ('{TEXT[k]}', {k - 5} after the edit): surprisal "
+                          f"{lp[k] - lp_e[k + shift]:+.2f} nats.")
+    assert "beyond the 1,000" in summary("w", cf, np.full(len(TEXT), np.nan), t, 5)
+    assert "gradient" not in summary("w", cf, None, t, 5)

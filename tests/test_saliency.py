@@ -248,3 +248,93 @@ def test_strongest_far_and_share_far_of_one_saliency():
     assert sal.strongest_far("grad_norm", 21) is None
     by_distance = v[::-1][:10]
     assert sal.share_far("grad_norm", 6, 10) == pytest.approx(by_distance[6:].sum() / by_distance.sum())
+
+
+def _hand_saliency(values, text):
+    """A Saliency whose arrays are chosen by hand (target = len(values) - 1)."""
+    from rnnviz.saliency import Saliency
+    v = np.asarray(values, dtype=float)
+    return Saliency(text=text[: len(v)], target=len(v) - 1, which="true", char="x", logp=float(np.log(0.3)),
+                    grad_norm=np.abs(v), grad_x_input=v)
+
+
+def test_story_reads_its_numbers_off_the_arrays():
+    """The Why page's sentence, its share and its strongest far character counted by a loop over positions."""
+    from rnnviz.saliency import DefaultTarget, story
+    rng = np.random.default_rng(0)
+    text = "abcdefghij" * 8
+    v = rng.normal(size=71)  # target 70
+    v[70 - 33] = 9.0  # the strongest of those 20 or more back, 33 back
+    sal = _hand_saliency(v, text)
+    near = far = 0.0
+    for s in range(71):
+        if 70 - s < 60:
+            near += abs(v[s])
+            far += abs(v[s]) if 70 - s >= 20 else 0.0
+    words = story(sal, "grad_x_input", min_distance=20, window=60)
+    assert words.startswith("**t = 70**, after reading `a`: log p('x') = -1.20 (p = 0.30).")
+    assert f"last 60 characters, **{far / near:.0%}** comes from characters 20 or more back" in words
+    assert f"`{text[37]}` at #37, **33 characters back**, with {9.0 / abs(v[70]):.2g}× the influence" in words
+    assert "opened here" not in words
+    opened = DefaultTarget(70, 0.5, 0.3, True, 4, 20, 60, (0.05, 0.7))
+    assert words + f" (The page opened here: {opened.describe()}.)" == story(sal, "grad_x_input", 20, 60, opened)
+    assert "opened here" not in story(sal, "grad_x_input", 20, 60, DefaultTarget(69, 0.5, 0.3, True, 4, 20, 60,
+                                                                                    (0.05, 0.7)))
+    short = story(_hand_saliency(v[:10], text), "grad_norm", 20, 60)  # nothing lies 20 back: no strongest
+    assert "last 10 characters, **0%**" in short and "strongest" not in short
+
+
+def test_colour_window_against_a_loop():
+    """Values up to t, NaN after; the scale's top is the largest |value| before t (1 when all are 0)."""
+    from rnnviz.saliency import colour_window
+    rng = np.random.default_rng(1)
+    for t, n in [(0, 50), (5, 50), (300, 400), (390, 400), (399, 400)]:
+        v = rng.normal(size=t + 1)
+        lo, hi, shown, top = colour_window(v, n, before=160, after=40)
+        assert (lo, hi) == (max(0, t - 160), min(n, t + 41))
+        for i in range(lo, hi):
+            assert (shown[i - lo] == v[i]) if i <= t else np.isnan(shown[i - lo])
+        assert top == (max(abs(x) for x in v[:t]) if t else abs(v[0]))
+    assert colour_window(np.array([0.0, 0.0, 5.0]), 3)[3] == 1.0
+
+
+def test_aggregate_summary_names_the_curves_values():
+    """Each model's relative influence, from a mean over targets by hand; the best and worst at the far end."""
+    from rnnviz.saliency import Aggregate, aggregate_summary
+    rng = np.random.default_rng(2)
+
+    def agg(decay, window=100):
+        g = np.abs(rng.normal(size=(7, window))) * decay ** np.arange(window)  # (N, W)
+        return Aggregate(targets=np.arange(7), window=window, which="true", grad_norm=g, grad_x_input=-g)
+
+    aggs = {"keeps": ("lstm", agg(0.99)), "forgets": ("rnn", agg(0.8)), "middle": ("gru", agg(0.95))}
+
+    def rel(a, d):
+        col = [sum(abs(a.grad_norm[i, d]) for i in range(7)) for d in (0, d)]
+        return col[1] / col[0]
+
+    words = aggregate_summary(aggs, "grad_x_input")
+    for label, (cell, a) in aggs.items():
+        assert (f"- **{label}** ({cell.upper()}): at distance 40, {rel(a, 40):.3g} of its influence at distance 0; "
+                f"at distance 10, {rel(a, 10):.3g}; at distance 90, {rel(a, 90):.3g}") in words
+    assert "At distance 40 the most influence is left in **keeps**; at distance 90, in **keeps**, and the least " \
+           "in **forgets**." in words
+    one = aggregate_summary({"only": ("gru", agg(0.9, window=30))})  # a short window: distances it holds
+    assert "at distance 29, " in one and "at distance 10, " in one and "the least" not in one
+
+
+def test_aggregate_models_runs_each_model_and_stops():
+    from rnnviz.saliency import aggregate_models
+    import threading
+    text = TEXT * 3
+    models = {"L": ("lstm", _model("lstm")), "R": ("rnn", _model("rnn"))}
+    reports = []
+    out = aggregate_models(models, text, window=8, count=5, report=lambda **kw: reports.append(kw))
+    assert list(out) == ["L", "R"] and [c for c, _ in out.values()] == ["lstm", "rnn"]
+    for label, (_, model) in models.items():
+        np.testing.assert_array_equal(out[label][1].grad_norm, aggregate(model, text, window=8, count=5).grad_norm)
+    assert reports == [{"message": "L (1 of 2)", "done": 0, "total": 2}, {"message": "R (2 of 2)", "done": 1,
+                                                                          "total": 2}]
+    stop = threading.Event()
+    stop.set()
+    assert aggregate_models(models, text, window=8, count=5, stop=stop) is None

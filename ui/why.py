@@ -1,4 +1,4 @@
-"""Why this character?: cached saliency, default target and edit, edits, and the server-wide aggregate jobs.
+"""Why this character?: cached saliency, default target and edit, edits, the widgets' session state, and the aggregate panel with its server-wide jobs.
 
 Import it as a module (`from ui import why`): the page lays out widgets, this module caches the library.
 """
@@ -9,12 +9,13 @@ import threading
 
 import streamlit as st
 
+from rnnviz import plots
 from rnnviz import saliency as sal_lib
 from rnnviz.counterfactual import Edit, counterfactual, default_edit
 from rnnviz.errors import RnnvizError
 from rnnviz.jobs import Job
 from ui.models import load_entry, model_entries
-from ui.state import TRAIN_THREADS
+from ui.state import TRAIN_THREADS, default, guard, keep_choice, keep_in_range
 
 FAR = 20  # "far back": 20 or more characters before the target
 SCAN_WINDOW = 60  # the default target's share of influence is taken over the last 60 characters
@@ -68,6 +69,51 @@ def selected_position(selection) -> int | None:
         return None
 
 
+def on_box():
+    """The number box moved: the slider follows."""
+    st.session_state["why_target"] = st.session_state["why_target_box"]
+
+
+def set_target(t: int):
+    """Button callback: before the slider is drawn again."""
+    st.session_state["why_target"] = t
+
+
+def on_point():
+    """A click on the distance plot: that point's position becomes the target (scatter selections work)."""
+    s = selected_position(st.session_state.get("why_distance"))
+    if s is not None and s >= 1:
+        st.session_state["why_target"] = s
+
+
+def prepare_target(model_key: str, text: str, t_def: int, choices: tuple, measures: tuple):
+    """Session state for the target widgets: a new model or text opens again on its own default target."""
+    ss = st.session_state
+    if ss.get("_why_for") != (model_key, text_key(text)):
+        ss["_why_for"] = (model_key, text_key(text))
+        ss["why_target"] = t_def
+    default("why_target", t_def)
+    keep_in_range("why_target", 1, len(text) - 1, t_def)
+    ss["why_target_box"] = ss["why_target"]
+    default("why_which", choices[0])
+    keep_choice("why_which", list(choices), choices[0])
+    default("why_measure", measures[0])
+    keep_choice("why_measure", list(measures), measures[0])
+
+
+def prepare_edit(model_key: str, text: str, op: str, pos: int, char: str, ops: tuple):
+    """Session state for the edit widgets: a new model or text opens on the story's default edit."""
+    ss = st.session_state
+    if ss.get("_why_edit_for") != (model_key, text_key(text)):
+        ss["_why_edit_for"] = (model_key, text_key(text))
+        ss["why_op"], ss["why_pos"], ss["why_char"] = op, pos, char
+    default("why_op", op)
+    keep_choice("why_op", list(ops), op)
+    default("why_pos", pos)
+    keep_in_range("why_pos", 0, len(text), pos)
+    default("why_char", char)
+
+
 # --- the aggregate over many targets, for the shipped LSTM, GRU and RNN -----------------------------
 
 def aggregate_models(ctx) -> dict:
@@ -93,15 +139,8 @@ def _aggregates() -> dict:
 
 
 def _agg_fn(models: dict, text: str, window: int, count: int):
-    def run(stop_event, report):
-        out = {}
-        for i, (label, (cell, model, _)) in enumerate(models.items()):
-            if stop_event.is_set():
-                return None
-            report(message=f"{label} ({i + 1} of {len(models)})", done=i, total=len(models))
-            out[label] = (cell, sal_lib.aggregate(model, text, window=window, count=count))
-        return out
-    return run
+    plain = {label: (cell, model) for label, (cell, model, _) in models.items()}
+    return lambda stop_event, report: sal_lib.aggregate_models(plain, text, window, count, report, stop_event)
 
 
 def aggregate_key(models: dict, text: str, window: int) -> str:
@@ -121,3 +160,55 @@ def start_aggregate(key: str, models: dict, text: str, window: int, count: int) 
             job = Job(_agg_fn(models, text, window, count), name="why-aggregate", threads=TRAIN_THREADS).start()
             server["jobs"][key] = job
     return job
+
+
+def aggregate_progress(key: str):
+    """The running aggregate's progress bar; once it is done, the whole page again (to draw the result)."""
+    job = aggregate_job(key)
+    if job is None:
+        return
+    if job.running:
+        snap = job.snapshot()
+        st.progress(min(1.0, (snap.get("done") or 0) / (snap.get("total") or 1)),
+                    text=f"Measuring {snap.get('message') or '...'}")
+    else:
+        st.rerun(scope="app")
+
+
+def aggregate_panel(ctx, text: str, max_window: int = 100, count: int = 200):
+    """The Why page's panel: how far back each model looks, averaged over `count` targets (a server-wide job)."""
+    st.subheader("How far back each model looks, on average")
+    models = aggregate_models(ctx)
+    window = min(max_window, len(text) - 2)
+    if window < 2:
+        st.info("The text is too short for the aggregate: give it at least a few characters more.",
+                icon=":material/info:")
+        return
+    key = aggregate_key(models, text, window)
+    job = aggregate_job(key)
+    if job is None or (not job.running and job.result is None):
+        if job is not None and job.error:
+            st.error(f"The last run failed: {job.error}", icon=":material/error:")
+        names = ", ".join(models)
+        st.markdown(f"The mean influence against distance over {count} targets spread over the text, in "
+                    f"windows of {window} characters ending at each target, for {names}.")
+        if not st.button("Compute the aggregate", key="why_agg", type="primary", icon=":material/play_arrow:"):
+            return
+        job = start_aggregate(key, models, text, window, count)
+    if job.running:
+        st.fragment(run_every=1.0)(lambda: guard(aggregate_progress, key))()
+        return
+    draw_aggregate(job.result)
+
+
+def draw_aggregate(aggs: dict):
+    """The aggregate's chart, its numbers in words, and what the curves are."""
+    measure = st.session_state.get("why_measure", "grad_norm")
+    st.plotly_chart(plots.aggregate_distance(aggs, measure, relative=True,
+                                          title="Mean influence against distance, over its value at distance 0"),
+                    key="why_aggregate", config={"displaylogo": False})
+    st.markdown(sal_lib.aggregate_summary(aggs, measure))
+    n = len(next(iter(aggs.values()))[1].targets)
+    st.caption(f"Each curve: the mean over {n} targets of |{plots.MEASURES[measure]}| at each distance, divided by the "
+               "mean at distance 0. Each window starts from the state the model reached over the text before it, "
+               "so the gradients inside it are exact.")
