@@ -1,79 +1,15 @@
 """Train: a fresh model on a built-in corpus or your text, in a worker thread, with live loss curves."""
-
 import streamlit as st
-import torch
 
 import ui
-from ui import jobs as ui_jobs
-from ui import models as ui_models
-from rnnviz import checkpoint, plots, quotas, runs as fair
-from rnnviz.corpora import CORPORA, corpus_meta, load_corpus, split, user_text
-from rnnviz.errors import RnnvizError, TextError
+from rnnviz import checkpoint, plots, quotas
+from rnnviz import runs as fair
+from rnnviz.corpora import CORPORA
 from rnnviz.model import CELLS
-from rnnviz.training import TrainConfig
-
-SOURCES = ["Built-in corpus", "Upload a .txt file", "Paste text"]
-HIDDEN = [16, 32, 64, 128, 256, 512]
-
-
-def devices() -> list[str]:
-    out = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    if torch.backends.mps.is_available():
-        out.append("mps")
-    return out
-
-
-def defaults():
-    for k, v in dict(tr_corpus_src=SOURCES[0], tr_corpus="shakespeare", tr_paste="", tr_cell="lstm",
-                     tr_layers=1, tr_hidden=128, tr_seq=64, tr_batch=32, tr_lr=3e-3, tr_budget="seconds",
-                     tr_seconds=60, tr_steps=500, tr_device="auto", tr_sample_every=100).items():
-        ui.default(k, v)
-    ui.keep_choice("tr_device", devices(), "auto")
-
-
-def training_text():
-    """(train, val, corpus meta, name) of the chosen corpus."""
-    ss = st.session_state
-    src = ss["tr_corpus_src"]
-    if src == SOURCES[0]:
-        corpus = load_corpus(ss["tr_corpus"])
-    elif src == SOURCES[1]:
-        up = ss.get("tr_upload")
-        if up is None:
-            raise TextError("upload a .txt file first")
-        corpus = user_text(up.getvalue(), name=up.name)
-    else:
-        corpus = user_text(ss.get("tr_paste") or "", name="pasted text")
-    if corpus.notice:
-        st.info(f"{corpus.name}: {corpus.notice}", icon=":material/info:")
-    train, val = split(corpus, 0.1)
-    meta = corpus_meta(corpus, 0.1)
-    return train, val, meta, corpus.name
-
-
-def start():
-    ss = st.session_state
-    train, val, meta, name = training_text()
-    seconds = ss["tr_budget"] == "seconds"
-    cfg = TrainConfig(seq_len=int(ss["tr_seq"]), batch_size=int(ss["tr_batch"]), lr=float(ss["tr_lr"]),
-                      max_steps=None if seconds else int(ss["tr_steps"]),
-                      max_seconds=float(ss["tr_seconds"]) if seconds else None,
-                      eval_every=50, eval_chars=5_000, sample_every=int(ss["tr_sample_every"]),
-                      warmup_steps=10, device=ss["tr_device"])
-    n = len(ss["train_jobs"]) + 1
-    run_name = f"run{n}-{ss['tr_cell']}{ss['tr_layers']}x{ss['tr_hidden']}-{name.split('.')[0][:20]}"
-    ui.start_training(run_name, train, val, meta, ss["tr_cell"], int(ss["tr_layers"]), int(ss["tr_hidden"]), cfg)
-
-
-def start_or_offer():
-    ss = st.session_state
-    ss.pop("tr_quota", None)
-    try:
-        start()
-    except quotas.QuotaError as e:  # shown by quota_offer, with a button to forget each model
-        ss["tr_quota"] = (str(e), e.candidates)
+from rnnviz.training import devices
+from ui import jobs as ui_jobs
+from ui import train as tui
+from ui.train import HIDDEN, SOURCES
 
 
 def settings():
@@ -150,7 +86,7 @@ def finished():
                     st.error(f"The run failed: {rec['job'].error}", icon=":material/error:")
                 continue
             c1, c2, c3, c4 = st.columns([1, 1, 1, 1.4])
-            c1.button("Study this model", key=f"use_{mid}", on_click=select_model, args=(mid,),
+            c1.button("Study this model", key=f"use_{mid}", on_click=tui.select_model, args=(mid,),
                       icon=":material/visibility:")
             c2.download_button("Download (.zip)", data=lambda p=rec["path"]: checkpoint.to_zip(p),
                                file_name=f"{rec['path'].name}.zip", mime="application/zip", key=f"dl_{mid}",
@@ -158,7 +94,7 @@ def finished():
             ui.default(f"savename_{mid}", rec["path"].name)
             c4.text_input("Name in the models folder", key=f"savename_{mid}", max_chars=quotas.MAX_NAME,
                           label_visibility="collapsed")
-            c3.button("Save to the models folder", key=f"save_{mid}", icon=":material/save:", on_click=save_model,
+            c3.button("Save to the models folder", key=f"save_{mid}", icon=":material/save:", on_click=tui.save_model,
                       args=(rec, mid), help=f"Copies the checkpoint to {ui.models_dir()} under the name on the "
                                            "right; it then stays in the picker.")
             if rec.get("saved_to"):
@@ -168,75 +104,15 @@ def finished():
             if rec.get("save_error"):
                 st.error(f"Not saved: {rec['save_error']}", icon=":material/error:")
                 for name in rec.get("save_candidates", [])[:8]:  # oldest first
-                    st.button(f"Delete the saved model {name}", key=f"del_{mid}_{name}", on_click=delete_saved,
+                    st.button(f"Delete the saved model {name}", key=f"del_{mid}_{name}", on_click=tui.delete_saved,
                               args=(rec, name), icon=":material/delete:")
-
-
-def save_model(rec: dict, mid: str):
-    """A callback, so the model picker (drawn before the page) already lists the saved copy."""
-    rec.pop("save_error", None)
-    rec.pop("save_note", None)
-    rec["save_candidates"] = []
-    folder = ui.models_dir()
-    try:
-        with quotas.SAVE_LOCK:  # two sessions saving at once must not both take the last place
-            dest = quotas.save_path(folder, st.session_state.get(f"savename_{mid}") or rec["path"].name,
-                                    shipped_folder=ui.pretrained_dir())
-            quotas.check_save(folder, quotas.folder_bytes(rec["path"]))
-            rec["job"].trainer.save(dest, rec["job"].result)
-        rec["saved_to"] = dest
-    except quotas.QuotaError as e:
-        rec["save_error"], rec["save_candidates"] = str(e), e.candidates
-    except (OSError, RnnvizError) as e:
-        rec["save_error"] = str(e)
-
-
-def delete_saved(rec: dict, name: str):
-    """Delete a saved model the quota message offered, so this run can be saved."""
-    try:
-        quotas.delete_saved(ui.models_dir(), name)
-        rec["save_candidates"] = [n for n in rec.get("save_candidates", []) if n != name]
-        rec["save_error"] = None
-        rec["save_note"] = f"Deleted {name}: press Save again."
-        st.session_state["_toast"] = f"Deleted the saved model {name}."
-    except (OSError, RnnvizError) as e:
-        rec["save_error"] = str(e)
-
-
-def quota_offer():
-    """After Start met this session's model limit: the message, and a button to forget each model."""
-    ss = st.session_state
-    offer = ss.get("tr_quota")
-    if not offer:
-        return
-    msg, mids = offer
-    st.error(f"Not started: {msg}", icon=":material/error:")
-    for mid in [m for m in mids if m in ss.get("mem_models", {})]:
-        st.button(f"Forget {ui_models.mem_name(mid)}", key=f"forget_{mid}", on_click=forget, args=(mid,),
-                  icon=":material/delete:")
-
-
-def forget(mid: str):
-    ss = st.session_state
-    name = ui_models.mem_name(mid)
-    ui_models.forget_mem_model(mid)
-    ss["_toast"] = f"Forgot {name}; press Start again."
-    ss.pop("tr_quota", None)
-
-
-def select_model(mid: str):
-    """Study a finished run's model: select it, say so, and open Activations on it."""
-    ss = st.session_state
-    ss["model_choice"] = mid
-    ss["_toast"] = f"Now studying {ss['mem_models'][mid]['name']}: every page shows it."
-    ss["_goto"] = "pages/activations_page.py"
 
 
 def main():
     st.title("Train")
     st.caption("Training runs in a background thread: you can switch pages, and the run keeps going. "
                "When it ends, its model appears in the sidebar's model picker.")
-    defaults()
+    tui.defaults()
     settings()
     running = any(r["running"] for r in ui.job_records())
     c1, c2, _ = st.columns([1, 1, 6])
@@ -246,14 +122,14 @@ def main():
         st.info(f"This session's {other.name} job is under way (on Gradients); one job at a time per session.",
                 icon=":material/info:")
     if c1.button("Start", type="primary", key="tr_start", icon=":material/play_arrow:", disabled=running or busy):
-        ui.guard(start_or_offer)
+        ui.guard(tui.start_or_offer)
         running = any(r["running"] for r in ui.job_records())
     if c2.button("Stop", key="tr_stop", icon=":material/stop:", disabled=not running,
                  help="Stops a running job, or takes a waiting one out of the queue."):
         for rec in ui.job_records():
             if rec["running"]:
                 rec["job"].stop()
-    quota_offer()
+    tui.quota_offer()
     every = ui_jobs.poll_every([r["job"] for r in ui.job_records() if r["running"]])
     st.fragment(run_every=every)(lambda: ui.guard(poll, running, every))()
     finished()

@@ -121,6 +121,12 @@ def recall_table(model: CharRNN, gaps=GAPS, segments: int = EVAL_SEGMENTS, seed:
              "chance": CHANCE, "items": segments} for gap in gaps]
 
 
+def recall_tables(models: dict[str, CharRNN], gaps=GAPS, segments: int = EVAL_SEGMENTS, seed: int = 0) -> pd.DataFrame:
+    """recall_table of each model (cell -> model), as one table with a cell column, in the models' order."""
+    rows = [{"cell": cell, **row} for cell, m in models.items() for row in recall_table(m, gaps, segments, seed)]
+    return pd.DataFrame(rows, columns=COLUMNS[:5])
+
+
 def recall_over_training(models: dict[int, CharRNN], gaps=GAPS, segments: int = EVAL_SEGMENTS,
                          seed: int = 0) -> pd.DataFrame:
     """Recall at each gap for the model of each training step (step -> model, e.g. a history's

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .experiments import recall_example
+from .experiments import CHANCE, recall_example
 from .gradients import GradientFlow, fresh_model, gradient_norms, path_gain
 from .model import CharRNN
 from .trace import trace
@@ -163,6 +163,33 @@ def memory_units(c: Curve, model: CharRNN, top: int = 8) -> list[dict]:
 
 
 # --- the words beside the charts, each number read from the curves it speaks of ------------------
+
+def memory_summary(table, curves: list[Curve], gap: int = MEMORY_GAP, chance: float = CHANCE) -> str:
+    """The words under the memory models' charts: each cell's recall at `gap` and its gradient at the key.
+
+    table: recall per (cell, gap) (experiments.recall_tables); curves: memory_curves at the same gap.
+    """
+    longest = table[table.gap == table.gap.max()].set_index("cell").accuracy
+    return ("\n".join(f"- **{c.label}**: recalls {longest[c.key]:.0%} at gap {gap}; keeps "
+                      f"{_share(c.at(gap - 1))} of its gradient at the key." for c in curves)
+            + f"\n\nChance is {chance:.0%}. Where the gradient from the recall no longer reaches the key, "
+              "training cannot teach the model to keep it: what the RNN still recalls at long gaps, it learned from "
+              "the short ones, the only ones that sent it a gradient.")
+
+
+def memory_units_caption(units: list[dict], open_product: float = 0.5) -> str:
+    """The words under the memory units' map: how many of `units` (memory_units) keep their forget gate open
+    across the gap (a product of f above `open_product`), and what share of the gradient they carry."""
+    keep = [u for u in units if u.get("gate_product", 0.0) > open_product]
+    if not keep:
+        return "No unit keeps its forget gate open across the gap."
+    return (f"The {len(units)} units through which most of the recall's gradient reaches the key, the most on top. "
+            f"{len(keep)} of them carry {sum(u['share'] for u in keep):.0%} of it, bright all the way from the "
+            f"recall to the key: their forget gates stay open across the gap (mean f from "
+            f"{min(u['gate_mean'] for u in keep):.3f} to {max(u['gate_mean'] for u in keep):.3f}), the long-memory "
+            "units. Each button shows its share and the product of its forget gates across the gap; click one "
+            "to see it in Activations.")
+
 
 HOT_RADIUS = 1.5  # the "push rho" move of Try this
 OVERWRITE_BIAS = -3.0  # the "overwrite" move of Try this: the GRU's update-gate bias

@@ -22,6 +22,14 @@ def chars_per_step(config) -> int:
     return batch * seq
 
 
+def run_name(n: int, cell: str, layers: int, hidden: int, corpus: str) -> str:
+    """The n-th run of a session, named by its shape and text: 'run2-gru2x64-tinyshakespeare'.
+
+    The corpus's name loses its extension and is cut to 20 characters, so names stay short in the picker.
+    """
+    return f"run{n}-{cell}{layers}x{hidden}-{corpus.split('.')[0][:20]}"
+
+
 def common_chars(runs: dict[str, tuple[list[dict], int]]) -> int | None:
     """The most characters every run has read (name -> (curve, chars per step)); None without steps."""
     reach = [curve[-1]["step"] * per for curve, per in runs.values() if curve]

@@ -99,6 +99,16 @@ class TrainConfig:
 
 
 
+def devices() -> list[str]:
+    """The device choices a run can be given here: auto, cpu, and cuda or mps where torch finds them."""
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    if torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
 def history_points(n: int, end: float, first: float | None = None) -> list[float]:
     """About n - 1 points spaced evenly on a log scale from `first` (default end / 300, at least 1)
     up to `end`, plus `end`: when snapshots are taken (steps or seconds). Early training changes fastest."""

@@ -135,3 +135,32 @@ def test_a_memory_model_is_studied_on_fresh_memory_task_text():
     # a name that only looks like one is left to the ordinary rules
     assert corpora.fresh_memory("memory-mix-1-seed0") is None and corpora.fresh_memory("memory-mix-x-seed0") is None
     assert corpora.fresh_memory("memory-mix-" + "-".join(["8"] * 40) + "-seed0") is None
+
+
+def test_recall_tables_score_each_model_by_its_own_recalls():
+    """The shipped memory models, scored against a reference that reads the keys from the text itself."""
+    import torch
+
+    from rnnviz import checkpoint, experiments
+    from streamlit_server import ROOT
+
+    models = {c: checkpoint.load(ROOT / "pretrained" / f"memory-{c}")[0] for c in ("lstm", "rnn")}
+    table = experiments.recall_tables(models, gaps=(2, 64), segments=40, seed=5)
+    assert list(table.columns) == ["cell", "gap", "accuracy", "chance", "items"]
+    assert list(zip(table.cell, table.gap)) == [("lstm", 2), ("lstm", 64), ("rnn", 2), ("rnn", 64)]
+    for row in table.itertuples():
+        model = models[row.cell]
+        text = corpora.memory_task(40 * (row.gap + 2), row.gap, seed=5 + 7919 + row.gap).text  # fresh draws
+        with torch.no_grad():
+            logits, _ = model(torch.tensor([[model.vocab.index[ch] for ch in text]]))
+        guess = logits[0].argmax(-1).numpy()  # (T,) the model's most likely next character
+        segments = text.split("\n")[:-1]
+        assert len(segments) == 40
+        hits, start = 0, 0
+        for seg in segments:  # KEY, filler, "=", KEY: the guess after "=" must be the first character
+            cue = start + seg.index("=")
+            hits += model.vocab.chars[guess[cue]] == seg[0]
+            start += len(seg) + 1
+        assert row.accuracy == pytest.approx(hits / 40) and row.items == 40 and row.chance == CHANCE
+    acc = table.set_index(["cell", "gap"]).accuracy
+    assert acc["lstm", 64] > 0.9 > acc["rnn", 64], "the table tells the cells apart"

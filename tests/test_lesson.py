@@ -331,3 +331,46 @@ def test_a_move_is_the_curve_without_its_path(moves):
     assert lesson.try_this(curves, lesson.move("rnn", vocab, text, knob=lesson.HOT_RADIUS),
                            lesson.move("gru", vocab, text, knob=lesson.OVERWRITE_BIAS), D) == \
         lesson.try_this(curves, hot, overwrite, D)
+
+
+# --- the words under the memory models' charts (moved out of the Gradients page, issue 25) --------
+
+def test_the_memory_summary_quotes_each_recall_and_the_gradient_at_the_key(memory):
+    _, _, curves = memory
+    import pandas as pd
+    gap = lesson.MEMORY_GAP
+    acc = {"rnn": 0.31, "gru": 0.97, "lstm": 1.0}  # a table of its own: the words must read this one
+    table = pd.DataFrame([{"cell": c, "gap": g, "accuracy": a if g == gap else 0.0} for c, a in acc.items()
+                          for g in (2, gap)])
+    words = lesson.memory_summary(table, list(curves.values()))
+    bullets = [line for line in words.splitlines() if line.startswith("- ")]
+    assert len(bullets) == 3
+    for c, line in zip(curves.values(), bullets):
+        text = c.flow.text
+        assert text[0].isupper() and len(text) == gap, "distance gap - 1 from the loss is the key"
+        share = c.flow.dh[-1, 0] / c.flow.dh[-1, -1]  # (top layer) the key's gradient over the recall's
+        assert f"recalls {round(acc[c.key] * 100)}% at gap {gap}" in line
+        assert f"keeps {lesson._share(share)} of its gradient at the key" in line
+    assert f"Chance is {round(100 * experiments.CHANCE)}%" in words
+
+
+def test_the_units_caption_counts_the_open_units(memory):
+    models, _, curves = memory
+    top = lesson.memory_units(curves["lstm"], models["lstm"], top=12)
+    sd, text = models["lstm"].state_dict(), curves["lstm"].flow.text
+    ids = [models["lstm"].vocab.index[ch] for ch in text]
+    f = reference.lstm_layer(sd["embed.weight"].double().numpy()[ids], *reference.weights(sd, 0))["f"][1:]
+    open_ = [u["unit"] for u in top if np.prod(f[:, u["unit"]]) > 0.5]  # step-by-step reference
+    share = sum(u["share"] for u in top if u["unit"] in open_)
+    words = lesson.memory_units_caption(top)
+    assert words.startswith("The 12 units") and f"{len(open_)} of them carry {share:.0%} of it" in words
+    lo, hi = f[:, open_].mean(axis=0).min(), f[:, open_].mean(axis=0).max()
+    assert f"mean f from {lo:.3f} to {hi:.3f}" in words
+
+
+def test_the_units_caption_says_so_when_no_gate_stays_open():
+    shut = [{"unit": u, "share": 0.5, "gate_mean": 0.4, "gate_product": 0.4 ** 60} for u in (3, 7)]
+    assert lesson.memory_units_caption(shut) == "No unit keeps its forget gate open across the gap."
+    one = shut + [{"unit": 9, "share": 0.25, "gate_mean": 0.99, "gate_product": 0.6}]
+    assert "1 of them carry 25% of it" in lesson.memory_units_caption(one)
+    assert "mean f from 0.990 to 0.990" in lesson.memory_units_caption(one)

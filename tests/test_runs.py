@@ -90,3 +90,12 @@ def test_validation_is_read_where_every_run_was_evaluated():
     # with no shared evaluation (other batch sizes), each run's last one before the point, said where
     table = runs.at_equal_chars({"lstm": (lstm, per), "rnn": (rnn, 70)}).set_index("run")
     assert table.val_chars.to_dict() == {"lstm": 119 * per, "rnn": 150 * 70}
+
+
+def test_a_run_is_named_by_its_number_shape_and_text():
+    assert runs.run_name(2, "gru", 2, 64, "tinyshakespeare.txt") == "run2-gru2x64-tinyshakespeare"
+    long = runs.run_name(11, "lstm", 1, 128, "a_rather_long_file_name_for_a_corpus.v2.txt")
+    assert long == "run11-lstm1x128-" + "a_rather_long_file_name_for_a_corpus"[:20]
+    assert runs.run_name(1, "rnn", 3, 16, "pasted text") == "run1-rnn3x16-pasted text"
+    names = {runs.run_name(n, "lstm", 1, 128, "shakespeare") for n in range(1, 6)}
+    assert len(names) == 5, "each run of a session has its own name"

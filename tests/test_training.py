@@ -300,3 +300,17 @@ def test_last_snapshot_records_the_final_val_loss(tmp_path, history):
     assert step == 50 and snap_config["val_loss"] == pytest.approx(result.val_loss, rel=1e-9)
     # an independent measure: the snapshot's own (float16) weights on the held-out text
     assert evaluate(snap_model, TEXT[SPLIT:]) == pytest.approx(result.val_loss, abs=2e-3)
+
+
+def test_every_device_offered_is_one_a_run_can_use(monkeypatch):
+    from rnnviz import training
+    from rnnviz.model import pick_device
+
+    here = training.devices()
+    assert here[:2] == ["auto", "cpu"]
+    for name in here:  # each choice is accepted by the trainer's own device rule
+        pick_device(name)
+    assert ("cuda" in here) == torch.cuda.is_available() and ("mps" in here) == torch.backends.mps.is_available()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert training.devices() == ["auto", "cpu", "cuda"]
