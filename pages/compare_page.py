@@ -1,16 +1,12 @@
 """Compare: the model under study against the n-gram baseline or another model, character by character."""
-import re
-
-import numpy as np
 import streamlit as st
 
 import ui
-from rnnviz import compare, corpora, ngram, plots, render
-from rnnviz.errors import RnnvizError
+from rnnviz import compare, ngram, plots, render
+from ui import compare as cui
+from ui.compare import HELD, NGRAM, OTHER, STUDY
 
 CHART = {"displaylogo": False}
-NGRAM, OTHER = "the n-gram baseline", "another model"
-HELD, STUDY = "the model's held-out text", "the text under study"
 SHOWN = 2_000  # characters of coloured text at a time
 MAX_CHARS = 200_000
 
@@ -20,36 +16,6 @@ prediction needs something seen long ago, like the closing quote or bracket far 
 see. Here the model under study (**A**) is set against an interpolated Kneser–Ney n-gram fitted on A's own training
 split, or against another model (**B**), on the same text. Surprisal is −log p of the true next character, in nats.
 """
-
-
-@st.cache_resource(max_entries=6, show_spinner="Fitting the n-gram on the model's training split (seconds, "
-                                               "the first time) ...")
-def fitted_ngram(model_key: str, order: int, _config, _vocab):
-    """An order-n n-gram on the training split of this model's corpus, with the model's vocabulary (disk-cached)."""
-    train, notice = ngram.training_text(_config)
-    return ngram.fit_cached(train, order, _vocab), notice
-
-
-@st.cache_data(max_entries=4, show_spinner="Reading the held-out text ...")
-def held_text(model_key: str, _config):
-    return corpora.held_out_text(_config)
-
-
-@st.cache_data(max_entries=8, show_spinner="Scoring the text with the model ...")
-def model_scores(model_key: str, name: str, text: str, _model):
-    return compare.model_scores(_model, text, name)
-
-
-@st.cache_data(max_entries=8, show_spinner="Scoring the text with the n-gram ...")
-def ngram_scores(model_key: str, order: int, text: str, _ngram):
-    return compare.ngram_scores(_ngram, text)
-
-
-def other_choices(ctx) -> dict:
-    """id -> entry of the models other than the one under study, those of the same family first."""
-    entries = {k: e for k, e in ui.model_entries().items() if k != ctx.entry.id}
-    family = ctx.name.split("-")[0]
-    return dict(sorted(entries.items(), key=lambda kv: (not kv[1].label.startswith(family), kv[1].label)))
 
 
 def controls(ctx):
@@ -69,7 +35,7 @@ def controls(ctx):
         c2.slider("n-gram order", 1, top, key="cmp_order",
                   help="An order-n model predicts from the last n − 1 characters (8: the 2015 paper's baseline).")
     else:
-        choices = other_choices(ctx)
+        choices = cui.other_choices(ctx)
         if not choices:
             c2.info("No other model is here: train or upload one, or compare against the n-gram.")
         else:
@@ -82,82 +48,12 @@ def controls(ctx):
         c3.number_input("Characters of it (from its start)", 1_000, MAX_CHARS, step=10_000, key="cmp_chars")
 
 
-def comparison(ctx):
-    """(Comparison, notices, the text in words) for the chosen B and text; None when B cannot be had."""
-    ss = st.session_state
-    notices = []
-    what = f"the text under study ({len(ctx.text):,} characters)"
-    if ss["cmp_text"] == HELD:
-        text, notice = held_text(ctx.key, _config=ctx.config)
-        if not text:
-            notices.append("This model's held-out text is not on this machine: the text under study is used.")
-            text = ctx.text
-        else:
-            n = int(ss["cmp_chars"])
-            what = (f"the first {n:,} characters of {ctx.name}'s held-out text" if len(text) > n else
-                    f"all {len(text):,} characters of {ctx.name}'s held-out text")
-            text = text[:n]
-            if notice:
-                notices.append(notice)
-    else:
-        text = ctx.text
-    a = model_scores(ctx.key, ctx.name, text, _model=ctx.model)
-    if ss["cmp_against"] == NGRAM:
-        order = int(ss["cmp_order"])
-        try:
-            ng, notice = fitted_ngram(ctx.key, order, _config=ctx.config, _vocab=ctx.model.vocab)
-        except RnnvizError as e:
-            hint = " Compare it against another model instead." if "not on this machine" in str(e) else ""
-            st.warning(f"{e}.{hint}", icon=":material/warning:")
-            return None, notices, what
-        if notice:
-            notices.append(notice)
-        b = ngram_scores(ctx.key, order, text, _ngram=ng)
-    else:
-        choices = other_choices(ctx)
-        if not choices:
-            return None, notices, what
-        entry = choices[ss["cmp_other"]]
-        model_b, _, key_b = ui.load_entry(entry)
-        b = model_scores(key_b, entry.path.name if entry.path else entry.label, text, _model=model_b)
-    return compare.compare(text, a, b), notices, what
-
-
-def study(entry_id: str) -> None:
-    """Button callback: put another model under study, against the n-gram (runs before the sidebar's widgets)."""
-    st.session_state["model_choice"] = entry_id
-    st.session_state["cmp_against"] = NGRAM
-
-
-def python_entry(ctx):
-    """The shipped python-lstm's entry id, when it is here and not already under study."""
-    for k, e in ui.model_entries().items():
-        if e.source == "shipped" and e.path is not None and e.path.name == "python-lstm" and k != ctx.entry.id:
-            return k
-    return None
-
-
-def downloads(res) -> None:
-    """CSV of what the page draws: per character, by class, and accuracy against distance."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"compare-{res.a.name}-vs-{res.b.name}")
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Per character (CSV)", data=lambda: res.to_frame().to_csv(index=False),
-                       file_name=f"{stem}-characters.csv", mime="text/csv", icon=":material/download:",
-                       key="cmp_csv_chars")
-    c2.download_button("By class (CSV)", data=lambda: res.breakdown().to_csv(index=False),
-                       file_name=f"{stem}-classes.csv", mime="text/csv", icon=":material/download:",
-                       key="cmp_csv_classes")
-    c3.download_button("Accuracy by distance (CSV)", data=lambda: res.accuracy().to_csv(index=False),
-                       file_name=f"{stem}-accuracy.csv", mime="text/csv", icon=":material/download:",
-                       key="cmp_csv_accuracy")
-
-
 def main():
     ctx = ui.require_model()
     st.title("Compare")
     st.markdown(INTRO)
     controls(ctx)
-    res, notices, what = comparison(ctx)
+    res, notices, what = cui.comparison(ctx)
     for n in notices:
         st.info(n, icon=":material/info:")
     if res is None:
@@ -174,7 +70,7 @@ def main():
     st.caption(f"Mean surprisal −log p of each next character, in nats, over the {int(res.kept.sum()):,} characters "
                f"compared: every character but the first of {what}"
                + (", less those left out above." if res.left_out else ".") + " Every number below is over them.")
-    downloads(res)
+    cui.downloads(res)
     st.markdown(f"**In short.** {compare.summary(res)}")
     words = compare.closing_words(res)
     if words:
@@ -183,9 +79,9 @@ def main():
         st.markdown("**Closing delimiters.** No distance group of this text holds 20 closing brackets or 20 "
                     "closing quotes, too few to compare accuracies. Code has plenty: python-lstm's held-out files "
                     "show where memory beats the n-gram.")
-        py = python_entry(ctx)
+        py = cui.python_entry(ctx)
         if py:
-            st.button("Study python-lstm against the 8-gram", key="cmp_python", on_click=study, args=(py,),
+            st.button("Study python-lstm against the 8-gram", key="cmp_python", on_click=cui.study, args=(py,),
                       icon=":material/code:")
 
     st.subheader("Where each model wins, character by character")
@@ -197,8 +93,7 @@ def main():
         st.number_input(f"Show {SHOWN:,} characters from position (0 to {n - 1:,})", 0, n - 1, step=SHOWN,
                         key="cmp_start")
     s = int(st.session_state["cmp_start"]) if n > SHOWN else 0
-    vals = np.concatenate([[np.nan], res.diff])[s:s + SHOWN]  # the value of character t+1 is diff[t]
-    lim = float(np.nanpercentile(np.abs(res.diff), 99)) if np.isfinite(res.diff).any() else 1.0
+    vals, lim = compare.shading(res, s, SHOWN)
     ui.scroll_html(render.colored_text(res.text[s:s + SHOWN], vals, vmin=-lim, vmax=lim, label="A−B nats",
                                        first=s), height=360, text=res.text[s:s + SHOWN])
 

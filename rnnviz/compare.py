@@ -185,3 +185,26 @@ def closing_words(cmp: Comparison, min_count: int = 20) -> str | None:
         return None
     s = "; ".join(out)
     return s[0].upper() + s[1:] + "."
+
+
+def first_chars(text: str, n: int, what: str) -> tuple[str, str]:
+    """(text[:n], the span in words): 'the first n characters of WHAT', or 'all N characters of WHAT' when the
+    text is no longer than n."""
+    words = f"the first {n:,} characters of {what}" if len(text) > n else f"all {len(text):,} characters of {what}"
+    return text[:n], words
+
+
+def shading(cmp: Comparison, start: int = 0, length: int = 2_000) -> tuple[np.ndarray, float]:
+    """(values, limit) to shade characters start..start+length-1 by A's surprisal minus B's: values (≤ length,)
+    hold the difference on each character (NaN where not compared, and on the first, which nothing predicts);
+    limit is the 99th percentile of |difference| over the whole text, so one outlier does not wash out the rest."""
+    vals = np.concatenate([[np.nan], cmp.diff])[start:start + length]  # the value of character t+1 is diff[t]
+    lim = float(np.nanpercentile(np.abs(cmp.diff), 99)) if np.isfinite(cmp.diff).any() else 1.0
+    return vals, lim
+
+
+def file_stem(cmp: Comparison) -> str:
+    """A file name stem naming both sides, 'compare-A-vs-B', with anything but letters, digits, '.', '_' and '-'
+    replaced by '_'."""
+    import re
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"compare-{cmp.a.name}-vs-{cmp.b.name}")

@@ -145,3 +145,37 @@ def test_cli_compare(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rnnviz", "compare", str(a), "ngram:3", "--file", str(f)], **run)
     assert out.returncode == 1 and "names no training corpus" in out.stderr
     assert math.isfinite(got["mean_b"])
+
+
+def test_first_chars_says_how_much_of_the_text():
+    assert compare.first_chars("abcdef", 4, "x's text") == ("abcd", "the first 4 characters of x's text")
+    assert compare.first_chars("abcdef", 6, "x's text") == ("abcdef", "all 6 characters of x's text")
+    assert compare.first_chars("a" * 1500, 9_999, "y") == ("a" * 1500, "all 1,500 characters of y")
+
+
+def test_shading_against_a_loop():
+    """Character k's shade is A's surprisal on it minus B's; the limit a 99th percentile interpolated by hand."""
+    torch.manual_seed(0)
+    text = TEXT.replace("x", "€")  # '€' is in neither vocabulary: left out, so NaN
+    a, b = tiny(set(TEXT), seed=1), tiny(set(TEXT), seed=2)
+    res = compare.compare(text, compare.model_scores(a, text, "a"), compare.model_scores(b, text, "b"))
+    sa, sb = compare.model_scores(a, text).surprisal, compare.model_scores(b, text).surprisal
+    d = sorted(abs(sa[k] - sb[k]) for k in range(len(text) - 1) if text[k + 1] != "€")
+    pos = 0.99 * (len(d) - 1)
+    want = d[int(pos)] + (pos - int(pos)) * (d[min(int(pos) + 1, len(d) - 1)] - d[int(pos)])
+    for start, length in [(0, 2_000), (17, 40), (len(text) - 5, 100)]:
+        vals, lim = compare.shading(res, start, length)
+        assert len(vals) == min(length, len(text) - start) and lim == pytest.approx(want, rel=1e-12)
+        for i, v in enumerate(vals):
+            k = start + i
+            if k == 0 or text[k] == "€":
+                assert np.isnan(v)
+            else:
+                assert v == pytest.approx(sa[k - 1] - sb[k - 1], abs=1e-6)
+
+
+def test_file_stem_keeps_names_in_their_folder():
+    res = compare.compare("ab", compare.Scores("../a b", list("ab"), np.zeros(1), np.array(["a"])),
+                          compare.Scores("8-gram/€", list("ab"), np.zeros(1), np.array(["b"])))
+    stem = compare.file_stem(res)
+    assert stem == "compare-.._a_b-vs-8-gram_" and "/" not in stem
