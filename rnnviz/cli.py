@@ -330,6 +330,9 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--save", help="a folder to write each model to, as memory-<cell> (the shipped ones: pretrained)")
     m.add_argument("--history", type=int, default=0, metavar="N",
                    help="keep N snapshots per cell, print recall at each, and save them in history/ with --save")
+    m.add_argument("--measure", metavar="FOLDER",
+                   help="train nothing: measure the memory-<cell> models saved in FOLDER (the shipped ones: "
+                        "pretrained): recall per gap, the gradient of a recall back to its key, the long-memory units")
     m.set_defaults(fn=cmd_memory)
 
     a = sub.add_parser("atlas", help="index a model over a corpus: every unit's top characters, statistics and "
@@ -386,6 +389,8 @@ def parser() -> argparse.ArgumentParser:
 def cmd_memory(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.measure:
+        return _measure_memory(args)
     trainers, learning = {}, {}
     df = experiments.memory_experiment(cells=args.cells, gaps=args.gaps, steps_per_cell=args.steps,
                                        hidden_size=args.hidden, seed=args.seed, trainers=trainers,
@@ -404,6 +409,33 @@ def cmd_memory(args) -> int:
         meta["memory"] = {"gaps": sorted(args.gaps), "recall": {int(g): float(a) for g, a in table[cell].items()}}
         checkpoint.save(trainer.model, path, meta=meta, dtype="float32", history=trainer.history)
         print(f"wrote {path}" + (f" with {len(trainer.history)} snapshots" if trainer.history else ""))
+    return 0
+
+
+def _measure_memory(args) -> int:
+    """The Gradients page's memory section, as text: saved memory models, measured without training."""
+    from . import lesson
+
+    folder = Path(args.measure)
+    models = {c: checkpoint.load(folder / f"memory-{c}")[0] for c in args.cells if (folder / f"memory-{c}").is_dir()}
+    if not models:
+        raise ConfigError(f"no memory-<cell> model ({', '.join(f'memory-{c}' for c in args.cells)}) in {folder}")
+    table = experiments.recall_tables(models, gaps=args.gaps, seed=args.seed)
+    print(f"recall accuracy on {experiments.EVAL_SEGMENTS} fresh items per gap (chance {experiments.CHANCE:.3f}):")
+    print(table.pivot(index="gap", columns="cell", values="accuracy")[list(models)]
+          .to_string(float_format=lambda v: f"{v:.3f}"))
+    curves = lesson.memory_curves(models)
+    at_gap = table[table.gap == lesson.MEMORY_GAP]
+    if len(at_gap):  # the words read the recall at the gap of the gradient's example
+        print("\n" + lesson.memory_summary(at_gap, curves).replace("**", ""))
+    lstm = next((c for c in curves if c.cell == "lstm"), None)
+    if lstm is not None:
+        top = lesson.memory_units(lstm, models["lstm"], top=12)
+        print(f"\nunits of memory-lstm by |dL/dc| at the key ({lesson.MEMORY_GAP - 1} steps before the recall):")
+        print(f"{'unit':>6} {'share':>6} {'mean f':>7} {'prod f':>9}")
+        for u in top:
+            print(f"{'c' + str(u['unit']):>6} {u['share']:6.1%} {u['gate_mean']:7.3f} {u['gate_product']:9.2e}")
+        print(lesson.memory_units_caption(top).split(" Each button")[0])
     return 0
 
 

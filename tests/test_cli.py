@@ -108,3 +108,26 @@ def test_probe_counts_the_characters_its_hypothesis_counts(tmp_path, capsys):
     pos, neg = v[y][:, None], v[~y][None, :]
     brute = float(np.mean((pos > neg) + 0.5 * (pos == neg)))  # every (string, code) pair
     assert printed == pytest.approx(brute, abs=6e-4)
+
+
+@pytest.mark.slow
+def test_memory_measure_reads_the_saved_memory_models(tmp_path, capsys):
+    """`memory --measure` trains nothing: it says what the Gradients page says of the saved memory models."""
+    from rnnviz import experiments, lesson
+    from streamlit_server import ROOT
+
+    rc = main(["memory", "--measure", str(ROOT / "pretrained"), "--cells", "lstm", "rnn", "--gaps", "2", "64"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    models = {c: checkpoint.load(ROOT / "pretrained" / f"memory-{c}")[0] for c in ("lstm", "rnn")}
+    for cell, model in models.items():  # the printed recall is the model's own, at each gap asked for
+        for gap in (2, 64):
+            acc = experiments.recall_accuracy(model, gap, seed=7919 + gap)
+            assert f"{gap}" in out and f"{acc:.3f}" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("c") and "%" in line]
+    assert len(rows) == 12 and sum(float(r[1].rstrip("%")) for r in rows) <= 100.1
+    shares = [float(r[1].rstrip("%")) for r in rows]
+    assert shares == sorted(shares, reverse=True), "the units come most first"
+    assert "RNN: recalls" in out and f"at gap {lesson.MEMORY_GAP}" in out and "**" not in out
+    assert main(["memory", "--measure", str(tmp_path)]) == 1
+    assert "no memory-<cell> model" in capsys.readouterr().err
