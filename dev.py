@@ -3,6 +3,7 @@
 
     python3 dev.py app     # streamlit run app.py
     python3 dev.py test    # the whole test suite (pytest)
+    python3 dev.py screenshots   # remake the README's screenshots in docs/img (bench/screenshots.py)
 """
 import hashlib
 import os
@@ -56,6 +57,10 @@ def main(argv: list[str]) -> int:
         ensure_venv("requirements-dev.txt")
         ensure_chromium()
         return subprocess.call([str(PY), "-m", "pytest", *(rest or ["-q"])], cwd=ROOT)
+    if cmd == "screenshots":
+        ensure_venv("requirements-dev.txt")  # playwright; pillow, which shrinks the images, comes with streamlit
+        ensure_chromium()
+        return subprocess.call([str(PY), "-m", "bench.screenshots", *rest], cwd=ROOT)
     print(__doc__)
     return 2
 

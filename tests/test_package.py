@@ -84,8 +84,8 @@ def test_importing_rnnviz_does_not_import_torch():
 
 
 def _notebook_example() -> str:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Using the library from a notebook"):]
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    section = doc[doc.index("## Using the library from a notebook"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "import rnnviz" in code and '"pretrained/' in code
     return code.replace('"pretrained/', json.dumps(str(ROOT / "pretrained"))[:-1] + "/")
@@ -95,7 +95,7 @@ def _notebook_example() -> str:
 def test_the_wheel_installs_and_runs_apart_from_the_checkout(tmp_path):
     """Build the wheel from a copy of the sources, install it with --target (its dependencies come
     from this venv's site-packages), and from another folder, the checkout off sys.path: import it,
-    run `rnnviz --help` and `rnnviz sample`, and run the README's notebook example."""
+    run `rnnviz --help` and `rnnviz sample`, and run the notebook example of docs/cli.md."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):

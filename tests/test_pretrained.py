@@ -1,4 +1,4 @@
-"""The shipped models: loadable, consistent, small, and as good as the README says."""
+"""The shipped models: loadable, consistent, small, and as good as docs/models.md says."""
 import hashlib
 import json
 import re
@@ -49,7 +49,7 @@ SHAKESPEARE = [n for n in ("shakespeare-lstm", "shakespeare-gru", "shakespeare-r
 
 @pytest.mark.parametrize("name", SHAKESPEARE)
 def test_shakespeare_val_loss(shakespeare_text, name):
-    """The README's val losses, recomputed from ../shared on the weights as shipped; the LSTM meets 1.45."""
+    """The val losses of docs/models.md, recomputed from ../shared on the weights as shipped; the LSTM meets 1.45."""
     model, config = checkpoint.load(PRETRAINED / name)
     val = shakespeare_text[int(len(shakespeare_text) * 0.9):]  # nanoGPT's split: the last 10%
     loss = evaluate(model, val)  # the whole split as one stream

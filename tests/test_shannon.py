@@ -113,7 +113,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(not (ROOT / "pretrained" / "shakespeare-lstm").is_dir(), reason="no shipped shakespeare-lstm")
 def test_readme_figures_for_shakespeare_lstm_on_300_characters():
-    """The README's bounds and cross-entropy, recomputed from the model's own forward pass and brute-force ranks."""
+    """The bounds and cross-entropy docs/teaching.md states, recomputed from the model's own forward pass and brute-force ranks."""
     import torch
     from rnnviz import checkpoint, tour
     torch.set_num_threads(1)
@@ -131,7 +131,7 @@ def test_readme_figures_for_shakespeare_lstm_on_300_characters():
     upper = -sum(v * math.log2(v) for v in q.values() if v > 0)
     lower = sum(i * (q[i] - q[i + 1]) * math.log2(i) for i in range(1, max(ranks) + 1))
     bits = -sum(math.log2(probs[t - 1, ids[t]]) for t in range(1, 301)) / 300
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    doc = (ROOT / "docs" / "teaching.md").read_text(encoding="utf-8")
     said = f"{lower:.2f} to {upper:.2f} bits/char and its cross-entropy {bits:.2f} bits/char"
-    assert said in " ".join(readme.split()), said
-    assert f"right first time on {q[1]:.0%}" in readme
+    assert said in " ".join(doc.split()), said
+    assert f"right first time on {q[1]:.0%}" in doc
