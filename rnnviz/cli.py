@@ -1,4 +1,5 @@
-"""Command line: python -m rnnviz train | sample | trace | probe | grads | memory | atlas | saliency | ngram | compare."""
+"""Command line: python -m rnnviz train | sample | trace | probe | grads | memory | atlas | saliency | edit | ngram |
+compare."""
 from __future__ import annotations
 
 import argparse
@@ -364,6 +365,22 @@ def parser() -> argparse.ArgumentParser:
     sal.add_argument("--top", type=int, default=15, help="positions to list without --json (default 15)")
     sal.set_defaults(fn=cmd_saliency)
 
+    ed = sub.add_parser("edit", help="change one character and rerun: the exact change in surprisal of every "
+                                     "character after it, and the gradient's first-order prediction of it")
+    ed.add_argument("checkpoint")
+    ed_src = ed.add_mutually_exclusive_group(required=True)
+    ed_src.add_argument("--file", help="a UTF-8 text file to read")
+    ed_src.add_argument("--text")
+    ed.add_argument("--op", choices=["replace", "insert", "delete"], required=True)
+    ed.add_argument("--pos", type=int, required=True, help="the character replaced or deleted, or inserted before")
+    ed.add_argument("--char", default="", help="the new character (replace, insert)")
+    ed.add_argument("--target", type=int, help="also say how p at this target (the prediction after reading "
+                                               "character T) moves")
+    ed.add_argument("--top", type=int, default=10, help="largest changes to list without --json (default 10)")
+    ed.add_argument("--json", action="store_true", help='print {"edit", "positions", "surprisal", '
+                                                        '"surprisal_edited", "predicted"}')
+    ed.set_defaults(fn=cmd_edit)
+
     # issue 11: the n-gram baseline and two-model comparison (rnnviz.ngram, rnnviz.compare)
     ng = sub.add_parser("ngram", help="fit an interpolated Kneser-Ney character n-gram on a corpus's training split "
                                       "and print its loss (nats/char)")
@@ -557,6 +574,43 @@ def cmd_saliency(args) -> int:
     for s in np.argsort(-sal.grad_norm, kind="stable")[: args.top]:
         print(f"{s:8d} {sal.target - s:8d} {char_label(text[s]):>4} {sal.grad_norm[s]:11.3e} "
               f"{sal.grad_x_input[s]:12.3e}")
+    return 0
+
+
+def cmd_edit(args) -> int:
+    # the Why page's "Change a character" section, from a script
+    from .counterfactual import Edit, counterfactual, prediction_length, summary
+    from .render import char_label
+    from .saliency import check_target, predicted_change
+    text = decode_utf8(Path(args.file).read_bytes(), args.file) if args.file else args.text
+    model, _ = checkpoint.load(args.checkpoint)
+    if args.target is not None:
+        check_target(text, args.target)
+    edit = Edit(args.op, args.pos, "" if args.op == "delete" else args.char)
+    cf = counterfactual(model, text, edit)
+    pred = None  # an insert shifts everything after it: no gradient of one input describes that
+    if args.op != "insert":
+        length = None if args.target is None else prediction_length(args.target, args.pos, reach=len(text))
+        pred = predicted_change(model, text, args.pos, args.char if args.op == "replace" else None, length)
+    if args.json:
+        import json
+
+        def nan(a):
+            return [None if not np.isfinite(x) else float(x) for x in a]  # JSON has no NaN
+        print(json.dumps({"edit": edit.describe(text), "positions": cf.positions.tolist(),
+                          "surprisal": nan(cf.surprisal), "surprisal_edited": nan(cf.surprisal_edited),
+                          "predicted": None if pred is None else nan(pred[cf.positions])}))
+        return 0
+    print(summary(edit.describe(text), cf, pred, args.target, args.pos, reach=len(text)).replace("**", ""))
+    if not len(cf.positions):
+        return 0
+    print(f"\n{'position':>8} {'after':>5} char {'before':>7} {'edited':>7} {'change':>7} {'predicted':>9}")
+    d = np.nan_to_num(np.abs(cf.d_surprisal), nan=-1.0)
+    for j in np.argsort(-d, kind="stable")[: args.top]:
+        k = int(cf.positions[j])
+        guess = "-" if pred is None or not np.isfinite(pred[k]) else f"{-pred[k]:+9.3f}"
+        print(f"{k:8d} {k - args.pos:5d} {char_label(text[k]):>4} {cf.surprisal[j]:7.3f} {cf.surprisal_edited[j]:7.3f} "
+              f"{cf.d_surprisal[j]:+7.3f} {guess:>9}")
     return 0
 
 

@@ -263,14 +263,16 @@ def prediction_length(t: int, position: int, show_after: int = 150, reach: int =
     return max(show_after, t + 1 - position) if t + 1 - position <= reach else show_after
 
 
-def summary(what: str, cf: Counterfactual, predicted: np.ndarray | None, t: int, position: int,
+def summary(what: str, cf: Counterfactual, predicted: np.ndarray | None, t: int | None, position: int,
             reach: int = 1_000) -> str:
-    """Markdown over the edit chart: p at target t before and after the edit, the gradient's predicted change
-    there (predicted: (len(text),) or None, as saliency.predicted_change gives it), and the largest change."""
+    """Markdown over the edit chart: p at target t (None: no target) before and after the edit, the gradient's
+    predicted change there (predicted: (len(text),) or None, as saliency.predicted_change gives it), and the
+    largest change."""
     from .render import char_label
     text = cf.text
     line = f"**{what}.** "
-    k_t = np.flatnonzero(cf.positions == t + 1)  # the character t predicts, if it is downstream
+    # the character t predicts, if it is downstream
+    k_t = np.flatnonzero(cf.positions == t + 1) if t is not None else np.array([], dtype=int)
     if k_t.size:
         j = int(k_t[0])
         before, after = p_pair(cf.p[j], cf.p_edited[j])

@@ -162,3 +162,36 @@ def test_summary_states_the_rerun_numbers(edit):
                           f"{lp[k] - lp_e[k + shift]:+.2f} nats.")
     assert "beyond the 1,000" in summary("w", cf, np.full(len(TEXT), np.nan), t, 5)
     assert "gradient" not in summary("w", cf, None, t, 5)
+
+
+def test_cli_edit_against_a_rerun(tmp_path, capsys):
+    """`python -m rnnviz edit`: every surprisal it prints from an independent rerun of both texts."""
+    import json
+
+    from rnnviz import checkpoint
+    from rnnviz.cli import main
+    from rnnviz.saliency import predicted_change
+    model = _model("gru")
+    checkpoint.save(model, tmp_path / "m", {})
+    model, _ = checkpoint.load(tmp_path / "m")
+    assert main(["edit", str(tmp_path / "m"), "--text", TEXT, "--op", "replace", "--pos", "9", "--char", "o",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    lp, _ = _rerun(model, TEXT)
+    lp_e, _ = _rerun(model, Edit("replace", 9, "o").apply(TEXT))
+    assert out["edit"] == "replace 'g' at #9 by 'o'" and out["positions"] == list(range(10, len(TEXT)))
+    np.testing.assert_allclose(out["surprisal"], -lp[10:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["surprisal_edited"], -lp_e[10:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["predicted"], predicted_change(model, TEXT, 9, "o")[10:], rtol=1e-6)
+    assert main(["edit", str(tmp_path / "m"), "--text", TEXT, "--op", "delete", "--pos", "9", "--target", "20"]) == 0
+    words = capsys.readouterr().out
+    lp_d, _ = _rerun(model, TEXT[:9] + TEXT[10:])
+    assert words.startswith(f"delete 'g' at #9. At t = 20, p('{TEXT[21]}') goes from ")
+    assert f"(surprisal {-lp[21]:.2f} → {-lp_d[20]:.2f} nats); the gradient predicted" in words
+    k = max(range(10, len(TEXT)), key=lambda k: abs(lp_d[k - 1] - lp[k]))  # the first row: the largest change
+    assert words.splitlines()[3].split()[:2] == [str(k), str(k - 9)]
+    assert main(["edit", str(tmp_path / "m"), "--text", TEXT, "--op", "replace", "--pos", "99", "--char", "o"]) == 1
+    assert "position for replace must be from 0" in capsys.readouterr().err
+    assert main(["edit", str(tmp_path / "m"), "--text", TEXT, "--op", "insert", "--pos", "3", "--char", "o",
+                 "--target", "0"]) == 1
+    assert "target must be a position from 1" in capsys.readouterr().err
