@@ -164,3 +164,35 @@ def _progress(report, cell: str, i: int, total: int, every: int = 25):
             report(cell=cell, done=i, total=total, step=trainer.step,
                    message=f"training {cell.upper()} ({i + 1} of {total}): step {trainer.step}, loss {loss:.3f}")
     return on_step
+
+
+# --- a memory-task checkpoint's fresh text and its recall, as the Training history page shows them ---
+
+def memory_text(config: dict, n_chars: int) -> str | None:
+    """For a memory-task checkpoint (config["memory"]): n_chars of fresh draws of its task, every gap mixed,
+    never text it trained on (corpora.fresh_memory); None for any other checkpoint."""
+    if not isinstance(config.get("memory"), dict):
+        return None
+    meta = config.get("corpus")
+    name = meta.get("name") if isinstance(meta, dict) else meta
+    fresh = corpora.fresh_memory(name, n_chars) if isinstance(name, str) else None
+    if fresh is not None:
+        return fresh.text[:n_chars]
+    # a memory model whose corpus is not named as the mixed task's: its gaps, from a seed the
+    # shipped ones never trained on (they train on seed 0)
+    gaps = memory_gaps(config)
+    per_gap = -(-n_chars // sum(g + 2 for g in gaps))
+    return corpora.memory_mix(gaps, per_gap, seed=1)[:n_chars]
+
+
+def memory_gaps(config: dict) -> tuple[int, ...]:
+    """The gaps a memory-task checkpoint was trained and scored on."""
+    return tuple(int(g) for g in (config.get("memory") or {}).get("gaps") or GAPS)
+
+
+def recall_summary(recall: pd.DataFrame, step: int, gaps) -> str:
+    """The recall at every gap at one step of a memory-task run (recall_over_training's table)."""
+    now = recall[recall.step == step].set_index("gap").accuracy
+    return (f"The model reads a key letter, a gap of filler, `=`, and must repeat the key. At step {step:,} it "
+            "recalls " + ", ".join(f"**{now[g]:.0%}** at gap {g}" for g in gaps) +
+            f" (chance {CHANCE:.0%}; {EVAL_SEGMENTS} fresh recalls per gap, the same at every snapshot).")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import checkpoint
 from .errors import CheckpointError, ConfigError, TextError
+from .losses import eval_basis, train_basis
 from .model import CharRNN
 from .hypotheses import HYPOTHESES, hypothesis_mask, is_binary
 from .probes import rank_units
@@ -285,3 +286,17 @@ def emergence_of(history: History, text: str, hypothesis: str, threshold: float 
         model = (models or {}).get(step) or load(history, step)[0]
         ranks[step] = best_units(model, text, labels, mask, kinds)
     return emergence(ranks, threshold)
+
+
+# --- what the Training history page says about a snapshot ------------------------------------------
+
+def step_summary(history: History, step: int) -> str:
+    """'**Step 1,200** of 2,000 (6 of 10 snapshots) · validation loss ... · train loss ...'."""
+    steps = history.steps
+    cfg = history.snapshot(step).config
+    lines = [f"**Step {step:,}** of {steps[-1]:,} ({steps.index(step) + 1} of {len(steps)} snapshots)"]
+    if "val_loss" in cfg:
+        lines.append(f"validation loss {cfg['val_loss']:.3f} nats/char on {eval_basis(history.config)}")
+    if "train_loss" in cfg:
+        lines.append(f"train loss {cfg['train_loss']:.3f} on {train_basis(history.config)}")
+    return " · ".join(lines)

@@ -1,13 +1,15 @@
 """Training history: snapshots taken by the trainer, written atomically, read back (also broken ones)."""
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from rnnviz import checkpoint, history
+from rnnviz import checkpoint, experiments, history
 from rnnviz.corpora import load_corpus, quotes_task, split
 from rnnviz.errors import CheckpointError, ConfigError
 from rnnviz.model import build
@@ -314,3 +316,42 @@ def test_cli_train_history_survives_the_full_val_resave(tmp_path, capsys):
     h = history.read(out)
     assert h.steps == history_steps(TrainConfig(max_steps=20, history=3)) == [10, 14, 20] and not h.bad
     assert checkpoint.read_config(out)["val_split"].startswith("full")
+
+
+# --- what the Training history page computes over and says (rnnviz.history, rnnviz.experiments) ----
+
+def test_memory_text_is_a_fresh_draw_never_the_training_text():
+    config = json.loads((PRETRAINED / "memory-lstm" / "config.json").read_text())
+    gaps = tuple(config["memory"]["gaps"])
+    assert experiments.memory_gaps(config) == gaps
+    text = experiments.memory_text(config, 1_500)
+    assert len(text) == 1_500 and experiments.memory_text(config, 1_500) == text
+    from rnnviz.corpora import memory_mix
+    items = re.findall(r"([A-Z])([a-z]*)=(.)\n", text)  # the task: a key, filler, '=', the key again
+    assert len(items) > 20 and all(k == r for k, _, r in items)
+    assert {len(f) + 2 for _, f, _ in items} == set(gaps)  # every gap mixed in
+    trained_on = memory_mix(gaps, 2000, seed=0)  # the shipped models' training text (experiments.memory_corpus)
+    assert len(trained_on) == config["corpus"]["chars"]
+    assert text[:200] not in trained_on  # a draw the model never saw
+    other = dict(config, corpus=dict(config["corpus"], name=config["corpus"]["name"].replace("seed0", "seed5")))
+    assert experiments.memory_text(other, 1_500) != text  # another training seed: another fresh seed
+    unnamed = {"memory": {"gaps": [2, 4]}, "corpus": {"name": "my-own"}}
+    assert {len(f) + 2 for _, f, _ in re.findall(r"([A-Z])([a-z]*)=(.)\n", experiments.memory_text(unnamed, 300))} == {2, 4}
+    assert experiments.memory_text({"corpus": {"name": "shakespeare"}}, 300) is None
+
+
+def test_step_summary_and_recall_summary(trained):
+    _, out = trained
+    h = history.read(out)
+    step = h.steps[-1]
+    cfg = json.loads((out / "history" / f"step-{step}" / "config.json").read_text())  # read here, not by history
+    said = history.step_summary(h, step)
+    assert said.startswith(f"**Step {step:,}** of {step:,} ({len(h.steps)} of {len(h.steps)} snapshots)")
+    assert f"validation loss {cfg['val_loss']:.3f} nats/char on " in said
+    assert f"train loss {cfg['train_loss']:.3f} on " in said
+    first = h.steps[0]
+    assert history.step_summary(h, first).startswith(f"**Step {first:,}** of {step:,} (1 of ")
+    df = pd.DataFrame({"step": [10, 10, 20, 20], "gap": [2, 8, 2, 8], "accuracy": [0.5, 0.125, 1.0, 0.75]})
+    said = experiments.recall_summary(df, 20, (2, 8))
+    assert "At step 20 it recalls **100%** at gap 2, **75%** at gap 8 (chance" in said
+    assert "**50%** at gap 2, **12%** at gap 8" in experiments.recall_summary(df, 10, (2, 8))

@@ -325,3 +325,62 @@ def test_dice_rank_and_probability_match_an_independent_softmax(cell, t, k):
 def test_empty_sample_has_empty_draws():
     s = sample(_model(), "a", 0)
     assert s.text == "" and s.u.size == s.rank.size == 0 and s.dists.shape == (0, len(VOCAB) + 1)
+
+
+# --- what the Sample page says, from rnnviz.sampling (checked against the draws themselves) -----------
+
+def test_dice_table_and_summary_restate_the_draws():
+    """Each row's rank and slice, rebuilt by brute force from the distribution it was drawn from."""
+    m = _model("lstm")
+    s = sample(m, "ab", 60, temperature=1.3, seed=3)
+    table = sampling.dice_table(s)
+    assert list(table.columns) == ["#", "character", "rank", "p (as drawn)", "p at T=1", "u", "slice from", "slice to"]
+    assert len(table) == 60
+    for i, row in table.iterrows():
+        q = s.dists[i].astype(np.float64)
+        c = m.vocab.index[s.text[i]]
+        order = sorted(range(len(q)), key=lambda j: (-q[j], j))  # likeliest first, ties: lowest id
+        assert row["rank"] == order.index(c) + 1
+        assert row["slice from"] == pytest.approx(sum(q[j] for j in order[:order.index(c)]), abs=1e-5)
+        assert row["slice from"] <= row["u"] < row["slice to"]
+        assert row["character"] == {" ": "␣", "\n": "↵"}.get(s.text[i], s.text[i])
+    likeliest = sum(int(np.argmax(s.dists[i]) == m.vocab.index[ch]) for i, ch in enumerate(s.text))
+    said = sampling.dice_summary(s, 1.3, None)
+    assert f"**{likeliest:,}** were the likeliest one" in said and f"**{60 - likeliest:,}** were not" in said
+    assert "(temperature 1.30)" in said and "top-3" in sampling.dice_summary(s, 1.3, 3)
+
+
+def test_choice_caption_names_what_was_read_and_drawn():
+    m = _model("gru")
+    s = sample(m, "abcdefgh" * 5, 20, temperature=1.0, seed=1)
+    start = sampling.start_text(m.vocab, s.prime)
+    for pos in (0, 7, 19):
+        read = (s.prime + s.text[:pos])[-30:]  # the last 30 characters read before character pos was drawn
+        said = sampling.choice_caption(s, start, pos)
+        assert said.startswith(f"After reading …{read!r}, the model drew {s.text[pos]!r}: rank {int(s.rank[pos])},")
+        assert f"u = {s.u[pos]:.4f}" in said
+
+
+def test_compared_temperatures_and_exact_numbers():
+    assert sampling.compared_temperatures(1.0) == (0.5, 1.0, 1.5)
+    assert sampling.compared_temperatures(0.8) == (0.5, 0.8, 1.0, 1.5)
+    assert sampling.compared_temperatures(0.123) == (0.12, 0.5, 1.0, 1.5)
+    for v in (10.0, 0.1234567, -2.5, 1e-7):
+        assert float(sampling.number(v)) == v
+    assert sampling.number(10.0) == "10" and sampling.number(-0.25) == "-0.25"
+
+
+def test_clamp_notes():
+    """The value note says why the held value is not the typed one; the range note states the unit's range."""
+    assert sampling.clamp_value_note(3.5, 3.5) is None
+    assert sampling.clamp_value_note(50, 10.0).startswith("50 is outside the allowed -10 to 10: the unit is held at 10,")
+    assert "cannot be used" in sampling.clamp_value_note("abc", 1.0)
+    assert "cannot be used" in sampling.clamp_value_note(float("inf"), 10.0)
+    assert "cannot be used" in sampling.clamp_value_note(True, 1.0)  # a bool is no number here
+    values = np.array([0.5, -0.75, 0.25])
+    note = sampling.clamp_range_note(values, 1, "h", 7)
+    assert note.startswith("Layer 1 h7 over the text under study (3 characters): min -0.75, max 0.50.")
+    assert "[-1, 1]" in note and "tanh" in sampling.clamp_range_note(values, 0, "c", 2)
+    kl = np.array([0.0, 0.02, 0.5])
+    said = sampling.divergence_summary(kl)
+    assert f"{kl.mean():.3g} nats per character, largest 0.5" in said and "each of its 3 characters" in said
