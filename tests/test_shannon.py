@@ -135,3 +135,82 @@ def test_readme_figures_for_shakespeare_lstm_on_300_characters():
     said = f"{lower:.2f} to {upper:.2f} bits/char and its cross-entropy {bits:.2f} bits/char"
     assert said in " ".join(doc.split()), said
     assert f"right first time on {q[1]:.0%}" in doc
+
+
+# --- one reader's game (the rules the Guessing game page plays by) ---------------------------------------
+
+def play_script(text: str, vocab: set, start: int, script: list[str]) -> dict:
+    """Feed typed characters to a fresh game, as the page does after each rerun."""
+    g = shannon.new_game("t")
+    shannon.open_passage(g, text, start, vocab)
+    for typed in script:
+        shannon.guess(g, typed)
+        shannon.open_passage(g, text, start, vocab)
+    return g
+
+
+def test_a_scripted_game_counts_tries_skips_unplayable_and_ends():
+    text = "ab\ncd\u2603e"
+    vocab = set("abcde\n")
+    # at 'c' (3): x, x again (no count), c -> 2 tries; 'd' first time; ☃ is skipped; 'e': q, r, e -> 3 tries
+    g = play_script(text, vocab, 3, ["x", "x", "c", "d", "q", "r", "e"])
+    assert [(e["pos"], e["char"], e["tries"], e["wrong"]) for e in g["log"]] == [
+        (3, "c", 2, ["x"]), (4, "d", 1, []), (6, "e", 3, ["q", "r"])]
+    assert g["skipped"] == 1 and g["target"] is None and g["pos"] == len(text)
+    shannon.guess(g, "z")  # nothing left to guess: ignored
+    assert len(g["log"]) == 3 and g["wrong"] == []
+
+
+def test_repeats_and_long_input_are_refused_with_a_message():
+    g = play_script("abcd", set("abcd"), 1, ["x"])
+    shannon.guess(g, "x")
+    assert "already tried 'x'" in g["msg"] and g["wrong"] == ["x"]
+    shannon.guess(g, "xy")
+    assert g["msg"] == "Type one character at a time." and g["wrong"] == ["x"]
+    shannon.guess(g, "b")
+    assert g["msg"] is None and g["log"][-1]["tries"] == 2
+
+
+def test_a_new_passage_keeps_the_tally_and_clearing_restarts_it():
+    text = "one\ntwo\nthree\n"
+    vocab = set(text)
+    g = play_script(text, vocab, 4, ["t", "w"])  # 't' then 'w' found at once
+    assert g["round"] == 1 and len(shannon.this_round(g)) == 2
+    shannon.open_passage(g, text, 8, vocab)  # another passage: a new round, the log kept
+    assert g["round"] == 2 and g["pos"] == 8 and len(g["log"]) == 2 and shannon.this_round(g) == []
+    shannon.guess(g, "t")
+    assert [e["round"] for e in g["log"]] == [1, 1, 2]
+    shannon.clear_tally(g)
+    assert g["log"] == [] and g["pos"] == 8
+    assert shannon.line_starts(text, after=0) == [4, 8, 14][:2]  # the last newline has nothing after it
+    assert shannon.line_starts("x" * 60 + "\nabc\n", after=50) == [61]
+
+
+def test_game_html_shows_the_found_characters_after_their_context():
+    text = "<b>\nxyz"
+    g = play_script(text, set(text), 4, ["q", "x", "y"])
+    html = shannon.game_html(g, text, [1, 3])
+    assert "&lt;b&gt;" in html and "<b>" not in html  # the context, escaped
+    assert "x&#x27;: you 2 tries, the model 1" in html and "y&#x27;: you 1 try, the model 3" in html
+    assert html.count("background: #111") == 1  # the cursor: 'z' is still to find
+    skipped = "ab\n\u2603cd"
+    g = play_script(skipped, set("abcd\n"), 3, ["c"])  # ☃ skipped: the text up to the cursor is context
+    assert "\u2603" in shannon.game_html(g, skipped, [1]) and "title=" not in shannon.game_html(g, skipped, [1])
+
+
+def test_reveal_against_brute_force():
+    rng = np.random.default_rng(3)
+    chars = list("?abcdefghij")
+    p = rng.dirichlet(np.ones(len(chars)))
+    p[0] = p.max() + 0.1  # the unknown symbol, likeliest of all, is never a guess
+    p /= p.sum()
+    target = 4
+    sentence, rows = shannon.reveal({"char": "d", "tries": 3}, p, target, chars)
+    rank = brute_rank(p, target, exclude=(0,))
+    assert f"You found `d` in **3** tries. The model would have found it in **{rank}**" in sentence
+    assert f"p = {p[target]:.2f}" in sentence
+    best = max(range(1, len(chars)), key=lambda i: (p[i], -i))
+    assert f"its own first choice `{chars[best]}`" in sentence
+    assert [r["character"] for r in rows] == [chars[i] for i in sorted(range(1, 11), key=lambda i: (-p[i], i))]
+    assert [r["the true one"] for r in rows].count("✓") == 1 and len(rows) == 10
+    assert shannon.code("`") == "`` ` ``" and shannon.code(" ") == "`␣`"
