@@ -246,3 +246,15 @@ def test_architecture_layers_point_down():
             if rank.get(dep, len(layers)) < rank[top]:
                 upward.append(f"{rel} imports {dep}, a layer above it")
     assert not upward, "\n".join(upward)
+
+
+def test_pages_doc_lists_every_page_in_its_sidebar_section():
+    """docs/pages.md's table: one row per page of the app, in the section the sidebar shows it under."""
+    from ui.state import PAGES, SECTIONS
+
+    title = {url: name for _, name, _, url in PAGES}
+    expected = [(section, title[url]) for section, urls in SECTIONS.items() for url in urls]
+    text = (ROOT / "docs" / "pages.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| ([^|]+?) \| ([^|]+?) \| .+\|$", text, re.M)
+    assert [r for r in rows if r != ("section", "page") and not set(r[0]) <= set("-")] == expected
+    assert sorted(t for _, t in expected) == sorted(title.values())  # no page left out of the sidebar
