@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, experiments
+from . import checkpoint, experiments, history
 from .corpora import corpus_meta, excerpt, held_out, split
 from .errors import ConfigError, RnnvizError
 from .gradients import fresh_model, gradient_norms
@@ -137,6 +137,26 @@ def cmd_sample(args) -> int:
     print(s.prime + s.text)
     if args.probs:
         print(f"mean probability of the chosen characters: {float(np.mean(s.probs)):.3f}", file=sys.stderr)
+    return 0
+
+
+def cmd_history(args) -> int:
+    h = history.read(args.checkpoint)
+    for line in h.problems():
+        print(f"note: a snapshot could not be loaded and is left out: {line}", file=sys.stderr)
+    if not h.steps:
+        raise ConfigError(f"{args.checkpoint} holds no loadable snapshot (train with --history N to record some)")
+    table = history.evolution(h, prime=args.prime, length=args.length, temperature=args.temperature, seed=args.seed)
+    print(f"{len(h.steps)} snapshots of {args.checkpoint}: the same prime {args.prime!r}, temperature "
+          f"{args.temperature:g} and seed {args.seed} at every one, so what changes is the network. Losses in nats/char.")
+    for row in table.itertuples():
+        losses = [f"{name} {v:.3f}" for name, v in (("train loss", row.train_loss), ("val loss", row.val_loss))
+                  if not math.isnan(v)]
+        print(f"\nstep {row.step:,}" + "".join(f" · {x}" for x in losses))
+        print("  " + row.sample.replace("\n", "\n  "))
+    if args.out:
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -276,6 +296,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--clamp", help="LAYER:UNIT[,UNIT...]:VALUE[:h|c], held at every step, the prime's included")
     s.add_argument("--probs", action="store_true", help="also report the mean probability of the chosen characters")
     s.set_defaults(fn=cmd_sample)
+
+    hi = sub.add_parser("history", help="the evolution of samples: each snapshot of a run's history, its losses and "
+                                        "its sample at the same prime, temperature and seed (the Training history page)")
+    hi.add_argument("checkpoint")
+    hi.add_argument("--prime", default="\n")
+    hi.add_argument("--length", type=int, default=200)
+    hi.add_argument("--temperature", type=float, default=0.8)
+    hi.add_argument("--seed", type=int, default=1)
+    hi.add_argument("--out", help="also write the table (step, train_loss, val_loss, sample) as CSV")
+    hi.set_defaults(fn=cmd_history)
 
     for name, fn, hlp in (("trace", cmd_trace, "export h, c and every gate per character (NPZ, CSV, Parquet)"),
                           ("probe", cmd_probe, "rank every unit against a hypothesis about the characters"),

@@ -355,3 +355,29 @@ def test_step_summary_and_recall_summary(trained):
     said = experiments.recall_summary(df, 20, (2, 8))
     assert "At step 20 it recalls **100%** at gap 2, **75%** at gap 8 (chance" in said
     assert "**50%** at gap 2, **12%** at gap 8" in experiments.recall_summary(df, 10, (2, 8))
+
+
+def test_cli_history_prints_each_snapshot_and_its_sample(trained, tmp_path, capsys):
+    """`python -m rnnviz history`: every snapshot's recorded losses, and a sample equal to a rerun of that
+    snapshot's own weights at the same seed; a checkpoint without snapshots is a clear error."""
+    from rnnviz.cli import main as cli_main
+    from rnnviz.sampling import sample
+
+    _, out = trained
+    assert cli_main(["history", str(out), "--length", "40", "--seed", "5", "--out", str(tmp_path / "e.csv")]) == 0
+    said = capsys.readouterr().out
+    steps = sorted(int(p.name.split("-")[1]) for p in (out / "history").glob("step-*"))
+    assert said.startswith(f"{len(steps)} snapshots of {out}")
+    for step in steps:
+        cfg = json.loads((out / "history" / f"step-{step}" / "config.json").read_text())
+        model, _ = checkpoint.load(out / "history" / f"step-{step}")
+        text = sample(model, "\n", 40, temperature=0.8, seed=5).text
+        block = said.split(f"\nstep {step:,}", 1)[1].split("\nstep ", 1)[0]
+        assert f"train loss {cfg['train_loss']:.3f}" in block
+        assert ("val loss" in block) == ("val_loss" in cfg)
+        assert "  " + text.replace("\n", "\n  ") in block
+    assert list(pd.read_csv(tmp_path / "e.csv").step) == steps
+    model = build(Vocab.from_text(TEXT), cell="gru", hidden_size=8, seed=0)
+    checkpoint.save(model, tmp_path / "plain")
+    assert cli_main(["history", str(tmp_path / "plain")]) == 1
+    assert "holds no loadable snapshot" in capsys.readouterr().err
