@@ -258,3 +258,23 @@ def test_pages_doc_lists_every_page_in_its_sidebar_section():
     rows = re.findall(r"^\| ([^|]+?) \| ([^|]+?) \| .+\|$", text, re.M)
     assert [r for r in rows if r != ("section", "page") and not set(r[0]) <= set("-")] == expected
     assert sorted(t for _, t in expected) == sorted(title.values())  # no page left out of the sidebar
+
+
+def test_paths_the_docs_name_exist():
+    """A file of the repo named in code (`rnnviz/shannon.py`, `tests/test_x.py::test_y`, `test_lesson.py`)
+    exists, and so does a named test function: renaming a file or a test must carry the docs along."""
+    named, missing = 0, []
+    for doc in [README, *DOCS]:
+        prose = FENCE.sub("", doc.read_text(encoding="utf-8"))
+        for span in (c.group(0).strip("`").strip() for c in CODE_SPAN.finditer(prose)):
+            m = re.fullmatch(r"((?:rnnviz|ui|pages|tests|bench|docs)/[\w./-]*|test_\w+\.py)(?:::(\w+))?", span)
+            if not m:
+                continue
+            path = ROOT / m.group(1) if "/" in m.group(1) else ROOT / "tests" / m.group(1)
+            named += 1
+            if not path.exists():
+                missing.append(f"{doc.name}: {span}")
+            elif m.group(2) and not re.search(rf"^def {m.group(2)}\(", path.read_text(encoding="utf-8"), re.M):
+                missing.append(f"{doc.name}: {span} (no such test)")
+    assert not missing, "\n".join(missing)
+    assert named >= 10
