@@ -2,6 +2,7 @@
 import streamlit as st
 
 import ui
+from ui import text as text_ui
 from rnnviz import exports, lesson, plots, render, saturation
 from rnnviz.model import GATES
 
@@ -24,7 +25,7 @@ def main():
     st.title("Gates")
     tr = ctx.trace()
     ss = st.session_state
-    ui.unit_controls(ctx)
+    text_ui.unit_pickers(ctx, first_visit=False)  # a unit carried from another model opens as on Activations
     layer, unit = int(ss["layer"]), int(ss["unit"])
     gates = list(GATES[ctx.cell])
     # a move of the window slider reruns and redraws only this part; the whole-text charts below stay

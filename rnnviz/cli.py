@@ -17,7 +17,7 @@ from .errors import ConfigError, RnnvizError
 from .gradients import fresh_model, gradient_norms
 from .model import CELLS, build, describe_device
 from .hypotheses import HYPOTHESES, hypothesis_mask, is_binary, regex_hypothesis
-from .probes import direction_words, rank_units
+from .probes import CHANCE_SHIFTS, direction_words, rank_units, search_summary
 from .recipes import RECIPES, SHAKESPEARE_ENV, corpus_from_spec, recipe_corpus
 from .sampling import Clamp, sample
 from .trace import ARRAY_DOC, trace
@@ -196,7 +196,7 @@ def cmd_probe(args) -> int:
     counted = labels if mask is None else labels[mask]
     if not counted.size or counted.min() == counted.max():
         raise ConfigError(f"{name} has the same value on every character of this text: nothing can track it")
-    df = rank_units(trace(model, text, gates=False), labels, mask)
+    df = rank_units(trace(model, text, gates=False), labels, mask, shifts=CHANCE_SHIFTS if args.chance else 0)
     binary = is_binary(labels)
     over = f"{len(text):,} characters" if mask is None else f"the {int(mask.sum()):,} of {len(text):,} characters it counts"
     print(f"{len(df):,} units ranked against {name} over {over}, best first. auroc: P(the unit "
@@ -205,6 +205,10 @@ def cmd_probe(args) -> int:
     for i, row in enumerate(df.head(args.top).itertuples()):
         print(f"{i + 1:4d}  {f'L{row.layer} {row.kind}{row.unit}':<10} "
               f"{direction_words(row.direction, name, binary):<36} {row.auroc:6.3f} {row.score:6.3f} {row.corr:+7.3f}")
+    if args.chance:  # Neuron search's words: what the scores rest on, the chance level, the verdict
+        summary = search_summary(df, labels, mask, name)
+        for words in (summary["evidence_text"], summary["verdict"][1]):
+            print(words.replace("**", "").replace("*", ""))
     if args.out:
         df.to_csv(args.out, index=False)
         print(f"wrote {args.out}: all {len(df):,} units")
@@ -328,6 +332,10 @@ def parser() -> argparse.ArgumentParser:
             hyp.add_argument("--regex", help="1 inside each match of this regular expression")
             c.add_argument("--top", type=int, default=10, help="units to print (default 10)")
             c.add_argument("--out", help="CSV file for every unit's row")
+            c.add_argument("--chance", action="store_true",
+                           help=f"also each unit's chance level ({CHANCE_SHIFTS} circular shifts of the labels), "
+                                "the evidence the scores rest on and whether the best unit beats chance, as "
+                                "Neuron search says it")
         elif name == "trace":
             c.add_argument("checkpoint", nargs="?")
             c.add_argument("--out", default="trace.npz")

@@ -160,6 +160,16 @@ def is_binary(labels) -> bool:
     return arr.size > 0 and bool(np.isin(arr, (0, 1)).all())
 
 
+def label_band(labels, mask=None) -> np.ndarray | None:
+    """A hypothesis's labels (T,) as render.colored_text's band: the labels, NaN where `mask` (T,) bool
+    leaves a character out; None when the counted labels are not all 0 or 1 (a count has no yes/no band)."""
+    y = np.asarray(labels, dtype=np.float64).ravel()
+    keep = None if mask is None else np.asarray(mask, dtype=bool).ravel()
+    if not is_binary(y if keep is None else y[keep]):
+        return None
+    return y if keep is None else np.where(keep, y, np.nan)
+
+
 # --- Python string literals via tokenize ------------------------------------------------------
 
 _STRING_OPEN = tuple(getattr(tokenize, n) for n in ("FSTRING_START", "TSTRING_START") if hasattr(tokenize, n))

@@ -398,20 +398,32 @@ def default_hypothesis(config_or_name=None, text: str | None = None) -> str:
     return _PREFERRED[family][0]
 
 
-def best_unit(trace, config_or_name=None, kinds=("h", "c")) -> dict | None:
+def _varies(name: str, text: str) -> bool:
+    """Whether hypothesis `name` takes more than one value on the characters of `text` it counts."""
+    y, mask = HYPOTHESES[name](text), hypothesis_mask(name, text)
+    counted = y if mask is None else y[mask]
+    return counted.size > 0 and counted.min() != counted.max()
+
+
+def best_unit(trace, config_or_name=None, kinds=("h", "c"), hypothesis: str | None = None) -> dict | None:
     """The unit a model opens on: the best of rank_units for the model's default hypothesis on the
-    trace's text (default_hypothesis(config, text)), as {"layer", "kind", "unit", "hypothesis",
-    "score", "flagged"}; None when that hypothesis does not vary on the text (no unit can be ranked).
-    flagged: evidence's word that the score rests on too little text to call the unit a detector."""
+    trace's text (default_hypothesis(config, text)), or for `hypothesis` (a name in HYPOTHESES, one a
+    user chose) when that varies on the text, as {"layer", "kind", "unit", "hypothesis", "score",
+    "flagged", "default"}; None when the hypothesis ranked does not vary on the text (no unit can be
+    ranked). flagged: evidence's word that the score rests on too little text to call the unit a
+    detector; default: whether the hypothesis ranked is the default one."""
     text = trace.text
-    name = default_hypothesis(config_or_name, text)
+    name = default = default_hypothesis(config_or_name, text)
+    if hypothesis in HYPOTHESES and _varies(hypothesis, text):
+        name = hypothesis
     labels, mask = HYPOTHESES[name](text), hypothesis_mask(name, text)
     ranked = rank_units(trace, labels, mask, kinds=kinds)
     top = ranked.iloc[0]
     if not np.isfinite(top.score):
         return None
     return {"layer": int(top.layer), "kind": str(top.kind), "unit": int(top.unit), "hypothesis": name,
-            "score": float(top.score), "flagged": evidence(labels, mask)["flagged"]}
+            "score": float(top.score), "flagged": evidence(labels, mask)["flagged"],
+            "default": name == default}
 
 
 def unit_stats(trace, layer: int, kind: str, labels=None, mask=None) -> pd.DataFrame:
@@ -460,3 +472,67 @@ def python_string_probe(model, sources: list[str], max_chars_per_file: int = 20_
         raise ConfigError("no Python source to probe")
     layers = [{k: np.concatenate([p[l][k] for p in parts]) for k in parts[0][l]} for l in range(len(parts[0]))]
     return SimpleNamespace(layers=layers), np.concatenate(labels), np.concatenate(masks)
+
+
+# --- what a ranking says, in words (Neuron search, `python -m rnnviz probe --chance`) -----------
+
+def plural(n: int, word: str) -> str:
+    """A count and its noun: "1 character", "2,000 characters"."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def evidence_text(ev: dict, chance: float, n_shifts: int, min_shift: int) -> str:
+    """What the scores rest on (evidence's dict), and what the best unit scores by chance, in words
+    (Markdown)."""
+    holds = "holds" if ev["binary"] else "is above its smallest value"
+    text = (f"**Evidence:** the hypothesis {holds} on {plural(ev['positives'], 'character')} of "
+            f"{ev['counted']:,}, in {plural(ev['spans'], 'separate span')}; it "
+            f"{'does not hold' if ev['binary'] else 'is at its smallest'} on {ev['negatives']:,}, in "
+            f"{plural(ev['negative_spans'], 'span')}. ")
+    if np.isnan(chance):
+        return text + "**Chance level:** none (the text is too short to shift its labels)."
+    return text + (f"**Chance level: {chance:.3f}**, the best score any unit reaches against the same labels "
+                   f"circularly shifted round the text by {plural(n_shifts, 'random offset')} (each at least "
+                   f"{min_shift:,} characters either way; a shift keeps the labels' clumps but unhooks them from "
+                   "the text): a detector should score well above it.")
+
+
+def _verdict(best, best_name: str, words: str, ev: dict, chance: float, name: str) -> tuple[str, str]:
+    """(level, Markdown) of what the best unit is: "warning" (too little evidence, or no unit beats
+    chance), "info" (no chance level to compare with) or "success" (above chance)."""
+    if ev["flagged"]:
+        return "warning", (f"**Not a detector: too little evidence.** {ev['reason']} The ranking below is shown for "
+                           f"exploring only: its best unit ({best_name}, score {best.score:.3f}) is not shown to "
+                           f"track {name}. A longer text in the sidebar may hold enough.")
+    if np.isnan(chance):
+        return "info", (f"**{best_name}: {words}**, score {best.score:.3f}; the text is too short for a chance "
+                        "level.")
+    if not best.score > chance:
+        return "warning", (f"**No unit beats chance.** The best, {best_name}, scores {best.score:.3f}; against the "
+                           f"shifted labels some unit reaches {chance:.3f}.")
+    return "success", (f"**{best_name}: {words}**, score {best.score:.3f}, above the chance level {chance:.3f} "
+                       f"(its own: {best.chance:.3f}).")
+
+
+def search_summary(ranked: pd.DataFrame, labels, mask, name: str, shifts: int = CHANCE_SHIFTS,
+                   seed: int = 0) -> dict:
+    """What Neuron search says of a ranking: `ranked` is rank_units(trace, labels, mask, shifts=shifts,
+    seed=seed) for hypothesis `name`. Returns binary (yes/no labels on the counted characters),
+    evidence (evidence(labels, mask)), chance (the ranking's chance level, NaN without shifts),
+    shifts (how many shifted labellings), min_shift (the smallest distance, either way round the
+    circle, any of them moved the labels), words (direction_words per row), best (the top row's
+    "layer L kU" name), evidence_text (evidence_text's words) and verdict ((level, Markdown): see
+    _verdict)."""
+    y = np.asarray(labels)
+    n = int(len(y) if mask is None else np.asarray(mask, dtype=bool).sum())
+    binary = is_binary(y if mask is None else y[np.asarray(mask, dtype=bool)])
+    ev = evidence(labels, mask)
+    offsets = shift_offsets(n, shifts, seed) if shifts > 0 else np.zeros(0, dtype=np.int64)
+    chance = float(ranked["chance"].max()) if len(offsets) and "chance" in ranked else float("nan")
+    apart = int(np.minimum(offsets, n - offsets).min()) if len(offsets) else 0  # either way round
+    words = [direction_words(d, name, binary) for d in ranked.direction]
+    top = ranked.iloc[0]
+    best = f"layer {int(top.layer)} {top.kind}{int(top.unit)}"
+    return {"binary": binary, "evidence": ev, "chance": chance, "shifts": len(offsets), "min_shift": apart,
+            "words": words, "best": best, "evidence_text": evidence_text(ev, chance, len(offsets), apart),
+            "verdict": _verdict(top, best, words[0], ev, chance, name)}

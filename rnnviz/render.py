@@ -7,6 +7,7 @@ import unicodedata
 import numpy as np
 
 from .errors import ConfigError
+from .hypotheses import is_binary
 
 NAN_COLOR = (204, 204, 204)  # neutral grey: no value (the last character's surprisal, say)
 WHITE = (255, 255, 255)
@@ -117,6 +118,29 @@ def band_legend(band_label: str) -> str:
     return (f'<div style="{_NOTE}"><span style="border-bottom: 4px solid {BAND_COLOR}">&nbsp;&nbsp;&nbsp;</span> '
             f"band under a character: {name} holds there (label 1); no band: it does not (label 0); "
             f'<span style="border-bottom: 4px dotted {BAND_SKIP}">&nbsp;&nbsp;&nbsp;</span> dotted: not counted</div>')
+
+
+def own_range_words(lim: float, hypothesis: str = "", labels=None, mask=None, band: bool = False) -> str:
+    """The words under a unit coloured on its own range, +-lim (robust_limit), over a text whose
+    hypothesis `labels` (T,; None: no hypothesis) count the characters `mask` keeps; band: whether
+    those labels are drawn as a band under the text (yes/no labels only)."""
+    words = (f"Colour on this unit's own range: full red at +{lim:.3g}, full blue at −{lim:.3g} (95% of its "
+             f"|values| on this text lie within; beyond, the colour saturates), white at 0.")
+    if labels is None:
+        return words
+    y = np.asarray(labels).ravel()
+    counted = y if mask is None else y[np.asarray(mask, dtype=bool).ravel()]
+    if band and counted.size and counted.min() == counted.max():
+        return words + (f" *{hypothesis}* {'holds on every' if counted.max() else 'holds on none of the'} "
+                        f"{counted.size:,} characters it counts in this text"
+                        + (" (the dotted band: those it does not count)" if mask is not None else "")
+                        + ", so no unit can be scored against it here.")
+    if band:
+        return words + (f" The purple band marks where *{hypothesis}* holds (label 1): a unit that follows it is "
+                        "coloured one way above the band and the other way elsewhere.")
+    if not is_binary(counted):
+        return words + f" *{hypothesis}* is a count, not yes/no: no band of labels for it."
+    return words
 
 
 def colored_text(text: str, values: np.ndarray, vmin: float | None = None, vmax: float | None = None,

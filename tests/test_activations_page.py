@@ -258,3 +258,39 @@ def test_switching_model_opens_the_new_models_best_unit(shipped):  # noqa: F811
     at.selectbox(key="model_choice").set_value(f"shipped:{pre / 'a-lstm'}").run()
     ok(at)
     assert shown_unit(at) == ("a-lstm", (0, "c", 9))  # the unit the user picked for that model
+
+
+def test_gates_carries_the_unit_across_models_as_activations_does(folders, vocab):  # noqa: F811
+    """A model switched on Gates does not hand Activations a clamped unit: Gates opens the new model's best
+    unit (found by hand; Activations then shows the same), and the first model's unit comes back with it."""
+    from rnnviz import checkpoint
+    from rnnviz.model import build
+    from rnnviz.probes import default_hypothesis
+    from test_app import choose, save_tiny
+    pre, _ = folders
+    save_tiny(pre, "a-lstm", vocab, "lstm", layers=2)  # 16 units a layer
+    small = build(vocab, cell="gru", hidden_size=8, num_layers=1, embed_size=8, seed=0)
+    checkpoint.save(small, pre / "b-gru", meta={"corpus": {"name": "shakespeare"}, "val_loss": 3.9})
+    at = app("activations")
+    at.selectbox(key="layer").set_value(1).run()
+    at.selectbox(key="kind").set_value("c").run()
+    at.number_input(key="unit").set_value(12).run()
+    ok(at)
+    at.switch_page("pages/gates_page.py").run()
+    choose(at, pre / "b-gru")
+    ok(at)
+    ctx = at.session_state["_ctx"]
+    want = best_by_hand(ctx.model, ctx.text, default_hypothesis(ctx.config, ctx.text))
+    assert shown_unit(at) == ("b-gru", want) and want != (0, "h", 7)  # 7: unit 12 clamped to this model
+    assert f"Opened on L{want[0]} {want[1]}{want[2]}" in text_of(at.caption)
+    assert f"unit {want[2]}, layer {want[0]}" in text_of(at.markdown)  # the ribbons are of that unit
+    at.switch_page("pages/activations_page.py").run()
+    ok(at)
+    assert shown_unit(at) == ("b-gru", want)
+    at.switch_page("pages/gates_page.py").run()
+    choose(at, pre / "a-lstm")
+    ok(at)
+    assert shown_unit(at) == ("a-lstm", (1, "c", 12))  # the unit picked for that model
+    at.switch_page("pages/activations_page.py").run()
+    ok(at)
+    assert shown_unit(at) == ("a-lstm", (1, "c", 12))

@@ -131,3 +131,37 @@ def test_memory_measure_reads_the_saved_memory_models(tmp_path, capsys):
     assert "RNN: recalls" in out and f"at gap {lesson.MEMORY_GAP}" in out and "**" not in out
     assert main(["memory", "--measure", str(tmp_path)]) == 1
     assert "no memory-<cell> model" in capsys.readouterr().err
+
+
+def test_probe_chance_prints_the_evidence_and_a_chance_level_by_brute_force(tmp_path, capsys):
+    """`probe --chance`: the chance level it prints is the best score any unit reaches against the labels
+    rolled by each shift, counted here by pairs; the evidence counts spans by hand; the verdict follows."""
+    import re
+
+    from rnnviz.hypotheses import inside_quotes
+    from rnnviz.model import build
+    from rnnviz.probes import CHANCE_SHIFTS, shift_offsets
+    from rnnviz.trace import trace
+    from rnnviz.vocab import Vocab
+
+    text = "".join(f'He said "{w}" then left; ' for w in ("yes", "no", "so", "maybe") * 12)
+    model = build(Vocab.from_text(text), cell="lstm", hidden_size=4, num_layers=1, embed_size=4, seed=0)
+    path = checkpoint.save(model, tmp_path / "m", meta={"corpus": {"name": "quotes"}})
+    assert main(["probe", str(path), "--text", text, "--hypothesis", "inside quotes", "--chance"]) == 0
+    out = capsys.readouterr().out
+    y = inside_quotes(text) > 0.5
+    tr = trace(model, text)
+    units = np.concatenate([tr.get(0, "h"), tr.get(0, "c")], axis=1).astype(np.float64)  # (T, 8)
+
+    def score(x, labels):
+        pos, neg = x[labels][:, None], x[~labels][None, :]
+        a = float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+        return max(a, 1 - a)
+
+    offsets = shift_offsets(len(text), CHANCE_SHIFTS)
+    chance = max(score(units[:, j], np.roll(y, k)) for k in offsets for j in range(units.shape[1]))
+    assert f"Chance level: {chance:.3f}," in out
+    assert f"holds on {int(y.sum()):,} characters of {len(text):,}, in 48 separate spans" in out
+    best = max(score(units[:, j], y) for j in range(units.shape[1]))
+    assert ("No unit beats chance." in out) == (not best > chance + 1e-9)
+    assert "**" not in out and re.search(r"scores? \d\.\d{3}", out)

@@ -481,3 +481,96 @@ def test_tokenize_strings_count_one_line_strings_against_code():
     # docstrings alone are no evidence for the string hypothesis: the default moves on
     doc_only = 'def f():\n    """' + "A docstring line.\n    " * 20 + '"""\n    return 1\n' * 3
     assert default_hypothesis("python", doc_only) != "inside a string (tokenize)"
+
+
+# --- what a ranking says (Neuron search's words, probe --chance) -----------------------------------
+
+def clumps(t: int, starts, width: int) -> np.ndarray:
+    y = np.zeros(t, np.float32)
+    for s in starts:
+        y[s:s + width] = 1
+    return y
+
+
+def test_search_summary_of_a_detector_against_brute_force():
+    """A unit that follows 8 clumps: its name, an evidence count by hand, a chance level and shift distance
+    recomputed from the rolled labels by pairs, and the verdict above chance."""
+    from rnnviz.probes import search_summary
+    rng = np.random.default_rng(3)
+    t = 400
+    y = clumps(t, (10, 60, 115, 170, 230, 275, 330, 370), 20)
+    x = rng.normal(size=(t, 3)).astype(np.float32)
+    x[:, 2] = -y + 0.3 * rng.normal(size=t)  # low where it holds
+    df = rank_units(SimpleNamespace(layers=[{"h": x}]), y, kinds=("h",), shifts=5)
+    s = search_summary(df, y, None, "clumps", shifts=5)
+    assert s["best"] == "layer 0 h2" and s["binary"] and s["words"][0] == direction_words("low", "clumps", True)
+    ev = s["evidence"]
+    assert (ev["positives"], ev["spans"], ev["negatives"]) == (160, 8, 240) and not ev["flagged"]
+    offsets = shift_offsets(t, 5)
+    want = max(max(a, 1 - a) for k in offsets for a in (brute_force_auroc(x[:, j].astype(np.float64),
+                                                                            np.roll(y, k) > 0.5) for j in range(3)))
+    assert s["chance"] == pytest.approx(want, abs=1e-9) and s["shifts"] == 5
+    assert s["min_shift"] == min(min(k, t - k) for k in offsets.tolist())
+    assert f"Chance level: {want:.3f}" in s["evidence_text"] and f"at least {s['min_shift']:,} characters" in \
+        s["evidence_text"]
+    assert "holds on 160 characters of 400, in 8 separate spans" in s["evidence_text"]
+    level, words = s["verdict"]
+    assert level == "success" and f"above the chance level {want:.3f}" in words and "layer 0 h2" in words
+
+
+def test_search_summary_says_flagged_no_chance_and_below_chance():
+    """One clump: too little evidence, whatever the score; no shifts: no chance level; a random walk on a few
+    long clumps: the verdict follows the comparison of the best score with the chance level."""
+    from rnnviz.probes import search_summary
+    rng = np.random.default_rng(4)
+    t = 300
+    one = clumps(t, (100,), 30)
+    x = (one + 0.1 * rng.normal(size=t)).astype(np.float32)[:, None]
+    layers = SimpleNamespace(layers=[{"h": x}])
+    s = search_summary(rank_units(layers, one, kinds=("h",), shifts=5), one, None, "one clump", shifts=5)
+    assert s["evidence"]["spans"] == 1 and s["verdict"][0] == "warning"
+    assert s["verdict"][1].startswith("**Not a detector: too little evidence.**")
+    many = clumps(t, range(5, 290, 30), 12)
+    walk = np.cumsum(rng.normal(size=(t, 4)), axis=0).astype(np.float32)
+    plain = search_summary(rank_units(SimpleNamespace(layers=[{"h": walk}]), many, kinds=("h",)), many, None,
+                           "many", shifts=0)
+    assert np.isnan(plain["chance"]) and plain["verdict"][0] == "info"
+    assert "Chance level:** none" in plain["evidence_text"]
+    df = rank_units(SimpleNamespace(layers=[{"h": walk}]), many, kinds=("h",), shifts=20)
+    s = search_summary(df, many, None, "many")
+    beats = df.score.iloc[0] > df.chance.max()
+    assert s["verdict"][0] == ("success" if beats else "warning")
+    assert ("No unit beats chance" in s["verdict"][1]) == (not beats)
+
+
+def test_best_unit_follows_a_chosen_hypothesis_only_where_it_varies():
+    """A hypothesis the user chose is ranked when it varies on the text (the unit that follows it, by
+    hand); one that does not vary there gives way to the corpus's default."""
+    from rnnviz.probes import best_unit
+    rng = np.random.default_rng(0)
+    text = "".join(f'He said "{w} and {w}" then {w} left. ' for w in ("yes", "no", "maybe", "so") * 20)
+    layers = [{k: rng.normal(size=(len(text), 6)).astype(np.float32) for k in ("h", "c")}]
+    layers[0]["h"][:, 3] = vowel(text) + 0.5 * rng.normal(size=len(text))
+    layers[0]["c"][:, 1] = -inside_quotes(text) + 0.5 * rng.normal(size=len(text))
+    tr = SimpleNamespace(text=text, layers=layers)
+    config = {"corpus": {"name": "quotes-seed0"}}
+    got = best_unit(tr, config, hypothesis="vowel")
+    by_hand = {(k, u): max(a, 1 - a) for k in ("h", "c") for u, a in
+               enumerate(auroc(layers[0][k], vowel(text)))}
+    assert (got["kind"], got["unit"]) == max(by_hand, key=by_hand.get) == ("h", 3)
+    assert got["hypothesis"] == "vowel" and not got["default"]
+    assert speaker_line(text).max() == 0  # no speaker line in this text: the default instead
+    fallback = best_unit(tr, config, hypothesis="speaker-name line")
+    assert fallback["hypothesis"] == "inside quotes" and fallback["default"]
+    assert (fallback["kind"], fallback["unit"]) == ("c", 1)
+
+
+def test_label_band_is_the_counted_yes_no_labels():
+    from rnnviz.hypotheses import label_band
+    y = np.array([0, 1, 1, 0, 1], np.float32)
+    np.testing.assert_array_equal(label_band(y), y)
+    band = label_band(y, np.array([True, False, True, True, False]))
+    np.testing.assert_array_equal(np.isnan(band), [False, True, False, False, True])
+    assert band[0] == 0 and band[2] == 1
+    assert label_band(np.array([0, 2, 1])) is None  # a count: no yes/no band
+    assert label_band(np.array([0, 2, 1]), np.array([True, False, True])) is not None  # counted: 0 and 1

@@ -185,3 +185,21 @@ def test_robust_limit_is_the_percentile_of_magnitudes():
     assert robust_limit(v, 95) == pytest.approx(mags[950])  # 1001 values: the 95th percentile is the 951st
     assert robust_limit(np.array([0.0, 0.0, 2.0]), 50) == 2.0 and robust_limit(np.zeros(3)) == 1.0
     assert robust_limit(np.array([np.nan, -4.0]), 100) == 4.0
+
+
+def test_own_range_words_say_what_the_colours_and_the_band_show():
+    """The range the words give holds 95% of the unit's |values| (counted here); the band's words follow
+    the labels: a band that marks something, one on a hypothesis that never holds, a count with no band."""
+    from rnnviz.render import own_range_words, robust_limit
+    v = np.random.default_rng(0).standard_t(2, size=1000)  # heavy tails: the range must not be the maximum
+    lim = robust_limit(v)
+    assert np.mean(np.abs(v) <= lim) >= 0.95 and lim < np.abs(v).max()
+    plain = own_range_words(lim)
+    assert f"full red at +{lim:.3g}, full blue at −{lim:.3g}" in plain and "*" not in plain
+    y = (np.arange(1000) % 7 == 0).astype(float)
+    assert "purple band marks where *sevens* holds" in own_range_words(lim, "sevens", y, band=True)
+    assert own_range_words(lim, "sevens", y, band=False) == plain  # yes/no labels, band switched off
+    never = own_range_words(lim, "never", np.zeros(1000), np.arange(1000) < 600, band=True)
+    assert "*never* holds on none of the 600 characters it counts" in never and "dotted band" in never
+    assert "holds on every 1,000 characters" in own_range_words(lim, "always", np.ones(1000), band=True)
+    assert "*depth* is a count, not yes/no" in own_range_words(lim, "depth", np.arange(1000) % 3)

@@ -13,6 +13,7 @@ from rnnviz.hypotheses import HYPOTHESES, regex_hypothesis
 from rnnviz.probes import best_unit, default_hypothesis
 from ui.models import Context, context
 from ui.state import DEFAULT_EXCERPT, MAX_ANALYSIS_CHARS, default, keep_choice, keep_in_range
+from ui.widgets import unit_controls
 
 CUSTOM = "custom regex"
 
@@ -147,20 +148,20 @@ UNIT_KEYS = ("layer", "kind", "unit")
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def best_unit_of(model_key: str, text: str, kinds: tuple, _trace, _config) -> dict | None:
-    """rnnviz.probes.best_unit, cached per (model, text): ranking every unit is most of its cost."""
-    return best_unit(_trace, _config, kinds=kinds)
+def best_unit_of(model_key: str, text: str, kinds: tuple, hypothesis: str | None, _trace, _config) -> dict | None:
+    """rnnviz.probes.best_unit, cached per (model, text, hypothesis): ranking every unit is most of its cost."""
+    return best_unit(_trace, _config, kinds=kinds, hypothesis=hypothesis)
 
 
 def open_on_best_unit(ctx, kinds: list[str]) -> None:
     """Before the unit pickers: a unit merely carried over from another model (the sidebar switched
     model, the unit keys unchanged) is replaced by the unit last shown for this model, else by this
-    model's best unit for its default hypothesis (and the hypothesis goes back to that default). A unit
-    set together with the model (the tour, a link from another page) is kept; so is anything chosen
-    while this model was shown."""
+    model's best unit for the hypothesis the user chose, when that varies on the text, else for its
+    default hypothesis (and the hypothesis goes back to that default). A unit set together with the
+    model (the tour, a link from another page) is kept; so is anything chosen while this model was shown."""
     ss = st.session_state
     now = tuple(ss.get(k) for k in UNIT_KEYS)
-    seen = ss.get("_unit_seen")  # (model key, unit keys) when Activations last drew
+    seen = ss.get("_unit_seen")  # (model key, unit keys) when Activations or Gates last drew
     if seen is not None and seen[0] == ctx.key:
         return
     if seen is None:  # a first visit: only the pickers' plain defaults (or nothing) count as unchosen
@@ -173,13 +174,15 @@ def open_on_best_unit(ctx, kinds: list[str]) -> None:
     if last is not None:
         ss.update(zip(UNIT_KEYS, last))
         return
-    best = best_unit_of(ctx.key, ctx.text, tuple(kinds), _trace=ctx.trace(), _config=ctx.config)
+    chosen = ss.get("hypothesis") if ss.get("hypothesis_chosen") else None
+    best = best_unit_of(ctx.key, ctx.text, tuple(kinds), chosen, _trace=ctx.trace(), _config=ctx.config)
     if best is not None:
         ss.update({k: best[k] for k in UNIT_KEYS})
         ss["_unit_best"] = {"model": ctx.key, **best}
-        # and the hypothesis it was chosen for: one picked for the last model (Python strings) would
-        # score this model's units against labels that may not even vary on its text
-        ss["hypothesis"], ss["hypothesis_chosen"] = best["hypothesis"], False
+        if best["default"]:
+            # and the hypothesis it was chosen for: one picked for the last model (Python strings) would
+            # score this model's units against labels that may not even vary on its text
+            ss["hypothesis"], ss["hypothesis_chosen"] = best["hypothesis"], False
 
 
 def remember_unit(ctx) -> None:
@@ -190,13 +193,31 @@ def remember_unit(ctx) -> None:
     ss.setdefault("_unit_last", {})[ctx.key] = now
 
 
+def unit_pickers(ctx, kinds: list[str] | None = None, first_visit: bool = True) -> None:
+    """The unit pickers of Activations and Gates (kinds: the state pickers shown, None for none), so a
+    unit carried over from another model opens alike on both: see open_on_best_unit. first_visit=False
+    (Gates) leaves a session's first unit to the pickers' defaults until Activations has drawn one.
+    Says so in a caption when the unit shown is the one the page opened on."""
+    if first_visit or st.session_state.get("_unit_seen") is not None:
+        ranked = ["h", "c"] if ctx.cell == "lstm" else ["h"]  # the states a best unit is chosen among, on both pages
+        open_on_best_unit(ctx, ranked)
+        unit_controls(ctx, kinds)
+        remember_unit(ctx)
+    else:
+        unit_controls(ctx, kinds)
+    note = best_unit_note(ctx)
+    if note:
+        st.caption(note)
+
+
 def best_unit_note(ctx) -> str | None:
     """Words for the unit the page opened on, while it is still the one shown; else None."""
     ss = st.session_state
     best = ss.get("_unit_best")
     if not best or best["model"] != ctx.key or tuple(ss.get(k) for k in UNIT_KEYS) != tuple(best[k] for k in UNIT_KEYS):
         return None
+    why = "its corpus's default hypothesis" if best.get("default", True) else "the hypothesis chosen"
     return (f"Opened on L{best['layer']} {best['kind']}{best['unit']}: of all this model's units, the one that best "
-            f"follows *{best['hypothesis']}* (its corpus's default hypothesis) on this text, score "
+            f"follows *{best['hypothesis']}* ({why}) on this text, score "
             f"{best['score']:.3f}" + (" (on too little text to call it a detector: see Neuron search)"
                                       if best["flagged"] else "") + ".")
