@@ -1,4 +1,5 @@
-"""Why this character?: cached saliency, default target and edit, edits, the widgets' session state, and the aggregate panel with its server-wide jobs.
+"""Why this character?: cached saliency, default target and edit, edits, the widgets' session state, and the
+aggregate panel with its server-wide jobs.
 
 Import it as a module (`from ui import why`): the page lays out widgets, this module caches the library.
 """
