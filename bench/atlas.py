@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.run import print_rows  # noqa: E402
 from rnnviz import atlas as A  # noqa: E402
-from rnnviz import checkpoint, corpora  # noqa: E402
+from rnnviz import checkpoint, corpora, heldout  # noqa: E402
 from rnnviz.matching import select_and_match  # noqa: E402
 from rnnviz.model import build, describe_device  # noqa: E402
 
@@ -51,7 +51,7 @@ def _model_and_text(quick: bool):
         text = corpora.quotes_task(6000, seed=1).text
         return build(sorted(set(text)), cell="lstm", hidden_size=32, num_layers=2, seed=0).eval(), text, "quick"
     model, config = checkpoint.load(ROOT / "pretrained" / "shakespeare-lstm")
-    text, notice = corpora.held_out_text(config)
+    text, notice = heldout.held_out_text(config)
     if not text:
         raise SystemExit(f"the held-out text of shakespeare-lstm is not here ({notice})")
     return model, text, "shakespeare-lstm held-out"

@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from . import checkpoint, experiments, history
-from .corpora import corpus_meta, excerpt, held_out, split
+from .corpora import corpus_meta, excerpt, split
 from .errors import ConfigError, RnnvizError
 from .gradients import fresh_model, gradient_norms
+from .heldout import held_out
 from .model import CELLS, build, describe_device
 from .hypotheses import HYPOTHESES, hypothesis_mask, is_binary, regex_hypothesis
 from .probes import CHANCE_SHIFTS, direction_words, rank_units, search_summary
@@ -35,7 +36,7 @@ def _read_text(args, config: dict | None = None) -> str:
 
 def _held_out_excerpt(config: dict, length: int) -> str:
     """The excerpt of the checkpoint's held-out text the app shows, saying on stderr when the local
-    corpus differs from the one the model trained on (see corpora.held_out)."""
+    corpus differs from the one the model trained on (see heldout.held_out)."""
     if length < 1:
         raise ConfigError(f"--length must be at least 1, not {length}")
     held = held_out(config)

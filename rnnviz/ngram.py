@@ -305,7 +305,7 @@ def fit_cached(text: str, order: int = 8, vocab: Vocab | None = None, folder: Pa
 def training_text(config: dict) -> tuple[str, str | None]:
     """(the training part of a checkpoint's corpus as found here, notice), following the split its
     config.json records (see corpora.split_record). ConfigError when that corpus is not on this machine."""
-    from . import corpora
+    from . import corpora, heldout
 
     meta = config.get("corpus") if isinstance(config, dict) else None
     if isinstance(meta, str):
@@ -314,7 +314,7 @@ def training_text(config: dict) -> tuple[str, str | None]:
         raise ConfigError("this model's config names no training corpus, so no n-gram can be fitted on it")
     label = meta["name"]
     try:
-        corpus, every = corpora.local_corpus(meta, config.get("recipe"))
+        corpus, every = heldout.local_corpus(meta, config.get("recipe"))
     except (RnnvizError, OSError):
         corpus, every = None, None
     if corpus is None:

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import corpora, experiments, hypotheses, lesson, probes, sampling
+from . import corpora, experiments, heldout, hypotheses, lesson, probes, sampling
 from .checkpoint import load
 from .errors import ConfigError
 from .saturation import saturation_table
@@ -132,7 +132,7 @@ class Check:
 
 def stop_text(config: dict, n: int = EXCERPT) -> str:
     """The text a stop shows for a model: n characters of its held-out excerpt (the sidebar's default)."""
-    held = corpora.held_out(config)
+    held = heldout.held_out(config)
     if held is None:
         raise ConfigError("this model's held-out corpus is not on this machine: the stop cannot be checked")
     return corpora.excerpt(held, n)

@@ -193,7 +193,7 @@ def test_links_keep_the_model_and_small_truths_hold(real_server):
     per cell; the AUROC's direction in words; a clamp value out of range is described as used; the
     python excerpt opens on code; /home; '1 thread'."""
 
-    from rnnviz import corpora
+    from rnnviz import corpora, heldout
 
     url, log, pre = real_server
     with browser_page(log) as page:
@@ -220,7 +220,7 @@ def test_links_keep_the_model_and_small_truths_hold(real_server):
         assert _model_shown(page).startswith("python-lstm"), "a page switch changed the model"
         # the excerpt opens on code, not inside a docstring
         config = checkpoint.read_config(pre / "python-lstm")
-        first = corpora.excerpt(corpora.held_out(config), 2000).split("\n")[0]
+        first = corpora.excerpt(heldout.held_out(config), 2000).split("\n")[0]
         assert page.locator(".rnnviz-text").first.inner_text().startswith(first)
         _full_screenshot(page, "activations-python-lstm")
         _nav(page, "Neuron search", 1)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rnnviz import checkpoint, corpora, ngram
+from rnnviz import checkpoint, corpora, heldout, ngram
 from rnnviz.model import build
 from rnnviz.training import evaluate
 from rnnviz.vocab import Vocab
@@ -45,7 +45,7 @@ def test_default_view_against_the_ngram(models):
     ok(at)
     m = metrics(at)
     model, config = checkpoint.load(models / "a-lstm")
-    held, _ = corpora.held_out_text(config)
+    held, _ = heldout.held_out_text(config)
     text = held[:30_000]
     assert len(held) < 30_000 and text == held  # the quotes corpus's held-out part is 2,000 characters
     # A's mean surprisal, by the training code's own evaluation; B's, an 8-gram fitted on the training split
@@ -87,7 +87,7 @@ def test_another_model_and_a_vocabulary_mismatch(models):
     info = text_of(at.info)
     assert "left out" in info and "not in both vocabularies" in info and "only a-lstm knows" in info
     model, config = checkpoint.load(models / "a-lstm")
-    held, _ = corpora.held_out_text(config)
+    held, _ = heldout.held_out_text(config)
     shared = set("abcdefghijklmnopqrstuvwxyz \n()'\"")
     assert metrics(at)["characters compared"] == f"{sum(c in shared for c in held[1:]):,}"
 
@@ -136,7 +136,7 @@ def test_the_loss_says_which_text_and_how_many_characters(models):
     at = app("compare")
     ok(at)
     model, config = checkpoint.load(models / "a-lstm")
-    held, _ = corpora.held_out_text(config)
+    held, _ = heldout.held_out_text(config)
     assert "over the 1,999 characters compared: every character but the first of all 2,000 characters of " \
            "a-lstm's held-out text." in text_of(at.caption)
     at.number_input(key="cmp_chars").set_value(1_000).run()
@@ -175,7 +175,7 @@ def test_csv_of_what_the_page_plots(models, monkeypatch):
                         na_values={"a_minus_b": [""]})
     model_a, config = checkpoint.load(models / "a-lstm")
     model_b, _ = checkpoint.load(models / "b-gru")
-    held, _ = corpora.held_out_text(config)
+    held, _ = heldout.held_out_text(config)
     assert len(chars) == len(held) - 1 and "".join(chars["char"]) == held[1:]
     assert (chars["position"] == np.arange(1, len(held))).all()
     # each surprisal against the independent numpy model, character by character, and the training code's mean

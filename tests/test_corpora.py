@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnviz import corpora
+from rnnviz import corpora, heldout
 from rnnviz.corpora import (CORPORA, Corpus, load_corpus, memory_task, play_text, quotes_task, split,
                             split_documents, user_text)
 from rnnviz.errors import ConfigError, TextError
@@ -292,7 +292,7 @@ def test_held_out_text_never_holds_a_training_file_of_another_build(fake_stdlib)
     train_docs, val_docs = brute_force_tail(docs, 0.1)
     config = {"corpus": corpora.corpus_meta(trained, 0.1)}
     # the same build: the held-out text is the tail it held out, and nothing is said
-    text, notice = corpora.held_out_text(config)
+    text, notice = heldout.held_out_text(config)
     assert text == "\n".join(t for _, t in val_docs) and notice is None
 
     # another build: an early file grew, so the cut at 12,000 characters falls a file earlier and
@@ -303,7 +303,7 @@ def test_held_out_text_never_holds_a_training_file_of_another_build(fake_stdlib)
     other_docs = [(n, other.text[s:e]) for n, s, e in other.documents]
     assert other.sha256 != trained.sha256
     assert {n for n, _ in brute_force_tail(other_docs, 0.1)[1]} & {n for n, _ in train_docs}  # the hazard
-    text, notice = corpora.held_out_text(config)
+    text, notice = heldout.held_out_text(config)
     assert notice and "differs" in notice
     for name, t in train_docs:
         assert t not in text, name
@@ -313,7 +313,7 @@ def test_held_out_text_never_holds_a_training_file_of_another_build(fake_stdlib)
     for n, _ in val_docs:
         del files[n]
     fake_stdlib(files)
-    text, notice = corpora.held_out_text(config)
+    text, notice = heldout.held_out_text(config)
     assert not text and "differs" in notice
 
 
@@ -322,26 +322,26 @@ def test_held_out_text_of_an_old_config_says_what_it_cannot_know(fake_stdlib):
     corpus = load_corpus("python")
     _, val = split(corpus, 0.1)
     same = {"corpus": {"name": "python", "sha256": corpus.sha256, "chars": len(corpus.text)}}
-    assert corpora.held_out_text(same) == (val, None)  # no names recorded, but the very same corpus
-    text, notice = corpora.held_out_text({"corpus": {"name": "python", "sha256": "0" * 64}})
+    assert heldout.held_out_text(same) == (val, None)  # no names recorded, but the very same corpus
+    text, notice = heldout.held_out_text({"corpus": {"name": "python", "sha256": "0" * 64}})
     assert text == val and "differs" in notice and "trained on" in notice
-    text, notice = corpora.held_out_text({"corpus": {"name": "python"}})
+    text, notice = heldout.held_out_text({"corpus": {"name": "python"}})
     assert text == val and notice
     for hostile in ({}, {"corpus": 3}, {"corpus": {"name": ["x"]}}, {"corpus": {"name": "nowhere.txt"}},
                     {"corpus": {"name": "python", "sha256": corpus.sha256, "split": {"rule": "documents",
                                                                                       "held_out": 5}}}):
-        text, notice = corpora.held_out_text(hostile)  # never an exception
+        text, notice = heldout.held_out_text(hostile)  # never an exception
         assert text is None or isinstance(text, str)
 
 
 def test_held_out_text_of_one_document_uses_the_recorded_offset():
     corpus = load_corpus("quotes", max_chars=5_000, seed=3)
     meta = corpora.corpus_meta(corpus, 0.2)
-    text, notice = corpora.held_out_text({"corpus": meta})
+    text, notice = heldout.held_out_text({"corpus": meta})
     assert text == corpus.text[4_000:] and notice is None
     meta["split"]["sha256"] = "f" * 64  # the local document is not the one the offset was taken in
     meta["sha256"] = "f" * 64
-    text, notice = corpora.held_out_text({"corpus": meta})
+    text, notice = heldout.held_out_text({"corpus": meta})
     assert "differs" in notice
 
 
@@ -361,7 +361,7 @@ def test_a_shipped_python_config_under_this_machines_distribution_python():
         sysconfig.get_paths = lambda *a, **k: {**real(*a, **k), "stdlib": str(other)}
         corpora._python_sources.cache_clear()
         local = load_corpus("python")
-        held = corpora.held_out(config)
+        held = heldout.held_out(config)
     finally:
         sysconfig.get_paths = real
         corpora._python_sources.cache_clear()

@@ -3,7 +3,7 @@ import threading
 import numpy as np
 import pytest
 
-from rnnviz import corpora
+from rnnviz import corpora, heldout
 from rnnviz.errors import ConfigError
 from rnnviz.experiments import CHANCE, COLUMNS, memory_experiment, mixed_memory_text
 
@@ -121,7 +121,7 @@ def test_a_memory_model_is_studied_on_fresh_memory_task_text():
     config = json.loads((folder / "config.json").read_text())
     train = experiments.memory_corpus(tuple(config["memory"]["gaps"]))  # as the shipped models were trained
     assert train.name == config["corpus"]["name"] and train.sha256 == config["corpus"]["sha256"]
-    held = corpora.held_out(config)
+    held = heldout.held_out(config)
     assert held is not None and "fresh draw of its memory task" in held.notice
     text = corpora.excerpt(held, 2000)
     assert len(text) == 2000 and text[:200] not in train.text  # a new draw, not training text
@@ -131,7 +131,7 @@ def test_a_memory_model_is_studied_on_fresh_memory_task_text():
     assert all(line[0] == line[-1] and line[-2] == "=" and line[0].isupper() for line in lines)
     assert {len(line) - 1 for line in lines} == set(config["memory"]["gaps"])  # every gap mixed (gap + 2 with "\n")
     assert len(held.text) >= 20_000  # the longest text under study
-    assert corpora.held_out(config).text == held.text  # the same draw each time: caches and tests agree
+    assert heldout.held_out(config).text == held.text  # the same draw each time: caches and tests agree
     # a name that only looks like one is left to the ordinary rules
     assert corpora.fresh_memory("memory-mix-1-seed0") is None and corpora.fresh_memory("memory-mix-x-seed0") is None
     assert corpora.fresh_memory("memory-mix-" + "-".join(["8"] * 40) + "-seed0") is None

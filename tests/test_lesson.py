@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import reference
-from rnnviz import checkpoint, corpora, experiments, lesson, plots, saturation
+from rnnviz import checkpoint, corpora, experiments, heldout, lesson, plots, saturation
 from rnnviz.errors import ConfigError
 from rnnviz.gradients import fresh_model, gradient_norms, path_gain, set_update_bias
 from rnnviz.trace import trace
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def default_text(name: str, n: int = 101) -> str:
     """The first n characters of the text the sidebar opens on for a shipped model (grad_len 100 + 1)."""
     config = json.loads((PRETRAINED / name / "config.json").read_text())
-    held = corpora.held_out(config)
+    held = heldout.held_out(config)
     return corpora.excerpt(held, 2000)[:n]
 
 
@@ -293,7 +293,7 @@ def test_the_saturation_caption_counts_the_dots_near_the_diagonal():
     words say how many; a model made of switches gets the other sentence."""
     from rnnviz import plots
     model, config = checkpoint.load(PRETRAINED / "shakespeare-lstm")
-    tr = trace(model, corpora.excerpt(corpora.held_out(config), 2000))
+    tr = trace(model, corpora.excerpt(heldout.held_out(config), 2000))
     words = lesson.saturation_caption(saturation.saturation_table(tr))
     assert "Dots near the diagonal are gates that act like switches" not in words
     for gate in "ifgo":

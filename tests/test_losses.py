@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from rnnviz import checkpoint, losses
-from rnnviz.corpora import held_out, load_corpus, split, split_record
+from rnnviz.corpora import load_corpus, split, split_record
+from rnnviz.heldout import held_out
 from rnnviz.training import evaluate
 from test_app import clean_caches, folders, one_thread  # noqa: F401 (fixtures)
 from test_app import app, ok, text_of

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnviz import checkpoint, corpora, ngram
+from rnnviz import checkpoint, corpora, heldout, ngram
 from rnnviz.errors import ConfigError, TextError
 from rnnviz.recipes import TINY
 from rnnviz.vocab import UNK, Vocab
@@ -178,7 +178,7 @@ needs_tiny = pytest.mark.skipif(not TINY.path().is_file(), reason="tinyshakespea
 def test_training_text_is_the_models_training_split():
     _, config = checkpoint.load(ROOT / "pretrained" / "shakespeare-lstm")
     train, notice = ngram.training_text(config)
-    held, _ = corpora.held_out_text(config)
+    held, _ = heldout.held_out_text(config)
     full = TINY.path().read_text()
     assert notice is None
     assert train == full[:config["corpus"]["split"]["val_start"]] and train + held == full

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rnnviz import checkpoint
-from rnnviz.corpora import _python_sources, held_out, load_corpus
+from rnnviz.corpora import _python_sources, load_corpus
+from rnnviz.heldout import held_out
 from rnnviz.probes import auroc, python_string_probe, rank_units
 from rnnviz.recipes import RECIPES
 from rnnviz.training import evaluate

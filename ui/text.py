@@ -7,8 +7,9 @@ import json
 import numpy as np
 import streamlit as st
 
-from rnnviz.corpora import excerpt, held_out, user_text
+from rnnviz.corpora import excerpt, user_text
 from rnnviz.errors import TextError
+from rnnviz.heldout import held_out
 from rnnviz.hypotheses import HYPOTHESES, regex_hypothesis
 from rnnviz.probes import best_unit, default_hypothesis
 from ui.models import Context, context
@@ -36,7 +37,7 @@ def count(words, sep=" "):
 @st.cache_data(max_entries=8, show_spinner=False)
 def corpus_excerpt(corpus_json: str, recipe, n: int) -> tuple[str | None, str | None]:
     """(n characters of the held-out part of a model's training corpus, notice), from a config's
-    "corpus" record as JSON and its recipe: see rnnviz.corpora.held_out. (None, None) when that
+    "corpus" record as JSON and its recipe: see rnnviz.heldout.held_out. (None, None) when that
     corpus is not on this machine."""
     held = held_out({"corpus": json.loads(corpus_json), "recipe": recipe})
     if held is None:

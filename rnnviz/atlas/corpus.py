@@ -70,18 +70,18 @@ def upload_corpus(data: bytes, name: str = "the uploaded file", max_chars: int =
 
 
 def resolve_corpus(config: dict | None, corpus=None, max_chars: int | None = MAX_CHARS) -> CorpusText:
-    """The atlas corpus: None -> the model's held-out split (corpora.held_out_text); a name in
+    """The atlas corpus: None -> the model's held-out split (heldout.held_out_text); a name in
     corpora.CORPORA -> that built-in corpus; a Path -> that UTF-8 file; bytes -> an upload; a CorpusText
     -> itself (resolved before: upload_corpus); any other str -> the user's text itself. Cut at
     `max_chars` with a notice."""
-    from .. import corpora
+    from .. import corpora, heldout
 
     notices: list[str] = []
     if isinstance(corpus, CorpusText):
         text, name = corpus.text, corpus.name
         notices.extend(corpus.notices)
     elif corpus is None:
-        text, notice = corpora.held_out_text(config or {})
+        text, notice = heldout.held_out_text(config or {})
         if text is None:
             raise ConfigError("the corpus this model trained on is not on this machine: give a corpus "
                               "(a built-in name, a file or your own text)")
