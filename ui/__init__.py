@@ -20,14 +20,14 @@ Session-state keys shared across pages (so they persist when the user switches p
   mem_models                   models trained or uploaded in this browser session
   train_jobs                   training runs of this session (each holds a TrainingJob)
 """
-from ui.jobs import (job_records, progress_line, quick_seconds, session_dir, start_quick_training,  # noqa: F401
-                     start_training, sync_jobs, training_progress)
+from ui.jobs import (job_records, progress_line, quick_seconds, start_quick_training, start_training,  # noqa: F401
+                     sync_jobs, training_progress)
 from ui.models import (Context, ModelEntry, add_mem_model, context, corpus_label, get_trace,  # noqa: F401
                        load_entry, load_upload, model_card, model_entries)
 from ui.sidebar import empty_state, require_model, sidebar  # noqa: F401
 from ui.state import (DEFAULT_EXCERPT, DEFAULT_MODEL, MAX_ANALYSIS_CHARS, PAGE_THREADS, PAGES,  # noqa: F401
                       PERSIST, ROOT, TRAIN_THREADS, default, guard, init_state, keep_choice,
-                      keep_in_range, log, models_dir, pretrained_dir, run_page)
+                      keep_in_range, log, models_dir, pretrained_dir, run_page, session_dir)
 from ui.text import (BUILTIN_EXCERPT, CUSTOM, corpus_excerpt, decode_text_upload, hypothesis_labels,  # noqa: F401
                      hypothesis_widgets, slice_trace, study_text)
 from ui.widgets import legend_below, scroll_html, unit_controls  # noqa: F401

@@ -6,10 +6,8 @@ import dataclasses
 import math
 import os
 import re
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import streamlit as st
 
@@ -22,7 +20,7 @@ from rnnviz.recipes import RECIPES, corpus_from_spec
 from rnnviz.training import DEFAULT_HISTORY, TrainConfig
 from rnnviz.vocab import Vocab
 from ui.models import add_mem_model, check_mem_quota
-from ui.state import TRAIN_THREADS, guard
+from ui.state import TRAIN_THREADS, guard, session_dir
 
 
 def owner() -> str:
@@ -129,13 +127,6 @@ def start_quick_training() -> None:
                        embed_size=shape.get("embed_size", 64))
     except RnnvizError as e:  # a callback: keep the message for the page to show
         ss["quick_error"] = str(e)
-
-
-def session_dir() -> Path:
-    ss = st.session_state
-    if "_tmpdir" not in ss or not Path(ss["_tmpdir"]).is_dir():
-        ss["_tmpdir"] = tempfile.mkdtemp(prefix="rnnviz-session-")
-    return Path(ss["_tmpdir"])
 
 
 def sync_jobs() -> None:

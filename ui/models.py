@@ -14,7 +14,7 @@ from rnnviz import checkpoint, quotas
 from rnnviz.errors import RnnvizError
 from rnnviz.losses import val_loss_basis
 from rnnviz.trace import trace as run_trace
-from ui.state import log, models_dir, pretrained_dir
+from ui.state import log, models_dir, pretrained_dir, session_dir
 
 
 @dataclass
@@ -227,8 +227,6 @@ def _on_checkpoint_upload(key: str = UPLOAD_KEY) -> None:
     n = ss.get("_mem_counter", 0) + 1  # the id add_mem_model will give it: a folder name no other model has
     dest = None
     if len(files) == 1 and files[0].name.lower().endswith(".zip"):  # on disk, so its history can be read
-        from ui.jobs import session_dir  # ui.jobs imports this module
-
         dest = session_dir() / f"upload-{n}-{_safe_name(Path(files[0].name).stem)}"
         while dest.exists():
             dest = dest.with_name(f"{dest.name}-{time.time_ns()}")

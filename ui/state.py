@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -83,6 +84,14 @@ def pretrained_dir() -> Path:
 def models_dir() -> Path:
     """Models the user saved; RNNVIZ_MODELS overrides."""
     return Path(os.environ.get("RNNVIZ_MODELS") or ROOT / "models")
+
+
+def session_dir() -> Path:
+    """This browser session's temporary folder (finished runs, uploaded zips), made on first use."""
+    ss = st.session_state
+    if "_tmpdir" not in ss or not Path(ss["_tmpdir"]).is_dir():
+        ss["_tmpdir"] = tempfile.mkdtemp(prefix="rnnviz-session-")
+    return Path(ss["_tmpdir"])
 
 
 # --- state ---------------------------------------------------------------------------------------
