@@ -17,11 +17,16 @@ st.set_page_config(page_title="rnnviz", page_icon=":material/blur_on:", layout="
 ui.init_state()
 ui.guard(ui.sync_jobs)
 
-pages = [st.Page(path, title=title, icon=icon, url_path=url, default=(i == 0))
-         for i, (path, title, icon, url) in enumerate(ui.PAGES)]
+pages = {url: st.Page(path, title=title, icon=icon, url_path=url, default=(i == 0))
+         for i, (path, title, icon, url) in enumerate(ui.PAGES)}
+home = pages[ui.PAGES[0][3]]
 # Home is served at "/"; /home is a hidden alias that sends a typed or bookmarked link there.
-home_alias = st.Page(lambda: st.switch_page(pages[0]), title="Home", url_path="home", visibility="hidden")
-page = st.navigation(pages + [home_alias])
+home_alias = st.Page(lambda: st.switch_page(home), title="Home", url_path="home", visibility="hidden")
+sections = {name: [pages[url] for url in urls] for name, urls in ui.SECTIONS.items()}
+sections[next(iter(sections))].append(home_alias)
+# expanded: Streamlit otherwise folds a menu of more than 12 pages behind "View N more" whenever the
+# sidebar holds anything below it (ours holds the model picker), hiding pages on a projector's screen.
+page = st.navigation(sections, expanded=True)
 goto = st.session_state.pop("_goto", None)
 if goto:  # a button's callback chose a page (a callback itself cannot switch pages)
     st.switch_page(goto)

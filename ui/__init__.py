@@ -1,6 +1,6 @@
 """Shared UI for the Streamlit app, by concern. Pages `import ui` and use what is re-exported here.
 
-  ui.state     page list, persisted widget keys, thread settings, folders, the error guard
+  ui.state     page list and its sidebar sections, persisted widget keys, thread settings, folders, the error guard
   ui.models    the model registry, cached loaders and traces, uploads, the model card
   ui.text      the text under study and the shared hypothesis
   ui.jobs      training jobs of a session and their progress
@@ -26,7 +26,7 @@ from ui.models import (Context, ModelEntry, add_mem_model, context, corpus_label
                        load_entry, load_upload, model_card, model_entries)
 from ui.sidebar import empty_state, require_model, sidebar  # noqa: F401
 from ui.state import (DEFAULT_EXCERPT, DEFAULT_MODEL, MAX_ANALYSIS_CHARS, PAGE_THREADS, PAGES,  # noqa: F401
-                      PERSIST, ROOT, TRAIN_THREADS, default, guard, init_state, keep_choice,
+                      PERSIST, ROOT, SECTIONS, TRAIN_THREADS, default, guard, init_state, keep_choice,
                       keep_in_range, log, models_dir, pretrained_dir, run_page, session_dir)
 from ui.text import (BUILTIN_EXCERPT, CUSTOM, corpus_excerpt, decode_text_upload, hypothesis_labels,  # noqa: F401
                      hypothesis_widgets, slice_trace, study_text)

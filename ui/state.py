@@ -54,6 +54,15 @@ PAGES = [
     ("pages/guess_page.py", "Guessing game", ":material/psychology_alt:", "guess"),
 ]
 
+# The sidebar's sections, by what a person came to do: each page's url path, in the order listed.
+SECTIONS = {
+    "Learn": ("welcome", "gradients", "guess"),
+    "Look inside": ("activations", "gates", "sample"),
+    "Find units": ("neurons", "atlas", "unit", "match"),
+    "Explain": ("why", "compare"),
+    "Train": ("train", "history"),
+}
+
 # Page widget keys that must survive page switches (Streamlit drops a widget's state when the
 # page holding it is not shown; re-assigning the key on every run in app.py keeps it).
 PERSIST = ("model_choice", "text_source", "pasted_text", "layer", "unit", "kind", "sort_by", "window_start",
