@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             settle(page)
             page.goto(f"{url}/gradients", wait_until="domcontentloaded")
             settle(page, charts=1)
-            scroll_to(page, ".js-plotly-plot", above=130)  # the lesson's chart and the sliders above it
+            scroll_to(page, ".js-plotly-plot", above=115)  # the lesson's chart and the sliders above it
             total += shoot(page, args.out, "gradients.png")
             page.goto(f"{url}/neurons", wait_until="domcontentloaded")
             settle(page, charts=1)
