@@ -2,7 +2,7 @@
 import streamlit as st
 
 import ui
-from rnnviz import checkpoint, plots, quotas
+from rnnviz import checkpoint, losses, plots, quotas
 from rnnviz import runs as fair
 from rnnviz.corpora import CORPORA
 from rnnviz.model import CELLS
@@ -76,9 +76,9 @@ def finished():
         snap = rec["job"].snapshot()
         mid = rec.get("registered")
         with st.container(border=True):
-            val = snap.get("val_loss")
+            val = losses.progress_words(snap)
             st.markdown(f"**{rec['name']}**: {snap.get('state')}: {snap.get('message') or ''}"
-                        + (f" · val loss {val:.3f}" if isinstance(val, float) else ""))
+                        + (f" · {val}" if val else ""))
             if mid and snap.get("state") == "failed":  # NaN: the model below holds the last good weights
                 st.warning(f"The run stopped early: {snap.get('message')}", icon=":material/warning:")
             if not mid:

@@ -90,3 +90,11 @@ def val_loss_basis(config: dict) -> str:
     if eval_chars(config) is not None:
         return eval_basis(config)
     return "a text the checkpoint does not record"
+
+
+def progress_words(snap: dict) -> str:
+    """A running job's latest validation loss with the text it was measured on (a TrainingJob snapshot), or ""."""
+    val, n = snap.get("val_loss"), _int(snap.get("val_chars"))
+    if not isinstance(val, float):
+        return ""
+    return f"val loss {val:.3f}" + (f" on the first {n:,} held-out characters" if n else "")

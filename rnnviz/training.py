@@ -418,11 +418,13 @@ class Trainer:
         return result
 
     def _eval(self, point: dict) -> None:
-        val = evaluate(self.model, self.val_text[: self.config.eval_chars])
+        text = self.val_text[: self.config.eval_chars]
+        val = evaluate(self.model, text)
         with self.lock:
             point["val_loss"] = val
             point["val_bpc"] = val / math.log(2)
             self._progress["val_loss"] = val
+            self._progress["val_chars"] = len(text)  # what the loss was measured on, for the words beside it
         self._fire("on_eval", val_loss=val)
 
     @torch.no_grad()

@@ -314,3 +314,16 @@ def test_every_device_offered_is_one_a_run_can_use(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     assert training.devices() == ["auto", "cpu", "cuda"]
+
+
+def test_progress_names_the_text_its_val_loss_was_measured_on():
+    """The Train page's 'val loss' says how many held-out characters it read, and that many give that loss."""
+    from rnnviz.losses import progress_words
+    tr = _trainer(max_steps=20, eval_every=10, eval_chars=150)
+    tr.run()
+    snap = tr.snapshot()
+    assert snap["val_chars"] == 150
+    assert progress_words(snap) == f"val loss {snap['val_loss']:.3f} on the first 150 held-out characters"
+    assert evaluate(tr.model, TEXT[SPLIT:][:150]) == pytest.approx(snap["val_loss"], rel=1e-6)
+    assert evaluate(tr.model, TEXT[SPLIT:][:300]) != pytest.approx(snap["val_loss"], rel=1e-6)
+    assert progress_words({"val_loss": None}) == "" and progress_words({"val_loss": 1.5}) == "val loss 1.500"

@@ -11,7 +11,7 @@ import uuid
 
 import streamlit as st
 
-from rnnviz import checkpoint, jobs, quotas
+from rnnviz import checkpoint, jobs, losses, quotas
 from rnnviz.corpora import corpus_meta, split
 from rnnviz.errors import RnnvizError, TextError
 from rnnviz.jobs import Job, TrainingJob
@@ -166,8 +166,8 @@ def progress_line(snap: dict) -> str:
     parts = [f"step {snap.get('step', 0):,}", f"{cps:,.0f} chars/s", f"ETA {_fmt_eta(snap.get('eta'))}"]
     if snap.get("train_loss") is not None:
         parts.append(f"train loss {snap['train_loss']:.3f}")
-    if snap.get("val_loss") is not None:
-        parts.append(f"val loss {snap['val_loss']:.3f}")
+    if losses.progress_words(snap):
+        parts.append(losses.progress_words(snap))
     return " · ".join(parts)
 
 
