@@ -164,7 +164,9 @@ def colored_text(text: str, values: np.ndarray, vmin: float | None = None, vmax:
     parts = []
     for t in range(n):
         ch, v = text[t], values[t]
-        tip = html.escape(f"#{first + t} '{char_label(ch)}' ", quote=True) + f"{name}={_fmt(v)}"
+        # a NaN is a character with no value (the Why page's characters after the target): say so, not "nan"
+        tip = html.escape(f"#{first + t} '{char_label(ch)}' ", quote=True) + \
+            (f"{name}={_fmt(v)}" if np.isfinite(v) else f"{name}: no value")
         if notes is not None:
             tip += html.escape(notes[t], quote=True)
         shown = html.escape(_display(ch), quote=True)

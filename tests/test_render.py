@@ -39,11 +39,11 @@ def test_tooltips_hold_position_char_and_value():
     assert "h7=-0.25" in titles[1] and titles[1].startswith("#1")
 
 
-def test_nan_is_grey_and_says_nan():
+def test_nan_is_grey_and_says_it_has_no_value():
     out = colored_text("abc", np.array([0.5, np.nan, -0.5]))
-    (_, c0, _), (t1, c1, _), (_, c2, _) = _spans(out)
+    (t0, c0, _), (t1, c1, _), (_, c2, _) = _spans(out)
     assert c1 == NAN_COLOR and c0 != NAN_COLOR and c2 != NAN_COLOR
-    assert "value=nan" in t1
+    assert t1.endswith("value: no value") and "nan" not in t1 and t0.endswith("value=0.5")
 
 
 def test_newline_tab_space():
