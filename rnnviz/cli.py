@@ -257,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model (from a recipe or options) and save a checkpoint")
-    t.add_argument("--recipe", choices=sorted(RECIPES), help="a named, seeded recipe (see README)")
+    t.add_argument("--recipe", choices=sorted(RECIPES), help="a named, seeded recipe (see docs/models.md)")
     t.add_argument("--corpus", help="built-in corpus name (shakespeare, python, quotes, memory) or a text file; "
                                     f"a Shakespeare recipe's tinyshakespeare file (default: ${SHAKESPEARE_ENV}, "
                                     "else ../shared/data/tinyshakespeare.txt beside the checkout)")

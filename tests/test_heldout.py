@@ -172,7 +172,7 @@ def test_neuron_table_direction_matches_the_mean_difference(tmp_path, monkeypatc
         assert row.direction == f"{'high' if diff > 0 else 'low'} inside quotes", row
         assert row.score == pytest.approx(max(row.auroc, 1 - row.auroc))
     top = table.iloc[0]
-    assert top.direction == "low inside quotes" and top.auroc < 0.1  # the README's quote unit of this model
+    assert top.direction == "low inside quotes" and top.auroc < 0.1  # the quote unit docs/models.md names for this model
     assert "low inside quotes" in "\n".join(m.value for m in at.markdown)
 
 
