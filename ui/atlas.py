@@ -16,6 +16,7 @@ from rnnviz.corpora import CORPORA
 from rnnviz.errors import RnnvizError, TextError
 from rnnviz.jobs import Job
 from ui.models import _md  # a file name shown literally
+from ui.widgets import job_progress
 
 HELD_OUT = "held-out split"
 UNDER_STUDY = "the text under study"
@@ -181,12 +182,7 @@ def _progress(key: str) -> None:
     job = server["jobs"].get(key)
     if job is None:
         return
-    snap = job.snapshot()
-    if job.running:
-        done, total = snap.get("done") or 0, snap.get("total") or 1
-        st.progress(min(1.0, done / total), text=str(snap.get("message") or "building the atlas"))
-        if st.button("Cancel", key="atlas_cancel", icon=":material/stop:"):
-            job.stop()
+    if job_progress(job, "atlas_cancel", "building the atlas"):
         return
     if job.result is not None:
         server["atlases"][key] = job.result

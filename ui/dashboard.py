@@ -10,6 +10,7 @@ import ui
 from rnnviz import dashboard
 from rnnviz.atlas import Cancelled
 from rnnviz.jobs import Job
+from ui.widgets import job_progress
 
 KEEP = 16  # finished ablations kept per server (each holds two float32 losses per character)
 
@@ -80,12 +81,7 @@ def progress(key: tuple) -> None:
         job = server["jobs"].get(key)
         if job is None:
             return
-        if job.running:
-            snap = job.snapshot()
-            done, total = snap.get("done") or 0, snap.get("total") or 1
-            st.progress(min(1.0, done / total), text=str(snap.get("message") or "starting the ablation ..."))
-            if st.button("Cancel", key="unit_ablate_cancel", icon=":material/stop:"):
-                job.stop()
+        if job_progress(job, "unit_ablate_cancel", "starting the ablation ..."):
             return
         if job.result is not None:
             _keep(key, job.result)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from rnnviz import checkpoint, experiments, history, losses, plots, render
-from ui.state import default, guard, keep_choice, keep_in_range, models_dir, pretrained_dir
+from ui.state import checkpoint_paths, default, guard, keep_choice, keep_in_range
 from ui.text import corpus_excerpt
 from ui.widgets import scroll_html
 
@@ -92,14 +92,9 @@ def evolution(key: str, prime: str, length: int, temperature: float, seed: int, 
 def checkpoints_with_history() -> dict[str, Path]:
     """Shipped and saved checkpoints that hold a history, by label."""
     out = {}
-    for source, folder in (("shipped", pretrained_dir()), ("saved", models_dir())):
-        try:
-            paths = checkpoint.list_checkpoints(folder)
-        except OSError:
-            paths = []
-        for p in paths:
-            if history.has_history(p):
-                out[f"{p.name} ({source})"] = p
+    for source, p in checkpoint_paths():
+        if history.has_history(p):
+            out[f"{p.name} ({source})"] = p
     return out
 
 

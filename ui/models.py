@@ -14,7 +14,7 @@ from rnnviz import checkpoint, quotas
 from rnnviz.errors import RnnvizError
 from rnnviz.losses import val_loss_basis
 from rnnviz.trace import trace as run_trace
-from ui.state import log, models_dir, pretrained_dir, session_dir
+from ui.state import checkpoint_paths, log, session_dir
 
 
 @dataclass
@@ -27,13 +27,8 @@ class ModelEntry:
 
 def model_entries() -> dict[str, ModelEntry]:
     out: dict[str, ModelEntry] = {}
-    for source, folder in (("shipped", pretrained_dir()), ("saved", models_dir())):
-        try:
-            paths = checkpoint.list_checkpoints(folder)
-        except OSError:
-            paths = []
-        for p in paths:
-            out[f"{source}:{p}"] = ModelEntry(f"{source}:{p}", f"{p.name} ({source})", source, p)
+    for source, p in checkpoint_paths():
+        out[f"{source}:{p}"] = ModelEntry(f"{source}:{p}", f"{p.name} ({source})", source, p)
     for mid, rec in st.session_state.get("mem_models", {}).items():
         what = "trained in this session" if rec["source"] == "session" else "uploaded"
         out[mid] = ModelEntry(mid, f"{rec['name']} ({what})", rec["source"], rec.get("path"))

@@ -10,6 +10,7 @@ from typing import Callable
 import streamlit as st
 import torch
 
+from rnnviz import checkpoint
 from rnnviz.errors import RnnvizError
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: app.py, pages/, pretrained/
@@ -93,6 +94,17 @@ def pretrained_dir() -> Path:
 def models_dir() -> Path:
     """Models the user saved; RNNVIZ_MODELS overrides."""
     return Path(os.environ.get("RNNVIZ_MODELS") or ROOT / "models")
+
+
+def checkpoint_paths() -> list[tuple[str, Path]]:
+    """(source, folder) of every checkpoint shipped or saved; an unreadable models folder holds none."""
+    out = []
+    for source, folder in (("shipped", pretrained_dir()), ("saved", models_dir())):
+        try:
+            out += [(source, p) for p in checkpoint.list_checkpoints(folder)]
+        except OSError:
+            pass
+    return out
 
 
 def session_dir() -> Path:

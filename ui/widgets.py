@@ -37,3 +37,15 @@ def legend_below(fig, title: str | None = None):
     if title:
         fig.update_layout(title=title)
     return fig
+
+
+def job_progress(job, cancel_key: str, starting: str) -> bool:
+    """While a background job runs: its progress bar and a Cancel button. True while it runs."""
+    if not job.running:
+        return False
+    snap = job.snapshot()
+    done, total = snap.get("done") or 0, snap.get("total") or 1
+    st.progress(min(1.0, done / total), text=str(snap.get("message") or starting))
+    if st.button("Cancel", key=cancel_key, icon=":material/stop:"):
+        job.stop()
+    return True
