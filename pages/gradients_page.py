@@ -2,7 +2,7 @@
 import streamlit as st
 
 import ui
-from rnnviz import experiments, exports, lesson, plots
+from rnnviz import experiments, exports, lesson, losses, plots
 from ui import gradients as gui
 from ui import tour as tour_ui
 from ui.gradients import CHART, csv_button, length_slider
@@ -110,7 +110,8 @@ def trained_section(ctx):
         length_slider("trained_len", len(ctx.text))
         text = ctx.text[: int(st.session_state["trained_len"]) + 1]
         flows = {f"{ctx.name} (this model)": gui.trained_flow(ctx.key, text, _model=ctx.model)}
-        for label, (model, key) in gui.other_models(ctx).items():
+        others = gui.other_models(ctx)
+        for label, (model, key) in others.items():
             flows[label] = gui.trained_flow(key, text, _model=model)
         layers = min(f.dh.shape[0] for f in flows.values())
         ui.keep_choice("grad_layer", list(range(layers)), layers - 1)
@@ -120,8 +121,7 @@ def trained_section(ctx):
                    "grad_trained_csv")
         if layers > 1:
             st.selectbox("Layer", list(range(layers)), key="grad_layer")
-        st.caption("Language models trained on text: the loss of the last character. Their gates were learned, not "
-                   "set, so the curves say what each model needs, not what it can do: compare with the memory models.")
+        st.caption(lesson.trained_caption(losses.corpus_name(ctx.config), list(others)))
 
 
 def experiment_section():

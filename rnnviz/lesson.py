@@ -263,3 +263,26 @@ def saturation_caption(table, near: float = NEAR_DIAGONAL) -> str:
             + "; ".join(parts) + ". "
             + ("So few dots sit near the diagonal: most gates spend much of the text in between, neither shut "
                "nor open." if few else "Many dots sit near the diagonal: these gates mostly act as switches."))
+
+
+def like_with_like(cell: str, corpus: str | None, candidates: list[tuple[str, str, str | None]]) -> list[str]:
+    """Of candidates (label, cell, corpus), the first of each other cell type trained on `corpus`: the models
+    whose gradient curves can fairly sit beside a `cell` model of that corpus (one read off other text
+    would say more about the text than about its cell). A corpus not recorded (None) matches nothing."""
+    seen, out = {cell}, []
+    for label, c, trained_on in candidates:
+        if c not in seen and corpus is not None and trained_on == corpus:
+            seen.add(c)
+            out.append(label)
+    return out
+
+
+def trained_caption(corpus: str, others: list[str]) -> str:
+    """The words under the trained models' gradient chart: which models it holds and why no others."""
+    if not others:
+        return (f"Your model alone: no model of another cell here was trained on {corpus}, and a model trained on "
+                "other text, reading this one, would not be a fair comparison. Train a GRU or an RNN on the same "
+                "corpus (Train) and it appears here. The loss is the last character's.")
+    return (f"Models of each cell trained on {corpus}, the same corpus as yours: the loss of the last character. "
+            "Their gates were learned, not set, so the curves say what each model needs, not what it can do: "
+            "compare with the memory models.")

@@ -18,11 +18,16 @@ def _int(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def corpus_name(config: dict) -> str:
-    """The training corpus's name as the config records it ("its corpus" when it does not)."""
+def recorded_corpus(config: dict) -> str | None:
+    """The training corpus's name as the config records it, or None."""
     c = config.get("corpus") if isinstance(config, dict) else None
     name = c.get("name") if isinstance(c, dict) else c
-    return name if isinstance(name, str) and name else "its corpus"
+    return name if isinstance(name, str) and name else None
+
+
+def corpus_name(config: dict) -> str:
+    """The training corpus's name as the config records it ("its corpus" when it does not)."""
+    return recorded_corpus(config) or "its corpus"
 
 
 def held_out_chars(config: dict) -> int | None:

@@ -374,3 +374,12 @@ def test_the_units_caption_says_so_when_no_gate_stays_open():
     one = shut + [{"unit": 9, "share": 0.25, "gate_mean": 0.99, "gate_product": 0.6}]
     assert "1 of them carry 25% of it" in lesson.memory_units_caption(one)
     assert "mean f from 0.990 to 0.990" in lesson.memory_units_caption(one)
+
+
+def test_like_with_like_takes_one_model_per_other_cell_of_the_same_corpus():
+    cands = [("a", "lstm", "py"), ("b", "gru", "en"), ("c", "gru", "py"), ("d", "gru", "py"), ("e", "rnn", "py"),
+             ("f", "rnn", None)]
+    assert lesson.like_with_like("lstm", "py", cands) == ["c", "e"]
+    assert lesson.like_with_like("gru", "en", cands) == []
+    assert lesson.like_with_like("gru", None, cands) == []  # an unrecorded corpus is like nothing
+    assert "alone" in lesson.trained_caption("py", []) and "trained on py" in lesson.trained_caption("py", ["c"])

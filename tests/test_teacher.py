@@ -88,3 +88,37 @@ def test_gates_and_gradients_offer_csv_of_what_they_plot(folders, vocab):  # noq
     at.switch_page("pages/gradients_page.py").run()
     ok(at)
     assert "The curves (CSV)" in {b.proto.label for b in at.get("download_button")}
+
+
+def test_trained_models_chart_compares_like_with_like(folders, vocab):  # noqa: F811
+    """Gradients' 'other trained models' holds only other cells trained on the model's own corpus, and its
+    words say so; a model with no such neighbour stands alone, and the caption says why."""
+    import json
+
+    from rnnviz import checkpoint
+    from rnnviz.model import build
+    pre, _ = folders
+
+    def save(name, cell, corpus):
+        model = build(vocab, cell=cell, hidden_size=16, num_layers=1, embed_size=8, seed=0)
+        checkpoint.save(model, pre / name, meta={"corpus": {"name": corpus}, "val_loss": 3.9})
+
+    save("a-lstm", "lstm", "quotes")
+    save("b-gru", "gru", "shakespeare")
+    save("c-rnn", "rnn", "quotes")
+    at = app("gradients")
+    ok(at)
+
+    def trained_names():
+        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        names = [" ".join(str(d.get("name")) for d in s["data"]) for s in specs]
+        return next(n for n in names if "(this model)" in n)
+
+    names = trained_names()
+    assert "c-rnn" in names and "b-gru" not in names
+    assert "Models of each cell trained on quotes" in text_of(at.caption)
+    at.selectbox(key="model_choice").set_value(f"shipped:{pre / 'b-gru'}").run()
+    ok(at)
+    names = trained_names()
+    assert "a-lstm" not in names and "c-rnn" not in names
+    assert "Your model alone: no model of another cell here was trained on shakespeare" in text_of(at.caption)

@@ -2,7 +2,7 @@
 import streamlit as st
 
 import ui
-from rnnviz import checkpoint, experiments, lesson, plots
+from rnnviz import checkpoint, experiments, lesson, losses, plots
 from rnnviz.gradients import gradient_norms
 from rnnviz.jobs import Job
 from ui import jobs as ui_jobs
@@ -49,21 +49,31 @@ def trained_flow(model_key: str, text: str, _model):
 
 
 def other_models(ctx) -> dict:
-    """One loaded model per other cell type (shipped, saved or from this session): label -> (model, key)."""
-    out, seen = {}, {ctx.cell}
+    """One loaded model per other cell type trained on the same corpus (shipped, saved or from this session):
+    label -> (model, key)."""
+    own = losses.recorded_corpus(ctx.config)
+    found = {}
     for entry in ui.model_entries().values():
         if entry.path is not None and entry.path.name in MEMORY_MODELS.values():
             continue  # the memory models have their own section
         try:
-            if entry.source in ("shipped", "saved"):
-                if checkpoint.read_config(entry.path)["model"].get("cell") in seen:
-                    continue
-            model, _, key = ui.load_entry(entry)
+            if entry.source in ("shipped", "saved"):  # read the config first: a model is loaded only if chosen
+                config = checkpoint.read_config(entry.path)
+                found[entry.id] = (entry, config["model"].get("cell"), losses.recorded_corpus(config))
+            else:
+                model, config, _ = ui.load_entry(entry)
+                found[entry.id] = (entry, model.cell, losses.recorded_corpus(config))
         except Exception:  # noqa: BLE001 - an unreadable extra model is simply left out
             continue
-        if model.cell not in seen:
-            seen.add(model.cell)
-            out[f"{entry.label} ({model.cell.upper()})"] = (model, key)
+    chosen = lesson.like_with_like(ctx.cell, own, [(i, cell, corpus) for i, (_, cell, corpus) in found.items()])
+    out = {}
+    for i in chosen:
+        entry, cell = found[i][0], found[i][1]
+        try:
+            model, _, key = ui.load_entry(entry)
+        except Exception:  # noqa: BLE001
+            continue
+        out[f"{entry.label} ({cell.upper()})"] = (model, key)
     return out
 
 
