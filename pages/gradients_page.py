@@ -7,29 +7,6 @@ from ui import gradients as gui
 from ui import tour as tour_ui
 from ui.gradients import CHART, csv_button, length_slider
 
-EXPLANATION = """
-**The question.** A model reads a text and predicts its last character. How much would that prediction's loss
-change if the state *d* steps earlier had been different? That is the gradient ‖∂L/∂h‖ at distance *d*. Learning
-to use something seen *d* steps ago needs this gradient to arrive; the charts show, on a log scale, its size
-divided by the gradient at the predicted character (distance 0): below 1 it has shrunk, above 1 it has grown.
-
-**A vanilla RNN (red)** multiplies the gradient at every step by its recurrent matrix and by the slope of tanh
-(at most 1). With a spectral radius ρ below 1 the share left falls by a roughly constant factor per step: after 50
-steps almost nothing is left. The red dotted line is the most any gradient could keep along this text, the norm of
-the product of the RNN's own step Jacobians; the solid curve runs under it.
-
-**An LSTM (blue)** keeps a cell state updated by *adding*: c = f·c + i·g. Back through time, the cell's gradient
-(dashed) is multiplied by the forget gate f at each step, so where f stays near 1 it is carried across. The dark
-blue LSTM's forget gates are open (f̄ ≈ 0.95); the light blue one is **the same LSTM with f̄ ≈ 0.5**, and it loses
-its gradient (how fast, against the RNN, is said under the chart). The gate, not the name of the architecture, does
-the work. The cell's gradient (dashed) may rise above 1: each step back it gathers the gradient of that step's h,
-and open forget gates carry the sum along. The dotted blue lines are the product of the forget gates met along the
-text (the largest over units): what the cell path alone carries.
-
-**A GRU (green)** does the same with its update gate z: h = (1 − z)·n + z·h_prev, so z near 1 keeps the state
-(this is PyTorch's convention; in Cho et al.'s paper z is the other way round). Its dotted line is the product of z.
-"""
-
 
 def fresh_section(ctx):
     ss = st.session_state
@@ -137,7 +114,7 @@ def main():
     touring = tour_ui.running_key()
     # on a tour the banner reads the chart aloud: the explanation waits, closed, so the chart is in view
     with st.expander("How to read this (a short explanation to read aloud)", expanded=touring is None):
-        st.markdown(EXPLANATION)
+        st.markdown(lesson.EXPLANATION)
     if touring == "memory":  # the stop speaks of the memory models: they come first
         memory_section()
     # its four sliders redraw only its chart and summary, not the memory models or the trained ones

@@ -10,12 +10,8 @@ from pathlib import Path
 import pytest
 
 import ui
-from rnnviz import checkpoint
-from rnnviz.corpora import load_corpus
-from rnnviz.model import build
-from rnnviz.vocab import Vocab
-from streamlit_server import app_server, no_errors, require_browser
-from test_browser import SHOTS, _settle, browser_page
+from streamlit_server import no_errors
+from test_browser import SHOTS, _settle, browser_page, server  # noqa: F401, F811 (server: the fixture)
 
 # The grouping issue 25 asked for, by page title: the reference the app's sections are checked against.
 WANT = {
@@ -64,14 +60,6 @@ def _hidden_links(page) -> list[str]:
     }}""")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    require_browser()
-    pre = tmp_path_factory.mktemp("pretrained")
-    text = load_corpus("shakespeare", max_chars=50_000).text
-    model = build(Vocab.from_text(text), cell="lstm", hidden_size=16, num_layers=1, seed=0)
-    checkpoint.save(model, pre / "tiny-lstm", meta={"corpus": {"name": "shakespeare"}, "val_loss": 3.5})
-    yield from app_server(tmp_path_factory, pre)
 
 
 @pytest.mark.browser
