@@ -43,6 +43,46 @@ class Clamp:
             raise ConfigError(f"clamp value must be a finite number, not {self.value!r}")
         return self
 
+    def apply(self, v: torch.Tensor) -> torch.Tensor:
+        """The state (H,) with the clamped units held."""
+        v = v.clone()
+        v[torch.tensor(self.units, device=v.device)] = self.value
+        return v
+
+
+@dataclass
+class Steer:
+    """Add alpha × direction to one layer's h (or an LSTM's c) at every step, the prime's characters included.
+
+    The same rule as a Clamp: from the first character the model reads, the sum replaces what the cell
+    computed, and is what the next step and the layer above read. A dictionary feature's decoder row
+    W_dec[i] is such a direction (rnnviz.features): alpha = its activation adds the feature at that strength.
+    """
+
+    layer: int
+    direction: np.ndarray  # (H,)
+    alpha: float = 1.0
+    kind: str = "h"
+
+    def validate(self, model: CharRNN) -> "Steer":
+        L, H = model.config.num_layers, model.config.hidden_size
+        if not 0 <= self.layer < L:
+            raise ConfigError(f"steering layer must be from 0 to {L - 1}, not {self.layer}")
+        d = np.asarray(self.direction, dtype=np.float64).ravel()
+        if d.shape != (H,) or not np.isfinite(d).all():
+            raise ConfigError(f"the steering direction must be {H} finite numbers (one per unit of the layer), "
+                              f"not an array of shape {np.shape(self.direction)}")
+        self.direction = d
+        if self.kind not in ("h", "c") or (self.kind == "c" and model.cell != "lstm"):
+            raise ConfigError("steering kind must be 'h', or 'c' for an LSTM")
+        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or not math.isfinite(self.alpha):
+            raise ConfigError(f"the steering strength alpha must be a finite number, not {self.alpha!r}")
+        return self
+
+    def apply(self, v: torch.Tensor) -> torch.Tensor:
+        """The state (H,) plus alpha × direction."""
+        return v + torch.as_tensor(self.alpha * self.direction, dtype=v.dtype, device=v.device)
+
 
 @dataclass
 class Sample:
@@ -131,9 +171,10 @@ def start_text(vocab, prime: str) -> str:
 
 
 class _Stepper:
-    """Feeds characters and keeps the state; with a clamp, holds its units at every step it feeds."""
+    """Feeds characters and keeps the state; with a clamp (or a steer), changes its layer's state at every
+    step it feeds."""
 
-    def __init__(self, model: CharRNN, clamp: Clamp | None):
+    def __init__(self, model: CharRNN, clamp: Clamp | Steer | None):
         self.model, self.clamp = model, clamp
         self.state = model.init_state(1)
 
@@ -167,28 +208,25 @@ class _Stepper:
 
     def _clamped_layer(self, x: torch.Tensor, st, params):
         """x (t, in) -> (h (t, H), final state), the clamped units held at every step."""
-        cl, cell = self.clamp, self.model.cell
-        units = torch.tensor(cl.units, device=x.device)
+        cl, cell = self.clamp, self.model.cell  # a Clamp or a Steer: cl.apply changes the state
         hs = []
         for t in range(len(x)):
             if cl.kind == "c":
                 w_ih, w_hh, b_ih, b_hh = params
                 zi, zf, zg, zo = (x[t] @ w_ih.t() + b_ih + st[0][0, 0] @ w_hh.t() + b_hh).chunk(4)
-                c = torch.sigmoid(zf) * st[1][0, 0] + torch.sigmoid(zi) * torch.tanh(zg)
-                c[units] = cl.value
+                c = cl.apply(torch.sigmoid(zf) * st[1][0, 0] + torch.sigmoid(zi) * torch.tanh(zg))
                 h = torch.sigmoid(zo) * torch.tanh(c)
                 st = (h[None, None], c[None, None])
             else:
                 h, st = _run_layer(cell, x[t:t + 1], st, params)
-                h = h[0].clone()
-                h[units] = cl.value
+                h = cl.apply(h[0])
                 st = (h[None, None], st[1]) if cell == "lstm" else h[None, None]
             hs.append(h)
         return torch.stack(hs), st
 
 
 @torch.no_grad()
-def clamp_divergence(model: CharRNN, prime: str, text: str, clamp: Clamp) -> np.ndarray:
+def clamp_divergence(model: CharRNN, prime: str, text: str, clamp: Clamp | Steer) -> np.ndarray:
     """How far a clamp moves the model's next-character distributions along a text, in nats per step.
 
     Returns kl (n,) for n = len(text): kl[i] = KL(p_i || q_i) = sum_v p_i(v) (ln p_i(v) - ln q_i(v)),
@@ -198,6 +236,7 @@ def clamp_divergence(model: CharRNN, prime: str, text: str, clamp: Clamp) -> np.
     included. Both at temperature 1 over the whole vocabulary. Pass a clamped sample's own text
     (the prime and Sample.text) to measure the clamp along the text it produced; kl.mean() is then
     0 exactly when the clamp changed no distribution (tiny negatives from rounding are set to 0).
+    A Steer in place of the clamp measures the steering the same way.
     """
     if not isinstance(prime, str) or not isinstance(text, str):
         raise TextError("the prime and the text must be text")
@@ -221,18 +260,23 @@ def clamp_divergence(model: CharRNN, prime: str, text: str, clamp: Clamp) -> np.
 
 @torch.no_grad()
 def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: float = 0.8,
-           top_k: int | None = None, seed: int | None = None, clamp: Clamp | None = None) -> Sample:
+           top_k: int | None = None, seed: int | None = None, clamp: Clamp | None = None,
+           steer: Steer | None = None) -> Sample:
     """Generate `length` characters after `prime`. Temperature 0 is greedy; a seed makes it repeatable.
 
     A clamp holds its units at every step, from the prime's first character on (see Clamp). Each
     character is drawn by one uniform number from the seeded generator (see Sample and `draw`); the
-    Sample records the distribution, u, the interval and the rank of every step.
+    Sample records the distribution, u, the interval and the rank of every step. A steer adds its
+    direction at every step by the same rule (see Steer); one intervention at a time.
     """
     check_temperature(temperature)
     if not isinstance(length, int) or not 0 <= length <= MAX_LENGTH:
         raise ConfigError(f"length must be a whole number from 0 to {MAX_LENGTH:,}, not {length!r}")
     if not isinstance(prime, str):
         raise TextError("the prime must be text")
+    if clamp is not None and steer is not None:
+        raise ConfigError("clamp a unit or steer along a direction, not both at once")
+    clamp = clamp if clamp is not None else steer
     if clamp is not None:
         clamp.validate(model)
     vocab = model.vocab
@@ -284,6 +328,15 @@ def sample(model: CharRNN, prime: str = "\n", length: int = 200, temperature: fl
     return Sample(prime=prime, text=vocab.decode(ids.tolist()), probs=probs, model_probs=model_probs,
                   unknown=vocab.unknown(prime), dists=dists.cpu().numpy(), u=cat(us), lo=cat(los), hi=cat(his),
                   rank=cat(ranks), logp=logp.cpu().numpy())
+
+
+def steered_sample(model: CharRNN, steer: Steer, prime: str = "\n", length: int = 200, temperature: float = 0.8,
+                   top_k: int | None = None, seed: int | None = None) -> tuple[Sample, np.ndarray]:
+    """A sample generated with the steer held at every step, and the KL it causes along its own text:
+    kl[i] = KL(unsteered || steered) of the next-character distributions after reading the same
+    characters (see clamp_divergence). With alpha = 0 the sample is the plain one and kl is 0."""
+    s = sample(model, prime, length, temperature=temperature, top_k=top_k, seed=seed, steer=steer)
+    return s, clamp_divergence(model, prime, s.text, steer)
 
 
 # --- what the Sample page says about a sample (plain text, so a notebook can print the same) ---------
@@ -357,3 +410,11 @@ def divergence_summary(kl: np.ndarray) -> str:
             f"{kl.mean():.3g} nats per character, largest {kl.max():.3g}: both models read the "
             f"right-hand text, and at each of its {kl.size:,} characters their distributions for it "
             "are compared (0 = no change at all; the same text on both sides can still hide a change).")
+
+
+def steer_summary(kl: np.ndarray, what: str, alpha: float) -> str:
+    """The mean and largest KL(unsteered || steered) along a steered sample's text."""
+    return (f"Adding {number(alpha)} × {what} at every step moved the next-character distributions by a mean "
+            f"KL(unsteered || steered) {kl.mean():.3g} nats per character, largest {kl.max():.3g}: both models "
+            f"read the steered text, and at each of its {kl.size:,} characters their distributions for it are "
+            "compared (0 = no change at all).")

@@ -384,3 +384,81 @@ def test_clamp_notes():
     kl = np.array([0.0, 0.02, 0.5])
     said = sampling.divergence_summary(kl)
     assert f"{kl.mean():.3g} nats per character, largest 0.5" in said and "each of its 3 characters" in said
+
+
+# --- steering along a direction -------------------------------------------------------------------
+
+def steered_reference(sd, cell, num_layers, ids, steer):
+    """Logits (T, V) after each of ids: float64 numpy, one character at a time; `steer` = (layer, direction,
+    alpha, kind) adds alpha × direction to that layer's h (or c) at every step, the first included."""
+    emb = sd["embed.weight"].double().numpy()
+    W, b = sd["head.weight"].double().numpy(), sd["head.bias"].double().numpy()
+    H = sd["rnn.weight_hh_l0"].shape[1]
+    h = [np.zeros(H) for _ in range(num_layers)]
+    c = [np.zeros(H) for _ in range(num_layers)]
+    layer, d, alpha, kind = steer
+    out = []
+    for i in ids:
+        x = emb[i]
+        for l in range(num_layers):
+            W_ih, W_hh, b_ih, b_hh = reference.weights(sd, l)
+            if cell == "lstm":
+                a = W_ih @ x + b_ih + W_hh @ h[l] + b_hh
+                ig, fg = reference.sigmoid(a[:H]), reference.sigmoid(a[H:2 * H])
+                gg, og = np.tanh(a[2 * H:3 * H]), reference.sigmoid(a[3 * H:])
+                c[l] = fg * c[l] + ig * gg + (alpha * d if (l == layer and kind == "c") else 0)
+                h[l] = og * np.tanh(c[l])
+            else:
+                h[l] = reference.LAYER[cell](x[None], W_ih, W_hh, b_ih, b_hh, h[l])["h"][0].copy()
+            if l == layer and kind == "h":
+                h[l] = h[l] + alpha * d
+            x = h[l]
+        out.append(x @ W.T + b)
+    return np.array(out)
+
+
+STEERS = [("lstm", 1, "h", 2.0), ("lstm", 0, "c", -3.0), ("gru", 0, "h", 1.5), ("rnn", 1, "h", -1.0)]
+
+
+@pytest.mark.parametrize("cell,layer,kind,alpha", STEERS)
+def test_steering_adds_the_direction_at_every_step_and_its_kl_matches_numpy(cell, layer, kind, alpha):
+    """The steered sample's probabilities are those of a numpy cell with alpha × direction added to the
+    state at every step (the prime's included), and its KL is KL(plain || steered) from two numpy runs."""
+    m = _model(cell)
+    d = np.random.default_rng(1).normal(size=16)
+    d /= np.linalg.norm(d)  # a unit-norm row, as a dictionary's decoder rows are
+    steer = sampling.Steer(layer=layer, direction=d, alpha=alpha, kind=kind)
+    s, kl = sampling.steered_sample(m, steer, "ab", 25, temperature=1.0, seed=4)
+    ids = [m.vocab.index[ch] for ch in "ab" + s.text]
+    sd = m.state_dict()
+    q = softmax(steered_reference(sd, cell, 2, ids, (layer, d, alpha, kind)))[1:26]
+    np.testing.assert_allclose(s.model_probs, q[np.arange(25), ids[2:]], rtol=1e-4)
+    p = softmax(steered_reference(sd, cell, 2, ids, (layer, d, 0.0, kind)))[1:26]
+    expected = (p * (np.log(p) - np.log(q))).sum(1)
+    np.testing.assert_allclose(kl, expected, rtol=1e-3, atol=1e-6)
+    assert expected.mean() > 1e-3
+
+
+def test_steering_at_zero_is_the_plain_sample_and_bad_steers_are_refused():
+    m = _model("lstm")
+    d = np.ones(16) / 4
+    plain = sample(m, "ab", 40, temperature=1.0, seed=2)
+    s, kl = sampling.steered_sample(m, sampling.Steer(1, d, 0.0), "ab", 40, temperature=1.0, seed=2)
+    assert s.text == plain.text and kl.max() < 1e-9  # the stepped and fused runs differ only by rounding
+    np.testing.assert_allclose(s.model_probs, plain.model_probs, rtol=1e-6)
+    moved, _ = sampling.steered_sample(m, sampling.Steer(1, d, 4.0), "ab", 40, temperature=1.0, seed=2)
+    assert moved.text != plain.text
+    for bad in (sampling.Steer(5, d, 1.0), sampling.Steer(0, d[:3], 1.0), sampling.Steer(0, d, float("nan")),
+                sampling.Steer(0, d * np.inf, 1.0)):
+        with pytest.raises(ConfigError):
+            sample(m, "ab", 5, steer=bad)
+    with pytest.raises(ConfigError):
+        sample(_model("gru"), "ab", 5, steer=sampling.Steer(0, d, 1.0, kind="c"))
+    with pytest.raises(ConfigError):
+        sample(m, "ab", 5, clamp=Clamp(layer=0, units=[0]), steer=sampling.Steer(0, d, 1.0))
+
+
+def test_steer_summary_states_the_kl():
+    words = sampling.steer_summary(np.array([0.0, 0.5, 0.25]), "feature 7's decoder row", 2.5)
+    assert words.startswith("Adding 2.5 × feature 7's decoder row at every step")
+    assert "KL(unsteered || steered) 0.25 nats per character, largest 0.5" in words and "3 characters" in words
