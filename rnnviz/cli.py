@@ -1,5 +1,5 @@
 """Command line: python -m rnnviz train | sample | trace | probe | grads | memory | atlas | saliency | edit | ngram |
-compare."""
+compare | cell."""
 from __future__ import annotations
 
 import argparse
@@ -439,6 +439,19 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--held-out", action="store_true", help="A's whole held-out split instead")
     cm.add_argument("--json", action="store_true", help="print one JSON object")
     cm.set_defaults(fn=cmd_compare)
+    # issue 26: one exact step of one unit, every quantity of the cell's arithmetic (rnnviz.anatomy)
+    ce = sub.add_parser("cell", help="one unit's step at one character: every value of the cell's arithmetic, each "
+                                     "gate's pre-activation in its input, recurrent and bias parts, the top "
+                                     "contributors from h_(t-1)")
+    ce.add_argument("checkpoint")
+    ce.add_argument("--text", "--file", dest="file", required=True, metavar="FILE",
+                    help="a UTF-8 text file, read from its first character")
+    ce.add_argument("--pos", type=int, required=True, help="the character T (from 0) whose step is shown")
+    ce.add_argument("--layer", type=int, default=0)
+    ce.add_argument("--unit", type=int, required=True)
+    ce.add_argument("--top", type=int, default=5, help="recurrent contributors per gate (default 5)")
+    ce.add_argument("--json", action="store_true", help="print one JSON object (docs/format.md names its fields)")
+    ce.set_defaults(fn=cmd_cell)
     return p
 
 
@@ -713,6 +726,26 @@ def cmd_compare(args) -> int:
     for r in acc.itertuples():
         print(f"{r.model[:18]:<18} {r.kind:<8} {r.bucket:<8} {r.count:>6} "
               f"{'-' if r.count == 0 else format(r.accuracy, '.3f'):>8}")
+    return 0
+
+
+def cmd_cell(args) -> int:
+    import json
+
+    from .anatomy import cell_step
+    from .render import char_label
+    model, _ = checkpoint.load(args.checkpoint)
+    text = decode_utf8(Path(args.file).read_bytes(), args.file)
+    s = cell_step(model, text, args.pos, args.layer, args.unit, top=args.top)
+    if args.json:
+        print(json.dumps(s.to_json()))
+        return 0
+    print(f"{s.cell.upper()} layer {s.layer} unit {s.unit} at position {s.pos} '{char_label(s.char)}'")
+    print("  " + "  ".join(f"{k} {v:+.4f}" for k, v in s.values.items()))
+    print(f"{'gate':<5} {'input':>8} {'recurrent':>9} {'bias':>8} {'total':>8}  top contributors from h_(t-1)")
+    for g, p in s.preact.items():
+        top = ", ".join(f"h{j} {v:+.3f}" for j, v in s.contributors[g]) or "none (h_(t-1) is zero)"
+        print(f"{g:<5} {p['input']:+8.4f} {p['recurrent']:+9.4f} {p['bias']:+8.4f} {s.total(g):+8.4f}  {top}")
     return 0
 
 
