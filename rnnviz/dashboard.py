@@ -1,4 +1,5 @@
-"""What one unit does, over a whole atlas corpus: its map entry, its contexts, and its effect on the prediction."""
+"""What one unit does, over a whole atlas corpus: its map entry, its contexts, and its effect on the prediction;
+and the same panels for any activation over a text (a dictionary's features), from the array itself."""
 from __future__ import annotations
 
 import html
@@ -11,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from .atlas import Atlas, Cancelled, tau
-from .atlas.stats import PEAKS, SEPARATION
+from .atlas.labels import _hypothesis_targets, _labels_frame, _score_atlas
+from .atlas.stats import PEAK_DEPTH, PEAKS, SEPARATION, decile_bands, separated_peaks
 from .errors import ConfigError
 from .model import CharRNN
 from .render import char_label
@@ -251,3 +253,105 @@ def unit_tau(atlas: Atlas, layer: int, unit: int) -> float | None:
     if atlas.cell == "rnn":
         return None
     return float(tau(atlas.gate_mean(layer)[unit]))
+
+
+# --- any activation over a text: the unit dashboard's panels from an array (a dictionary's features) ------
+
+def array_peaks(values: np.ndarray, which: str = "top", k: int = 8, sep: int = SEPARATION,
+                active_only: bool = False) -> list[tuple[int, float]]:
+    """Up to k separated peaks (position, value) of values (T,), best first, exactly as an atlas picks a
+    unit's: greedy, each more than `sep` characters from every earlier one. active_only keeps only values
+    above 0 (a feature's peaks are where it fires)."""
+    if which not in ("top", "bottom"):
+        raise ConfigError(f"which must be 'top' or 'bottom', not {which!r}")
+    x = np.asarray(values, dtype=np.float32).ravel()
+    sign = np.float32(1 if which == "top" else -1)
+    depth = min(len(x), (k - 1) * (2 * sep + 1) + 1 if k > 0 else 0, max(PEAK_DEPTH, k))
+    if depth == 0:
+        return []
+    cand = np.argpartition(-sign * x, depth - 1)[:depth]
+    cand = cand[np.lexsort((cand, -sign * x[cand]))]  # best first; equal values: earlier first
+    if active_only:
+        cand = cand[x[cand] > 0]
+    pos, val = separated_peaks(cand[:, None].astype(np.int64), x[cand][:, None], k, sep)
+    return [(int(p), float(v)) for p, v in zip(pos[:, 0], val[:, 0]) if p >= 0]
+
+
+def array_window(text: str, values: np.ndarray, pos: int, value: float | None = None,
+                 width: int = CONTEXT) -> dict:
+    """One context of an activation over a text, shaped as `window`'s: {pos, value, start, text, values, peak}."""
+    if not 0 <= pos < len(text):
+        raise ConfigError(f"position must be from 0 to {len(text) - 1:,}, not {pos}")
+    start = max(0, pos - width)
+    part = text[start:pos + width + 1]
+    vals = np.asarray(values[start:start + len(part)], dtype=np.float32)
+    return {"pos": pos, "value": float(vals[pos - start]) if value is None else value, "start": start,
+            "text": part, "values": vals, "peak": pos - start}
+
+
+def array_contexts(text: str, values: np.ndarray, which: str = "top", k: int = 8, width: int = CONTEXT,
+                   active_only: bool = False) -> list[dict]:
+    """The k best separated peaks of values (T,) over the text, each with its context (see array_peaks)."""
+    return [array_window(text, values, p, v, width) for p, v in array_peaks(values, which, k, active_only=active_only)]
+
+
+def array_deciles(text: str, values: np.ndarray, n: int = 1, width: int = 20, active_only: bool = False
+                  ) -> list[dict]:
+    """decile_examples for an array: per decile band of its values (of its values above 0 with active_only,
+    where a sparse feature's zeros would fill every band), its bounds, count and n contexts."""
+    x = np.asarray(values, dtype=np.float32).ravel()
+    where = np.flatnonzero(x > 0) if active_only else np.arange(len(x))
+    if not len(where):
+        return []
+    out = []
+    for band in decile_bands(x[where], n + 2):
+        inner = band["examples"][1:-1] or band["examples"]
+        out.append({**band, "contexts": [array_window(text, x, int(where[p]), v, width) for p, v in inner[:n]]})
+    return out
+
+
+def array_histogram(values: np.ndarray, bins: int = 40, active_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, edges) of values (T,) over [min, max] in `bins` bins (of the values above 0 with active_only)."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[x > 0] if active_only else x
+    if not len(x):
+        return np.zeros(bins, np.int64), np.linspace(0, 1, bins + 1)
+    lo, hi = float(x.min()), float(x.max())
+    return np.histogram(x, bins=bins, range=(lo, hi if hi > lo else lo + 1))
+
+
+class _Columns:
+    """An activation array (T, U) seen as an atlas of one layer and one kind, so atlas.labels scores it."""
+
+    def __init__(self, values: np.ndarray, text: str):
+        self.values, self.text, self.path = values, text, None
+        self.num_layers, self.hidden_size, self.kinds = 1, values.shape[1], ("f",)
+
+    def unit_states(self, layer: int, kind: str, units, start: int = 0, end: int | None = None) -> np.ndarray:
+        return np.asarray(self.values[start:end, units], dtype=np.float32).T
+
+
+def column_labels(values: np.ndarray, text: str, hypotheses: dict | None = None) -> pd.DataFrame:
+    """Every column of values (T, U) against every hypothesis over the text, scored as the atlas scores its
+    units (probes' conventions; masked hypotheses count only what their mask keeps): columns column,
+    hypothesis, binary, auroc, direction, score, corr and the evidence (positives, spans, flagged, reason)."""
+    from .hypotheses import HYPOTHESES
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape[0] != len(text):
+        raise ConfigError(f"give one row of values per character: {len(text):,} characters, shape {values.shape}")
+    view = _Columns(values, text)
+    names, Y, binary, masks = _hypothesis_targets(text, dict(HYPOTHESES if hypotheses is None else hypotheses))
+    scores = _score_atlas(view, names, Y, binary, masks)
+    df = _labels_frame(view, names, binary, scores, Y, masks)
+    return df.drop(columns=["layer", "kind"]).rename(columns={"unit": "column"})
+
+
+def column_table(values: np.ndarray, labels: pd.DataFrame) -> pd.DataFrame:
+    """One row per column of values (T, U): frequency (the share of characters where it is above 0), max,
+    and its best label (hypothesis, direction, score, flagged) from column_labels' frame; a label that is
+    not a detector (too little evidence) ranks after every one that is."""
+    x = np.asarray(values)
+    df = pd.DataFrame({"column": np.arange(x.shape[1]), "frequency": (x > 0).mean(0), "max": x.max(0)})
+    best = labels.dropna(subset=["score"]).sort_values(["flagged", "score"], ascending=[True, False], kind="stable")
+    best = best.drop_duplicates("column")[["column", "hypothesis", "direction", "score", "flagged"]]
+    return df.merge(best.rename(columns={"hypothesis": "label"}), on="column", how="left")

@@ -187,3 +187,58 @@ def test_cli_lists_separated_peaks(tmp_path, capsys):
     assert obj["separation"] == 20
     assert main(["atlas", str(ck), "--corpus", str(f), "--unit", "1:c:2", "--top", "17", "--out", str(tmp_path / "c")])
     assert "at most 16" in capsys.readouterr().err
+
+
+# --- the same panels from an activation array (a dictionary's features) ---------------------------------
+
+def test_array_peaks_are_the_brute_force_greedy_picks_and_contexts_hold_their_text():
+    rng = np.random.default_rng(5)
+    x = np.cumsum(rng.normal(size=3000)).astype(np.float32)  # drifts: many high neighbours to suppress
+    for which in ("top", "bottom"):
+        got = dashboard.array_peaks(x, which, 8)
+        assert [p for p, _ in got] == greedy(x, which == "top", 8)
+        assert all(v == x[p] for p, v in got)
+    sparse = np.where(rng.random(3000) < 0.01, rng.random(3000), 0).astype(np.float32)  # fires ~30 times
+    fired = dashboard.array_peaks(sparse, "top", 16, active_only=True)
+    assert fired and all(v > 0 for _, v in fired)
+    assert [p for p, _ in fired] == greedy(sparse, True, 16)[:len(fired)]
+    text = "".join(rng.choice(list("abc \n"), 3000))
+    for c in dashboard.array_contexts(text, x, "top", 3, width=10):
+        assert c["text"] == text[c["start"]:c["pos"] + 11] and c["values"][c["peak"]] == c["value"]
+        np.testing.assert_array_equal(c["values"], x[c["start"]:c["start"] + len(c["text"])])
+
+
+def test_array_deciles_and_histogram_of_the_active_values():
+    rng = np.random.default_rng(1)
+    x = np.where(rng.random(2000) < 0.2, rng.random(2000) + 0.5, 0).astype(np.float32)
+    text = "a" * 2000
+    bands = dashboard.array_deciles(text, x, n=1, active_only=True)
+    active = x[x > 0]
+    assert sum(b["count"] for b in bands) == len(active)
+    assert bands[0]["low"] == pytest.approx(active.min()) and bands[-1]["high"] == pytest.approx(active.max())
+    assert all(b["low"] <= c["value"] <= b["high"] for b in bands for c in b["contexts"])
+    counts, edges = dashboard.array_histogram(x, active_only=True)
+    assert counts.sum() == len(active) and edges[0] == pytest.approx(active.min())
+
+
+def test_column_labels_score_each_column_as_probes_does():
+    """Each column against each hypothesis: the score, direction and evidence of probes.score_units."""
+    from rnnviz import probes
+    from rnnviz.hypotheses import HYPOTHESES, hypothesis_mask
+    tr = trace(model("lstm"), TEXT)
+    values = np.maximum(np.concatenate([tr.get(1, "h"), tr.get(0, "c")], axis=1), 0)  # (T, 12), zeros as features have
+    df = dashboard.column_labels(values, TEXT)
+    assert len(df) == values.shape[1] * len(HYPOTHESES)
+    for name in ("inside quotes", "bracket depth", "indentation"):
+        want = probes.score_units(values, HYPOTHESES[name](TEXT), hypothesis_mask(name, TEXT))
+        got = df[df.hypothesis == name].sort_values("column")
+        np.testing.assert_allclose(got.score, want.score, atol=1e-9)
+        assert list(got.direction) == list(want.direction)
+        assert int(got.positives.iloc[0]) == probes.evidence(HYPOTHESES[name](TEXT))["positives"]
+    table = dashboard.column_table(values, df)
+    np.testing.assert_allclose(table["frequency"], (values > 0).mean(0))
+    np.testing.assert_allclose(table["max"], values.max(0))
+    best = df[~df.flagged.astype(bool)].sort_values("score", ascending=False).drop_duplicates("column")
+    assert dict(zip(table.column, table.score)) == pytest.approx(dict(zip(best.column, best.score)))
+    with pytest.raises(ConfigError):
+        dashboard.column_labels(values[:5], TEXT)

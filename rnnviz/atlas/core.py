@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from ..model import CharRNN
 from .corpus import model_key
 from .labels import _load_or_score_labels
-from .stats import _H_EDGES, C_BINS, GATE, QUANTILES, _series_name, tau
+from .stats import _H_EDGES, C_BINS, GATE, QUANTILES, _series_name, decile_bands, tau
 
 
 class Atlas:
@@ -221,19 +221,7 @@ class Atlas:
     def deciles(self, layer: int, kind: str, unit: int, n: int = 3) -> list[dict]:
         """Per decile band [q_d, q_d+1) of the stored states (the last band closed): its bounds and up to n
         example positions whose stored value falls in it, spread evenly through the corpus."""
-        x = self.unit_values(layer, kind, unit)
-        edges = np.quantile(x, np.linspace(0, 1, 11))
-        band = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 9)
-        order = np.argsort(band, kind="stable")
-        counts = np.bincount(band, minlength=10)
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        out = []
-        for d in range(10):
-            members = order[starts[d]:starts[d + 1]]
-            pick = members[np.unique(np.linspace(0, len(members) - 1, n).round().astype(int))] if len(members) else []
-            out.append({"decile": d + 1, "low": float(edges[d]), "high": float(edges[d + 1]), "count": int(counts[d]),
-                        "examples": [(int(p), float(x[p])) for p in pick]})
-        return out
+        return decile_bands(self.unit_values(layer, kind, unit), n)
 
     # labels
     def labels(self, hypotheses: dict | None = None) -> pd.DataFrame:

@@ -195,6 +195,24 @@ def separated_peaks(pos: np.ndarray, val: np.ndarray, n: int = PEAKS,
     return out_pos, out_val
 
 
+def decile_bands(x: np.ndarray, n: int = 3) -> list[dict]:
+    """Per decile band [q_d, q_d+1) of the values x (T,) (the last band closed): its bounds, its count and up
+    to n example positions whose value falls in it, spread evenly through the series."""
+    x = np.asarray(x)
+    edges = np.quantile(x, np.linspace(0, 1, 11))
+    band = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, 9)
+    order = np.argsort(band, kind="stable")
+    counts = np.bincount(band, minlength=10)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    out = []
+    for d in range(10):
+        members = order[starts[d]:starts[d + 1]]
+        pick = members[np.unique(np.linspace(0, len(members) - 1, n).round().astype(int))] if len(members) else []
+        out.append({"decile": d + 1, "low": float(edges[d]), "high": float(edges[d + 1]), "count": int(counts[d]),
+                    "examples": [(int(p), float(x[p])) for p in pick]})
+    return out
+
+
 def _h_edge(k):
     """Edge k of the h histogram, float32: k * (2 / H_BINS) - 1 computed in float32 (elementwise for tensors)."""
     return k * np.float32(2.0 / H_BINS) - np.float32(1.0)
