@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import corpora, experiments, heldout, hypotheses, lesson, probes, sampling
+from . import anatomy, corpora, experiments, heldout, hypotheses, lesson, probes, sampling
 from .checkpoint import load
 from .errors import ConfigError
 from .saturation import saturation_table
@@ -22,6 +22,7 @@ EXCERPT = 2_000  # the text every stop shows: the first EXCERPT characters of th
 
 # Each named unit lives here, once: a retrained model changes only these lines (the test then checks them).
 QUOTE_UNIT = (1, "c", 59)  # python-lstm: deep negative in code, near zero inside one-line strings
+QUOTE_STRING = (16, 21, "`'Mock'`")  # python-lstm's stop text: the first one-line string (open, close, as shown)
 LINE_UNIT = (1, "c", 28)  # shakespeare-lstm: rises with the position in the line
 
 
@@ -59,6 +60,19 @@ STOPS: tuple[Stop, ...] = (
          "this layer's cells by how well they follow strings, and c{unit} comes first there too.",
          {"layer": QUOTE_UNIT[0], "kind": QUOTE_UNIT[1], "unit": QUOTE_UNIT[2], "hypothesis":
           "inside a string (tokenize)", "direction": "high", "min_score": 0.9, "colours": "blue code, white strings"}),
+    Stop("cell", "Inside the string cell, one character at a time", "python-lstm", "pages/cell_page.py",
+         {**_TEXT, "layer": QUOTE_UNIT[0], "unit": QUOTE_UNIT[2], "cell_pos": QUOTE_STRING[0]},
+         "How does **L{layer} c{unit}** know? The diagram is its LSTM cell at the opening quote of {word}: "
+         "the **forget gate shuts** (f below {f_quote_max}), pushed down by the quote itself (this character's "
+         "part of f's pre-activation is below {f_input_max}), so the cell drops the code's value (below "
+         "{c_code_max}) and c jumps to about zero. Press ▶: inside the string **f is back above {f_hold_min}** "
+         "and holds c, while the **input gate** stays almost shut (i below {i_inside_max}). At the closing quote "
+         "f shuts again; one character later i opens (above {i_after_min}) to write g below {g_after_max}: c "
+         "turns negative, the code is back. The same at all {strings} one-line strings of this text: f is below "
+         "{all_quote_max} at every quote that opens or closes one.",
+         {"layer": QUOTE_UNIT[0], "unit": QUOTE_UNIT[2], "open": QUOTE_STRING[0], "close": QUOTE_STRING[1],
+          "word": QUOTE_STRING[2], "f_quote_max": 0.05, "f_input_max": -5, "c_code_max": -2, "f_hold_min": 0.95,
+          "i_inside_max": 0.1, "i_after_min": 0.3, "g_after_max": -0.9, "strings": 20, "all_quote_max": 0.1}),
     Stop("line", "A unit that counts along the line", "shakespeare-lstm", "pages/activations_page.py",
          {**_TEXT, **_unit_settings(LINE_UNIT, "position in line")},
          "Verse has lines of about the same length, so knowing how far along the line you are helps to guess "
@@ -236,7 +250,63 @@ def _check_memory(stop: Stop, model, config, pretrained: Path) -> Check:
                  + "; gradient share at the key: " + ", ".join(f"{k} {v:.1e}" for k, v in grad.items()))
 
 
-_CHECKS: dict[str, Callable] = {"quotes": _check_unit, "line": _check_unit, "temperature": _check_temperature,
+def string_spans(text: str) -> list[tuple[int, int]]:
+    """(opening quote, closing quote) of every one-line string that Neuron search counts in `text`."""
+    name = "inside a string (tokenize)"
+    inside = hypotheses.HYPOTHESES[name](text) > 0.5
+    mask = hypotheses.hypothesis_mask(name, text)
+    counted = inside if mask is None else inside & mask
+    spans, t = [], 0
+    while t < len(text):
+        if counted[t]:
+            e = t
+            while e + 1 < len(text) and counted[e + 1]:
+                e += 1
+            spans.append((t, e))
+            t = e + 1
+        else:
+            t += 1
+    return spans
+
+
+def _check_cell(stop: Stop, model, config) -> Check:
+    """The gates of the quote cell at its string's quotes and inside it, as anatomy.step (the page) computes them."""
+    from .trace import trace
+    c = stop.claim
+    text = stop_text(config)
+    tr = trace(model, text, gates=False)
+    layer, unit, a, b = c["layer"], c["unit"], c["open"], c["close"]
+
+    def at(pos):
+        return anatomy.step(model, tr, pos, layer, unit, top=0)
+
+    spans = string_spans(text)
+    opened, closed, after = at(a), at(b), at(b + 1)
+    inside = [at(p) for p in range(a + 1, b)]
+    quote_f = [at(p).values["f"] for span in spans for p in span]
+    m = {"string": text[a:b + 1], "is_a_string": (a, b) in spans, "f_open": opened.values["f"],
+         "f_open_input": opened.preact["f"]["input"], "c_prev_open": opened.values["c_prev"], "c_open": opened.values["c"],
+         "f_inside_min": min(s.values["f"] for s in inside), "i_inside_max": max(s.values["i"] for s in inside),
+         "c_inside_max": max(abs(s.values["c"]) for s in inside), "f_close": closed.values["f"],
+         "i_after": after.values["i"], "g_after": after.values["g"], "c_after": after.values["c"],
+         "strings": len(spans), "quote_f_max": max(quote_f)}
+    near_zero = 0.2  # "about zero": a tenth of the code's value or less
+    holds = (m["is_a_string"] and f"`{m['string']}`" == c["word"] and stop.settings["cell_pos"] == a
+             and m["f_open"] < c["f_quote_max"] and m["f_open_input"] < c["f_input_max"]
+             and m["c_prev_open"] < c["c_code_max"] and abs(m["c_open"]) < near_zero
+             and m["f_inside_min"] > c["f_hold_min"] and m["i_inside_max"] < c["i_inside_max"]
+             and m["c_inside_max"] < near_zero and m["f_close"] < c["f_quote_max"]
+             and m["i_after"] > c["i_after_min"] and m["g_after"] < c["g_after_max"] and m["c_after"] < 0
+             and m["strings"] == c["strings"] and m["quote_f_max"] < c["all_quote_max"])
+    return Check(stop.key, holds, m,
+                 f"L{layer} c{unit} at {m['string']!r}: f {m['f_open']:.3f} at the opening quote (input part "
+                 f"{m['f_open_input']:+.2f}, c {m['c_prev_open']:+.2f} -> {m['c_open']:+.3f}), f at least "
+                 f"{m['f_inside_min']:.3f} and i at most {m['i_inside_max']:.3f} inside, f {m['f_close']:.3f} at "
+                 f"the closing quote, then i {m['i_after']:.2f}, g {m['g_after']:+.2f}; f at most "
+                 f"{m['quote_f_max']:.3f} at the quotes of all {m['strings']} strings")
+
+
+_CHECKS: dict[str, Callable] = {"cell": _check_cell, "quotes": _check_unit, "line": _check_unit, "temperature": _check_temperature,
                                 "gates": _check_gates, "vanishing": _check_vanishing}
 
 

@@ -45,6 +45,32 @@ def test_a_wrong_unit_or_a_bolder_claim_fails_the_check():
     assert not tour.check_stop(dataclasses.replace(mem, claim={**mem.claim, "rnn_max": 0.1}), PRETRAINED).holds
 
 
+@needs_models
+def test_the_cell_stop_fails_on_another_unit_another_string_or_a_bolder_claim():
+    """The Inside-the-cell stop opens right after the quote detector, on its unit, at its string's opening quote;
+    its check fails for the next unit, for another position, and for a claim just beyond what is measured."""
+    stop = tour.STOPS[tour.stop_index("cell")]
+    assert tour.stop_index("cell") == tour.stop_index("quotes") + 1
+    assert (stop.settings["layer"], stop.settings["unit"]) == (tour.QUOTE_UNIT[0], tour.QUOTE_UNIT[2])
+    assert stop.settings["cell_pos"] == stop.claim["open"] == tour.QUOTE_STRING[0]
+    assert stop.page == "pages/cell_page.py"
+    claim = stop.claim
+    assert not tour.check_stop(dataclasses.replace(stop, claim={**claim, "unit": claim["unit"] + 1}), PRETRAINED).holds
+    shifted = dataclasses.replace(stop, claim={**claim, "open": claim["open"] - 1})  # the space before the quote
+    assert not tour.check_stop(shifted, PRETRAINED).holds
+    assert not tour.check_stop(dataclasses.replace(stop, settings={**stop.settings, "cell_pos": 0}), PRETRAINED).holds
+    measured = tour.check_stop(stop, PRETRAINED).measured
+    for key, bolder in (("f_hold_min", measured["f_inside_min"] + 0.001), ("f_quote_max", measured["f_open"] - 0.001),
+                        ("strings", measured["strings"] + 1)):
+        assert not tour.check_stop(dataclasses.replace(stop, claim={**claim, key: bolder}), PRETRAINED).holds, key
+
+
+def test_string_spans_are_the_counted_one_line_strings():
+    text = "x = 'ab' + \"c\"\ny = 2\n"
+    assert tour.string_spans(text) == [(4, 7), (11, 13)]
+    assert [text[a] + text[b] for a, b in tour.string_spans(text)] == ["''", '""']
+
+
 def test_stops_are_consistent_data():
     """Each stop: a known page, settings the page reads, its unit in one place, a paragraph with every field filled."""
     pages = {p for p, *_ in ui.PAGES}
