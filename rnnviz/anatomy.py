@@ -152,7 +152,7 @@ def step(model: CharRNN, trace: Trace, pos: int, layer: int, unit: int, top: int
     else:
         pre = sum(preact["pre"].values())
         values = dict(h_prev=h_prev, pre=pre, h=float(np.tanh(pre)))
-    return CellStep(cell=cell, layer=layer, unit=unit, pos=int(pos), char=trace.text[pos], values=values,
+    return CellStep(cell=cell, layer=int(layer), unit=int(unit), pos=int(pos), char=trace.text[pos], values=values,
                     preact=preact, contributors=contributors)
 
 

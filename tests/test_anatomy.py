@@ -162,6 +162,8 @@ def test_to_json_has_the_issue_fields():
     model = tiny("lstm", 1)
     s = anatomy.cell_step(model, TEXT, 6, 0, 2, top=2)
     j = json.loads(json.dumps(s.to_json()))
+    # numpy integers (a slider's or an argmax's) give the same plain JSON
+    assert anatomy.cell_step(model, TEXT, np.int64(6), np.int64(0), np.int64(2), top=2).to_json() == j
     assert set(j) == {"cell", "layer", "unit", "pos", "char", "values", "preact", "contributors"}
     assert {"h_prev", "c_prev", "i", "f", "g", "o", "f_c_prev", "i_g", "c", "tanh_c", "h"} <= set(j["values"])
     assert set(j["preact"]) == set("ifgo") and all(set(p) == set(anatomy.PARTS) for p in j["preact"].values())
