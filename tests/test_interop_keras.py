@@ -1,0 +1,277 @@
+"""Keras models read by rnnviz.interop.keras, checked against Keras 3 itself (torch backend) predicting."""
+import io
+import json
+import os
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from rnnviz import checkpoint
+from rnnviz.interop.keras import read_keras
+from rnnviz.interop.parts import ImportRefused, build_model
+
+V = 9
+CHARS = list("abcdefghi")  # the Keras model's ids 0..8 in order; rnnviz puts its unknown symbol before them
+
+
+@pytest.fixture(scope="module")
+def keras():
+    """Keras 3 on its torch backend: a test dependency only (importing it takes seconds, so only here)."""
+    os.environ["KERAS_BACKEND"] = "torch"
+    keras = pytest.importorskip("keras", minversion="3")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"keras was already imported with the {keras.backend.backend()} backend")
+    return keras
+
+
+def randomize(model, seed):
+    """Weights drawn at a scale where every gate matters (Keras starts biases at 0, which would hide them)."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(0, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
+    return model
+
+
+def tutorial(keras, cell, units, seed, dense_activation="softmax", **rnn_kwargs):
+    """Embedding -> stacked `cell` layers -> Dropout -> Dense, as the Keras text tutorials build it."""
+    L = keras.layers
+    rnn = {"lstm": L.LSTM, "gru": L.GRU, "rnn": L.SimpleRNN}[cell]
+    layers = [keras.Input((None,), dtype="int32"), L.Embedding(V, 5)]
+    layers += [rnn(u, return_sequences=True, **rnn_kwargs) for u in units]
+    layers += [L.Dropout(0.3), L.Dense(V, activation=dense_activation)]
+    model = keras.Sequential(layers)
+    return randomize(model, seed)
+
+
+def ours(path, ids):
+    """rnnviz's next-character probabilities over the source's own ids, (T, V), and the Parts."""
+    parts = read_keras(path)
+    model, _ = build_model(parts, CHARS)
+    with torch.no_grad():
+        logits, _ = model(torch.as_tensor(ids[None] + 1))  # source id i is rnnviz's id i + 1
+    probs = torch.softmax(logits[0], -1).double().numpy()  # float32, as the app computes
+    assert np.all(probs[:, 0] == 0)  # the added unknown symbol takes nothing from the model's characters
+    return probs[:, 1:], parts
+
+
+def largest_difference(model, path, ids, logits=False):
+    """Save `model` at `path`, read it back with rnnviz, and return max |p_ours - p_keras| and the Parts;
+    `logits`: the model's Dense has no activation, so Keras's probabilities are the softmax of its output."""
+    model.save(path)
+    theirs = np.asarray(model.predict(ids[None], verbose=0), np.float64)[0]  # (T, V)
+    if logits:
+        theirs = torch.softmax(torch.as_tensor(theirs), -1).numpy()
+    probs, parts = ours(path, ids)
+    return float(np.abs(probs - theirs).max()), parts
+
+
+IDS = np.random.default_rng(0).integers(0, V, 40)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_next_character_probabilities_equal_keras_predict(keras, tmp_path, suffix):
+    """Embedding -> 1 to 3 LSTM / GRU / SimpleRNN -> Dense, saved as .keras and as legacy .h5: rnnviz's
+    probabilities are Keras's own model.predict on the same ids, within 1e-5."""
+    cases = {"lstm-2": tutorial(keras, "lstm", [6, 6], seed=1),
+             "gru-3": tutorial(keras, "gru", [5, 5, 5], seed=2),
+             "rnn-1-nobias-linear": tutorial(keras, "rnn", [7], seed=3, dense_activation=None, use_bias=False)}
+    for name, model in cases.items():
+        diff, parts = largest_difference(model, tmp_path / f"{name}{suffix}", IDS, logits="linear" in name)
+        assert diff < 1e-5, f"{name}{suffix}: rnnviz differs from Keras by {diff:.2e}"
+        assert parts.source == ("keras3" if suffix == ".keras" else "keras2-h5")
+        assert parts.vocab is None and any("not in Keras files" in n for n in parts.notices)
+        assert any("Dropout" in c for c in parts.conversions)
+
+
+@pytest.mark.slow
+def test_one_hot_functional_model_of_keras_text_generation_example(keras, tmp_path):
+    """Keras's own character-level example: one-hot input (no Embedding) -> LSTM (last step only) -> Dense
+    softmax, built with the functional API. rnnviz reads it as an identity embedding and agrees at the
+    window's end, where Keras predicts."""
+    L = keras.layers
+    inputs = keras.Input((None, V))
+    outputs = L.Dense(V, activation="softmax")(L.LSTM(8)(inputs))
+    model = randomize(keras.Model(inputs, outputs), seed=4)
+    path = tmp_path / "onehot.keras"
+    model.save(path)
+    theirs = model.predict(np.eye(V, dtype=np.float32)[IDS][None], verbose=0)[0]  # (V,)
+    probs, parts = ours(path, IDS)
+    assert parts.embedding is None
+    assert any("one-hot" in n for n in parts.notices) and any("return_sequences=False" in n for n in parts.notices)
+    assert np.abs(probs[-1] - theirs).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_gru_gate_order_and_bias_rows_matter(keras, tmp_path):
+    """The GRU's z/r swap and its two bias rows each change the answer: read without the reorder, or with
+    the rows swapped, rnnviz would miss Keras by far more than 1e-5 (so the test above can fail)."""
+    model = tutorial(keras, "gru", [6], seed=5)
+    path = tmp_path / "gru.keras"
+    model.save(path)
+    theirs = model.predict(IDS[None], verbose=0)[0]
+    parts = read_keras(path)
+    H = 6
+    order = np.r_[H:2 * H, 0:H, 2 * H:3 * H]  # undo r, z, n -> z, r, n
+    layer = parts.layers[0]
+    for broken in ({k: v[order] for k, v in layer.items()},
+                   {**layer, "bias_ih": layer["bias_hh"], "bias_hh": layer["bias_ih"]}):
+        parts.layers[0] = broken
+        model_b, _ = build_model(parts, CHARS)
+        with torch.no_grad():
+            probs = torch.softmax(model_b(torch.as_tensor(IDS[None] + 1))[0][0], -1).double().numpy()[:, 1:]
+        assert np.abs(probs - theirs).max() > 1e-3
+
+
+# ---------------------------------------------------------------- hostile files
+
+def refused(path, *words):
+    """read_keras refuses `path` with one line holding `words`, and leaves its folder as it was."""
+    before = sorted(p.name for p in path.parent.iterdir())
+    with pytest.raises(ImportRefused) as e:
+        read_keras(path)
+    message = str(e.value)
+    assert "\n" not in message and "Traceback" not in message
+    for w in words:
+        assert w in message, message
+    assert sorted(p.name for p in path.parent.iterdir()) == before
+    return message
+
+
+@pytest.mark.slow
+def test_keras_models_rnnviz_cannot_compute_are_refused_by_name(keras, tmp_path):
+    """A Lambda, a custom layer or activation, Bidirectional, Conv1D, reset_after=False, stateful or
+    go_backwards: each .keras (and .h5) gets one line that names the layer and why."""
+    L = keras.layers
+
+    @keras.saving.register_keras_serializable(package="test_interop_keras")
+    class Doubling(L.Layer):
+        def call(self, x):
+            return 2 * x
+
+    @keras.saving.register_keras_serializable(package="test_interop_keras")
+    def shifted_tanh(x):
+        return keras.ops.tanh(x) + 0.1
+
+    emb = lambda: [keras.Input((None,), dtype="int32"), L.Embedding(V, 5)]
+    dense = lambda: L.Dense(V, activation="softmax")
+    cases = {
+        "lambda": (emb() + [L.Lambda(lambda x: x * 2), L.LSTM(4, return_sequences=True), dense()],
+                   ["Lambda", "never runs code"]),
+        "custom-layer": (emb() + [Doubling(), L.LSTM(4, return_sequences=True), dense()],
+                         ["Doubling", "custom object"]),
+        "custom-activation": (emb() + [L.LSTM(4, activation=shifted_tanh, return_sequences=True), dense()],
+                              ["shifted_tanh", "custom object"]),
+        "bidirectional": (emb() + [L.Bidirectional(L.LSTM(4, return_sequences=True)), dense()],
+                          ["Bidirectional", "backwards"]),
+        "conv1d": (emb() + [L.Conv1D(4, 3), L.LSTM(4, return_sequences=True), dense()], ["Conv1D"]),
+        "reset-before": (emb() + [L.GRU(4, reset_after=False, return_sequences=True), dense()],
+                         ["reset_after=False", "cannot compute"]),
+        "relu": (emb() + [L.SimpleRNN(4, activation="relu", return_sequences=True), dense()], ["'relu'", "tanh"]),
+        "backwards": (emb() + [L.LSTM(4, go_backwards=True, return_sequences=True), dense()], ["go_backwards"]),
+        "relu-head": (emb() + [L.LSTM(4, return_sequences=True), L.Dense(V, activation="relu")], ["'relu'"]),
+        "two-sizes": (emb() + [L.LSTM(4, return_sequences=True), L.LSTM(3, return_sequences=True), dense()],
+                      ["4 and 3 units"]),
+    }
+    for name, (layers, words) in cases.items():
+        path = tmp_path / name / "model.keras"
+        path.parent.mkdir()
+        model = keras.Sequential(layers)
+        model.save(path)
+        refused(path, *words)
+        if name in ("lambda", "reset-before"):
+            model.save(path.with_suffix(".h5"))
+            refused(path.with_suffix(".h5"), *words)
+
+
+@pytest.fixture(scope="module")
+def saved(keras, tmp_path_factory):
+    """One small LSTM model saved both ways, for the damaged-file tests to spoil."""
+    folder = tmp_path_factory.mktemp("saved")
+    model = tutorial(keras, "lstm", [4], seed=6)
+    model.save(folder / "ok.keras")
+    model.save(folder / "ok.h5")
+    return folder
+
+
+def dense_kernel(f: h5py.File):
+    """(group, name) of the Dense kernel in a legacy .h5 (Keras numbers layer names per process)."""
+    layer = next(n for n in f["model_weights"].attrs["layer_names"] if n.startswith("dense"))
+    group = f["model_weights"][layer]
+    return group, next(n for n in group.attrs["weight_names"] if n.endswith("kernel"))
+
+
+def copy_to(tmp_path, data: bytes, name: str):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.slow
+def test_truncated_and_damaged_files_get_one_line(saved, tmp_path):
+    """Cut short, a weights member cut short, a shape that does not match the JSON, weights pointing
+    at another file on this machine: each refused, nothing read from outside."""
+    keras_bytes, h5_bytes = (saved / "ok.keras").read_bytes(), (saved / "ok.h5").read_bytes()
+    refused(copy_to(tmp_path, keras_bytes[: len(keras_bytes) // 2], "half.keras"), "half.keras")
+    refused(copy_to(tmp_path, h5_bytes[: len(h5_bytes) // 2], "half.h5"), "not a readable HDF5")
+
+    with zipfile.ZipFile(saved / "ok.keras") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data[: len(data) // 2] if n == "model.weights.h5" else data)
+    refused(copy_to(tmp_path, buf.getvalue(), "inner.keras"), "model.weights.h5", "not a readable HDF5")
+
+    wrong = copy_to(tmp_path, h5_bytes, "wrong.h5")
+    with h5py.File(wrong, "a") as f:
+        group, name = dense_kernel(f)
+        del group[name]
+        group.create_dataset(name, data=np.zeros((3, V), np.float32))
+    refused(wrong, "kernel", "(3, 9)", "(4, 9)")
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4 * V, dtype=np.float32).tobytes())
+    outside = copy_to(tmp_path, h5_bytes, "outside.h5")
+    with h5py.File(outside, "a") as f:
+        group, name = dense_kernel(f)
+        del group[name]
+        group.create_dataset(name, shape=(4, V), dtype=np.float32, external=[(str(secret), 0, 4 * V * 4)])
+    refused(outside, "outside the file")
+
+
+def test_files_that_are_not_keras_models_get_one_line(tmp_path):
+    """An HDF5 file of other data, Keras 3 weights saved without their model, random bytes, a zip of
+    other files: each named for what it is."""
+    other = tmp_path / "data.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.zeros(3)
+    refused(other, "not a Keras model")
+    weights_only = tmp_path / "model.weights.h5"
+    with h5py.File(weights_only, "w") as f:
+        f.create_group("layers/lstm/cell/vars")["0"] = np.zeros((5, 16), np.float32)
+        f.create_group("vars")
+    refused(weights_only, "weights only")
+    refused(copy_to(tmp_path, os.urandom(4096), "noise.keras"), "neither")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("readme.txt", "hello")
+    refused(copy_to(tmp_path, buf.getvalue(), "other.keras"), "config.json")
+
+
+def test_zip_bomb_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
+    """A .keras whose weights inflate past the size limit is refused by the size it declares, and a
+    config.json that inflates past its own limit likewise (limits lowered so the bomb stays small)."""
+    monkeypatch.setattr(checkpoint, "MAX_WEIGHTS_BYTES", 2**20)
+    monkeypatch.setattr(checkpoint, "MAX_CONFIG_BYTES", 2**16)
+    config = json.dumps({"class_name": "Sequential", "config": {"layers": []}}).encode()
+    for name, big in (("model.weights.h5", "weights"), ("config.json", "config")):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("config.json", b" " * 8 * 2**20 if big == "config" else config)
+            z.writestr("model.weights.h5", b"\0" * 8 * 2**20)
+        data = buf.getvalue()
+        assert len(data) < 2**16  # 16 MB of zeros inflate from a few kB
+        refused(copy_to(tmp_path, data, f"bomb-{big}.keras"), name, "too large")
