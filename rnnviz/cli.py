@@ -452,6 +452,17 @@ def parser() -> argparse.ArgumentParser:
     ce.add_argument("--top", type=int, default=5, help="recurrent contributors per gate (default 5)")
     ce.add_argument("--json", action="store_true", help="print one JSON object (docs/format.md names its fields)")
     ce.set_defaults(fn=cmd_cell)
+    # issue 29: a model trained elsewhere becomes an rnnviz checkpoint (rnnviz.interop)
+    im = sub.add_parser("import", help="convert a PyTorch state dict (.pt/.pth/.safetensors), a d2l model, a "
+                                       "min-char-rnn .npz or a Keras .keras/.h5 model into an rnnviz checkpoint folder")
+    im.add_argument("source", help="the model file")
+    im.add_argument("--out", required=True, help="the checkpoint folder to write (must not exist yet)")
+    im.add_argument("--vocab", help="the characters in id order: a JSON list, a JSON object (char -> id or id -> "
+                                    "char), or a text file whose sorted characters are the vocabulary (default: "
+                                    "the file's own list)")
+    im.add_argument("--cell", choices=CELLS, help="refuse unless the file holds this cell")
+    im.add_argument("--json", action="store_true", help="print the config.json's 'imported' section as JSON")
+    im.set_defaults(fn=cmd_import)
     return p
 
 
@@ -746,6 +757,26 @@ def cmd_cell(args) -> int:
     for g, p in s.preact.items():
         top = ", ".join(f"h{j} {v:+.3f}" for j, v in s.contributors[g]) or "none (h_(t-1) is zero)"
         print(f"{g:<5} {p['input']:+8.4f} {p['recurrent']:+9.4f} {p['bias']:+8.4f} {s.total(g):+8.4f}  {top}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    import json
+
+    from .interop import import_model
+    out = import_model(args.source, args.out, vocab=args.vocab, cell=args.cell)
+    config = checkpoint.read_config(out)
+    imported = config["imported"]
+    if args.json:
+        print(json.dumps({"out": str(out), **imported}, ensure_ascii=False))
+        return 0
+    m = config["model"]
+    print(f"wrote {out}: a {m['cell'].upper()} of {m['num_layers']} x {m['hidden_size']} over "
+          f"{len(m['vocab']) - 1} characters, from {imported['source_format']} (sha256 {imported['sha256'][:12]}...)")
+    for line in imported["conversions"]:
+        print(f"  converted: {line}")
+    for line in imported["notices"]:
+        print(f"  note: {line}")
     return 0
 
 

@@ -204,8 +204,8 @@ def to_checkpoint(parts: Parts, vocab: list[str], out_dir, source_path, vocab_so
     config.json's `imported` records the source format, the file's sha256, the conversions and notices."""
     model, made = build_model(parts, vocab)
     out_dir, source_path = Path(out_dir), Path(source_path)
-    notices = list(parts.notices)
-    if vocab_source and not any(n.startswith("The vocabulary") for n in notices):
+    notices = [n for n in parts.notices if not (vocab_source and n.startswith("The vocabulary"))]
+    if vocab_source:
         notices.append(f"The vocabulary ({len(vocab)} characters) comes from {vocab_source}.")
     if parts.embedding is None and not any("one-hot" in n for n in notices):
         notices.append(f"The model reads one-hot input: its embedding is the identity over its "
