@@ -60,16 +60,14 @@ STOPS: tuple[Stop, ...] = (
          "this layer's cells by how well they follow strings, and c{unit} comes first there too.",
          {"layer": QUOTE_UNIT[0], "kind": QUOTE_UNIT[1], "unit": QUOTE_UNIT[2], "hypothesis":
           "inside a string (tokenize)", "direction": "high", "min_score": 0.9, "colours": "blue code, white strings"}),
-    Stop("cell", "Inside the string cell, one character at a time", "python-lstm", "pages/cell_page.py",
+    Stop("cell", "The string cell, step by step", "python-lstm", "pages/cell_page.py",
          {**_TEXT, "layer": QUOTE_UNIT[0], "unit": QUOTE_UNIT[2], "cell_pos": QUOTE_STRING[0]},
-         "How does **L{layer} c{unit}** know? The diagram is its LSTM cell at the opening quote of {word}: "
-         "the **forget gate shuts** (f below {f_quote_max}), pushed down by the quote itself (this character's "
-         "part of f's pre-activation is below {f_input_max}), so the cell drops the code's value (below "
-         "{c_code_max}) and c jumps to about zero. Press ▶: inside the string **f is back above {f_hold_min}** "
-         "and holds c, while the **input gate** stays almost shut (i below {i_inside_max}). At the closing quote "
-         "f shuts again; one character later i opens (above {i_after_min}) to write g below {g_after_max}: c "
-         "turns negative, the code is back. The same at all {strings} one-line strings of this text: f is below "
-         "{all_quote_max} at every quote that opens or closes one.",
+         "How does **L{layer} c{unit}** know? The strip outlines the opening quote of {word}: there its **forget "
+         "gate shuts** (f below {f_quote_max}; the quote's own part of f's pre-activation is below {f_input_max}) "
+         "and c drops the code's value (below {c_code_max}) to about zero. Press ▶: inside the string **f stays "
+         "above {f_hold_min}** and holds c, the input gate almost shut (i below {i_inside_max}). At the closing "
+         "quote f shuts again; next, i opens (above {i_after_min}) to write g below {g_after_max}: code again. "
+         "The same at all {strings} one-line strings here: f is below {all_quote_max} at every quote.",
          {"layer": QUOTE_UNIT[0], "unit": QUOTE_UNIT[2], "open": QUOTE_STRING[0], "close": QUOTE_STRING[1],
           "word": QUOTE_STRING[2], "f_quote_max": 0.05, "f_input_max": -5, "c_code_max": -2, "f_hold_min": 0.95,
           "i_inside_max": 0.1, "i_after_min": 0.3, "g_after_max": -0.9, "strings": 20, "all_quote_max": 0.1}),

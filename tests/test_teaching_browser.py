@@ -108,7 +108,7 @@ VISIBLE = 100
 MAIN = '[data-testid="stMain"] '
 NAMED = {  # stop -> the element its paragraph names first
     "quotes": MAIN + '[data-testid="stHtml"]',  # "Look at the coloured code"
-    "cell": MAIN + '[data-testid="stPlotlyChart"]',  # "The diagram is its LSTM cell" (Inside the cell)
+    "cell": MAIN + '[data-testid="stPlotlyChart"]',  # "The strip outlines the opening quote" (the page's first chart)
     "line": MAIN + '[data-testid="stHtml"]',  # the coloured text, blue to red along the line
     "temperature": MAIN + '[data-testid="stHtml"]',  # the sample, shaded by how sure the model was
     "gates": MAIN + '[data-testid="stHtml"]',  # "The ribbons show the gates"
