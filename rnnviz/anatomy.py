@@ -144,7 +144,8 @@ def step(model: CharRNN, trace: Trace, pos: int, layer: int, unit: int, top: int
         r = _sigmoid(sum(preact["r"].values()))
         z = _sigmoid(sum(preact["z"].values()))
         # PyTorch: r scales W_hn h_{t-1} + b_hn, so both move into n's recurrent and bias parts times r
-        preact["n"] = {"input": float(inp[2]), "recurrent": r * float(rec[2]), "bias": float(b_ih[2]) + r * float(b_hh[2])}
+        preact["n"] = {"input": float(inp[2]), "recurrent": r * float(rec[2]),
+                       "bias": float(b_ih[2]) + r * float(b_hh[2])}
         contributors["n"] = _top(r * terms[2], top)
         n = float(np.tanh(sum(preact["n"].values())))
         values = dict(h_prev=h_prev, r=r, z=z, n=n, r_hn=r * (float(rec[2]) + float(b_hh[2])),

@@ -283,7 +283,8 @@ def _check_cell(stop: Stop, model, config) -> Check:
     inside = [at(p) for p in range(a + 1, b)]
     quote_f = [at(p).values["f"] for span in spans for p in span]
     m = {"string": text[a:b + 1], "is_a_string": (a, b) in spans, "f_open": opened.values["f"],
-         "f_open_input": opened.preact["f"]["input"], "c_prev_open": opened.values["c_prev"], "c_open": opened.values["c"],
+         "f_open_input": opened.preact["f"]["input"], "c_prev_open": opened.values["c_prev"],
+         "c_open": opened.values["c"],
          "f_inside_min": min(s.values["f"] for s in inside), "i_inside_max": max(s.values["i"] for s in inside),
          "c_inside_max": max(abs(s.values["c"]) for s in inside), "f_close": closed.values["f"],
          "i_after": after.values["i"], "g_after": after.values["g"], "c_after": after.values["c"],
@@ -304,8 +305,8 @@ def _check_cell(stop: Stop, model, config) -> Check:
                  f"{m['quote_f_max']:.3f} at the quotes of all {m['strings']} strings")
 
 
-_CHECKS: dict[str, Callable] = {"cell": _check_cell, "quotes": _check_unit, "line": _check_unit, "temperature": _check_temperature,
-                                "gates": _check_gates, "vanishing": _check_vanishing}
+_CHECKS: dict[str, Callable] = {"quotes": _check_unit, "line": _check_unit, "temperature": _check_temperature,
+                                "gates": _check_gates, "vanishing": _check_vanishing, "cell": _check_cell}
 
 
 def check_stop(stop: Stop, pretrained: str | Path) -> Check:

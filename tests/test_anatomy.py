@@ -37,7 +37,8 @@ def expected(model, ids, pos, layer, unit):
     h_prev = out["h"][pos - 1] if pos else np.zeros(H)
     names = GATE_NAMES[cell]
     rows = {g: k * H + unit for k, g in enumerate(names)}
-    parts = {g: {"input": W_ih[r] @ x, "recurrent": W_hh[r] @ h_prev, "bias": b_ih[r] + b_hh[r]} for g, r in rows.items()}
+    parts = {g: {"input": W_ih[r] @ x, "recurrent": W_hh[r] @ h_prev, "bias": b_ih[r] + b_hh[r]}
+             for g, r in rows.items()}
     terms = {g: W_hh[r] * h_prev for g, r in rows.items()}
     u = unit
     if cell == "lstm":
@@ -132,7 +133,8 @@ def test_cell_step_reads_the_text_from_its_first_character(cell):
             assert a.values[k] == pytest.approx(b.values[k], abs=1e-6)
         gate = GATE_NAMES[cell][0]
         assert [j for j, _ in a.contributors[gate]] == [j for j, _ in b.contributors[gate]]
-        np.testing.assert_allclose([v for _, v in a.contributors[gate]], [v for _, v in b.contributors[gate]], atol=1e-6)
+        np.testing.assert_allclose([v for _, v in a.contributors[gate]], [v for _, v in b.contributors[gate]],
+                                   atol=1e-6)
     one = anatomy.cell_step(model, "y", 0, 0, 1)  # a 1-character text
     values, _, _, _ = expected(model, model.vocab.encode("y"), 0, 0, 1)
     assert one.char == "y" and one.values["h"] == pytest.approx(values["h"], abs=1e-6)
