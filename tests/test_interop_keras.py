@@ -125,6 +125,87 @@ def test_gru_gate_order_and_bias_rows_matter(keras, tmp_path):
         assert np.abs(probs - theirs).max() > 1e-3
 
 
+@pytest.mark.slow
+def test_cli_import_writes_a_checkpoint_that_predicts_as_keras(keras, tmp_path, capsys):
+    """python -m rnnviz import model.keras --vocab chars.json: the checkpoint it writes loads like any other
+    and predicts what Keras predicts; a refused file writes nothing and says one line."""
+    from rnnviz import cli
+
+    model = tutorial(keras, "lstm", [5, 5], seed=8)
+    source, vocab = tmp_path / "tutorial.keras", tmp_path / "chars.json"
+    model.save(source)
+    vocab.write_text(json.dumps(CHARS))
+    assert cli.main(["import", str(source), "--out", str(tmp_path / "imported"), "--vocab", str(vocab), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["source_format"] == "keras3" and any("i, f, c, o" in c for c in report["conversions"])
+    ours_model, config = checkpoint.load(tmp_path / "imported")
+    assert config["model"]["vocab"][1:] == CHARS
+    with torch.no_grad():
+        probs = torch.softmax(ours_model(torch.as_tensor(IDS[None] + 1))[0][0], -1).double().numpy()[:, 1:]
+    assert np.abs(probs - model.predict(IDS[None], verbose=0)[0]).max() < 1e-5
+
+    L = keras.layers
+    keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(V, 5), L.Lambda(lambda x: -x),
+                      L.LSTM(5, return_sequences=True), L.Dense(V)]).save(tmp_path / "lambda.keras")
+    out = tmp_path / "refused"
+    assert cli.main(["import", str(tmp_path / "lambda.keras"), "--out", str(out), "--vocab", str(vocab)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Lambda" in err and "Traceback" not in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".refused")]
+
+
+def keras2_spelling(path):
+    """Rewrite a legacy .h5 written by Keras 3 in the spellings tf.keras 2 files use: weight names ending in
+    ':0', byte-string attributes, a functional model called 'Model' whose inbound_nodes are
+    [[[name, 0, 0, {}]]], dtypes as plain strings, no 'module' keys. (Made here: TensorFlow is not a
+    test dependency. The weights, and so Keras 3's predictions, are unchanged.)"""
+    def strip(obj):
+        if isinstance(obj, dict):
+            if obj.get("class_name") == "DTypePolicy":
+                return obj["config"]["name"]
+            return {k: strip(v) for k, v in obj.items() if k not in ("module", "registered_name", "build_config")}
+        return [strip(v) for v in obj] if isinstance(obj, list) else obj
+
+    with h5py.File(path, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        config["class_name"] = "Model"
+        for layer in config["config"]["layers"]:
+            inbound = _inbound_names(layer)
+            layer["inbound_nodes"] = [[[name, 0, 0, {}] for name in inbound]] if inbound else []
+        f.attrs["model_config"] = json.dumps(strip(config)).encode()
+        weights = f["model_weights"]
+        weights.attrs["layer_names"] = np.array([n.encode() for n in weights.attrs["layer_names"]])
+        for name in weights.attrs["layer_names"]:
+            group = weights[name.decode()]
+            names = [str(n) for n in group.attrs["weight_names"]]
+            for n in names:
+                group.move(n, n + ":0")
+            group.attrs["weight_names"] = np.array([(n + ":0").encode() for n in names])
+
+
+def _inbound_names(layer):
+    """Names of the layers a Keras 3 functional layer reads."""
+    return [arg["config"]["keras_history"][0] for node in layer.get("inbound_nodes", [])
+            for arg in node["args"] if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__"]
+
+
+@pytest.mark.slow
+def test_keras2_spellings_of_a_functional_h5_read_the_same(keras, tmp_path):
+    """A functional Embedding -> GRU -> Dense in a .h5 with tf.keras 2's spellings: same probabilities."""
+    L = keras.layers
+    inputs = keras.Input((None,), dtype="int32")
+    x = L.GRU(6, return_sequences=True)(L.Embedding(V, 4)(inputs))
+    model = randomize(keras.Model(inputs, L.Dense(V, activation="softmax")(x)), seed=7)
+    path = tmp_path / "tf-keras-2.h5"
+    model.save(path)
+    keras2_spelling(path)
+    with h5py.File(path) as f:
+        assert all(n.endswith(b":0") for g in f["model_weights"].values() for n in g.attrs["weight_names"])
+    probs, parts = ours(path, IDS)
+    assert parts.source == "keras2-h5"
+    assert np.abs(probs - model.predict(IDS[None], verbose=0)[0]).max() < 1e-5
+
+
 # ---------------------------------------------------------------- hostile files
 
 def refused(path, *words):
