@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from ui import atlas as atlas_ui
+from ui import circuit as circuit_ui
 from ui import dashboard as dashboard_ui
 from rnnviz import dashboard, plots, render
 from rnnviz.probes import direction_words
@@ -58,6 +59,10 @@ def main():
     c2.button("Clamp it in Sample", key="unit_to_clamp", icon=":material/edit_note:", on_click=go,
               args=("pages/sample_page.py",), kwargs=dict(clamp_layer=layer, clamp_kind=kind, clamp_unit=unit,
                                                           clamp_on=True))
+    st.button("How it was computed: a prediction at its strongest place", key="unit_to_circuit",
+              icon=":material/account_tree:", on_click=circuit_ui.open_place,
+              args=(ctx.key, atlas.text, circuit_ui.strongest_place(atlas, layer, kind, unit), layer, kind, unit,
+                    "the atlas corpus"))
     best = labels[~labels.flagged.astype(bool)].head(1)
     low_first = len(best) and best.direction.iloc[0] == "low"  # the side its best label speaks of first
     for col, which in zip(st.columns(2), ("bottom", "top") if low_first else ("top", "bottom")):

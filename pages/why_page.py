@@ -6,6 +6,7 @@ from rnnviz import plots, render
 from rnnviz import saliency as sal_lib
 from rnnviz.counterfactual import OPS, prediction_length
 from rnnviz.counterfactual import summary as edit_summary
+from ui import circuit as circuit_ui
 from ui import why
 from ui.why import FAR, SCAN_WINDOW
 
@@ -54,6 +55,9 @@ def saliency_section(ctx, text: str) -> tuple:
     html = render.colored_text(text[lo:hi], shown, vmin=-top if measure == "grad_x_input" else 0.0, vmax=top,
                                diverging=measure == "grad_x_input", label=measure, mark=t - lo, first=lo)
     st.markdown(sal_lib.story(sal, measure, FAR, SCAN_WINDOW, opened=dt))
+    st.button("How it was computed: the units and steps that carry this prediction", key="why_to_circuit",
+              icon=":material/account_tree:", on_click=circuit_ui.open_here,
+              args=(ctx.key, text, t, sal.char if ss["why_which"] == sal_lib.TOP else ""))
     ui.scroll_html(html, height=260, text=text[lo:hi])
     st.caption(f"Characters #{lo} to #{hi - 1}; the outlined one is t. "
                + ("Green: gradient norm, white 0 to full green at the largest before t (t itself is off the scale). "

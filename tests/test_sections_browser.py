@@ -18,7 +18,7 @@ WANT = {
     "Learn": ["Home", "Gradients", "Guessing game"],
     "Look inside": ["Activations", "Gates", "Sample"],
     "Find units": ["Neuron search", "Unit atlas", "Unit dashboard", "Select and match"],
-    "Explain": ["Why this character?", "Compare"],
+    "Explain": ["Why this character?", "How it was computed", "Compare"],
     "Train": ["Train", "Training history"],
 }
 TITLES = {url: title for _, title, _, url in ui.PAGES}

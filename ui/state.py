@@ -50,6 +50,7 @@ PAGES = [
     ("pages/unit_page.py", "Unit dashboard", ":material/dashboard:", "unit"),
     ("pages/match_page.py", "Select and match", ":material/join_inner:", "match"),
     ("pages/why_page.py", "Why this character?", ":material/ads_click:", "why"),
+    ("pages/circuit_page.py", "How it was computed", ":material/account_tree:", "circuit"),
     ("pages/compare_page.py", "Compare", ":material/compare_arrows:", "compare"),
     ("pages/history_page.py", "Training history", ":material/history:", "history"),
     ("pages/guess_page.py", "Guessing game", ":material/psychology_alt:", "guess"),
@@ -60,7 +61,7 @@ SECTIONS = {
     "Learn": ("welcome", "gradients", "guess"),
     "Look inside": ("activations", "gates", "sample"),
     "Find units": ("neurons", "atlas", "unit", "match"),
-    "Explain": ("why", "compare"),
+    "Explain": ("why", "circuit", "compare"),
     "Train": ("train", "history"),
 }
 
@@ -81,7 +82,9 @@ PERSIST_COMPARE = ("cmp_against", "cmp_order", "cmp_other", "cmp_text", "cmp_cha
 PERSIST_HISTORY = ("hist_model", "hist_step", "hist_temp", "hist_seed", "hist_hypothesis", "hist_threshold",
                    "hist_layer", "hist_kind", "hist_unit")  # Training history
 PERSIST_TEACHING = ("guess_start", "guess_nick")  # the tour and the guessing game
-PERSIST = PERSIST + PERSIST_WHY + PERSIST_COMPARE + PERSIST_HISTORY + PERSIST_TEACHING
+PERSIST_CIRCUIT = ("circuit_t", "circuit_char", "circuit_back", "circuit_nodes", "circuit_layer", "circuit_state",
+                   "circuit_unit", "circuit_from", "circuit_to", "circuit_value")  # How it was computed
+PERSIST = PERSIST + PERSIST_WHY + PERSIST_COMPARE + PERSIST_HISTORY + PERSIST_TEACHING + PERSIST_CIRCUIT
 
 
 # --- folders -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
     attribution  saliency by distance and counterfactual edits
     compare      a model against an n-gram or another model, by character class
     atlas        the unit atlas: the units map, a unit's histogram, matches
+    circuits     a circuit through units and time; an intervention's distribution before and after
     base         what they share: colours, symbols, the character axis, the empty-figure message
 
 Every public builder is also importable from here, so a page writes `from rnnviz import plots` and
@@ -17,6 +18,7 @@ Every public builder is also importable from here, so a page writes `from rnnviz
 from ..render import char_label
 from .atlas import match_heatmap, unit_histogram, unit_map
 from .attribution import MEASURES, aggregate_distance, counterfactual_chart, influence_distance
+from .circuits import circuit_graph, intervention_bars
 from .compare import accuracy_vs_distance, class_breakdown, difference_by_position
 from .gates import gate_histograms, gate_lines, saturation_scatter
 from .gradients import (
@@ -38,4 +40,4 @@ __all__ = ["char_label", "MEASURES", "match_heatmap", "unit_histogram", "unit_ma
            "gradient_decay", "gradient_lesson", "memory_accuracy", "recall_during_training", "unit_gradient_map",
            "emergence_timeline", "loss_with_step", "recall_over_steps", "saturation_over_steps",
            "temperature_distributions", "activation_heatmap", "surprisal_bars", "unit_line", "unit_scales",
-           "unit_scores", "loss_curves"]
+           "unit_scores", "loss_curves", "circuit_graph", "intervention_bars"]
