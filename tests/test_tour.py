@@ -117,6 +117,9 @@ def test_apptest_drives_the_tour_from_start_to_end(folders, monkeypatch):  # noq
         assert f"stop {i + 1} of {len(tour.STOPS)}: {stop.title}" in shown
         assert stop.paragraph() in shown
         assert len(at.session_state["_ctx"].text) == tour.EXCERPT
+        if stop.key == "cell":  # the paragraph says "Press **Next**" and names the opening quote
+            assert any(b.label == "Next" for b in at.button)
+            assert at.session_state["_ctx"].text[stop.settings["cell_pos"]] == "'"
         if i == 1:  # back one stop and forward again
             at.button(key="tour_prev").click().run()
             ok(at)
