@@ -64,9 +64,9 @@ STOPS: tuple[Stop, ...] = (
          {**_TEXT, "layer": QUOTE_UNIT[0], "unit": QUOTE_UNIT[2], "cell_pos": QUOTE_STRING[0]},
          "How does **L{layer} c{unit}** know? The strip outlines the opening quote of {word}: there its **forget "
          "gate shuts** (f below {f_quote_max}; the quote's own part of f's pre-activation is below {f_input_max}) "
-         "and c drops the code's value (below {c_code_max}) to about zero. Press **Next**: inside the string **f stays "
-         "above {f_hold_min}** and holds c, the input gate almost shut (i below {i_inside_max}). At the closing "
-         "quote f shuts again; next, i opens (above {i_after_min}) to write g below {g_after_max}: code again. "
+         "and c drops the code's value (below {c_code_max}) to about zero. Press **Next**: inside the string "
+         "**f stays above {f_hold_min}** and holds c, the input gate almost shut (i below {i_inside_max}). At the "
+         "closing quote f shuts again; next, i opens (above {i_after_min}) to write g below {g_after_max}: code again. "
          "The same at all {strings} one-line strings here: f is below {all_quote_max} at every quote.",
          {"layer": QUOTE_UNIT[0], "unit": QUOTE_UNIT[2], "open": QUOTE_STRING[0], "close": QUOTE_STRING[1],
           "word": QUOTE_STRING[2], "f_quote_max": 0.05, "f_input_max": -5, "c_code_max": -2, "f_hold_min": 0.95,
