@@ -77,7 +77,11 @@ def test_next_character_probabilities_equal_keras_predict(keras, tmp_path, suffi
     probabilities are Keras's own model.predict on the same ids, within 1e-5."""
     cases = {"lstm-2": tutorial(keras, "lstm", [6, 6], seed=1),
              "gru-3": tutorial(keras, "gru", [5, 5, 5], seed=2),
-             "rnn-1-nobias-linear": tutorial(keras, "rnn", [7], seed=3, dense_activation=None, use_bias=False)}
+             "rnn-1-nobias-linear": tutorial(keras, "rnn", [7], seed=3, dense_activation=None, use_bias=False),
+             "lstm-1-timedistributed": randomize(keras.Sequential([
+                 keras.Input((None,), dtype="int32"), keras.layers.Embedding(V, 5), keras.layers.Dropout(0.2),
+                 keras.layers.LSTM(4, return_sequences=True), keras.layers.TimeDistributed(keras.layers.Dense(V)),
+                 keras.layers.Activation("softmax")]), seed=9)}
     for name, model in cases.items():
         diff, parts = largest_difference(model, tmp_path / f"{name}{suffix}", IDS, logits="linear" in name)
         assert diff < 1e-5, f"{name}{suffix}: rnnviz differs from Keras by {diff:.2e}"
@@ -123,6 +127,64 @@ def test_gru_gate_order_and_bias_rows_matter(keras, tmp_path):
         with torch.no_grad():
             probs = torch.softmax(model_b(torch.as_tensor(IDS[None] + 1))[0][0], -1).double().numpy()[:, 1:]
         assert np.abs(probs - theirs).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_mask_zero_notice_says_where_rnnviz_and_keras_part(keras, tmp_path):
+    """Embedding(mask_zero=True): the notice's claim, measured. Equal on text without id 0; after id 0
+    Keras carries the state over it and rnnviz does not, so they differ there."""
+    L = keras.layers
+    model = randomize(keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(V, 5, mask_zero=True),
+                                        L.LSTM(5, return_sequences=True), L.Dense(V, activation="softmax")]), 10)
+    path = tmp_path / "masked.keras"
+    model.save(path)
+    no_zero = IDS[IDS != 0]
+    probs, parts = ours(path, no_zero)
+    assert any("mask_zero=True" in n for n in parts.notices)
+    assert np.abs(probs - model.predict(no_zero[None], verbose=0)[0]).max() < 1e-5
+    with_zero = np.r_[no_zero[:5], 0, no_zero[5:10]]
+    probs, _ = ours(path, with_zero)
+    gap = np.abs(probs - model.predict(with_zero[None], verbose=0)[0]).max(axis=1)
+    assert gap[:5].max() < 1e-5 and gap[5:].min() > 1e-4
+
+
+def test_bfloat16_weights_become_float32_exactly(tmp_path):
+    """Keras writes bfloat16 variables as 2-byte opaque data with attribute dtype='bfloat16' (its torch
+    backend cannot save them yet, so the file is written here as Keras's H5IOStore writes it); each value
+    is read as ml_dtypes' own bfloat16 -> float32, and the notice names the policy."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")  # installed with keras
+    rng = np.random.default_rng(11)
+    H, E = 3, 4
+    values = {"embedding": [rng.normal(size=(V, E))], "lstm": [rng.normal(size=(E, 4 * H)),
+              rng.normal(size=(H, 4 * H)), rng.normal(size=4 * H)], "dense": [rng.normal(size=(H, V)), rng.normal(size=V)]}
+    values = {k: [v.astype(ml_dtypes.bfloat16) for v in vs] for k, vs in values.items()}
+    policy = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "bfloat16"}, "registered_name": None}
+    layer = lambda cls, **cfg: {"module": "keras.layers", "class_name": cls,
+                                "config": {"name": cls.lower(), "dtype": policy, **cfg}}
+    config = {"module": "keras", "class_name": "Sequential", "config": {"layers": [
+        layer("Embedding", input_dim=V, output_dim=E), layer("LSTM", units=H, return_sequences=True,
+                                                               activation="tanh", recurrent_activation="sigmoid"),
+        layer("Dense", units=V, activation="softmax")]}}
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for name, arrays in values.items():
+            group = f.create_group(f"layers/{name}" + ("/cell" if name == "lstm" else "")).create_group("vars")
+            group.attrs["name"] = "lstm_cell" if name == "lstm" else name
+            for i, a in enumerate(arrays):
+                group.create_dataset(str(i), data=a).attrs["dtype"] = "bfloat16"
+    path = tmp_path / "bf16.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("model.weights.h5", buf.getvalue())
+    with h5py.File(io.BytesIO(buf.getvalue())) as f:
+        assert f["layers/embedding/vars/0"].dtype.kind == "V"  # opaque, as Keras's files hold them
+    parts = read_keras(path)
+    f32 = {k: [np.asarray(v, np.float32) for v in vs] for k, vs in values.items()}
+    assert np.array_equal(parts.embedding, f32["embedding"][0])
+    assert np.array_equal(parts.layers[0]["weight_ih"], f32["lstm"][0].T)
+    assert np.array_equal(parts.layers[0]["bias_ih"], f32["lstm"][2])
+    assert np.array_equal(parts.head_weight, f32["dense"][0].T)
+    assert any("bfloat16" in n for n in parts.notices)
 
 
 @pytest.mark.slow
@@ -255,6 +317,8 @@ def test_keras_models_rnnviz_cannot_compute_are_refused_by_name(keras, tmp_path)
         "relu-head": (emb() + [L.LSTM(4, return_sequences=True), L.Dense(V, activation="relu")], ["'relu'"]),
         "two-sizes": (emb() + [L.LSTM(4, return_sequences=True), L.LSTM(3, return_sequences=True), dense()],
                       ["4 and 3 units"]),
+        "vocab-sizes": (emb() + [L.LSTM(4, return_sequences=True), L.Dense(V + 1, activation="softmax")],
+                        [f"reads {V} ids", f"predicts {V + 1}"]),
     }
     for name, (layers, words) in cases.items():
         path = tmp_path / name / "model.keras"
@@ -356,3 +420,50 @@ def test_zip_bomb_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
         data = buf.getvalue()
         assert len(data) < 2**16  # 16 MB of zeros inflate from a few kB
         refused(copy_to(tmp_path, data, f"bomb-{big}.keras"), name, "too large")
+
+
+@pytest.mark.slow
+def test_mutated_json_gets_a_model_or_one_line_never_a_traceback(saved, tmp_path):
+    """300 random edits of a real .keras file's config.json (a value swapped for junk of another type):
+    each read either gives Parts that fit together or an ImportRefused, never another exception."""
+    from rnnviz.interop.parts import check_parts
+
+    with zipfile.ZipFile(saved / "ok.keras") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(members["config.json"])
+    junk = [None, -1, 0, 3, 10**9, 1.5, True, "", "tanh", "Lambda", [], {}, [1, "a"], {"class_name": "LSTM"},
+            {"module": "evil", "class_name": "X"}]
+
+    def places(obj, path=()):
+        """Every (path) to a value inside the JSON."""
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+        for k, v in items:
+            yield (*path, k)
+            yield from places(v, (*path, k))
+
+    spots = list(places(config))
+    rng = np.random.default_rng(12)
+    outcomes = {"read": 0, "refused": 0}
+    for trial in range(300):
+        mutated = json.loads(json.dumps(config))
+        for _ in range(int(rng.integers(1, 3))):
+            *where, last = spots[int(rng.integers(len(spots)))]
+            node = mutated
+            try:
+                for k in where:
+                    node = node[k]
+                node[last] = junk[int(rng.integers(len(junk)))]
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier edit removed this place
+        path = tmp_path / f"mutated-{trial}.keras"
+        with zipfile.ZipFile(path, "w") as z:
+            for n, data in members.items():
+                z.writestr(n, json.dumps(mutated) if n == "config.json" else data)
+        try:
+            check_parts(read_keras(path))
+            outcomes["read"] += 1
+        except ImportRefused as e:
+            assert "\n" not in str(e)
+            outcomes["refused"] += 1
+        path.unlink()
+    assert outcomes["read"] > 10 and outcomes["refused"] > 10, outcomes  # both kinds of edit were made

@@ -95,9 +95,7 @@ def _read_keras3(path: Path) -> Parts:
             weights_bytes = reader.read(members[KERAS3_WEIGHTS], KERAS3_WEIGHTS)
         except CheckpointError as e:  # the reader's words, as an import's refusal
             raise ImportRefused(f"{path.name}: {e}") from None
-    config = _parse_json(config_bytes, f"{KERAS3_CONFIG} in {path.name}")
-    layers = _chain(config)
-    plan = _plan(layers)
+    plan = _understand(_parse_json(config_bytes, f"{KERAS3_CONFIG} in {path.name}"))
     with _open_h5(io.BytesIO(weights_bytes), f"{KERAS3_WEIGHTS} in {path.name}") as h5:
         arrays = [_keras3_weights(h5, layer, shapes) for layer, shapes in plan.expected()]
     return plan.parts(arrays, "keras3")
@@ -111,9 +109,7 @@ def _read_h5(path: Path) -> Parts:
                 raise ImportRefused(f"{path.name} holds weights only (model.save_weights), without the model's "
                                     "JSON; save the whole model with model.save('model.keras')")
             raise ImportRefused(f"{path.name} is an HDF5 file but not a Keras model (it has no model_config)")
-        config = _parse_json(_attr_bytes(h5.attrs["model_config"]), f"the model_config of {path.name}")
-        layers = _chain(config)
-        plan = _plan(layers)
+        plan = _understand(_parse_json(_attr_bytes(h5.attrs["model_config"]), f"the model_config of {path.name}"))
         group = h5.get("model_weights", getlink=True)
         if not isinstance(group, h5py.HardLink):
             raise ImportRefused(f"{path.name} has a model_config but no model_weights group")
@@ -167,6 +163,14 @@ class _open_h5:
 
 # ---------------------------------------------------------------- the model's JSON
 
+def _understand(config: dict) -> _Plan:
+    """The plan of a model's JSON, or an ImportRefused that says why it is not one rnnviz reads."""
+    try:
+        return _plan(_chain(config))
+    except RecursionError:
+        raise ImportRefused("the model's JSON is nested too deeply to be a Keras model") from None
+
+
 def _layer_name(layer: dict) -> str:
     cfg = layer.get("config")
     name = cfg.get("name") if isinstance(cfg, dict) else None
@@ -179,7 +183,8 @@ def _inbound(layer: dict) -> list[str]:
 
     def walk(obj):
         if isinstance(obj, dict):
-            history = obj.get("config", {}).get("keras_history") if obj.get("class_name") == "__keras_tensor__" else None
+            cfg = obj.get("config")
+            history = cfg.get("keras_history") if obj.get("class_name") == "__keras_tensor__" and isinstance(cfg, dict) else None
             if isinstance(history, list) and history:
                 names.append(str(history[0]))
                 return
@@ -282,6 +287,14 @@ class _Plan:
                      conversions=conversions, notices=list(self.notices))
 
 
+def _policy(layer: dict) -> str:
+    """The name of a layer's dtype policy ('float32', 'mixed_float16', 'bfloat16' ...), by either Keras."""
+    dtype = layer["config"].get("dtype", "float32")
+    if isinstance(dtype, dict):
+        dtype = dtype.get("config", {}).get("name") if isinstance(dtype.get("config"), dict) else None
+    return dtype if isinstance(dtype, str) else "float32"
+
+
 def _activation(cfg: dict, key: str):
     value = cfg.get(key, "linear")
     return value if isinstance(value, str) or value is None else "a custom function"
@@ -382,7 +395,7 @@ def _plan(layers: list[dict]) -> _Plan:
             plan.head = {**layer, "config": {**cfg, "units": units}, "activation": act,
                          "use_bias": dense.get("use_bias", True)}
             continue
-        why = WHY_NOT.get(cls) or WHY_NOT.get(inner.get("class_name") if isinstance(inner, dict) else "")
+        why = WHY_NOT.get(cls) or WHY_NOT.get(str(inner.get("class_name")) if isinstance(inner, dict) else "")
         raise ImportRefused(f"layer {name!r} is a {cls}, which rnnviz does not read"
                             + (f": {why}" if why else "; it reads Embedding, LSTM/GRU/SimpleRNN, Dense and Dropout"))
     _check_shape(plan)
@@ -418,6 +431,10 @@ def _check_shape(plan: _Plan) -> None:
                                 f"most {MAX_EMBED}")
         plan.notices.append("The Keras model has no Embedding: rnnviz reads its input as one-hot vectors over its "
                             f"{V} characters, in the Dense layer's order.")
+    policies = sorted({_policy(layer) for layer in plan.weighted} - {"float32"})
+    if policies:
+        plan.notices.append(f"Keras computed this model in {' and '.join(policies)}; rnnviz computes in float32, "
+                            "so its probabilities differ from Keras's by that rounding.")
     plan.notices.append("The vocabulary is not in Keras files: give it at import (--vocab), the characters "
                         "in the Keras model's id order.")
 
@@ -441,7 +458,7 @@ def _expected(layer: dict, inp: int, V: int) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _read_dataset(obj, what: str, shape: tuple[int, ...]) -> np.ndarray:
+def _read_dataset(obj, what: str, shape: tuple[int, ...], bfloat16: bool = False) -> np.ndarray:
     """A float array from an h5py object, after checking it is a plain dataset of the expected shape (so a
     hostile file can make us read no more than the model's own size, nor any other file on this machine)."""
     if not isinstance(obj, h5py.Dataset):
@@ -450,8 +467,11 @@ def _read_dataset(obj, what: str, shape: tuple[int, ...]) -> np.ndarray:
         raise ImportRefused(f"{what} points at data outside the file; refusing it")
     if tuple(obj.shape) != tuple(shape):
         raise ImportRefused(f"{what} has shape {tuple(obj.shape)}; the model's JSON implies {tuple(shape)}")
-    if obj.attrs.get("dtype") in ("bfloat16", b"bfloat16") and obj.dtype == np.uint16:
-        return (obj[()].astype(np.uint32) << 16).view(np.float32)  # bfloat16 is float32's top half: exact
+    # Keras writes bfloat16 as 2-byte opaque data (with attribute dtype="bfloat16" in a .keras file)
+    bf16 = obj.attrs.get("dtype") in ("bfloat16", b"bfloat16") or bfloat16
+    if bf16 and obj.dtype.itemsize == 2 and obj.dtype.kind in "Vu":
+        bits = np.frombuffer(np.ascontiguousarray(obj[()]).tobytes(), dtype=np.uint16).reshape(shape)
+        return (bits.astype(np.uint32) << 16).view(np.float32)  # bfloat16 is float32's top half: exact
     if obj.dtype not in (np.float16, np.float32, np.float64):
         raise ImportRefused(f"{what} has dtype {obj.dtype}; expected floating-point weights")
     return np.asarray(obj[()])
@@ -497,7 +517,7 @@ def _keras3_weights(h5: h5py.File, layer: dict, shapes: dict) -> dict[str, np.nd
     if len(group) != len(shapes):
         raise ImportRefused(f"{layer['class_name']} {name!r} has {len(group)} weight arrays in the file; "
                             f"its JSON implies {len(shapes)} ({', '.join(shapes)})")
-    return {role: _read_dataset(_hard_child(group, str(i)), f"{name}'s {role}", shape)
+    return {role: _read_dataset(_hard_child(group, str(i)), f"{name}'s {role}", shape, "bfloat16" in _policy(layer))
             for i, (role, shape) in enumerate(shapes.items())}
 
 
@@ -530,7 +550,7 @@ def _h5_weights(weights: h5py.Group, layer: dict, shapes: dict) -> dict[str, np.
         obj = group
         for part in roles[role].split("/"):
             obj = _hard_child(obj, part) if isinstance(obj, h5py.Group) else None
-        out[role] = _read_dataset(obj, f"{name}'s {role}", shape)
+        out[role] = _read_dataset(obj, f"{name}'s {role}", shape, "bfloat16" in _policy(layer))
     return out
 
 
