@@ -23,15 +23,25 @@ from .errors import ConfigError, TextError
 from .gradients import fused_layer
 from .model import CharRNN
 
-GRAD_X_VALUE, CELL_PATH = "grad_x_value", "cell_path"
+LOGIT_ROWS, LOGIT_MASS = 16, 0.99  # the likeliest characters whose logits move (until they hold 99% of p, at most
+# 16); the others are held: zeroing one node rarely lifts an unlikely character
+WINDOW_STEPS, POOL = 10, 3  # WINDOW reruns the POOL * max_nodes likeliest nodes exactly for WINDOW_STEPS steps
+GRAD_X_VALUE, CELL_PATH, CELL_PATH_SOFTMAX, WINDOW = "grad_x_value", "cell_path", "cell_path_softmax", "window"
 METHODS = {
     GRAD_X_VALUE: "gradient × value: -v · ∂log p(c)/∂v, one backward pass, first order",
     CELL_PATH: "cell path: h nodes by gradient × value; a c node's zeroing carried exactly along the cell state "
                "(c_k changes by -v·f_{s+1}···f_k, h_k by o_k·(tanh(c_k + Δc_k) - tanh c_k)), each h change "
                "weighted by the gradient at h_k; first order in h, exact along the belt",
+    CELL_PATH_SOFTMAX: "cell path in the logits, exact softmax: the same estimates made for the logits of the "
+                       f"likeliest characters (99% of p, at most {LOGIT_ROWS}, and c), then log p(c) recomputed "
+                       "from the moved logits",
+    WINDOW: f"exact window: the {POOL} × max_nodes nodes cell_path_softmax ranks highest, each zeroed and rerun "
+            f"exactly for {WINDOW_STEPS} steps, then the logits moved by the gradient at the window's end and log p(c) "
+            "recomputed from them (exact for nodes within the window of t)",
 }
-DEFAULT_METHOD = CELL_PATH
-EDGE_SHARE = 0.05  # an edge is kept when src accounts for at least this share of |dst's value|
+DEFAULT_METHOD = CELL_PATH_SOFTMAX
+EDGE_SHARE, EDGES_IN = 0.1, 3  # an edge is kept when src accounts for at least 10% of |dst's value|, and
+# at most the 3 strongest into each node: a 50-node graph stays readable
 
 
 class CircuitError(ConfigError):
@@ -192,18 +202,49 @@ class _Run:
     gc: np.ndarray | None  # (L, P, H) ∂log p(c)/∂c (the stored value: h at that step held)
     f: np.ndarray | None  # (L, P, H) forget gates
     o: np.ndarray | None  # (L, P, H) output gates
+    rows: np.ndarray  # (R,) the characters whose logits were differentiated: the likeliest, and c
+    jh: np.ndarray  # (R, L, P, H) ∂logit/∂h of those characters
+    jc: np.ndarray | None  # (R, L, P, H) ∂logit/∂c
+    jr: np.ndarray  # (R, L, P, H) ∂logit/∂h along the recurrence only (not into the layer above at that step)
+    state0: list  # per layer (h, c) (1, H) before s0
+
+    def state_before(self, s: int) -> list:
+        """Per layer (h, c) (1, H) just before position s >= s0, from the stored values (exact: float64 holds them)."""
+        if s == self.s0:
+            return self.state0
+        ref = self.state0[0][0]
+        k = s - self.s0 - 1
+        out = []
+        for l in range(self.h.shape[0]):
+            h = torch.as_tensor(self.h[l, k][None], dtype=ref.dtype, device=ref.device)
+            c = torch.zeros_like(h) if self.c is None else torch.as_tensor(self.c[l, k][None], dtype=ref.dtype,
+                                                                            device=ref.device)
+            out.append((h, c))
+        return out
 
 
-def _normal_run(model: CharRNN, ids: torch.Tensor, s0: int, t: int, cid: int) -> tuple[_Run, int]:
-    """One unrolled run over s0..t with zero additive leaves on every stored h and c, and one backward."""
+def _likeliest(logp: torch.Tensor, most: int) -> list[int]:
+    """The likeliest characters until they hold LOGIT_MASS of the probability, at most `most` of them."""
+    order = torch.argsort(-logp, stable=True)
+    mass = torch.cumsum(logp[order].exp(), 0)
+    n = min(most, int((mass < LOGIT_MASS).sum()) + 1)
+    return order[:n].tolist()
+
+
+def _normal_run(model: CharRNN, ids: torch.Tensor, s0: int, t: int, cid: int,
+                logit_rows: int = 0) -> tuple[_Run, int]:
+    """One unrolled run over s0..t with zero additive leaves on every stored h and c; one batched backward
+    gives ∂log p(c) and ∂logit of the `logit_rows` likeliest characters (and c) by every stored value."""
     cell, L, H = model.cell, model.config.num_layers, model.config.hidden_size
     W = _weights(model)
     P = t - s0 + 1
     dt = model.head.weight.dtype
     state = _prefix_state(model, ids, s0)
+    lstm = cell == "lstm"
     with torch.enable_grad():
         dh = torch.zeros(L, P, H, dtype=dt, device=ids.device, requires_grad=True)
         dc = torch.zeros(L, P, H, dtype=dt, device=ids.device, requires_grad=True)
+        dr = torch.zeros(L, P, H, dtype=dt, device=ids.device, requires_grad=True)
         gi0 = model.embed.weight.detach()[ids[s0:t + 1]] @ W[0][0] + W[0][2]  # (P, G*H)
         hs, cs = [state[l][0] for l in range(L)], [state[l][1] for l in range(L)]
         H_, C_, F_, O_ = ([[None] * P for _ in range(L)] for _ in range(4))
@@ -212,53 +253,69 @@ def _normal_run(model: CharRNN, ids: torch.Tensor, s0: int, t: int, cid: int) ->
             for l in range(L):
                 gi = gi0[k:k + 1] if l == 0 else x @ W[l][0] + W[l][2]
                 h2, c2, parts = _step(cell, W[l], gi, hs[l], cs[l])
-                hs[l] = h2 + dh[l, k]
-                if cell == "lstm":
+                x = H_[l][k] = h2 + dh[l, k]
+                hs[l] = x + dr[l, k]  # what the next step reads: dr's gradient is the recurrent path alone
+                if lstm:
                     cs[l] = c2 + dc[l, k]
                     C_[l][k], F_[l][k], O_[l][k] = cs[l], parts[0], parts[1]
-                H_[l][k] = hs[l]
-                x = hs[l]
         logits = x[0] @ model.head.weight.detach().t() + model.head.bias.detach()
         logp = torch.log_softmax(logits, -1)  # (V,)
         if cid < 0:
             cid = int(logp.argmax())
-        gdh, gdc = torch.autograd.grad(logp[cid], (dh, dc), allow_unused=True)
+        likely = _likeliest(logp, logit_rows) if logit_rows > 0 else []
+        rows = likely + ([cid] if logit_rows > 0 and cid not in likely else [])
+        ys = torch.stack([logp[cid]] + [logits[r] for r in rows])  # (1 + R,)
+        eye = torch.eye(len(ys), dtype=dt, device=ids.device)
+        gdh, gdc, gdr = torch.autograd.grad(ys, (dh, dc, dr), eye, is_grads_batched=True, allow_unused=True,
+                                            materialize_grads=True)  # (1 + R, L, P, H)
 
-    def arr(rows):
-        return torch.stack([torch.cat(r) for r in rows]).detach().double().cpu().numpy()  # (L, P, H)
-    lstm = cell == "lstm"
-    return _Run(s0=s0, logp=logp.detach(), h=arr(H_), c=arr(C_) if lstm else None,
-                gh=gdh.detach().double().cpu().numpy(),
-                gc=gdc.detach().double().cpu().numpy() if lstm and gdc is not None else (
-                    np.zeros((L, P, H)) if lstm else None),
-                f=arr(F_) if lstm else None, o=arr(O_) if lstm else None), cid
+    def arr(rows_):
+        return torch.stack([torch.cat(r) for r in rows_]).detach().double().cpu().numpy()  # (L, P, H)
+    gdh, gdc, gdr = (g.detach().double().cpu().numpy() for g in (gdh, gdc, gdr))
+    return _Run(s0=s0, logp=logp.detach(), h=arr(H_), c=arr(C_) if lstm else None, gh=gdh[0],
+                gc=gdc[0] if lstm else None, f=arr(F_) if lstm else None, o=arr(O_) if lstm else None,
+                rows=np.array(rows, dtype=np.int64), jh=gdh[1:], jc=gdc[1:] if lstm else None,
+                jr=gdr[1:], state0=state), cid
 
 
 # ---- attribution ---------------------------------------------------------------------------------------
 
-def _cell_path(run: _Run) -> np.ndarray:
-    """(L, P, H) each c node's zeroing carried exactly along the belt, the h changes weighted by ∂log p/∂h."""
+def _cell_path(run: _Run, g: np.ndarray) -> np.ndarray:
+    """(R, L, P, H) each c node's zeroing carried exactly along the belt (gates held), the change of h_k
+    at each later step weighted by g (R, L, P, H), the gradients of R outputs by the stored h."""
     L, P, H = run.c.shape
-    out = np.zeros((L, P, H))
+    out = np.zeros((g.shape[0], L, P, H))
     tc = np.tanh(run.c)
-    for k0 in range(P - 1):
-        dc = -run.c[:, k0]  # (L, H) the change of c at k0
-        acc = np.zeros((L, H))
-        for k in range(k0 + 1, P):
-            dc = dc * run.f[:, k]
-            acc += run.gh[:, k] * run.o[:, k] * (np.tanh(run.c[:, k] + dc) - tc[:, k])
-        out[:, k0] = acc
-    return out  # the c nodes at t change nothing downstream: 0
+    for k0 in range(P - 1):  # the c nodes at t change nothing downstream: 0
+        dc = -run.c[:, k0:k0 + 1] * np.cumprod(run.f[:, k0 + 1:], axis=1)  # (L, n, H) c_k's change
+        dh = run.o[:, k0 + 1:] * (np.tanh(run.c[:, k0 + 1:] + dc) - tc[:, k0 + 1:])  # (L, n, H) h_k's change
+        out[:, :, k0] = (g[:, :, k0 + 1:] * dh).sum(2)
+    return out
 
 
-def attributions(run: _Run, method: str) -> np.ndarray:
+def _exact_softmax(run: _Run, cid: int, dz: np.ndarray) -> np.ndarray:
+    """(...) the change of log p(c) when the logits of run.rows move by dz (R, ...), the others held."""
+    z = run.logp.double().cpu().numpy()  # log-probabilities: logits up to a constant, which cancels
+    rest = np.delete(z, run.rows)
+    rest_lse = np.logaddexp.reduce(rest) if len(rest) else -np.inf
+    zs = z[run.rows].reshape((-1,) + (1,) * (dz.ndim - 1)) + dz  # (R, ...)
+    lse = np.logaddexp(np.logaddexp.reduce(zs, axis=0), rest_lse)
+    i = int(np.flatnonzero(run.rows == cid)[0])
+    return zs[i] - lse - z[cid]
+
+
+def attributions(run: _Run, method: str, cid: int | None = None) -> np.ndarray:
     """(L, S, P, H) the estimated effect of zeroing every node; S = 2 (h, c) for an LSTM, else 1."""
     if method not in METHODS:
         raise CircuitError(f"the method must be one of {', '.join(METHODS)}, not {method!r}")
+    if method == CELL_PATH_SOFTMAX:
+        dz_h = -run.jh * run.h  # (R, L, P, H) first-order change of each differentiated logit
+        dz = dz_h[:, :, None] if run.c is None else np.stack([dz_h, _cell_path(run, run.jh)], 2)
+        return _exact_softmax(run, cid, dz)
     ah = -run.gh * run.h
     if run.c is None:
         return ah[:, None]
-    ac = -run.gc * run.c if method == GRAD_X_VALUE else _cell_path(run)
+    ac = -run.gc * run.c if method == GRAD_X_VALUE else _cell_path(run, run.gh[None])[0]
     return np.stack([ah, ac], 1)
 
 
@@ -268,7 +325,7 @@ Edit = tuple  # (layer, state, unit, pos, value): set that stored value after la
 
 
 def _rerun(model: CharRNN, ids: torch.Tensor, t: int, variants: list[list[Edit]],
-           watch: list[tuple[int, str, int, int]] = ()) -> tuple[torch.Tensor, np.ndarray]:
+           watch: list[tuple[int, str, int, int]] = (), start=None) -> tuple[torch.Tensor, np.ndarray]:
     """Row 0 the normal run, row j+1 variant j with its edits; every row joins the batch at its first edit.
 
     Returns log-probabilities (1 + N, V) at t and the watched nodes' values (1 + N, len(watch)).
@@ -292,7 +349,7 @@ def _rerun(model: CharRNN, ids: torch.Tensor, t: int, variants: list[list[Edit]]
     for w_i, (l, st, u, s) in enumerate(watch):
         watched.setdefault((s, l), []).append((w_i, st, u))
     seen = np.zeros((1 + len(variants), len(watch)))
-    state = _prefix_state(model, ids, s0)
+    state = _prefix_state(model, ids, s0) if start is None else start(s0)
     hs, cs = [st[0] for st in state], [st[1] for st in state]
     gi0 = model.embed.weight.detach()[ids[s0:t + 1]] @ W[0][0] + W[0][2]  # (P, G*H)
     for s in range(s0, t + 1):
@@ -320,6 +377,75 @@ def _rerun(model: CharRNN, ids: torch.Tensor, t: int, variants: list[list[Edit]]
     return torch.log_softmax(logits, -1), seen
 
 
+def _window_changes(model: CharRNN, ids: torch.Tensor, t: int, keys: list, window: int, start=None):
+    """Each node of `keys` zeroed and rerun exactly for `window` steps (or to t): the change of every layer's
+    h and c at the window's end e = min(pos + window, t), (N, L, H) each; e (N,); and where e = t, the
+    exact log-probabilities (N, V) (NaN elsewhere). Rows join at their node and leave at their end."""
+    cell, L, H = model.cell, model.config.num_layers, model.config.hidden_size
+    W = _weights(model)
+    N = len(keys)
+    ends = np.array([min(k[3] + window, t) for k in keys], dtype=np.int64)
+    d_h, d_c = np.zeros((N, L, H)), np.zeros((N, L, H))
+    logp = np.full((N, len(model.vocab)), np.nan)
+    order = sorted(range(N), key=lambda j: keys[j][3])
+    s0 = keys[order[0]][3]
+    state = _prefix_state(model, ids, s0) if start is None else start(s0)
+    hs, cs = [st[0] for st in state], [st[1] for st in state]
+    live: list[int] = []  # the variant in each row after row 0 (the normal run)
+    gi0 = model.embed.weight.detach()[ids[s0:t + 1]] @ W[0][0] + W[0][2]  # (P, G*H)
+    nxt = 0
+    for s in range(s0, int(ends.max()) + 1):
+        new = []
+        while nxt < N and keys[order[nxt]][3] == s:
+            new.append(order[nxt])
+            nxt += 1
+        if new:
+            first = len(live) + 1
+            live += new
+            hs = [torch.cat([h, h[:1].expand(len(new), -1)]) for h in hs]
+            cs = [torch.cat([c, c[:1].expand(len(new), -1)]) for c in cs]
+        x = None
+        for l in range(L):
+            gi = gi0[s - s0:s - s0 + 1] if l == 0 else x @ W[l][0] + W[l][2]
+            h2, c2, _ = _step(cell, W[l], gi, hs[l], cs[l])
+            if cell != "lstm":
+                c2 = cs[l]
+            for r, j in enumerate(new, start=first):
+                if keys[j][0] == l:
+                    (h2 if keys[j][1] == "h" else c2)[r, keys[j][2]] = 0.0
+            hs[l], cs[l] = h2, c2
+            x = h2
+        done = [r for r, j in enumerate(live, start=1) if ends[j] == s]
+        if done:
+            idx = torch.tensor(done)
+            for l in range(L):
+                d_h[[live[r - 1] for r in done], l] = (hs[l][idx] - hs[l][:1]).double().cpu().numpy()
+                d_c[[live[r - 1] for r in done], l] = (cs[l][idx] - cs[l][:1]).double().cpu().numpy()
+            if s == t:
+                z = x[idx] @ model.head.weight.detach().t() + model.head.bias.detach()
+                logp[[live[r - 1] for r in done]] = torch.log_softmax(z, -1).double().cpu().numpy()
+            keep = [0] + [r for r in range(1, len(live) + 1) if ends[live[r - 1]] != s]
+            kidx = torch.tensor(keep)
+            hs, cs = [h[kidx] for h in hs], [c[kidx] for c in cs]
+            live = [live[r - 1] for r in keep[1:]]
+    return d_h, d_c, ends, logp
+
+
+def _refine(model: CharRNN, ids: torch.Tensor, run: _Run, cid: int, keys: list, window: int) -> np.ndarray:
+    """(N,) each node's effect: exact for `window` steps, then the logits moved by the gradient at the window's
+    end (the recurrent path of h, and c) and log p(c) recomputed from them; exact when the window reaches t."""
+    t = run.s0 + run.h.shape[1] - 1
+    d_h, d_c, ends, logp = _window_changes(model, ids, t, keys, window, run.state_before)
+    k = ends - run.s0
+    dz = np.einsum("rnlh,nlh->rn", run.jr[:, :, k].transpose(0, 2, 1, 3), d_h)  # (R, N)
+    if run.jc is not None:
+        dz += np.einsum("rnlh,nlh->rn", run.jc[:, :, k].transpose(0, 2, 1, 3), d_c)
+    out = _exact_softmax(run, cid, dz)
+    at_t = ends == t
+    out[at_t] = logp[at_t, cid] - float(run.logp[cid])
+    return out
+
+
 def _ids(model: CharRNN, text: str) -> torch.Tensor:
     return torch.from_numpy(model.vocab.encode(text)).to(model.device)
 
@@ -337,6 +463,18 @@ def ablate(model: CharRNN, text: str, t: int, char, nodes: list[tuple[int, str, 
     logp, _ = _rerun(model, _ids(model, text[:t + 1]), t, [[(l, s, u, p, 0.0)] for (l, s, u, p) in nodes])
     lp = logp[:, cid].double().cpu().numpy()
     return lp[1:][_variant_rows(nodes)] - lp[0]
+
+
+def every_ablation(model: CharRNN, text: str, circ: "Circuit", batch: int = 512) -> tuple[list, np.ndarray]:
+    """Every node at the positions the graph uses, with its exact ablation effect: (keys, effects (N,)).
+    The check of the graph's choice (are the largest effects in it?); costly: L × S × H reruns per position."""
+    t, ch = circ.target["pos"], circ.target["char"]
+    states = ("h", "c") if model.cell == "lstm" else ("h",)
+    L, H = model.config.num_layers, model.config.hidden_size
+    keys = [(l, st, u, p) for p in sorted({n.pos for n in circ.nodes}) for l in range(L) for st in states
+            for u in range(H)]
+    effects = np.concatenate([ablate(model, text, t, ch, keys[i:i + batch]) for i in range(0, len(keys), batch)])
+    return keys, effects
 
 
 def _variant_rows(nodes) -> np.ndarray:
@@ -407,17 +545,16 @@ def circuit(model: CharRNN, text: str, t: int, char=None, back: int = 100, max_n
     t, cid = check_target(model, text, t, char)
     ids = _ids(model, text[:t + 1])
     s0 = max(0, t - back + 1)
-    run, cid = _normal_run(model, ids, s0, t, cid)
-    attr = attributions(run, method)  # (L, S, P, H)
-    L, S, P, H = attr.shape
+    run, cid = _normal_run(model, ids, s0, t, cid, LOGIT_ROWS if method in (CELL_PATH_SOFTMAX, WINDOW) else 0)
+    attr = attributions(run, CELL_PATH_SOFTMAX if method == WINDOW else method, cid)  # (L, S, P, H)
+    if method == WINDOW:  # the likeliest nodes' estimates refined by a short exact rerun
+        pool = _top(attr, POOL * max_nodes)
+        attr.ravel()[pool] = _refine(model, ids, run, cid, _keys(attr.shape, pool, s0), WINDOW_STEPS)
     keep = _top(attr, max_nodes)
-    states = ("h", "c")
-    keys = []
-    for i in keep:
-        l, st, k, u = np.unravel_index(i, attr.shape)
-        keys.append((int(l), states[st], int(u), s0 + int(k)))
+    keys = _keys(attr.shape, keep, s0)
     values = [float((run.h if st == "h" else run.c)[l, p - s0, u]) for (l, st, u, p) in keys]
-    logp, seen = _rerun(model, ids, t, [[(l, st, u, p, 0.0)] for (l, st, u, p) in keys], watch=keys)
+    logp, seen = _rerun(model, ids, t, [[(l, st, u, p, 0.0)] for (l, st, u, p) in keys], watch=keys,
+                        start=run.state_before)
     lp = logp[:, cid].double().cpu().numpy()
     rows = _variant_rows(keys) + 1
     ablation = lp[rows] - lp[0]
@@ -432,21 +569,31 @@ def circuit(model: CharRNN, text: str, t: int, char=None, back: int = 100, max_n
                    positions=list(range(s0, t + 1)))
 
 
+def _keys(shape: tuple, flat: np.ndarray, s0: int) -> list[tuple[int, str, int, int]]:
+    """(layer, state, unit, pos) of flat indices into an (L, S, P, H) array of nodes."""
+    out = []
+    for i in flat:
+        l, st, k, u = np.unravel_index(i, shape)
+        out.append((int(l), ("h", "c")[st], int(u), s0 + int(k)))
+    return out
+
+
 def _before(a: tuple, b: tuple) -> bool:
     """Whether zeroing node a can change node b: an earlier position, or a lower layer at the same one."""
     return a[3] < b[3] or (a[3] == b[3] and a[0] < b[0])
 
 
 def _edges(keys: list, normal: np.ndarray, ablated: np.ndarray) -> list[Edge]:
-    """src -> dst where dst's value minus its value with src zeroed is at least EDGE_SHARE of |dst's value|."""
+    """src -> dst where dst's value minus its value with src zeroed is at least EDGE_SHARE of |dst's value|,
+    the EDGES_IN strongest into each dst."""
     out = []
     for j, dst in enumerate(keys):
+        into = []
         for i, src in enumerate(keys):
-            if not _before(src, dst):
-                continue
             w = normal[j] - ablated[i, j]
-            if abs(w) >= EDGE_SHARE * abs(normal[j]) and w != 0:
-                out.append(Edge(src=i, dst=j, weight=float(w)))
+            if _before(src, dst) and w != 0 and abs(w) >= EDGE_SHARE * abs(normal[j]):
+                into.append(Edge(src=i, dst=j, weight=float(w)))
+        out += sorted(into, key=lambda e: (-abs(e.weight), e.src))[:EDGES_IN]
     return out
 
 
@@ -468,7 +615,7 @@ def memory_path(model: CharRNN, text: str, t: int, char, layer: int, unit: int, 
         run, cid = _normal_run(model, ids, pos, t, cid)
     ch = model.vocab.chars[cid]
     h_abl, c_abl = ablate(model, text, t, ch, [(layer, "h", unit, pos), (layer, "c", unit, pos)])
-    cp = _cell_path(run)[layer, 0, unit]
+    cp = _cell_path(run, run.gh[None])[0, layer, 0, unit]
     res = {"layer": int(layer), "unit": int(unit), "pos": int(pos), "distance": t - int(pos), "char": ch,
            "h_value": float(run.h[layer, 0, unit]), "c_value": float(run.c[layer, 0, unit]),
            "h_attribution": float(-run.gh[layer, 0, unit] * run.h[layer, 0, unit]),

@@ -452,6 +452,37 @@ def parser() -> argparse.ArgumentParser:
     ce.add_argument("--top", type=int, default=5, help="recurrent contributors per gate (default 5)")
     ce.add_argument("--json", action="store_true", help="print one JSON object (docs/format.md names its fields)")
     ce.set_defaults(fn=cmd_cell)
+    # issue 27: one prediction's circuit through units and time (rnnviz.circuits)
+    ci = sub.add_parser("circuit", help="the nodes (layer, h or c, unit, position) that carry one prediction, each "
+                                        "checked by an exact zero ablation; edges, coverage and r²")
+    ci.add_argument("checkpoint")
+    ci.add_argument("--text", "--file", dest="file", required=True, metavar="FILE",
+                    help="a UTF-8 text file, read from its first character with a zero initial state")
+    ci.add_argument("--pos", type=int, required=True, help="T: the prediction after reading character T (from 0)")
+    ci.add_argument("--char", help="the character whose log-probability is explained (default: the true next one)")
+    ci.add_argument("--back", type=int, default=100, help="positions scored, T-D+1 to T (default 100)")
+    ci.add_argument("--nodes", type=int, default=50, help="nodes kept (default 50)")
+    ci.add_argument("--method", default=None, help="attribution method (default: rnnviz.circuits.DEFAULT_METHOD)")
+    ci.add_argument("--json", action="store_true", help="print one JSON object (docs/format.md names its fields)")
+    ci.set_defaults(fn=cmd_circuit)
+    # issue 28: a sparse dictionary over one layer's h or c (rnnviz.features)
+    fe = sub.add_parser("features", help="train a TopK sparse dictionary over one layer's h or c (or load it from the "
+                                         "cache) and measure it: reconstruction, splice losses, units against features")
+    fe.add_argument("checkpoint")
+    fe.add_argument("--layer", type=int, default=-1, help="the layer (default -1: the top one)")
+    fe.add_argument("--state", choices=("h", "c"), default="h", help="h, or for an LSTM c (default h)")
+    fe.add_argument("--corpus", help="training text: a built-in corpus name or a UTF-8 file (default: the model's "
+                                     "held-out text), cut at 200,000 characters")
+    fe.add_argument("--eval", metavar="FILE", help="measure on this UTF-8 file instead of the training text")
+    fe.add_argument("--size", type=int, help="features in the dictionary (default 8 x the hidden size)")
+    fe.add_argument("--k", type=int, default=32, help="features active per character (default 32)")
+    fe.add_argument("--steps", type=int, help="training updates (default: the library's)")
+    fe.add_argument("--feature", type=int, help="also report this feature: its top activations and labels")
+    fe.add_argument("--top", type=int, default=10, help="separated peaks to list with --feature (default 10)")
+    fe.add_argument("--out", help="the cache folder (default: $RNNVIZ_FEATURES_DIR or atlas_cache/features)")
+    fe.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    fe.add_argument("--json", action="store_true", help="print one JSON object (docs/cli.md names its fields)")
+    fe.set_defaults(fn=cmd_features)
     # issue 29: a model trained elsewhere becomes an rnnviz checkpoint (rnnviz.interop)
     im = sub.add_parser("import", help="convert a PyTorch state dict (.pt/.pth/.safetensors), a d2l model, a "
                                        "min-char-rnn .npz or a Keras .keras/.h5 model into an rnnviz checkpoint folder")
@@ -757,6 +788,113 @@ def cmd_cell(args) -> int:
     for g, p in s.preact.items():
         top = ", ".join(f"h{j} {v:+.3f}" for j, v in s.contributors[g]) or "none (h_(t-1) is zero)"
         print(f"{g:<5} {p['input']:+8.4f} {p['recurrent']:+9.4f} {p['bias']:+8.4f} {s.total(g):+8.4f}  {top}")
+    return 0
+
+
+
+def cmd_circuit(args) -> int:
+    import json
+
+    from . import circuits
+    from .render import char_label
+    model, _ = checkpoint.load(args.checkpoint)
+    text = decode_utf8(Path(args.file).read_bytes(), args.file)
+    circ = circuits.circuit(model, text, args.pos, args.char, back=args.back, max_nodes=args.nodes,
+                            method=args.method or circuits.DEFAULT_METHOD)
+    if args.json:
+        print(json.dumps(circ.to_json()))
+        return 0
+    tgt = circ.target
+    print(f"target: after #{tgt['pos']} '{char_label(text[tgt['pos']])}', log p('{char_label(tgt['char'])}') = "
+          f"{tgt['logp']:.4f}; {len(circ.nodes)} of {circ.candidates:,} nodes, coverage {circ.coverage:.3f}, "
+          f"r² {circ.r2:.3f}, slope {circ.slope:.2f} (through the origin), method {circ.method}")
+    print(circuits.story(model, circ, text))
+    print(f"\n{'node':<16} {'char':>4} {'value':>8} {'attribution':>11} {'ablation':>9}")
+    for n in circ.nodes:
+        print(f"{n.label:<16} {char_label(text[n.pos]):>4} {n.value:+8.3f} {n.attribution:+11.4f} {n.ablation:+9.4f}")
+    print(f"\n{len(circ.edges)} edges (src -> dst: dst's value minus its value with src zeroed)")
+    return 0
+
+
+def cmd_features(args) -> int:
+    import json
+
+    from . import features
+    from .atlas.corpus import resolve_corpus
+    from .corpora import CORPORA
+    from .dashboard import array_peaks, column_labels
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.top < 1:
+        raise ConfigError(f"--top must be at least 1, not {args.top}")
+    model, config = checkpoint.load(args.checkpoint)
+    corpus = None
+    if args.corpus:
+        if args.corpus in CORPORA:
+            corpus = args.corpus
+        elif Path(args.corpus).is_file():
+            corpus = Path(args.corpus)
+        else:
+            raise ConfigError(f"--corpus {args.corpus!r} is neither a built-in ({', '.join(CORPORA)}) nor a file")
+    ct = resolve_corpus(config, corpus)
+    for notice in ct.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    kw = {} if args.steps is None else {"steps": args.steps}
+    cfg = features.SAEConfig(layer=args.layer, state=args.state, size=args.size, k=args.k, **kw)
+    last = [0.0]
+
+    def progress(fraction, message):
+        now = time.monotonic()
+        if now - last[0] > 2 or fraction >= 1:
+            last[0] = now
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    d = features.load_or_train(model, ct.text, ct.name, cfg, args.out, progress=progress,
+                               model_name=Path(args.checkpoint).name)
+    if d.cfg.get("retrained_because"):
+        print(f"note: the cached dictionary was damaged and was retrained: {d.cfg['retrained_because']}",
+              file=sys.stderr)
+    text = decode_utf8(Path(args.eval).read_bytes(), args.eval) if args.eval else ct.text
+    m = features.metrics(model, d, text)
+    best = features.units_vs_features(model, d, text)
+    out = {"path": str(d.path) if d.path else None, "layer": d.layer, "state": d.state, "d_in": d.d_in,
+           "d_sae": d.d_sae, "k": d.k, "corpus": ct.name, "train_chars": len(ct.text),
+           "evaluated_on": args.eval or "the training corpus", "eval_chars": len(text), "metrics": m,
+           "best": {r["hypothesis"]: {"unit": r["unit"], "feature": r["feature"], "winner": r["winner"],
+                                      "chance": r["chance"], "flagged": r["evidence"]["flagged"]} for r in best}}
+    if args.feature is not None:
+        col = (features.corpus_codes(model, d, text).column(args.feature) if not args.eval
+               else features.feature_acts(model, d, text, [args.feature])[:, 0])
+        labels = column_labels(col[:, None], text).dropna(subset=["score"]).sort_values("score", ascending=False)
+        out["feature"] = {"index": args.feature,
+                          "top": [{"pos": p, "value": v} for p, v in array_peaks(col, "top", args.top,
+                                                                                  active_only=True)],
+                          "frequency": float((col > 0).mean()), "max": float(col.max()),
+                          "labels": [{"hypothesis": r.hypothesis, "score": float(r.score), "direction": r.direction,
+                                      "flagged": bool(r.flagged)} for r in labels.itertuples()],
+                          "loadings": [{"unit": u, "weight": w} for u, w in features.loadings(d, args.feature)]}
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False, default=float))
+        return 0
+    print(f"dictionary of {d.d_sae:,} features (k {d.k}) over layer {d.layer} {d.state}, trained on {len(ct.text):,} "
+          f"characters of {ct.name}; saved at {d.path}")
+    print(f"measured on {out['evaluated_on']} ({len(text):,} characters):")
+    for key, value in m.items():
+        print(f"  {key:<18} {value:.4f}" if isinstance(value, float) else f"  {key:<18} {value}")
+    print(f"{'hypothesis':<28} {'best unit':<12} {'score':>6}  {'best feature':<12} {'score':>6}  chance")
+    for r in best:
+        u, f = r["unit"], r["feature"]
+        print(f"{r['hypothesis']:<28} {'L' + str(u['layer']) + ' ' + u['state'] + str(u['unit']):<12} "
+              f"{u['score']:6.3f}  {'f' + str(f['feature']):<12} {f['score']:6.3f}  {r['chance']:.3f}"
+              f"{' (too little evidence)' if r['evidence']['flagged'] else ''}")
+    if "feature" in out:
+        fo = out["feature"]
+        print(f"feature {args.feature}: active on {fo['frequency']:.1%} of characters, max {fo['max']:.3f}")
+        for t in fo["top"]:
+            p = t["pos"]
+            print(f"  {p:8d} {t['value']:.4f}  {text[max(0, p - 30):p]!r} [{text[p]!r}] {text[p + 1:p + 10]!r}")
+        print("labels: " + ", ".join(f"{x['hypothesis']} {x['score']:.3f}" for x in fo["labels"][:5]))
     return 0
 
 
