@@ -319,6 +319,10 @@ def test_keras_models_rnnviz_cannot_compute_are_refused_by_name(keras, tmp_path)
                       ["4 and 3 units"]),
         "vocab-sizes": (emb() + [L.LSTM(4, return_sequences=True), L.Dense(V + 1, activation="softmax")],
                         [f"reads {V} ids", f"predicts {V + 1}"]),
+        "not-one-hot": ([keras.Input((None, V + 2)), L.LSTM(4, return_sequences=True), dense()],
+                        [f"reads {V + 2} numbers per step", f"predicts {V}"]),
+        "softmax-twice": (emb() + [L.LSTM(4, return_sequences=True), dense(), L.Activation("softmax")],
+                          ["Activation", "after the Dense layer"]),
     }
     for name, (layers, words) in cases.items():
         path = tmp_path / name / "model.keras"
@@ -385,6 +389,16 @@ def test_truncated_and_damaged_files_get_one_line(saved, tmp_path):
         del group[name]
         group.create_dataset(name, shape=(4, V), dtype=np.float32, external=[(str(secret), 0, 4 * V * 4)])
     refused(outside, "outside the file")
+
+    elsewhere = tmp_path / "elsewhere.h5"  # the right weights, in another file that a link points at
+    with h5py.File(saved / "ok.h5") as src, h5py.File(elsewhere, "w") as dst:
+        src.copy(src["model_weights"], dst, "model_weights")
+    linked = copy_to(tmp_path, h5_bytes, "linked.h5")
+    with h5py.File(linked, "a") as f:
+        group, name = dense_kernel(f)
+        del group[name]
+        group[name] = h5py.ExternalLink(str(elsewhere), group.name + "/" + name)
+    refused(linked, "kernel", "link")
 
 
 def test_files_that_are_not_keras_models_get_one_line(tmp_path):

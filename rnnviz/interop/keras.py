@@ -110,10 +110,10 @@ def _read_h5(path: Path) -> Parts:
                                     "JSON; save the whole model with model.save('model.keras')")
             raise ImportRefused(f"{path.name} is an HDF5 file but not a Keras model (it has no model_config)")
         plan = _understand(_parse_json(_attr_bytes(h5.attrs["model_config"]), f"the model_config of {path.name}"))
-        group = h5.get("model_weights", getlink=True)
-        if not isinstance(group, h5py.HardLink):
+        weights = _hard_child(h5, "model_weights")
+        if not isinstance(weights, h5py.Group):
             raise ImportRefused(f"{path.name} has a model_config but no model_weights group")
-        arrays = [_h5_weights(h5["model_weights"], layer, shapes) for layer, shapes in plan.expected()]
+        arrays = [_h5_weights(weights, layer, shapes) for layer, shapes in plan.expected()]
     return plan.parts(arrays, "keras2-h5")
 
 
@@ -172,6 +172,7 @@ def _understand(config: dict) -> _Plan:
 
 
 def _layer_name(layer: dict) -> str:
+    """The layer's own name, as its config gives it."""
     cfg = layer.get("config")
     name = cfg.get("name") if isinstance(cfg, dict) else None
     return name if isinstance(name, str) else str(layer.get("name", "?"))
@@ -248,6 +249,7 @@ class _Plan:
         self.embedding: dict | None = None
         self.recurrent: list[dict] = []
         self.head: dict | None = None
+        self.input_width = None  # the last number of the input's shape, where the JSON says it
         self.conversions: list[str] = []
         self.notices: list[str] = []
 
@@ -319,7 +321,7 @@ def _check_recurrent(layer: dict) -> None:
                             "PyTorch's GRU (and so rnnviz) cannot compute; retrain it with reset_after=True "
                             "(the default of Keras 3 and tf.keras 2)")
     units = cfg.get("units")
-    if not isinstance(units, int) or not 1 <= units <= MAX_HIDDEN:
+    if not isinstance(units, int) or isinstance(units, bool) or not 1 <= units <= MAX_HIDDEN:
         raise ImportRefused(f"{what} has {units!r} units; rnnviz shows from 1 to {MAX_HIDDEN}")
 
 
@@ -339,6 +341,9 @@ def _plan(layers: list[dict]) -> _Plan:
             raise ImportRefused(f"layer {name!r} ({cls}) uses the custom object {custom!r}: its code is not in the "
                                 "file, and rnnviz never runs code from a model file")
         inner = cfg.get("layer") if cls == "TimeDistributed" else None
+        if cls == "InputLayer" or cls in RECURRENT and not plan.recurrent:
+            shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")  # Keras 3 / Keras 2
+            plan.input_width = shape[-1] if isinstance(shape, list) and shape else plan.input_width
         if cls == "InputLayer":
             continue
         if cls in INERT:
@@ -426,6 +431,11 @@ def _check_shape(plan: _Plan) -> None:
         if not isinstance(e, int) or not 1 <= e <= MAX_EMBED:
             raise ImportRefused(f"the Embedding's width is {e!r}; rnnviz's embedding is 1 to {MAX_EMBED} wide")
     else:
+        width = plan.input_width
+        if isinstance(width, int) and width != V:
+            raise ImportRefused(f"the model has no Embedding and reads {width} numbers per step, but its Dense layer "
+                                f"predicts {V} characters; rnnviz reads such a model as one-hot input over its "
+                                "characters, so the two must be equal")
         if V > MAX_EMBED:
             raise ImportRefused(f"the model reads one-hot input over {V} characters; rnnviz's embedding holds at "
                                 f"most {MAX_EMBED}")
@@ -462,7 +472,7 @@ def _read_dataset(obj, what: str, shape: tuple[int, ...], bfloat16: bool = False
     """A float array from an h5py object, after checking it is a plain dataset of the expected shape (so a
     hostile file can make us read no more than the model's own size, nor any other file on this machine)."""
     if not isinstance(obj, h5py.Dataset):
-        raise ImportRefused(f"{what} is missing from the weights")
+        raise ImportRefused(f"{what} is missing from the weights (or behind a link, which rnnviz does not follow)")
     if obj.is_virtual or obj.external:
         raise ImportRefused(f"{what} points at data outside the file; refusing it")
     if tuple(obj.shape) != tuple(shape):
@@ -478,14 +488,20 @@ def _read_dataset(obj, what: str, shape: tuple[int, ...], bfloat16: bool = False
 
 
 def _hard_child(group, key: str):
-    """group[key] if it is stored in this file (no soft or external link), else None."""
-    try:
-        link = group.get(key, getlink=True)
-    except (KeyError, ValueError, TypeError):
-        return None
-    if not isinstance(link, h5py.HardLink):
-        return None
-    return group[key]
+    """group[key] if every step of the path `key` is stored in this file (no soft or external link, which
+    could lead into another file on this machine), else None."""
+    node = group
+    for part in key.split("/"):
+        if not isinstance(node, h5py.Group) or part in ("", "."):
+            return None
+        try:
+            link = node.get(part, getlink=True)
+        except (KeyError, ValueError, TypeError):
+            return None
+        if not isinstance(link, h5py.HardLink):
+            return None
+        node = node[part]
+    return node
 
 
 def _keras3_group(h5: h5py.File, layer: dict):
@@ -495,14 +511,14 @@ def _keras3_group(h5: h5py.File, layer: dict):
     if root is None:  # files of tf.keras 2.13 to 2.15 name it so, as Keras 3's own loader knows
         root = _hard_child(h5, "_layer_checkpoint_dependencies")
     node = root
-    for key in [path, *(["cell"] if layer["class_name"] in RECURRENT else []),
-                *(["layer"] if layer["class_name"] == "TimeDistributed" else [])]:
-        node = _hard_child(node, key) if isinstance(node, h5py.Group) else None
-    outer = _hard_child(root, path) if isinstance(root, h5py.Group) else None
-    label = outer["vars"].attrs.get("name") if isinstance(outer, h5py.Group) and "vars" in outer else None
+    for key in (path, SUBGROUP.get(layer["class_name"])):
+        if key:
+            node = _hard_child(node, key)
+    outer_vars = _hard_child(root, f"{path}/vars") if isinstance(root, h5py.Group) else None
+    label = outer_vars.attrs.get("name") if isinstance(outer_vars, h5py.Group) else None
     if isinstance(label, bytes):
         label = label.decode("utf-8", "replace")
-    if label is not None and label != name:
+    if label is not None and str(label) != name:
         raise ImportRefused(f"the weights file does not match config.json: layers/{path} holds {label!r}, "
                             f"not {name!r}")
     group = _hard_child(node, "vars") if isinstance(node, h5py.Group) else None
@@ -539,7 +555,8 @@ def _h5_weights(weights: h5py.Group, layer: dict, shapes: dict) -> dict[str, np.
     name = _layer_name(layer)
     group = _hard_child(weights, name)
     if not isinstance(group, h5py.Group):
-        raise ImportRefused(f"the weights of {layer['class_name']} {name!r} are missing from model_weights")
+        raise ImportRefused(f"the weights of {layer['class_name']} {name!r} are missing from model_weights (or "
+                            "behind a link, which rnnviz does not follow)")
     names = _attr_list(group, "weight_names")
     roles = {n.rsplit("/", 1)[-1].split(":")[0]: n for n in names}  # 'lstm/lstm_cell/kernel:0' -> kernel
     if sorted(roles) != sorted(shapes) or len(names) != len(shapes):
@@ -547,9 +564,7 @@ def _h5_weights(weights: h5py.Group, layer: dict, shapes: dict) -> dict[str, np.
                             f"implies {sorted(shapes)}")
     out = {}
     for role, shape in shapes.items():
-        obj = group
-        for part in roles[role].split("/"):
-            obj = _hard_child(obj, part) if isinstance(obj, h5py.Group) else None
+        obj = _hard_child(group, roles[role])
         out[role] = _read_dataset(obj, f"{name}'s {role}", shape, "bfloat16" in _policy(layer))
     return out
 
