@@ -1,4 +1,5 @@
-"""Sample: generate text at a temperature, coloured by confidence; temperatures compared; clamp a unit."""
+"""Sample: generate text at a temperature, coloured by confidence; temperatures compared; clamp a unit; steer
+with a dictionary's feature."""
 import streamlit as st
 
 import ui
@@ -41,6 +42,9 @@ def body(ctx):
     clamp = sui.clamp_controls(ctx)
     if clamp is not None:
         sui.clamped(ctx, s, args, clamp)
+    steering = sui.steer_controls(ctx)
+    if steering is not None:
+        sui.steered(ctx, s, args, steering)
 
 
 ui.run_page(main)

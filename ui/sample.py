@@ -2,8 +2,12 @@
 import streamlit as st
 
 from rnnviz import render, sampling
+from rnnviz.features import words as fwords
 from rnnviz.sampling import CLAMP_LIMIT as LIMIT, Clamp, clamp_divergence, number, sample
+from ui import features as fui
 from ui.state import default, keep_choice, keep_in_range
+
+STEER_LIMIT = 100.0  # the steering strength alpha runs from -STEER_LIMIT to STEER_LIMIT
 
 DICE = ("How each character is chosen: the model's characters are lined up from the likeliest to the least "
         "likely, each taking a slice of the line from 0 to 1 as wide as its probability; a random number u "
@@ -119,4 +123,54 @@ def clamped(ctx, s, args: tuple, clamp) -> None:
     if kl.size:
         st.caption(sampling.divergence_summary(kl))
 
+
+@st.cache_data(max_entries=32, show_spinner="Generating with the feature added ...")
+def steered_sample(model_key: str, prime: str, length: int, temperature: float, top_k, seed: int, steer_key: tuple,
+                   _model, _steer):
+    """A cached (Sample, KL along it) with the steer held at every step; steer_key names (dictionary, feature, alpha)."""
+    return sampling.steered_sample(_model, _steer, prime, length, temperature=temperature, top_k=top_k, seed=seed)
+
+
+def steer_controls(ctx):
+    """The steering widgets; (dictionary key, feature, alpha, Steer) when it is on, else None."""
+    ss = st.session_state
+    st.subheader("Intervene: steer with a feature")
+    study, key = fui.ready(ctx)
+    if study is None:
+        st.caption("Steering adds a feature's decoder direction to the state at every step. No dictionary is ready "
+                   "for this model with the settings chosen on Features: train one there first.")
+        st.page_link("pages/features_page.py", label="Features", icon=":material/scatter_plot:")
+        return None
+    d = study.dictionary
+    keep_in_range("steer_feature", 0, d.d_sae - 1, fui.default_feature(study))
+    i = int(ss["steer_feature"])
+    default("steer_on", False)
+    keep_in_range("steer_alpha", -STEER_LIMIT, STEER_LIMIT, float(f"{study.table.iloc[i]['max']:.3g}"))
+    st.toggle("Steer with a feature while generating", key="steer_on")
+    c1, c2 = st.columns(2)
+    c1.number_input(f"Feature (0 to {d.d_sae - 1:,}) of layer {d.layer} {d.state}", 0, d.d_sae - 1, step=1,
+                    key="steer_feature")
+    c2.number_input(f"α ({-STEER_LIMIT:g} to {STEER_LIMIT:g})", step=0.5, key="steer_alpha")
+    i, alpha = int(ss["steer_feature"]), float(ss["steer_alpha"])
+    row = study.table.iloc[i]
+    label = "" if row.isna()["label"] else f"; its best label: {row['direction']} {row['label']} ({row['score']:.3f})"
+    st.caption(fwords.steer_caption(i, d.layer, d.state, float(row["max"])) + label + ".")
+    if not ss["steer_on"]:
+        return None
+    steer = sampling.Steer(layer=d.layer, direction=d.W_dec[i], alpha=alpha, kind=d.state)
+    return key, i, alpha, steer
+
+
+def steered(ctx, s, args: tuple, steering) -> None:
+    """The same sample with the feature added at every step, side by side, and how far it moved the distributions."""
+    key, i, alpha, steer = steering
+    other, kl = steered_sample(*args, (key, i, alpha), _model=ctx.model, _steer=steer)
+    left, right = st.columns(2)
+    with left:
+        show(s, "Without the intervention")
+    with right:
+        show(other, f"With {number(alpha)} × feature {i} added")
+    st.caption("Same seed and settings on both sides: every difference comes from the added direction.")
+    if kl.size:
+        st.caption(sampling.steer_summary(kl, f"feature {i}'s decoder row", alpha))
 

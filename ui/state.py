@@ -43,12 +43,15 @@ PAGES = [
     ("pages/train_page.py", "Train", ":material/model_training:", "train"),
     ("pages/activations_page.py", "Activations", ":material/format_color_text:", "activations"),
     ("pages/gates_page.py", "Gates", ":material/tune:", "gates"),
+    ("pages/cell_page.py", "Inside the cell", ":material/memory:", "cell"),
     ("pages/gradients_page.py", "Gradients", ":material/trending_down:", "gradients"),
     ("pages/sample_page.py", "Sample", ":material/edit_note:", "sample"),
     ("pages/neurons_page.py", "Neuron search", ":material/search:", "neurons"),
     ("pages/atlas_page.py", "Unit atlas", ":material/hub:", "atlas"),
     ("pages/unit_page.py", "Unit dashboard", ":material/dashboard:", "unit"),
     ("pages/match_page.py", "Select and match", ":material/join_inner:", "match"),
+    ("pages/features_page.py", "Features", ":material/scatter_plot:", "features"),
+    ("pages/feature_page.py", "Feature dashboard", ":material/space_dashboard:", "feature"),
     ("pages/why_page.py", "Why this character?", ":material/ads_click:", "why"),
     ("pages/circuit_page.py", "How it was computed", ":material/account_tree:", "circuit"),
     ("pages/compare_page.py", "Compare", ":material/compare_arrows:", "compare"),
@@ -59,8 +62,8 @@ PAGES = [
 # The sidebar's sections, by what a person came to do: each page's url path, in the order listed.
 SECTIONS = {
     "Learn": ("welcome", "gradients", "guess"),
-    "Look inside": ("activations", "gates", "sample"),
-    "Find units": ("neurons", "atlas", "unit", "match"),
+    "Look inside": ("activations", "gates", "cell", "sample"),
+    "Find units": ("neurons", "atlas", "unit", "match", "features", "feature"),
     "Explain": ("why", "circuit", "compare"),
     "Train": ("train", "history"),
 }
@@ -84,7 +87,10 @@ PERSIST_HISTORY = ("hist_model", "hist_step", "hist_temp", "hist_seed", "hist_hy
 PERSIST_TEACHING = ("guess_start", "guess_nick")  # the tour and the guessing game
 PERSIST_CIRCUIT = ("circuit_t", "circuit_char", "circuit_back", "circuit_nodes", "circuit_layer", "circuit_state",
                    "circuit_unit", "circuit_from", "circuit_to", "circuit_value")  # How it was computed
-PERSIST = PERSIST + PERSIST_WHY + PERSIST_COMPARE + PERSIST_HISTORY + PERSIST_TEACHING + PERSIST_CIRCUIT
+PERSIST_CELL = ("cell_pos",)  # Inside the cell: the position studied (layer and unit are the shared keys)
+PERSIST_FEATURES = ("feat_layer", "feat_state", "feat_size", "feat_k", "feat_steps", "feat_feature", "steer_on",
+                    "steer_feature", "steer_alpha")  # Features, Feature dashboard, steering on Sample
+PERSIST = PERSIST + PERSIST_WHY + PERSIST_COMPARE + PERSIST_HISTORY + PERSIST_TEACHING + PERSIST_CELL + PERSIST_CIRCUIT + PERSIST_FEATURES
 
 
 # --- folders -------------------------------------------------------------------------------------

@@ -9,7 +9,11 @@
     attribution  saliency by distance and counterfactual edits
     compare      a model against an n-gram or another model, by character class
     atlas        the unit atlas: the units map, a unit's histogram, matches
+    features     a dictionary's features: their map and density, a feature's logit effect and loadings,
+                 units against features
     circuits     a circuit through units and time; an intervention's distribution before and after
+    anatomy      inside the cell: one unit's step as Olah's diagram, the text strip, the pre-activation's
+                 parts, the unit along the window with its gates' ribbons
     base         what they share: colours, symbols, the character axis, the empty-figure message
 
 Every public builder is also importable from here, so a page writes `from rnnviz import plots` and
@@ -17,9 +21,11 @@ Every public builder is also importable from here, so a page writes `from rnnviz
 """
 from ..render import char_label
 from .atlas import match_heatmap, unit_histogram, unit_map
+from .anatomy import cell_diagram, preact_bars, text_strip, unit_window
 from .attribution import MEASURES, aggregate_distance, counterfactual_chart, influence_distance
 from .circuits import circuit_graph, intervention_bars
 from .compare import accuracy_vs_distance, class_breakdown, difference_by_position
+from .features import feature_density, feature_loadings, feature_logit_effect, feature_map, units_vs_features
 from .gates import gate_histograms, gate_lines, saturation_scatter
 from .gradients import (
                         cell_color,
@@ -34,10 +40,11 @@ from .sampling import temperature_distributions
 from .states import activation_heatmap, surprisal_bars, unit_line, unit_scales, unit_scores
 from .training import loss_curves
 
-__all__ = ["char_label", "MEASURES", "match_heatmap", "unit_histogram", "unit_map", "aggregate_distance", "counterfactual_chart",
+__all__ = ["char_label", "cell_diagram", "preact_bars", "text_strip", "unit_window", "MEASURES", "match_heatmap", "unit_histogram", "unit_map", "aggregate_distance", "counterfactual_chart",
            "influence_distance", "accuracy_vs_distance", "class_breakdown", "difference_by_position",
            "gate_histograms", "gate_lines", "saturation_scatter", "cell_color",
            "gradient_decay", "gradient_lesson", "memory_accuracy", "recall_during_training", "unit_gradient_map",
            "emergence_timeline", "loss_with_step", "recall_over_steps", "saturation_over_steps",
            "temperature_distributions", "activation_heatmap", "surprisal_bars", "unit_line", "unit_scales",
-           "unit_scores", "loss_curves", "circuit_graph", "intervention_bars"]
+           "unit_scores", "loss_curves", "circuit_graph", "intervention_bars",
+           "feature_density", "feature_loadings", "feature_logit_effect", "feature_map", "units_vs_features"]

@@ -1,0 +1,104 @@
+"""Features and Feature dashboard through AppTest: a tiny dictionary trained through the page (in the
+background, through the queue), its metrics equal to the library's, units against features, one feature's
+panels, steering in Sample (alpha 0 = the plain sample), and bad input answered with a message."""
+import json
+import time
+
+import numpy as np
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from rnnviz import checkpoint
+from rnnviz import features as feat
+from rnnviz.corpora import corpus_meta, quotes_task
+from rnnviz.model import build
+from rnnviz.vocab import Vocab
+
+TIMEOUT = 120
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
+TINY = dict(feat_size=48, feat_k=4, feat_steps=60)  # trains in about a second
+
+
+@pytest.fixture(autouse=True)
+def folders(tmp_path, monkeypatch):
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    pre = tmp_path / "pretrained"
+    corpus = quotes_task(20_000, seed=0)
+    model = build(Vocab.from_text(corpus.text), cell="lstm", hidden_size=12, num_layers=2, embed_size=6, seed=0)
+    # its held-out split (2,000 characters) is the corpus a dictionary trains on
+    checkpoint.save(model, pre / "shakespeare-lstm", meta={"corpus": corpus_meta(corpus, 0.1)})
+    monkeypatch.setenv("RNNVIZ_PRETRAINED", str(pre))
+    monkeypatch.setenv("RNNVIZ_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("RNNVIZ_ATLAS_DIR", str(tmp_path / "atlas"))
+    monkeypatch.setenv("RNNVIZ_FEATURES_DIR", str(tmp_path / "features"))
+    yield pre
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def app(page: str) -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(f"pages/{page}_page.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def trained(at: AppTest) -> AppTest:
+    """Set the tiny settings, press Train, and rerun until the dictionary and its measurements are ready."""
+    for k, v in TINY.items():
+        at.number_input(key=k).set_value(v).run()
+    assert any("No dictionary yet" in i.value for i in at.info)
+    at.button(key="feat_train").click().run()
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline and not at.get("plotly_chart"):
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_features_page_trains_and_shows_the_librarys_numbers(folders, tmp_path):
+    at = trained(app("features"))
+    from ui import features as fui
+    study = next(iter(fui._server()["studies"].values()))
+    d = study.dictionary
+    assert (d.d_sae, d.k, d.layer, d.state) == (48, 4, 1, "h") and d.path.parent == tmp_path / "features"
+    model, _ = checkpoint.load(folders / "shakespeare-lstm")
+    want = feat.metrics(model, feat.load(d.path), study.text)  # an independent load and measurement
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["FVU"] == f"{want['fvu']:.3f}" and shown["L0"] == f"{want['l0']:.3f}"
+    assert shown["CE recovered (output)"] == f"{want['ce_recovered_out']:.1%}"
+    assert shown["spliced in the recurrence"] == f"{want['loss_spliced_rec']:.4f}"
+    md = "\n".join(m.value for m in at.markdown)
+    assert f"**{want['loss_spliced_out']:.4f}** nats/char" in md
+    table = at.dataframe[0].value
+    assert len(table) == 48 and {"frequency", "max", "label", "score"} <= set(table.columns)
+    acts = feat.feature_acts(model, d, study.text)
+    np.testing.assert_allclose(table.sort_values("feature")["frequency"], (acts > 0).mean(0))
+    vs = at.dataframe[1].value
+    rows = feat.units_vs_features(model, d, study.text)
+    assert list(vs.hypothesis) == [r["hypothesis"] for r in rows]
+    np.testing.assert_allclose(vs["unit score"], [r["unit"]["score"] for r in rows])
+    verdicts = [e.value for e in (*at.warning, *at.success, *at.info) if "feature" in e.value.lower()]
+    assert verdicts, "the page says whether any feature beats the best unit"
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert fig["data"][0]["type"] == "scatter"
+    # a row picked in the table opens that feature's dashboard
+    pick = int(table.iloc[0]["feature"])
+    at.session_state["feat_table"] = {"selection": {"rows": [0], "columns": []}}
+    from pages import features_page  # noqa: F401  (the callbacks read session state only)
+    at.session_state["feat_feature"] = pick
+    at.switch_page("pages/feature_page.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    md = "\n".join(m.value for m in at.markdown)
+    assert f"### Feature {pick} of layer 1 h" in md and "nats/char" in md
+    html = "\n".join(h.proto.body for h in at.get("html"))
+    assert "outline" in html, "its top contexts mark their peaks"
+    charts = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert len(charts) >= 4  # histogram, density, logit effect, loadings
+    delta = feat.removal_effect(model, d, study.text, pick)
+    assert f"**{delta:+.5f} nats/char**" in md
