@@ -13,7 +13,9 @@ import numpy as np
 
 from .experiments import CHANCE, recall_example
 from .gradients import GradientFlow, fresh_model, gradient_norms, path_gain
+from .hypotheses import HYPOTHESES, hypothesis_mask
 from .model import CharRNN
+from .render import char_label
 from .trace import trace
 from .vocab import Vocab
 
@@ -311,3 +313,61 @@ def trained_caption(corpus: str, others: list[str]) -> str:
     return (f"Models of each cell trained on {corpus}, the same corpus as yours: the loss of the last character. "
             "Their gates were learned, not set, so the curves say what each model needs, not what it can do: "
             "compare with the memory models.")
+
+
+# --- Inside the cell: where it opens, and the words under its diagram --------------------------------
+
+def cell_opening(text: str, hypothesis: str) -> int:
+    """Where Inside the cell opens on a text: the first character at which `hypothesis` turns on among the
+    characters it counts after the first (where the state is still zero); for a span that holds a quote, its
+    first quote (a string's opening quote, past a prefix such as f); 0 when it never turns on."""
+    if hypothesis not in HYPOTHESES or not text:
+        return 0
+    y = np.asarray(HYPOTHESES[hypothesis](text)) > 0  # (T,)
+    on = y & np.r_[True, ~y[:-1]]
+    mask = hypothesis_mask(hypothesis, text)
+    if mask is not None:
+        on &= mask
+    starts = np.flatnonzero(on[1:]) + 1  # not the first character: there the state is still the zero state
+    for s in starts:  # the span's opening quote: past a prefix such as f or rb
+        q = int(s)
+        while q < len(text) and y[q] and text[q] not in "'\"":
+            q += 1
+        if q < len(text) and y[q]:
+            return q
+    return int(starts[0]) if starts.size else 0
+
+
+def _pct(x: float) -> str:
+    """A gate's share as a percentage that never rounds a near-1 gate up to all, or a near-0 one down to none."""
+    if 0.995 <= x < 1:
+        return "over 99%"
+    if 0 < x < 0.005:
+        return "under 1%"
+    return f"{x:.0%}"
+
+
+def describe_step(step) -> str:
+    """The words under the Inside-the-cell diagram: what each gate did at this step, in the step's own
+    numbers (step: an rnnviz.anatomy.CellStep). Plain text: the page escapes it."""
+    v = step.values
+    at = f"At #{step.pos} {char_label(step.char)!r}, unit {step.unit} of layer {step.layer}: "
+    if step.cell == "lstm":
+        return (at + f"the forget gate f = {v['f']:.3f} keeps {_pct(v['f'])} of the old cell state "
+                f"c(t-1) = {v['c_prev']:+.3f}, giving f·c(t-1) = {v['f_c_prev']:+.3f}; the input gate i = {v['i']:.3f} "
+                f"lets in {_pct(v['i'])} of the candidate g = {v['g']:+.3f}, adding i·g = {v['i_g']:+.3f}; so the "
+                f"new cell state is c(t) = {v['f_c_prev']:+.3f} + ({v['i_g']:+.3f}) = {v['c']:+.3f}. The output gate "
+                f"o = {v['o']:.3f} passes {_pct(v['o'])} of tanh(c(t)) = {v['tanh_c']:+.3f} on as h(t) = {v['h']:+.3f}.")
+    if step.cell == "gru":
+        z = v["z"]
+        return (at + f"the update gate z = {z:.3f} keeps {_pct(z)} of the old state h(t-1) = {v['h_prev']:+.3f}, "
+                f"giving z·h(t-1) = {v['z_h_prev']:+.3f}, and takes {_pct(1 - z)} of the candidate n = {v['n']:+.3f}, "
+                f"giving (1-z)·n = {v['one_minus_z_n']:+.3f}; so h(t) = {v['z_h_prev']:+.3f} + "
+                f"({v['one_minus_z_n']:+.3f}) = {v['h']:+.3f}. The reset gate r = {v['r']:.3f} lets the candidate "
+                f"read {_pct(v['r'])} of its recurrent part: r·(W_hn h(t-1) + b_hn) = {v['r_hn']:+.3f}. "
+                "(PyTorch's convention: z near 1 keeps the old state.)")
+    p = step.preact["pre"]
+    return (at + f"the pre-activation is {v['pre']:+.3f}: {p['input']:+.3f} from the character, "
+            f"{p['recurrent']:+.3f} from h(t-1) (every unit's; this unit's own was {v['h_prev']:+.3f}) and "
+            f"{p['bias']:+.3f} of bias; "
+            f"so h(t) = tanh({v['pre']:+.3f}) = {v['h']:+.3f}.")
