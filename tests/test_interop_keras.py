@@ -194,6 +194,9 @@ def test_cli_import_writes_a_checkpoint_that_predicts_as_keras(keras, tmp_path, 
     from rnnviz import cli
 
     model = tutorial(keras, "lstm", [5, 5], seed=8)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")  # as tutorials do: the file then
+    batch = np.random.default_rng(13).integers(0, V, (4, 12))                # holds the optimizer's state too
+    model.fit(batch[:, :-1], batch[:, 1:], epochs=1, verbose=0)
     source, vocab = tmp_path / "tutorial.keras", tmp_path / "chars.json"
     model.save(source)
     vocab.write_text(json.dumps(CHARS))
@@ -418,6 +421,11 @@ def test_files_that_are_not_keras_models_get_one_line(tmp_path):
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("readme.txt", "hello")
     refused(copy_to(tmp_path, buf.getvalue(), "other.keras"), "config.json")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for i in range(100):
+            z.writestr(f"f{i}", "")
+    refused(copy_to(tmp_path, buf.getvalue(), "many.keras"), "100 files")
 
 
 def test_zip_bomb_is_refused_before_it_is_inflated(tmp_path, monkeypatch):
