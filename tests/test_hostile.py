@@ -415,3 +415,78 @@ def test_fuzz_text_trace_render(text):
                    for i, ((t, _), c) in enumerate(zip(spans, text)))
     heads = re.findall(r"<th [^>]*>(.*?)</th>", table)
     assert [htmllib.unescape(x) for x in heads] == [char_label(c) for c in text]
+
+
+# --- imported models (issue 29): each bad file one clear line; nothing written, the session's models kept
+
+def _npz(**arrays) -> bytes:
+    import numpy as np
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _minchar(V=5, H=4, **change) -> bytes:
+    import numpy as np
+    w = {"Wxh": np.zeros((H, V)), "Whh": np.zeros((H, H)), "Why": np.zeros((V, H)), "bh": np.zeros((H, 1)),
+         "by": np.zeros((V, 1)), "chars": np.array(list("abcdefgh"[:V]))}
+    return _npz(**{**w, **change})
+
+
+def _hostile_imports(marker: Path) -> list[tuple[str, bytes, str]]:
+    """(file name, bytes, what the one line says) for each bad model file."""
+    import numpy as np
+    pickled, module = io.BytesIO(), io.BytesIO()
+    torch.save({"x": _Payload(marker)}, pickled)
+    torch.save(torch.nn.Linear(2, 2), module)  # the whole module, not its state dict
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**9,)})
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("Wxh.npy", bytes(3 * 2**20))  # 3 MB of zeros in a few kB; the limit is lowered to 1 MB below
+    return [("evil.pt", pickled.getvalue(), "evil.pt holds pickled Python objects, not only weights"),
+            ("model.pt", module.getvalue(), "model.pt holds pickled Python objects, not only weights (it names "
+                                            "torch.nn.modules.linear.Linear)"),
+            ("shapes.npz", _minchar(Whh=np.zeros((4, 5))), "the shapes do not fit together: Wxh (4, 5) is (H, V), "
+                                                            "so Whh must be (4, 4)"),
+            ("vocab.npz", _minchar(chars=np.array(list("abc"))),
+             "the vocabulary has 3 characters but the model's weights predict 5"),
+            ("bomb.npz", bomb.getvalue(), "bomb.npz would unpack to 3 MB (a zip bomb?)"),
+            ("forged.npz", _zip({"Wxh.npy": header.getvalue()}), "forged.npz: the array Wxh.npy claims (1000000000,) of float64"),
+            ("notes.npz", b"just text", "notes.npz is not a readable .npz file")]
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    return as_zip(members)
+
+
+def test_hostile_model_files_to_import(shipped, tmp_path, monkeypatch, capsys):
+    from rnnviz.interop import minchar
+    monkeypatch.setattr(minchar, "MAX_NPZ_BYTES", 2**20)
+    marker = tmp_path / "pwned"
+    at = app()
+    assert upload(at, [("good.npz", _minchar(), "application/zip")]) == ""
+    good = uploads_on_disk(at)
+    assert [p.name for p in good] == ["upload-1-good"]
+    kept = {p: p.read_bytes() for p in good[0].rglob("*") if p.is_file()}
+    for name, data, says in _hostile_imports(marker):
+        msg = upload(at, [(name, data, "application/octet-stream")])
+        assert f"Upload rejected: {says}" in msg, (name, msg)
+        assert at.selectbox(key="model_choice").value == "mem:1" and list(at.session_state["mem_models"]) == ["mem:1"]
+        assert uploads_on_disk(at) == good and {p: p.read_bytes() for p in kept} == kept, name
+        (tmp_path / name).write_bytes(data)  # the CLI: the same one line, and no folder
+        assert cli_main(["import", str(tmp_path / name), "--out", str(tmp_path / "out")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {says}") and err.count("\n") == 1 and "Traceback" not in err, err
+        assert not (tmp_path / "out").exists()
+    assert not marker.exists()
+    # a 2 GB file: the uploader states its limit (the browser refuses larger files before sending them),
+    # and the library refuses by size without reading a byte (a sparse file)
+    uploader = at.file_uploader[0].proto
+    assert uploader.max_upload_size_mb == 50 and "At most 50 MB per file" in uploader.help
+    huge = tmp_path / "huge.pt"
+    with open(huge, "wb") as f:
+        f.truncate(2 * 2**30)
+    assert cli_main(["import", str(huge), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == "error: huge.pt is 2,048 MB; rnnviz imports models of at most 512 MB\n"
+    assert not (tmp_path / "out").exists()

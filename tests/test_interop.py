@@ -2,8 +2,10 @@
 write them, d2l's models as the chapter writes them, and min-char-rnn's forward from its equations.
 Each source's next-character probabilities must equal the imported model's (rnnviz.trace) within 1e-5."""
 import hashlib
+from pathlib import Path
 import json
 import string
+import time
 
 import numpy as np
 import pytest
@@ -324,7 +326,8 @@ def minchar_forward(w, ids) -> np.ndarray:
         x[i] = 1
         h = np.tanh(np.dot(w["Wxh"], x) + np.dot(w["Whh"], h) + w["bh"])
         y = np.dot(w["Why"], h) + w["by"]
-        ps.append((np.exp(y) / np.sum(np.exp(y)))[:, 0])
+        e = np.exp(y - y.max())  # min-char-rnn's np.exp(y) / np.sum(np.exp(y)), safe from overflow
+        ps.append((e / np.sum(e))[:, 0])
     return np.array(ps)
 
 
@@ -358,9 +361,12 @@ def test_min_char_rnn_and_the_unknown_symbol(tmp_path):
 
 
 def test_unknown_symbol_stays_at_zero_for_large_logits(tmp_path):
-    """Head weights of 30: logits in the hundreds; the unknown symbol's bias moves with them."""
+    """Head weights of 30 and every logit shifted by -1000 (softmax is unchanged by a shift): the unknown
+    symbol's bias moves with the logits the model can reach, so it still gets exactly 0."""
     chars = list("abcdefgh")
-    w = save_minchar(tmp_path / "big.npz", chars, scale=30.0)
+    w = minchar_weights(chars, scale=30.0)
+    w["by"] = w["by"] - 1000.0
+    np.savez(tmp_path / "big.npz", chars=np.array(chars), **w)
     out = import_model(tmp_path / "big.npz", tmp_path / "m")
     text = "abba cafe hedge" .replace(" ", "")
     ours, unk = imported_probs(out, chars, text)
@@ -447,3 +453,55 @@ def test_cli_import_records_the_source(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --cell lstm was given, but mc.npz holds a RNN") and err.count("\n") == 1
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before and not (tmp_path / "n").exists()
+
+
+# ---------------------------------------------------------------- the upload, and every page on an import
+
+@pytest.mark.slow
+def test_uploaded_imports_open_on_every_page(tmp_path, monkeypatch):
+    """A PyTorch .pt with its vocabulary and a min-char-rnn .npz, uploaded in the sidebar: each converts,
+    its model card says how, and the pages that study a model work on it."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from test_app import text_of
+
+    monkeypatch.setenv("RNNVIZ_PRETRAINED", str(tmp_path / "pretrained"))
+    monkeypatch.setenv("RNNVIZ_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("RNNVIZ_ATLAS_DIR", str(tmp_path / "atlas"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    chars = list(string.printable)
+    net = randomize(TutorialRNN(len(chars), 12, len(chars), "gru", 2), seed=1)
+    torch.save(net.state_dict(), tmp_path / "char-rnn.pt")
+    save_minchar(tmp_path / "minchar.npz", chars[::-1], hidden=16)
+    at = AppTest.from_file("../app.py", default_timeout=120)
+    at.run()
+    at.file_uploader[0].set_value([("char-rnn.pt", (tmp_path / "char-rnn.pt").read_bytes(), "application/octet-stream"),
+                                   ("chars.json", json.dumps(chars).encode(), "application/json")]).run()
+    assert not at.exception and not at.error, text_of(at.error)
+    assert at.selectbox(key="model_choice").value == "mem:1"
+    card = text_of(at.markdown)
+    assert "**Imported from:** pytorch\\-state\\-dict, the file char\\-rnn\\.pt" in card
+    assert "The vocabulary \\(100 characters\\) comes from \\-\\-vocab chars\\.json \\(a JSON list\\)\\." in text_of(at.caption)
+    at.file_uploader[0].set_value([("minchar.npz", (tmp_path / "minchar.npz").read_bytes(), "application/zip")]).run()
+    assert not at.exception and not at.error, text_of(at.error)
+    assert at.selectbox(key="model_choice").value == "mem:2"
+    assert "its embedding is the identity over its 100 characters" in text_of(at.caption)
+    folders = sorted(p.name for p in Path(at.session_state["_tmpdir"]).iterdir())
+    assert folders == ["upload-1-char-rnn", "upload-2-minchar"]  # converted folders only, no leftovers
+    for page in ("activations", "neurons", "atlas", "unit", "gradients", "sample", "history"):
+        at.switch_page(f"pages/{page}_page.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not at.error, (page, text_of(at.error))
+        if page == "atlas":  # no training corpus recorded: the atlas indexes the text under study
+            at.selectbox(key="atlas_corpus").set_value("the text under study").run()
+            at.button(key="atlas_build").click().run()
+            deadline = time.time() + 60
+            while time.time() < deadline and not at.get("plotly_chart"):
+                time.sleep(0.5)
+                at.run()
+            assert at.get("plotly_chart") and not at.error, text_of(at.error)
+        if page == "unit":
+            assert "outline" in "\n".join(h.proto.body for h in at.get("html"))  # a top context, its peak marked
+    assert "minchar** has no training history: it was imported" in text_of(at.info)

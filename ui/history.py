@@ -115,7 +115,9 @@ def text_for(ctx, path: Path, config: dict) -> tuple[str, str]:
 
 def no_history(ctx) -> None:
     """Why the model under study has no history, and where to get one."""
-    why = ("it was uploaded without a history/ folder (zip the whole checkpoint folder to bring its snapshots)"
+    imported = ctx.config.get("imported") if isinstance(ctx.config.get("imported"), dict) else None
+    why = (f"it was imported from a {imported.get('source_format')} file, which records no snapshots" if imported
+           else "it was uploaded without a history/ folder (zip the whole checkpoint folder to bring its snapshots)"
            if ctx.entry.source == "upload" else "it was saved without snapshots")
     st.info(f"**{ctx.name}** has no training history: {why}. Train a model with "
             "a history (the Train page records one), or pick a shipped model that has one below.",

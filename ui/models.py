@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from rnnviz import checkpoint, quotas
+from rnnviz.interop import IMPORT_SUFFIXES, import_model, import_notices
 from rnnviz.errors import RnnvizError
 from rnnviz.losses import val_loss_basis
 from rnnviz.trace import trace as run_trace
@@ -108,7 +110,13 @@ def model_card(ctx: Context, where=st) -> None:
     steps = (cfg.get("training") or {}).get("steps") if isinstance(cfg.get("training"), dict) else None
     if steps:
         rows["Trained"] = f"{steps:,} steps"
+    imported = cfg.get("imported") if isinstance(cfg.get("imported"), dict) else None
+    if imported:
+        rows["Corpus"] = "not recorded (an imported model)"
+        rows["Imported from"] = f"{_md(str(imported.get('source_format')))}, the file {_md(str(imported.get('file')))}"
     where.markdown("\n".join(f"- **{k}:** {v}" for k, v in rows.items()))
+    for note in import_notices(cfg):
+        where.caption(_md(note))
 
 
 def mem_usage() -> dict[str, int]:
@@ -184,9 +192,44 @@ def _md(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", text)
 
 
+VOCAB_SUFFIXES = (".json", ".txt")  # a vocabulary uploaded beside an imported model (see rnnviz.interop.vocabulary)
+UPLOAD_TYPES = sorted({"zip", "json", "safetensors", "txt"} | {s.lstrip(".") for s in IMPORT_SUFFIXES})
+
+
+def import_files(files) -> tuple | None:
+    """(model file, vocabulary file or None) when the upload is a model to import (rnnviz.interop), else None."""
+    files = list(files or [])
+    if {f.name for f in files} == {checkpoint.CONFIG, checkpoint.WEIGHTS}:
+        return None  # rnnviz's own checkpoint, as its two files
+    models = [f for f in files if Path(f.name).suffix.lower() in IMPORT_SUFFIXES]
+    vocabs = [f for f in files if Path(f.name).suffix.lower() in VOCAB_SUFFIXES]
+    if len(models) == 1 and len(vocabs) <= 1 and len(files) == 1 + len(vocabs):
+        return models[0], (vocabs[0] if vocabs else None)
+    return None
+
+
+def _import_upload(model_file, vocab_file, dest: Path) -> tuple:
+    """Convert an uploaded model file (with its vocabulary file) into the checkpoint folder `dest` and load
+    it; the uploaded bytes lie in a temporary folder only while they are read."""
+    tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=dest.parent))
+    try:
+        def keep(f):
+            p = Path(f.name)
+            path = tmp / (_safe_name(p.stem) + p.suffix.lower())
+            path.write_bytes(f.getvalue())
+            return path
+        source = keep(model_file)
+        vocab = keep(vocab_file) if vocab_file is not None else None
+        out = import_model(source, dest, vocab=vocab)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    model, config = checkpoint.load(out)
+    return model, config, Path(model_file.name).stem
+
+
 def load_upload(files, dest: Path | None = None) -> tuple:
     """(model, config, name) from uploaded files: one zip (written, with its history, to `dest` when
-    given), or config.json + model.safetensors."""
+    given), config.json + model.safetensors, or a model file to import (converted into `dest`)."""
     files = list(files or [])
     if not files:
         raise checkpoint.CheckpointError("no file uploaded")
@@ -199,9 +242,13 @@ def load_upload(files, dest: Path | None = None) -> tuple:
         model, config = checkpoint.from_bytes(names[checkpoint.CONFIG].getvalue(),
                                               names[checkpoint.WEIGHTS].getvalue())
         return model, config, "upload"
+    to_import = import_files(files)
+    if to_import is not None and dest is not None:
+        return _import_upload(*to_import, dest)
     raise checkpoint.CheckpointError(
-        f"upload one .zip of a checkpoint folder, or the two files {checkpoint.CONFIG} and "
-        f"{checkpoint.WEIGHTS} together (got {', '.join(sorted(names))})")
+        f"upload one .zip of a checkpoint folder, the two files {checkpoint.CONFIG} and "
+        f"{checkpoint.WEIGHTS} together, or one model file to import ({', '.join(IMPORT_SUFFIXES)}) with, "
+        f"if it holds none, its vocabulary as a .json or .txt file (got {', '.join(sorted(names))})")
 
 
 def _on_checkpoint_upload(key: str = UPLOAD_KEY) -> None:
@@ -221,8 +268,10 @@ def _on_checkpoint_upload(key: str = UPLOAD_KEY) -> None:
         return
     n = ss.get("_mem_counter", 0) + 1  # the id add_mem_model will give it: a folder name no other model has
     dest = None
-    if len(files) == 1 and files[0].name.lower().endswith(".zip"):  # on disk, so its history can be read
-        dest = session_dir() / f"upload-{n}-{_safe_name(Path(files[0].name).stem)}"
+    to_import = import_files(files)
+    if (len(files) == 1 and files[0].name.lower().endswith(".zip")) or to_import:  # on disk: its history, its import
+        stem = Path((to_import[0] if to_import else files[0]).name).stem
+        dest = session_dir() / f"upload-{n}-{_safe_name(stem)}"
         while dest.exists():
             dest = dest.with_name(f"{dest.name}-{time.time_ns()}")
     try:

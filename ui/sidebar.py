@@ -6,8 +6,8 @@ import streamlit as st
 from rnnviz.errors import RnnvizError
 from rnnviz.model import describe_device, pick_device
 from ui.jobs import job_records, quick_seconds, start_quick_training, training_progress
-from ui.models import (Context, _on_checkpoint_upload, context, load_entry, model_card, model_entries,
-                       upload_key)
+from ui.models import (UPLOAD_TYPES, Context, _on_checkpoint_upload, context, load_entry, model_card,
+                       model_entries, upload_key)
 from ui.state import DEFAULT_MODEL, keep_choice, pretrained_dir
 from ui.text import study_text
 
@@ -37,8 +37,12 @@ def sidebar() -> Context | None:
         st.warning("No model yet: see the main page.", icon=":material/info:")
     with st.expander("Upload a checkpoint"):
         key = upload_key()
-        st.file_uploader("A .zip of a checkpoint folder (its history/ too), or config.json + model.safetensors",
-                         type=["zip", "json", "safetensors"], accept_multiple_files=True,
+        st.file_uploader("A .zip of a checkpoint folder (its history/ too), or config.json + model.safetensors, "
+                         "or a model to import: a PyTorch .pt/.pth/.safetensors state dict, a min-char-rnn .npz "
+                         "or a Keras .keras/.h5, with its vocabulary (.json or .txt) when the file holds none",
+                         type=UPLOAD_TYPES, accept_multiple_files=True,
+                         help=f"At most {st.get_option('server.maxUploadSize')} MB per file. An imported model "
+                              "is converted into a checkpoint of this session; its model card says how.",
                          key=key, on_change=_on_checkpoint_upload, args=(key,))
         if ss.get("upload_error"):
             st.error(f"Upload rejected: {ss['upload_error']}", icon=":material/error:")

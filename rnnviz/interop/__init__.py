@@ -32,8 +32,7 @@ def read_parts(path, cell: str | None = None) -> Parts:
         from . import keras
         parts = keras.read_keras(path)
     elif suffix == ".npz":
-        from . import minchar
-        parts = minchar.read_npz(path)
+        parts = read_npz(path)
     elif suffix in TORCH_SUFFIXES or suffix == ".safetensors":
         from . import torchdict
         parts = torchdict.read_torch_file(path, cell=cell)
@@ -42,6 +41,21 @@ def read_parts(path, cell: str | None = None) -> Parts:
                             f"not {suffix or 'files without a suffix'}")
     if cell is not None and parts.cell != cell:
         raise ImportRefused(f"--cell {cell} was given, but {path.name} holds a {parts.cell.upper()}")
+    return parts
+
+
+def read_npz(path: Path) -> Parts:
+    """Parts of an .npz: min-char-rnn's names, else d2l's or PyTorch's names as in a state dict."""
+    from . import minchar, torchdict
+
+    arrays = minchar.load_npz(path)
+    if minchar.is_minchar(arrays):
+        return minchar.minchar_parts(arrays)
+    vocab = minchar.vocab_array(arrays.pop("chars"), "chars") if "chars" in arrays else None
+    parts = torchdict.parts_from_tensors(arrays, path.name)  # d2l's scratch weights saved with np.savez, say
+    if vocab is not None:
+        parts.vocab = vocab
+        parts.notices.append("The vocabulary comes from the file's `chars` array.")
     return parts
 
 

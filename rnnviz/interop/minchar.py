@@ -14,8 +14,10 @@ MAX_NPZ_MEMBERS = 256
 MAX_NPZ_BYTES = 512 * 2**20  # what all the arrays of one .npz may come to, uncompressed
 
 
-def check_zip_sizes(path: Path, what: str, limit: int = MAX_NPZ_BYTES) -> None:
-    """An ImportRefused for a zip (an .npz, a torch.save file) that would unpack to more than `limit`."""
+def check_zip_sizes(path: Path, what: str) -> None:
+    """An ImportRefused for a zip (an .npz, a torch.save file) that would unpack to more than MAX_NPZ_BYTES.
+    The sizes its directory declares are enough: zipfile never reads a member past its declared size."""
+    limit = MAX_NPZ_BYTES
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
@@ -29,10 +31,30 @@ def check_zip_sizes(path: Path, what: str, limit: int = MAX_NPZ_BYTES) -> None:
                             f"models of at most {limit // 2**20} MB")
 
 
+def check_npy_headers(path: Path) -> None:
+    """An ImportRefused for a member whose header claims more data than the member holds: numpy would
+    allocate the claimed array before finding the data missing."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                with z.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(f, max_header_size=10_000)
+                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if claimed > info.file_size:
+                    raise ImportRefused(f"{path.name}: the array {info.filename} claims {shape} of {dtype} "
+                                        f"({claimed:,} bytes) in a member of {info.file_size:,} bytes")
+    except (ValueError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise ImportRefused(f"{path.name} is not a readable .npz file ({e})") from None
+
+
 def load_npz(path) -> dict[str, np.ndarray]:
     """Every array of an .npz, with allow_pickle=False: an object array is refused, never unpickled."""
     path = Path(path)
     check_zip_sizes(path, ".npz file")
+    check_npy_headers(path)
     out = {}
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -62,6 +84,10 @@ def column(a: np.ndarray, n: int, name: str) -> np.ndarray:
     return a.reshape(n)
 
 
+def is_minchar(arrays: dict[str, np.ndarray]) -> bool:
+    return "Wxh" in arrays or "Why" in arrays
+
+
 def minchar_parts(arrays: dict[str, np.ndarray]) -> Parts:
     """Parts of min-char-rnn: h = tanh(Wxh x + Whh h + bh), y = Why h + by, x one-hot."""
     missing = [n for n in MINCHAR_NAMES if n not in arrays]
@@ -84,18 +110,3 @@ def minchar_parts(arrays: dict[str, np.ndarray]) -> Parts:
                  notices=[f"A min-char-rnn: one tanh layer reading one-hot input; its embedding is the identity "
                           f"over its {V} characters."]
                  + (["The vocabulary comes from the file's `chars` array."] if vocab is not None else []))
-
-
-def read_npz(path) -> Parts:
-    """Parts of an .npz: min-char-rnn's names, else d2l's or PyTorch's names as in a state dict."""
-    arrays = load_npz(path)
-    if "Wxh" in arrays or "Why" in arrays:
-        return minchar_parts(arrays)
-    from .torchdict import parts_from_tensors  # d2l scratch weights saved with np.savez
-
-    vocab = vocab_array(arrays.pop("chars"), "chars") if "chars" in arrays else None
-    parts = parts_from_tensors(arrays, Path(path).name)
-    if vocab is not None:
-        parts.vocab = vocab
-        parts.notices.append("The vocabulary comes from the file's `chars` array.")
-    return parts
