@@ -2,6 +2,7 @@
 background, through the queue), its metrics equal to the library's, units against features, one feature's
 panels, steering in Sample (alpha 0 = the plain sample), and bad input answered with a message."""
 import json
+import re
 import time
 
 import numpy as np
@@ -102,3 +103,28 @@ def test_features_page_trains_and_shows_the_librarys_numbers(folders, tmp_path):
     assert len(charts) >= 4  # histogram, density, logit effect, loadings
     delta = feat.removal_effect(model, d, study.text, pick)
     assert f"**{delta:+.5f} nats/char**" in md
+
+
+def test_steering_at_zero_is_the_plain_sample_and_bad_settings_get_a_message(folders):
+    at = trained(app("features"))
+    at.switch_page("pages/sample_page.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    plain = at.session_state["prime"], at.session_state["length"]
+    at.toggle(key="steer_on").set_value(True).run()
+    at.number_input(key="steer_alpha").set_value(0.0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    html = [h.proto.body for h in at.get("html")]
+    assert len(html) >= 3  # the sample, and it beside the steered one
+    assert html[-2] == html[-1], "alpha 0 adds nothing: the same text, drawn with the same probabilities"
+    kl = [re.search(r"KL\(unsteered \|\| steered\) (\S+) nats", c.value) for c in at.caption]
+    assert [float(m.group(1)) for m in kl if m][0] < 1e-9  # the fused and stepped runs differ only by rounding
+    at.number_input(key="steer_alpha").set_value(5.0).run()
+    html = [h.proto.body for h in at.get("html")]
+    assert html[-2] != html[-1], "a large alpha changes the sample"
+    assert (at.session_state["prime"], at.session_state["length"]) == plain
+    # bad settings on Features: a message, never a traceback
+    at.switch_page("pages/features_page.py").run()
+    at.number_input(key="feat_size").set_value(8).run()
+    at.number_input(key="feat_k").set_value(32).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No dictionary with these settings" in e.value and "k" in e.value for e in at.error)

@@ -79,9 +79,8 @@ def settings(ctx) -> feat.SAEConfig:
                     help=f"Batches of {base.batch} states; fewer train faster but reconstruct worse "
                          "(about 400 updates miss every goal).")
     ss = st.session_state
-    k = min(int(ss["feat_k"]), int(ss["feat_size"]))
-    return feat.SAEConfig(layer=int(ss["feat_layer"]), state=ss["feat_state"], size=int(ss["feat_size"]), k=k,
-                          steps=int(ss["feat_steps"]))
+    return feat.SAEConfig(layer=int(ss["feat_layer"]), state=ss["feat_state"], size=int(ss["feat_size"]),
+                          k=int(ss["feat_k"]), steps=int(ss["feat_steps"]))
 
 
 def _key(ctx, src, cfg: feat.SAEConfig) -> str:
@@ -108,7 +107,7 @@ def saved_settings(ctx) -> feat.SAEConfig:
     state = ss.get("feat_state", "h") if ctx.cell == "lstm" else "h"
     size = int(ss.get("feat_size", 8 * ctx.hidden))
     return feat.SAEConfig(layer=int(layer) if 0 <= int(layer) < ctx.layers else ctx.layers - 1, state=state,
-                          size=size, k=min(int(ss.get("feat_k", base.k)), size), steps=int(ss.get("feat_steps", base.steps)))
+                          size=size, k=int(ss.get("feat_k", base.k)), steps=int(ss.get("feat_steps", base.steps)))
 
 
 def _keep(key: str, study: Study) -> Study:
@@ -183,7 +182,7 @@ def panel(ctx) -> Study | None:
     try:
         found, src, key = current(ctx, cfg)
     except RnnvizError as e:
-        st.error(str(e), icon=":material/error:")
+        st.error(f"No dictionary with these settings: {e}", icon=":material/error:")
         return None
     if found is not None:
         d = found.dictionary
