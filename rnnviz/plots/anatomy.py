@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
-from plotly.subplots import make_subplots
 
 from ..errors import ConfigError
 from ..model import GATES
@@ -34,30 +33,47 @@ NAMES = {"h_prev": "h<sub>t−1</sub>", "c_prev": "c<sub>t−1</sub>", "f_c_prev
          "one_minus_z": "1−z"}
 
 
+class _Drawing:
+    """Traces, shapes and annotations gathered as plain dicts and validated once into a Figure: plotly's
+    add_shape and add_annotation copy and re-validate the whole list on every call (seconds per redraw here)."""
+
+    def __init__(self):
+        self.data, self.shapes, self.annotations = [], [], []
+
+    def add_trace(self, **trace) -> None:
+        self.data.append(trace)
+
+    def add_shape(self, **shape) -> None:
+        self.shapes.append(shape)
+
+    def add_annotation(self, **annotation) -> None:
+        self.annotations.append(annotation)
+
+
 def wire_color(value: float) -> str:
     """The colour of a wire carrying `value` (clipped to ±WIRE_LIMIT)."""
     t = (float(np.clip(value, -WIRE_LIMIT, WIRE_LIMIT)) + WIRE_LIMIT) / (2 * WIRE_LIMIT)
     return sample_colorscale(WIRE_SCALE, [t])[0]
 
 
-def _wire(fig: go.Figure, points, key: str | None, value: float | None, width: int = 6) -> None:
+def _wire(fig: _Drawing, points, key: str | None, value: float | None, width: int = 6) -> None:
     """A polyline through points; coloured by value (None: the grey bus), its exact value on hover."""
     xs, ys = zip(*points)
     color = BUS if value is None else wire_color(value)
     hover = "skip" if value is None else None
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=color, width=width if value is not None else 3),
-                             hoverinfo=hover, showlegend=False, name=key or "bus",  # the value's key: a test reads it back
-                             hovertemplate=None if value is None else f"{NAMES.get(key, key)} = {value:+.5f}<extra></extra>"))
+    fig.add_trace(type="scatter", x=xs, y=ys, mode="lines", line=dict(color=color, width=width if value is not None else 3),
+                  hoverinfo=hover, showlegend=False, name=key or "bus",  # the value's key: a test reads it back
+                  hovertemplate=None if value is None else f"{NAMES.get(key, key)} = {value:+.5f}<extra></extra>")
 
 
-def _label(fig: go.Figure, key: str, value: float, x: float, y: float, anchor: str = "left") -> None:
+def _label(fig: _Drawing, key: str, value: float, x: float, y: float, anchor: str = "left") -> None:
     """The value written beside its wire; `name` is the value's key."""
     fig.add_annotation(x=x, y=y, text=f"{NAMES.get(key, key)} = {value:+.3f}", name=key, showarrow=False,
                        xanchor=anchor, yanchor="middle", font=dict(size=FONT, color="black"),
                        bgcolor="rgba(255,255,255,0.9)", bordercolor=wire_color(value), borderwidth=2, borderpad=2)
 
 
-def _box(fig: go.Figure, x: float, y: float, symbol: str, caption: str, w: float = 3.2, h: float = 3.2) -> None:
+def _box(fig: _Drawing, x: float, y: float, symbol: str, caption: str, w: float = 3.2, h: float = 3.2) -> None:
     """A layer (σ or tanh) as Olah's yellow box, its role in small grey words under it."""
     fig.add_shape(type="rect", x0=x - w, x1=x + w, y0=y - h, y1=y + h, fillcolor=BOX, line=dict(color="black", width=1.5),
                   layer="above")
@@ -67,7 +83,7 @@ def _box(fig: go.Figure, x: float, y: float, symbol: str, caption: str, w: float
                            font=dict(size=FONT - 3, color="rgb(90,90,90)"))
 
 
-def _op(fig: go.Figure, x: float, y: float, symbol: str, r: float = 2.2) -> None:
+def _op(fig: _Drawing, x: float, y: float, symbol: str, r: float = 2.2) -> None:
     """A pointwise operation (×, +, 1−, tanh) as a pink circle."""
     wide = 1.6 if len(symbol) > 1 else 1.0
     fig.add_shape(type="circle", x0=x - r * wide, x1=x + r * wide, y0=y - r, y1=y + r, fillcolor=OP,
@@ -75,7 +91,7 @@ def _op(fig: go.Figure, x: float, y: float, symbol: str, r: float = 2.2) -> None
     fig.add_annotation(x=x, y=y, text=symbol, showarrow=False, font=dict(size=FONT + 1, color="black"))
 
 
-def _input(fig: go.Figure, char: str, bus_end: float, feeds: list[float], caption: str) -> None:
+def _input(fig: _Drawing, char: str, bus_end: float, feeds: list[float], caption: str) -> None:
     """x_t rising into the bus [h_(t-1), x_t], the bus, and its feeds up into the layer boxes at y = 20.8."""
     _wire(fig, [(10, -2), (10, 8)], None, None)
     fig.add_annotation(x=10, y=-2.5, text=f"x<sub>t</sub> = {_labels(char)[0]!r}" if char else "x<sub>t</sub>",
@@ -87,7 +103,7 @@ def _input(fig: go.Figure, char: str, bus_end: float, feeds: list[float], captio
                        font=dict(size=FONT - 3, color="rgb(90,90,90)"))
 
 
-def _lstm(fig: go.Figure, v: dict, char: str) -> None:
+def _lstm(fig: _Drawing, v: dict, char: str) -> None:
     belt = 52
     _wire(fig, [(0, belt), (25.8, belt)], "c_prev", v["c_prev"])
     _wire(fig, [(30.2, belt), (49.8, belt)], "f_c_prev", v["f_c_prev"])
@@ -123,7 +139,7 @@ def _lstm(fig: go.Figure, v: dict, char: str) -> None:
     _label(fig, "h_prev", v["h_prev"], 1, 11.5)
 
 
-def _gru(fig: go.Figure, v: dict, char: str) -> None:
+def _gru(fig: _Drawing, v: dict, char: str) -> None:
     belt = 52
     _wire(fig, [(0, belt), (27.8, belt)], "h_prev", v["h_prev"])
     _wire(fig, [(5, belt), (5, 8), (10, 8)], "h_prev", v["h_prev"])
@@ -158,7 +174,7 @@ def _gru(fig: go.Figure, v: dict, char: str) -> None:
     _label(fig, "h", v["h"], 99, belt + 3.5, "right")
 
 
-def _rnn(fig: go.Figure, v: dict, char: str) -> None:
+def _rnn(fig: _Drawing, v: dict, char: str) -> None:
     _wire(fig, [(0, 8), (10, 8)], "h_prev", v["h_prev"])
     _input(fig, char, 50, [], "[h<sub>t−1</sub>, x<sub>t</sub>]: every unit's h<sub>t−1</sub> and the character")
     _wire(fig, [(50, 8), (50, 32.8)], "pre", v["pre"])
@@ -180,22 +196,22 @@ def cell_diagram(cell: str, values: dict[str, float], char: str = "", title: str
     missing = [k for k in REQUIRED[cell] if k not in values]
     if missing:
         raise ConfigError(f"a {cell.upper()} step needs {', '.join(missing)}")
-    fig = go.Figure()
+    fig = _Drawing()
     DRAW[cell](fig, {k: float(v) for k, v in values.items()}, char)
     # the colour bar: one invisible point carries the wires' scale
-    fig.add_trace(go.Scatter(x=[-50], y=[-50], mode="markers", hoverinfo="skip", showlegend=False,
-                             marker=dict(color=[0.0], colorscale=WIRE_SCALE, cmin=-WIRE_LIMIT, cmax=WIRE_LIMIT,
-                                         showscale=True, colorbar=dict(
-                                             title=dict(text="value on<br>the wire", font=dict(size=FONT - 2)),
-                                             tickvals=[-WIRE_LIMIT, 0, WIRE_LIMIT],
-                                             ticktext=[f"≤ −{WIRE_LIMIT:g}", "0", f"≥ +{WIRE_LIMIT:g}"],
-                                             tickfont=dict(size=FONT - 2), thickness=14, len=0.8))))
-    fig.update_xaxes(visible=False, range=[-1, 101], fixedrange=True)
-    fig.update_yaxes(visible=False, range=[-7, 58 if cell != "rnn" else 56], fixedrange=True)
-    fig.update_layout(title=dict(text=title, font=dict(size=FONT + 2)) if title else None, height=470,
-                      margin=dict(l=10, r=10, t=50 if title else 10, b=10), plot_bgcolor="white",
-                      hoverlabel=dict(font_size=FONT), dragmode=False)
-    return fig
+    fig.add_trace(type="scatter", x=[-50], y=[-50], mode="markers", hoverinfo="skip", showlegend=False,
+                  marker=dict(color=[0.0], colorscale=WIRE_SCALE, cmin=-WIRE_LIMIT, cmax=WIRE_LIMIT, showscale=True,
+                              colorbar=dict(title=dict(text="value on<br>the wire", font=dict(size=FONT - 2)),
+                                            tickvals=[-WIRE_LIMIT, 0, WIRE_LIMIT],
+                                            ticktext=[f"≤ −{WIRE_LIMIT:g}", "0", f"≥ +{WIRE_LIMIT:g}"],
+                                            tickfont=dict(size=FONT - 2), thickness=14, len=0.8)))
+    return go.Figure(data=fig.data, layout=dict(
+        shapes=fig.shapes, annotations=fig.annotations,
+        xaxis=dict(visible=False, range=[-1, 101], fixedrange=True),
+        yaxis=dict(visible=False, range=[-7, 58 if cell != "rnn" else 56], fixedrange=True),
+        title=dict(text=title, font=dict(size=FONT + 2)) if title else None, height=470,
+        margin=dict(l=10, r=10, t=50 if title else 10, b=10), plot_bgcolor="white",
+        hoverlabel=dict(font_size=FONT), dragmode=False))
 
 
 def text_strip(text: str, first: int, pos: int) -> go.Figure:
@@ -220,35 +236,45 @@ def text_strip(text: str, first: int, pos: int) -> go.Figure:
 PART_NAMES = {"input": "input x", "recurrent": "recurrent h", "bias": "bias"}
 
 
+def _rows(n: int, gap: float, top: float = 1.0) -> list[list[float]]:
+    """n stacked plot domains, top first, in [0, top] of the paper, `gap` between them."""
+    h = (top - gap * (n - 1)) / n
+    return [[max(0.0, top - k * (h + gap) - h), top - k * (h + gap)] for k in range(n)]
+
+
+def _axis(k: int) -> str:
+    """The name of plotly's k-th axis (0-based): '', '2', '3' ..."""
+    return "" if k == 0 else str(k + 1)
+
+
 def preact_bars(preact: dict[str, dict[str, float]], values: dict[str, float] | None = None) -> go.Figure:
     """Each gate's (and the candidate's) pre-activation split into its three parts, one small bar chart
     per gate on a shared axis; the title of each gives the sum and, with `values`, the gate's value."""
     gates = list(preact)
     if not gates:
         raise ConfigError("no pre-activations to draw")
-    squash = {"g": "tanh", "n": "tanh", "pre": "tanh"}
-    titles = []
-    for gname in gates:
-        total = sum(preact[gname].values())
-        t = f"<b>{gname}</b>: sum {total:+.3f}"
-        if values and gname in values:
-            t += f" → {squash.get(gname, 'σ')} = {values[gname]:+.3f}" if gname != "pre" else ""
-        titles.append(t)
-    fig = make_subplots(rows=len(gates), cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.12)
+    squash = {"g": "tanh", "n": "tanh"}
     parts = ["input", "recurrent", "bias"]
-    for row, gname in enumerate(gates, start=1):
+    data, layout, titles = [], {}, []
+    for k, (gname, dom) in enumerate(zip(gates, _rows(len(gates), 0.1, 0.94))):
         xs = [float(preact[gname][p]) for p in parts]
-        fig.add_trace(go.Bar(x=xs, y=[PART_NAMES[p] for p in parts], orientation="h", showlegend=False,
-                             marker_color=[wire_color(np.sign(x)) for x in xs],
-                             text=[f"{x:+.2f}" for x in xs], textposition="auto", textfont=dict(size=FONT - 3),
-                             hovertemplate=f"{gname}, %{{y}}: %{{x:+.4f}}<extra></extra>"), row=row, col=1)
-        fig.update_yaxes(autorange="reversed", tickfont=dict(size=FONT - 4), row=row, col=1)
-    fig.add_vline(x=0, line=dict(color="black", width=1))
-    fig.update_annotations(font=dict(size=FONT - 1))
-    fig.update_xaxes(tickfont=dict(size=FONT - 4), fixedrange=True)
-    fig.update_yaxes(fixedrange=True)
-    fig.update_layout(height=110 * len(gates) + 50, margin=dict(l=95, r=10, t=30, b=25), bargap=0.25)
-    return fig
+        t = f"<b>{gname}</b>: sum {sum(xs):+.3f}"
+        if values and gname in values and gname != "pre":
+            t += f" → {squash.get(gname, 'σ')} = {values[gname]:+.3f}"
+        titles.append(dict(text=t, x=0.5, y=dom[1], xref="paper", yref="paper", xanchor="center", yanchor="bottom",
+                           showarrow=False, font=dict(size=FONT - 1)))
+        a = _axis(k)
+        data.append(dict(type="bar", x=xs, y=[PART_NAMES[p] for p in parts], orientation="h", showlegend=False,
+                         xaxis=f"x{a}", yaxis=f"y{a}", marker_color=[wire_color(1 if x > 0 else -1) for x in xs],
+                         text=[f"{x:+.2f}" for x in xs], textposition="auto", textfont=dict(size=FONT - 3),
+                         hovertemplate=f"{gname}, %{{y}}: %{{x:+.4f}}<extra></extra>"))
+        layout[f"yaxis{a}"] = dict(domain=dom, anchor=f"x{a}", autorange="reversed", tickfont=dict(size=FONT - 4),
+                                   fixedrange=True)
+        layout[f"xaxis{a}"] = dict(anchor=f"y{a}", matches="x" if k else None, showticklabels=k == len(gates) - 1,
+                                   zeroline=True, zerolinecolor="black", zerolinewidth=1, tickfont=dict(size=FONT - 4),
+                                   fixedrange=True)
+    return go.Figure(data=data, layout=dict(**layout, annotations=titles, height=110 * len(gates) + 50,
+                                            margin=dict(l=95, r=10, t=30, b=25), bargap=0.25))
 
 
 def unit_window(trace, layer: int, unit: int, first: int = 0, pos: int | None = None) -> go.Figure:
@@ -260,32 +286,31 @@ def unit_window(trace, layer: int, unit: int, first: int = 0, pos: int | None = 
     n = len(trace.text)
     x = first + np.arange(n)
     labels = _labels(trace.text)
-    fig = make_subplots(rows=1 + len(gates), cols=1, shared_xaxes=True, vertical_spacing=0.03,
-                        row_heights=[0.44] + [0.56 / len(gates)] * len(gates))
-    for j, kind in enumerate(states):
+    data = []
+    for kind in states:
         values = trace.get(layer, kind)
         if not 0 <= unit < values.shape[1]:
             raise ConfigError(f"unit must be from 0 to {values.shape[1] - 1}, not {unit}")
-        fig.add_trace(go.Scatter(x=x, y=values[:, unit], mode="lines+markers", name=f"{kind}{unit}",
-                                 customdata=labels, marker=dict(size=5, color=STATE_COLORS[kind]), line=dict(width=2, color=STATE_COLORS[kind]),
-                                 hovertemplate=f"#%{{x}} '%{{customdata}}'<br>{kind} %{{y:+.3f}}<extra></extra>"),
-                      row=1, col=1)
-    for r, kind in enumerate(gates, start=2):
+        data.append(dict(type="scatter", x=x, y=values[:, unit], mode="lines+markers", name=f"{kind}{unit}",
+                         customdata=labels, marker=dict(size=5, color=STATE_COLORS[kind]),
+                         line=dict(width=2, color=STATE_COLORS[kind]),
+                         hovertemplate=f"#%{{x}} '%{{customdata}}'<br>{kind} %{{y:+.3f}}<extra></extra>"))
+    ribbons = _rows(len(gates), 0.015, 0.54)
+    layout = {"yaxis": dict(domain=[0.6, 1.0], title=dict(text="value"), fixedrange=True)}
+    for k, kind in enumerate(gates, start=1):
         values = trace.get(layer, kind)[:, unit]
         sigmoid = kind in ("i", "f", "o", "r", "z")
-        fig.add_trace(go.Heatmap(x=x, y=[kind], z=[values], customdata=[labels], showscale=False,
-                                 colorscale=[[0, "white"], [1, "rgb(49,163,84)"]] if sigmoid else WIRE_SCALE,
-                                 zmin=0 if sigmoid else -1, zmax=1,
-                                 hovertemplate=f"#%{{x}} '%{{customdata}}'<br>{kind} %{{z:.3f}}<extra></extra>"),
-                      row=r, col=1)
-        fig.update_yaxes(tickfont=dict(size=FONT), row=r, col=1, fixedrange=True)
-    if pos is not None:
-        fig.add_vline(x=pos, line=dict(color="black", width=2, dash="dot"))
-    fig.update_xaxes(tickmode="array", tickvals=x.tolist(), ticktext=labels, tickangle=0, tickfont=dict(size=FONT - 3),
-                     row=1 + len(gates), col=1)
-    fig.update_xaxes(range=[first - 0.7, first + max(n, 1) - 0.3], fixedrange=True)
-    fig.update_yaxes(title_text="value", row=1, col=1, fixedrange=True)
-    fig.update_layout(height=260 + 42 * len(gates), margin=dict(l=60, r=10, t=30, b=30),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
-                      hoverlabel=dict(font_size=FONT - 1))
-    return fig
+        data.append(dict(type="heatmap", x=x, y=[kind], z=[values], customdata=[labels], showscale=False,
+                         xaxis="x", yaxis=f"y{k + 1}",
+                         colorscale=[[0, "white"], [1, "rgb(49,163,84)"]] if sigmoid else WIRE_SCALE,
+                         zmin=0 if sigmoid else -1, zmax=1,
+                         hovertemplate=f"#%{{x}} '%{{customdata}}'<br>{kind} %{{z:.3f}}<extra></extra>"))
+        layout[f"yaxis{k + 1}"] = dict(domain=ribbons[k - 1], tickfont=dict(size=FONT), fixedrange=True)
+    layout["xaxis"] = dict(anchor=f"y{len(gates) + 1}", tickmode="array", tickvals=x.tolist(), ticktext=labels,
+                           tickangle=0, tickfont=dict(size=FONT - 3), range=[first - 0.7, first + max(n, 1) - 0.3],
+                           fixedrange=True)
+    shapes = [] if pos is None else [dict(type="line", x0=pos, x1=pos, y0=0, y1=1, xref="x", yref="paper",
+                                          line=dict(color="black", width=2, dash="dot"))]
+    return go.Figure(data=data, layout=dict(
+        **layout, shapes=shapes, height=260 + 42 * len(gates), margin=dict(l=60, r=10, t=30, b=30),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0), hoverlabel=dict(font_size=FONT - 1)))
