@@ -55,7 +55,7 @@ def read_npz(path: Path) -> Parts:
     parts = torchdict.parts_from_tensors(arrays, path.name)  # d2l's scratch weights saved with np.savez, say
     if vocab is not None:
         parts.vocab = vocab
-        parts.notices.append("The vocabulary comes from the file's `chars` array.")
+        parts.notices.append("The vocabulary comes from the file's 'chars' array.")
     return parts
 
 

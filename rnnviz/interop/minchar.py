@@ -109,4 +109,4 @@ def minchar_parts(arrays: dict[str, np.ndarray]) -> Parts:
                               "bh -> rnn.bias_ih_l0 (as a vector), rnn.bias_hh_l0 = 0; by -> head.bias"],
                  notices=[f"A min-char-rnn: one tanh layer reading one-hot input; its embedding is the identity "
                           f"over its {V} characters."]
-                 + (["The vocabulary comes from the file's `chars` array."] if vocab is not None else []))
+                 + (["The vocabulary comes from the file's 'chars' array."] if vocab is not None else []))
