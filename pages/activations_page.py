@@ -3,7 +3,9 @@ import streamlit as st
 
 import ui
 from ui import activations as aui
+from ui import cell as cell_ui
 from ui import text as text_ui
+from rnnviz import lesson
 from rnnviz.errors import RnnvizError
 from rnnviz.hypotheses import hypothesis_mask
 
@@ -44,6 +46,8 @@ def main():
     with left:
         st.markdown(f"**Layer {layer}, {kind}{unit}** over the text: red positive, blue negative; hover a "
                     "character for its value.")
+        cell_ui.link(layer, unit, lambda: lesson.cell_opening(tr.text, ss.get("hypothesis") or ""), key="act_to_cell",
+                     kind=kind, help="This unit's arithmetic, step by step, where the hypothesis first holds.")
         ui.default("act_over_atlas", False)
         if st.toggle("Over the atlas corpus", key="act_over_atlas",
                      help="Show the unit anywhere in the atlas corpus (built on the Unit atlas page)."):

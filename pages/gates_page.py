@@ -2,6 +2,7 @@
 import streamlit as st
 
 import ui
+from ui import cell as cell_ui
 from ui import text as text_ui
 from rnnviz import exports, lesson, plots, render, saturation
 from rnnviz.model import GATES
@@ -27,6 +28,8 @@ def main():
     ss = st.session_state
     text_ui.unit_pickers(ctx, first_visit=False)  # a unit carried from another model opens as on Activations
     layer, unit = int(ss["layer"]), int(ss["unit"])
+    cell_ui.link(layer, unit, int(ss.get("gate_window") or 0), key="gates_to_cell",
+                 help="This unit's arithmetic, step by step, from the first character of the window below.")
     gates = list(GATES[ctx.cell])
     # a move of the window slider reruns and redraws only this part; the whole-text charts below stay
     st.fragment(lambda: ui.guard(window, tr, layer, unit, gates))()

@@ -8,6 +8,7 @@ import ui
 from ui import atlas as atlas_ui
 from ui import circuit as circuit_ui
 from ui import dashboard as dashboard_ui
+from ui import cell as cell_ui
 from rnnviz import dashboard, plots, render
 from rnnviz.probes import direction_words
 
@@ -53,12 +54,14 @@ def main():
                    f"{memory:.1f} characters" if memory is not None else "")
                 + f"\n- over {len(atlas):,} characters: mean {row['mean']:+.3f}, std {row['std']:.3f}, "
                   f"from {row['min']:+.3f} to {row['max']:+.3f}; |a| < 0.1 on {row['sparsity']:.0%} of them")
-    c1, c2, _ = st.columns([1, 1, 3])
+    c1, c2, c3, _ = st.columns([1, 1, 1, 2])
     c1.button("Show in Activations", key="unit_to_act", icon=":material/format_color_text:", on_click=go,
               args=("pages/activations_page.py",))
     c2.button("Clamp it in Sample", key="unit_to_clamp", icon=":material/edit_note:", on_click=go,
               args=("pages/sample_page.py",), kwargs=dict(clamp_layer=layer, clamp_kind=kind, clamp_unit=unit,
                                                           clamp_on=True))
+    cell_ui.link(layer, unit, key="unit_to_cell", kind=kind, where=c3,
+                 help="This unit's arithmetic, step by step, on the text under study (Inside the cell).")
     st.button("How it was computed: a prediction at its strongest place", key="unit_to_circuit",
               icon=":material/account_tree:", on_click=circuit_ui.open_place,
               args=(ctx.key, atlas.text, circuit_ui.strongest_place(atlas, layer, kind, unit), layer, kind, unit,

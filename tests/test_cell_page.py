@@ -234,3 +234,30 @@ def test_python_lstm_opens_on_the_quote_cell_at_an_opening_quote(monkeypatch, tm
     text = ss["_ctx"].text
     assert text[ss["cell_pos"]] in "'\""
     assert "inside a string" in "\n".join(c.value for c in at.caption)  # the page says why this unit
+
+
+@pytest.mark.slow
+def test_links_from_activations_gates_and_neuron_search_carry_unit_and_position(shipped):
+    at = paste(app("activations"), TEXT)
+    at.session_state["layer"], at.session_state["unit"] = 0, 5
+    at.run()
+    hypothesis = at.session_state["hypothesis"]
+    at.button(key="act_to_cell").click().run()
+    ok(at)
+    ss = at.session_state
+    assert (ss["layer"], ss["unit"], ss["cell_pos"]) == (0, 5, lesson.cell_opening(TEXT, hypothesis))
+    assert "unit 5 at #" in chart(at, "cell_diagram").layout.title.text  # the cell page, drawing that unit
+    at.switch_page("pages/gates_page.py").run()
+    at.session_state["gate_window"], at.session_state["unit"] = 7, 3
+    at.run()
+    at.button(key="gates_to_cell").click().run()
+    ok(at)
+    assert (ss["layer"], ss["unit"], ss["cell_pos"]) == (0, 3, 7)
+    assert "unit 3 at #7 " in chart(at, "cell_diagram").layout.title.text
+    at.switch_page("pages/neurons_page.py").run()
+    at.selectbox(key="hypothesis").set_value("inside quotes").run()
+    best = next(re.search(r"layer (\d+) [hc](\d+)", m.value) for m in at.markdown if m.value.startswith("**#1"))
+    at.button(key="cell_0").click().run()  # the best unit, where the quote opens
+    ok(at)
+    assert (ss["layer"], ss["unit"], ss["cell_pos"]) == (int(best.group(1)), int(best.group(2)), TEXT.index('"'))
+    assert f"unit {ss['unit']} at #{TEXT.index(chr(34))} " in chart(at, "cell_diagram").layout.title.text

@@ -88,9 +88,11 @@ def open_unit(unit: int, pos: int, layer: int | None = None) -> None:
         ss["layer"] = int(layer)
 
 
-def send_here(layer: int, unit: int, pos: int | None = None, kind: str | None = None) -> None:
-    """Callback of the "Inside the cell" links on other pages: this unit (and position) on this page."""
+def send_here(layer: int, unit: int, pos=None, kind: str | None = None) -> None:
+    """Callback of the "Inside the cell" links on other pages: this unit (and position: a number, or a
+    function that finds it, called only on the click) on this page."""
     ss = st.session_state
+    pos = pos() if callable(pos) else pos
     ss["layer"], ss["unit"], ss["cell_playing"] = int(layer), int(unit), False
     if kind is not None:
         ss["kind"] = kind
@@ -99,7 +101,7 @@ def send_here(layer: int, unit: int, pos: int | None = None, kind: str | None = 
     ss["_goto"] = PAGE  # app.py switches pages on the next run (a callback cannot)
 
 
-def link(layer: int, unit: int, pos: int | None = None, key: str = "to_cell", kind: str | None = None,
+def link(layer: int, unit: int, pos=None, key: str = "to_cell", kind: str | None = None,
          where=st, help: str | None = None) -> None:
     """The "Inside the cell" button other pages show for a unit."""
     where.button("Inside the cell", key=key, icon=":material/memory:", on_click=send_here,

@@ -5,10 +5,11 @@ import math
 
 import streamlit as st
 
-from rnnviz import render
+from rnnviz import lesson, render
 from rnnviz.hypotheses import HYPOTHESES
 from rnnviz.probes import CHANCE_SHIFTS, direction_words, plural, rank_units
 from ui import atlas as atlas_ui
+from ui import cell as cell_ui
 from ui.widgets import scroll_html
 
 TOP = 3
@@ -55,11 +56,14 @@ def best_units(tr, df, summary: dict, n: int) -> None:
         st.markdown(f"**{head} {kind}{unit}**: {words[i]} ({how})" + (" — not a detector" if flagged else ""))
         scroll_html(render.colored_text(tr.text[:n], tr.get(layer, kind)[:n, unit], label=f"L{layer} {kind}{unit}"),
                     200, tr.text[:n])
-        c1, c2, _ = st.columns([1, 1, 2])
+        c1, c2, c3, _ = st.columns([1, 1, 1, 1])
         if c1.button("Show in Activations", key=f"act_{i}", icon=":material/format_color_text:"):
             send_to_activations(layer, kind, unit)
         if c2.button("Clamp it in Sample", key=f"clamp_{i}", icon=":material/edit_note:"):
             send_to_clamp(layer, kind, unit)
+        cell_ui.link(layer, unit, lambda: lesson.cell_opening(tr.text, st.session_state.get("hypothesis") or ""),
+                     key=f"cell_{i}", kind=kind, where=c3,
+                     help="This unit's arithmetic, step by step, where the hypothesis first holds (Inside the cell).")
 
 
 def atlas_ranking(ctx):
