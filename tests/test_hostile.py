@@ -453,7 +453,32 @@ def _hostile_imports(marker: Path) -> list[tuple[str, bytes, str]]:
              "the vocabulary has 3 characters but the model's weights predict 5"),
             ("bomb.npz", bomb.getvalue(), "bomb.npz would unpack to 3 MB (a zip bomb?)"),
             ("forged.npz", _zip({"Wxh.npy": header.getvalue()}), "forged.npz: the array Wxh.npy claims (1000000000,) of float64"),
-            ("notes.npz", b"just text", "notes.npz is not a readable .npz file")]
+            ("notes.npz", b"just text", "notes.npz is not a readable .npz file"),
+            ("data.h5", _hdf5({"x": np.zeros(3)}), "data.h5 is an HDF5 file but not a Keras model"),
+            ("code.keras", _keras([{"class_name": "Lambda", "config": {"name": "lambda", "function": "4wEA"}}]),
+             "layer 'lambda' is a Lambda, which rnnviz does not read"),
+            ("bi.keras", _keras([{"class_name": "Bidirectional", "config": {"name": "bi", "layer": {
+                "class_name": "LSTM", "config": {"units": 4}}}}]), "layer 'bi' is a Bidirectional"),
+            ("conv.keras", _keras([{"class_name": "Conv1D", "config": {"name": "conv", "filters": 4,
+                                                                       "kernel_size": 3}}]),
+             "layer 'conv' is a Conv1D, which rnnviz does not read")]
+
+
+def _hdf5(datasets: dict) -> bytes:
+    import h5py
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for k, v in datasets.items():
+            f[k] = v
+    return buf.getvalue()
+
+
+def _keras(layers: list[dict]) -> bytes:
+    """A Keras 3 .keras zip: an Embedding, then `layers` (as Keras writes their JSON), no weights needed."""
+    embedding = {"class_name": "Embedding", "config": {"name": "embedding", "input_dim": 5, "output_dim": 3}}
+    config = {"class_name": "Sequential", "config": {"name": "sequential", "layers": [embedding, *layers]}}
+    return as_zip({"config.json": json.dumps(config).encode(), "metadata.json": b'{"keras_version": "3.5.0"}',
+                   "model.weights.h5": _hdf5({})})
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
