@@ -111,9 +111,13 @@ def test_the_wheel_installs_and_runs_apart_from_the_checkout(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     packages = {str(Path(n).parent) for n in names if n.endswith("/__init__.py")}
-    assert packages == {"rnnviz", "rnnviz/atlas", "rnnviz/plots"}
+    # every package of the checkout (atlas/, plots/, interop/, ...) and every module in it
+    subpackages = [p for p in (ROOT / "rnnviz").iterdir() if (p / "__init__.py").is_file()]
+    assert {"rnnviz/atlas", "rnnviz/plots", "rnnviz/interop"} <= {f"rnnviz/{p.name}" for p in subpackages}
+    assert packages == {"rnnviz"} | {f"rnnviz/{p.name}" for p in subpackages}
     assert {f"rnnviz/{p.name}" for p in (ROOT / "rnnviz").glob("*.py")} <= set(names)
-    assert {f"rnnviz/atlas/{p.name}" for p in (ROOT / "rnnviz" / "atlas").glob("*.py")} <= set(names)
+    for package in subpackages:
+        assert {f"rnnviz/{package.name}/{p.name}" for p in package.glob("*.py")} <= set(names)
 
     site = tmp_path / "site"
     inst = subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
