@@ -127,7 +127,8 @@ def test_pytorch_safetensors_and_a_dict_with_its_vocabulary(tmp_path):
         theirs = torch.softmax(net(torch.tensor([[chars.index(c) for c in TEXT]]))[0].double(), -1).numpy()
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "lm.safetensors")
     torch.save({"epoch": 3, "model_state_dict": net.state_dict(), "chars": chars}, tmp_path / "ckpt.pth")
-    for src, vocab in (("lm.safetensors", save_vocab(tmp_path, chars)), ("ckpt.pth", None)):
+    torch.save({**net.state_dict(), "itos": chars, "loss": 1.5}, tmp_path / "flat.pt")  # weights beside other things
+    for src, vocab in (("lm.safetensors", save_vocab(tmp_path, chars)), ("ckpt.pth", None), ("flat.pt", None)):
         out = import_model(tmp_path / src, tmp_path / f"m-{src}", vocab=vocab)
         ours, unk = imported_probs(out, chars, TEXT)
         assert np.abs(ours - theirs).max() < TOL, src

@@ -138,14 +138,20 @@ def read_torch_file(path, cell: str | None = None) -> Parts:
 def parts_from_tensors(tensors: dict, what: str) -> Parts:
     """Parts from a flat dict of named tensors: d2l's scratch names or PyTorch's nn.LSTM/GRU/RNN suffixes."""
     arrays: dict[str, np.ndarray] = {}
+    aside = []  # numbers, lists and strings saved beside the weights (an epoch, the characters): no weights
     for k, v in tensors.items():
         a = as_array(v)
         if a is None:
-            raise ImportRefused(f"{what}: the entry {k!r} is a {type(v).__name__}, not a tensor")
-        arrays[str(k)] = a
+            aside.append(str(k))
+        else:
+            arrays[str(k)] = a
     if any(_SCRATCH_KEY.match(k) for k in arrays) and not any(_RNN_KEY.match(k) for k in arrays):
-        return scratch_parts(arrays, what)
-    return module_parts(arrays, what)
+        parts = scratch_parts(arrays, what)
+    else:
+        parts = module_parts(arrays, what)
+    if aside:
+        parts.conversions.append(f"entries that are not tensors were left aside: {_listing(aside)}")
+    return parts
 
 
 def _layer_index(prefix: str) -> int:
