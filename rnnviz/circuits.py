@@ -633,9 +633,10 @@ def _change(x: float) -> str:
     return f"{'lowers' if x < 0 else 'raises'} it by {abs(x):.2f}"
 
 
-def _char(ch: str) -> str:
+def _quoted(ch: str) -> str:
+    """A character in quotes that differ from it: "'" and 'a'."""
     from .render import char_label
-    return char_label(ch)
+    return f'"{char_label(ch)}"' if ch == "'" else f"'{char_label(ch)}'"
 
 
 def memory_words(m: dict, text: str) -> str:
@@ -643,33 +644,32 @@ def memory_words(m: dict, text: str) -> str:
     l, u, p = m["layer"], m["unit"], m["pos"]
     carrier, other = ("c", "h") if m["carrier"] == "c" else ("h", "c")
     road = "along the cell state" if carrier == "c" else "through the hidden state h"
-    return (f"From {m['distance']} steps back (position {p}, '{_char(text[p])}'), unit {u} of layer {l} reaches "
-            f"log p('{_char(m['char'])}') {road}: zeroing {carrier}{u} there {_change(m[carrier + '_ablation'])}; "
+    return (f"From {m['distance']} steps back ({_quoted(text[p])} at {p}), unit {u} of layer {l} reaches "
+            f"log p({_quoted(m['char'])}) {road}: zeroing {carrier}{u} there {_change(m[carrier + '_ablation'])}; "
             f"zeroing {other}{u} there {_change(m[other + '_ablation'])}.")
 
 
 def story(model: CharRNN, circ: Circuit, text: str) -> str:
     """The page's opening sentence, from the graph and its measured ablations: the node whose zeroing moves
-    log p(c) most, the span of positions over which its unit's same state is in the graph, and for a c
-    node the h node of the same unit and step, ablated too."""
+    log p(c) most, the positions at which its unit's same state is in the graph, and for a c node the h node
+    of the same unit and step, ablated too."""
     if not circ.nodes:
         return "The graph has no nodes."
     tgt = circ.target
     top = max(circ.nodes, key=lambda n: abs(n.ablation))
     same = sorted(n.pos for n in circ.nodes if (n.layer, n.state, n.unit) == (top.layer, top.state, top.unit))
-    name = f"{top.state}{top.unit} of layer {top.layer}"
-    lp = f"log p('{_char(tgt['char'])}')"
-    head = f"The prediction of '{_char(tgt['char'])}' after position {tgt['pos']} rests most on {name}"
+    head = (f"The prediction of {_quoted(tgt['char'])} after position {tgt['pos']} rests most on "
+            f"{top.state}{top.unit} of layer {top.layer}")
     if len(same) > 1:
-        road = "along the cell state" if top.state == "c" else "in the hidden state"
-        head += (f", carried {road} from position {same[0]} ('{_char(text[same[0]])}') to {same[-1]} "
-                 f"({len(same)} of its nodes are in the graph)")
-    verb = "lowers" if top.ablation < 0 else "raises"
-    tail = f"zeroing it at {top.pos} {verb} {lp} by {abs(top.ablation):.2f}"
+        head += (f", {'carried along the cell state' if top.state == 'c' else 'held in h'} from "
+                 f"{_quoted(text[same[0]])} at {same[0]} to {same[-1]} ({len(same)} of its positions are in the "
+                 "graph)")
+    tail = (f"zeroing it at {top.pos} {'lowers' if top.ablation < 0 else 'raises'} log p({_quoted(tgt['char'])}) "
+            f"by {abs(top.ablation):.2f}")
     if top.state == "c":
         other = float(ablate(model, text, tgt["pos"], tgt["char"], [(top.layer, "h", top.unit, top.pos)])[0])
         tail += f"; zeroing h{top.unit} there {_change(other)}"
-    return f"{head} ({tail})."
+    return f"{head}: {tail}."
 
 
 # ---- the default story ------------------------------------------------------------------------------------
