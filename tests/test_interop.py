@@ -491,7 +491,8 @@ def test_uploaded_imports_open_on_every_page(tmp_path, monkeypatch):
     assert "its embedding is the identity over its 100 characters" in text_of(at.caption)
     folders = sorted(p.name for p in Path(at.session_state["_tmpdir"]).iterdir())
     assert folders == ["upload-1-char-rnn", "upload-2-minchar"]  # converted folders only, no leftovers
-    for page in ("activations", "neurons", "atlas", "unit", "gradients", "sample", "history"):
+    for page in ("activations", "gates", "cell", "neurons", "atlas", "unit", "gradients", "sample", "circuit",
+                 "compare", "history"):
         at.switch_page(f"pages/{page}_page.py").run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, text_of(at.error))
