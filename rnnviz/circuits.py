@@ -465,18 +465,6 @@ def ablate(model: CharRNN, text: str, t: int, char, nodes: list[tuple[int, str, 
     return lp[1:][_variant_rows(nodes)] - lp[0]
 
 
-def every_ablation(model: CharRNN, text: str, circ: "Circuit", batch: int = 512) -> tuple[list, np.ndarray]:
-    """Every node at the positions the graph uses, with its exact ablation effect: (keys, effects (N,)).
-    The check of the graph's choice (are the largest effects in it?); costly: L × S × H reruns per position."""
-    t, ch = circ.target["pos"], circ.target["char"]
-    states = ("h", "c") if model.cell == "lstm" else ("h",)
-    L, H = model.config.num_layers, model.config.hidden_size
-    keys = [(l, st, u, p) for p in sorted({n.pos for n in circ.nodes}) for l in range(L) for st in states
-            for u in range(H)]
-    effects = np.concatenate([ablate(model, text, t, ch, keys[i:i + batch]) for i in range(0, len(keys), batch)])
-    return keys, effects
-
-
 def _variant_rows(nodes) -> np.ndarray:
     """The batch row (less the normal row) of each variant in _rerun's order: stable by position."""
     order = sorted(range(len(nodes)), key=lambda j: nodes[j][3])

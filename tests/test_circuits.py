@@ -297,3 +297,17 @@ def test_cell_path_softmax_moves_every_logit_by_the_cell_path_then_takes_the_exa
         assert n.attribution == pytest.approx(want, rel=1e-5, abs=1e-9)
         kinds.add(n.state)
     assert kinds == {"h", "c"}
+
+
+@pytest.mark.slow
+def test_the_benchmark_runs_at_a_tiny_size():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "bench" / "circuits.py"), "--quick", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for method in C.METHODS:
+        assert f"circuit r², worst of 1 [{method}]" in out.stdout
+        assert f"circuit top-10 |ablation| in the graph, worst of 1 [{method}]" in out.stdout
