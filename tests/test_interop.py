@@ -4,6 +4,7 @@ Each source's next-character probabilities must equal the imported model's (rnnv
 import hashlib
 from pathlib import Path
 import json
+import re
 import string
 import time
 
@@ -507,3 +508,54 @@ def test_uploaded_imports_open_on_every_page(tmp_path, monkeypatch):
         if page == "unit":
             assert "outline" in "\n".join(h.proto.body for h in at.get("html"))  # a top context, its peak marked
     assert "minchar** has no training history: it was imported" in text_of(at.info)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_browser_upload_converts_a_model_and_states_the_size_limit(tmp_path_factory, tmp_path):
+    """In a real browser: a PyTorch .pt and its vocabulary uploaded together convert, the model card says
+    how, Neuron search runs on it; a .pt over server.maxUploadSize is refused by the uploader, never sent."""
+    import tomllib
+
+    from rnnviz.model import build
+    from streamlit_server import ROOT, app_server, no_errors
+    from test_browser import _model_shown, _nav, _settle, browser_page
+
+    pre = tmp_path_factory.mktemp("pretrained-import")
+    checkpoint.save(build(list("abc de"), cell="lstm", hidden_size=8, num_layers=1, seed=0), pre / "tiny-lstm")
+    chars = list(string.printable)
+    net = randomize(TutorialRNN(len(chars), 12, len(chars), "lstm", 2), seed=4)
+    torch.save(net.state_dict(), tmp_path / "char-rnn.pt")
+    (tmp_path / "chars.json").write_text(json.dumps(chars))
+    limit_mb = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]["maxUploadSize"]
+    with open(tmp_path / "huge.pt", "wb") as f:
+        f.truncate((limit_mb + 1) * 2**20)  # sparse: nothing written
+    servers = app_server(tmp_path_factory, pre)
+    url, log = next(servers)
+    sent = []
+    try:
+        with browser_page(log) as page:
+            page.goto(url, wait_until="domcontentloaded")
+            _settle(page, 0)
+            expander = page.locator('[data-testid="stSidebar"] [data-testid="stExpander"]',
+                                    has_text="Upload a checkpoint")
+            expander.get_by_text("Upload a checkpoint").click()
+            files = expander.locator('input[type="file"]')
+            files.set_input_files([str(tmp_path / "char-rnn.pt"), str(tmp_path / "chars.json")])
+            page.get_by_text(re.compile("loaded as")).first.wait_for(timeout=90_000)
+            _settle(page, 0)
+            assert _model_shown(page) == "char-rnn (uploaded)"
+            page.locator('[data-testid="stSidebar"] [data-testid="stExpander"]',
+                         has_text="Model card").get_by_text("Model card").click()
+            sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+            assert "Imported from: pytorch-state-dict, the file char-rnn.pt" in sidebar
+            assert "The vocabulary (100 characters) comes from --vocab chars.json (a JSON list)." in sidebar
+            _nav(page, "Neuron search", 1)
+            no_errors(page, "Neuron search")
+            page.on("request", lambda r: sent.append(r.url) if "upload_file" in r.url else None)
+            files.set_input_files(str(tmp_path / "huge.pt"))
+            page.get_by_text(re.compile(rf"{limit_mb}(\.0)?\s*MB or smaller")).first.wait_for(timeout=60_000)
+            assert _model_shown(page) == "char-rnn (uploaded)"
+    finally:
+        servers.close()
+    assert not sent, f"the oversized file was sent to the server: {sent}"
