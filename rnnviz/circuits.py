@@ -25,6 +25,7 @@ from .model import CharRNN
 
 LOGIT_ROWS, LOGIT_MASS = 16, 0.99  # the likeliest characters whose logits move (until they hold 99% of p, at most
 # 16); the others are held: zeroing one node rarely lifts an unlikely character
+MAX_BACK, MAX_NODES = 400, 500  # the cell path costs back² and the edges nodes²: beyond these, minutes
 WINDOW_STEPS, POOL = 10, 3  # WINDOW reruns the POOL * max_nodes likeliest nodes exactly for WINDOW_STEPS steps
 GRAD_X_VALUE, CELL_PATH, CELL_PATH_SOFTMAX, WINDOW = "grad_x_value", "cell_path", "cell_path_softmax", "window"
 METHODS = {
@@ -105,9 +106,9 @@ class Circuit:
 
 # ---- checks --------------------------------------------------------------------------------------------
 
-def _check_int(name: str, v, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise CircuitError(f"{name} must be a whole number of at least {lo}, not {v!r}")
+def _check_int(name: str, v, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise CircuitError(f"{name} must be a whole number from {lo} to {hi}, not {v!r}")
     return int(v)
 
 
@@ -526,8 +527,8 @@ def circuit(model: CharRNN, text: str, t: int, char=None, back: int = 100, max_n
             method: str = DEFAULT_METHOD) -> Circuit:
     """The nodes within `back` positions up to t (t-back+1 .. t) that carry log p(char) at t, by attribution;
     the kept nodes' exact ablations, their edges, coverage, r² and slope."""
-    back = _check_int("back", back, 1)
-    max_nodes = _check_int("max_nodes", max_nodes, 1)
+    back = _check_int("back", back, 1, MAX_BACK)
+    max_nodes = _check_int("max_nodes", max_nodes, 1, MAX_NODES)
     if method not in METHODS:
         raise CircuitError(f"the method must be one of {', '.join(METHODS)}, not {method!r}")
     t, cid = check_target(model, text, t, char)

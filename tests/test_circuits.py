@@ -232,7 +232,7 @@ def test_closing_quote_target_finds_a_one_line_string_of_the_asked_length():
 def test_bad_input_gets_a_clear_message():
     m = tiny("lstm", 1)
     for kwargs, words in (({"t": 500}, "from 0 to"), ({"t": -1}, "from 0 to"), ({"t": 5, "char": "z"}, "never saw"),
-                          ({"t": 5, "char": "ab"}, "exactly one"), ({"t": 5, "back": 0}, "back"),
+                          ({"t": 5, "char": "ab"}, "exactly one"), ({"t": 5, "back": 0}, "back"), ({"t": 5, "back": 401}, "back"),
                           ({"t": 5, "max_nodes": 0}, "max_nodes"), ({"t": 5, "method": "magic"}, "method")):
         with pytest.raises(C.CircuitError, match=words):
             C.circuit(m, TEXT, **kwargs)
