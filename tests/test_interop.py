@@ -508,6 +508,7 @@ def test_uploaded_imports_open_on_every_page(tmp_path, monkeypatch):
         if page == "unit":
             assert "outline" in "\n".join(h.proto.body for h in at.get("html"))  # a top context, its peak marked
     assert "minchar** has no training history: it was imported" in text_of(at.info)
+    assert "An imported model records no training corpus: showing a built-in excerpt." in text_of(at.info)
 
 
 @pytest.mark.slow

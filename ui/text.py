@@ -94,7 +94,9 @@ def study_text(ctx: Context, where=st) -> None:
             notices.append(notice)
         if text is None:
             text = BUILTIN_EXCERPT
-            notices.append("No held-out text of this model's corpus is on this machine: showing a built-in excerpt.")
+            notices.append("An imported model records no training corpus: showing a built-in excerpt. Paste or "
+                           "upload text like the one it learned from." if ctx.config.get("imported") else
+                           "No held-out text of this model's corpus is on this machine: showing a built-in excerpt.")
     text = text.replace("\r\n", "\n")
     if len(text) > MAX_ANALYSIS_CHARS:
         notices.append(f"The text was cut to its first {MAX_ANALYSIS_CHARS:,} of {len(text):,} characters "
