@@ -137,21 +137,27 @@ def test_gru_gate_order_and_bias_rows_matter(keras, tmp_path):
 
 @pytest.mark.slow
 def test_mask_zero_notice_says_where_rnnviz_and_keras_part(keras, tmp_path):
-    """Embedding(mask_zero=True): the notice's claim, measured. Equal on text without id 0; after id 0
-    Keras carries the state over it and rnnviz does not, so they differ there."""
+    """Embedding(mask_zero=True), as a Sequential and as a functional model (where Keras adds an op
+    `ids != 0` beside the chain for the masks): the notice's claim, measured. Equal on text without id 0;
+    after id 0 Keras carries the state over it and rnnviz does not, so they differ there."""
     L = keras.layers
-    model = randomize(keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(V, 5, mask_zero=True),
-                                        L.LSTM(5, return_sequences=True), L.Dense(V, activation="softmax")]), 10)
-    path = tmp_path / "masked.keras"
-    model.save(path)
+    inputs = keras.Input((None,), dtype="int32")
+    x = L.LSTM(5, return_sequences=True)(L.Embedding(V, 5, mask_zero=True)(inputs))
+    models = {"sequential": keras.Sequential([keras.Input((None,), dtype="int32"), L.Embedding(V, 5, mask_zero=True),
+                                              L.LSTM(5, return_sequences=True), L.Dense(V, activation="softmax")]),
+              "functional": keras.Model(inputs, L.Dense(V, activation="softmax")(x))}
     no_zero = IDS[IDS != 0]
-    probs, parts = ours(path, no_zero)
-    assert any("mask_zero=True" in n for n in parts.notices)
-    assert np.abs(probs - model.predict(no_zero[None], verbose=0)[0]).max() < 1e-5
     with_zero = np.r_[no_zero[:5], 0, no_zero[5:10]]
-    probs, _ = ours(path, with_zero)
-    gap = np.abs(probs - model.predict(with_zero[None], verbose=0)[0]).max(axis=1)
-    assert gap[:5].max() < 1e-5 and gap[5:].min() > 1e-4
+    for name, model in models.items():
+        randomize(model, 10)
+        path = tmp_path / f"masked-{name}.keras"
+        model.save(path)
+        probs, parts = ours(path, no_zero)
+        assert any("mask_zero=True" in n for n in parts.notices)
+        assert np.abs(probs - model.predict(no_zero[None], verbose=0)[0]).max() < 1e-5, name
+        probs, _ = ours(path, with_zero)
+        gap = np.abs(probs - model.predict(with_zero[None], verbose=0)[0]).max(axis=1)
+        assert gap[:5].max() < 1e-5 and gap[5:].min() > 1e-4, name
 
 
 def test_bfloat16_weights_become_float32_exactly(tmp_path):

@@ -179,7 +179,8 @@ def _layer_name(layer: dict) -> str:
 
 
 def _inbound(layer: dict) -> list[str]:
-    """Names of the layers whose outputs a functional layer reads (Keras 3 and Keras 2 spellings)."""
+    """Names of the layers whose outputs a functional layer reads as its inputs (Keras 3 and Keras 2
+    spellings); Keras 3's keyword arguments (an LSTM's `mask`) are not inputs."""
     names: list[str] = []
 
     def walk(obj):
@@ -189,8 +190,9 @@ def _inbound(layer: dict) -> list[str]:
             if isinstance(history, list) and history:
                 names.append(str(history[0]))
                 return
-            for v in obj.values():
-                walk(v)
+            for k, v in obj.items():
+                if k != "kwargs":
+                    walk(v)
         elif isinstance(obj, list):
             if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):  # Keras 2: [name, node, tensor, kwargs]
                 names.append(obj[0])
@@ -212,6 +214,10 @@ def _chain(config: dict) -> list[dict]:
         return [l for l in layers if isinstance(l, dict)]
     if kind in ("Functional", "Model") and isinstance(body, dict) and isinstance(body.get("layers"), list):
         layers = [l for l in body["layers"] if isinstance(l, dict)]
+        masking = any(l.get("class_name") == "Embedding" and isinstance(l.get("config"), dict)
+                      and l["config"].get("mask_zero") for l in layers)
+        if masking:  # Embedding(mask_zero=True) adds the op `ids != 0`, whose output only feeds the masks
+            layers = [l for l in layers if l.get("class_name") != "NotEqual"]
         for prev, layer in pairwise(layers):
             if _inbound(layer) != [_layer_name(prev)]:
                 raise ImportRefused(f"the functional model is not one chain of layers: {_layer_name(layer)!r} reads "
