@@ -259,6 +259,10 @@ def test_the_cli_prints_the_circuit_as_json(tmp_path, capsys):
     assert all(set(e) == {"src", "dst", "weight"} for e in out["edges"])
     m2, _ = checkpoint.load(tmp_path / "m")
     assert out == json.loads(json.dumps(C.circuit(m2, TEXT, 30, back=12, max_nodes=9).to_json()))  # deterministic
+    assert cli_main(args[:-1]) == 0  # the table, and the story with its measured figures
+    text_out = capsys.readouterr().out
+    assert C.story(m2, C.circuit(m2, TEXT, 30, back=12, max_nodes=9), TEXT) in text_out
+    assert "r² " in text_out and ("L1 " in text_out or "L0 " in text_out)
     assert cli_main(args[:4] + ["--pos", "999", "--json"]) == 1
     assert "error:" in capsys.readouterr().err
     assert cli_main(args[:4] + ["--pos", "3", "--char", "z"]) == 1
