@@ -1,5 +1,6 @@
 """Inside the cell in a real browser: a click on a character of the strip steps there, Next steps on,
-Play walks through the text until Stop, and no traceback or error box appears on the way."""
+Play walks through the text until Stop, a contributor opens its unit one step back, and no traceback or
+error box appears on the way."""
 import re
 import time
 
@@ -61,4 +62,13 @@ def test_click_a_character_step_play_and_stop(server):
         page.wait_for_timeout(2000)
         assert _pos(page) == held
         no_errors(page, "after playing")
+        # a contributor opens its unit here, one step back
+        button = page.get_by_role("button", name=re.compile(r"^unit \d+: [+-]")).first
+        unit = int(re.match(r"unit (\d+)", button.inner_text()).group(1))
+        button.click()
+        assert _wait_pos(page, lambda p: p == held - 1) == held - 1
+        _settle(page, 4)
+        assert page.get_by_role("spinbutton", name=re.compile("^Unit")).input_value() == str(unit)
+        assert f"unit {unit} at #{held - 1} " in page.locator(".js-plotly-plot").nth(1).inner_text()
+        no_errors(page, "after a contributor")
         page.screenshot(path=str(SHOTS / "cell-after-play.png"))
