@@ -4,21 +4,21 @@ import streamlit as st
 import ui
 from rnnviz import plots
 from rnnviz.plots.circuits import node_label
+from ui import cell as cell_ui
 from ui import circuit as circuit_ui
 
 CHART = {"displaylogo": False}
 INTRO = """
-After reading the text up to character *t*, the model gives the next character *c* a log-probability log *p(c)*.
-**Which units, at which earlier steps, carry it there?** A *node* is one unit's hidden state *h* (or an LSTM's cell
-state *c*) after one step. Every node within reach is scored by an **attribution** (an estimate of what zeroing it
-would do); the strongest are kept, and each kept node is then **zeroed and the model rerun** from that step: its
-**ablation**, the exact change in log *p(c)*. Edges show how much of a later node's value an earlier one accounts for.
+Which units, at which earlier steps, carry the model's log *p(c)* for the character after position *t*? A **node**
+is one unit's hidden state *h*, or an LSTM's cell state *c*, after one step. Every node within reach gets an
+**attribution**, an estimate of what zeroing it would do; the strongest are kept, and each is then zeroed and the
+model rerun from that step: its **ablation**, the exact change in log *p(c)*.
 """
 HONESTY = ("**Coverage**: the share of the total |attribution| of every node within reach that the kept nodes hold "
            "(units share the work, so much of it is spread thin over many nodes). **r²**: the squared correlation, "
            "over the kept nodes, between attribution and measured ablation; near 1, the estimates rank the nodes as "
-           "the reruns do. **Slope**: the least-squares slope of ablation on attribution; above 1, the estimates "
-           "understate the real effects.")
+           "the reruns do. **Slope**: the least-squares slope of ablation on attribution (through 0); above 1, the "
+           "estimates understate the real effects, below 1 they overstate them.")
 
 
 def target_controls(ctx, text: str, t_def: int, how: str):
@@ -45,30 +45,39 @@ def figures_up_front(ctx, text, circ, args):
     c[3].metric("r²", f"{circ.r2:.2f}")
     c[4].metric("slope", f"{circ.slope:.2f}")
     st.caption(HONESTY)
+    if not circ.r2 >= circuit_ui.GOOD_R2:  # NaN too: fewer than three nodes, or all alike
+        st.warning(f"r² is under {circuit_ui.GOOD_R2} here: the attributions do not rank these nodes as the reruns do, "
+                   "so the graph may miss nodes that matter. The sizes and colours are the measured ablations.",
+                   icon=":material/warning:")
+
+
+def graph(ctx, text, circ, own_text: bool):
+    ss = st.session_state
+    chosen = ss.get("_circuit_node")
+    st.plotly_chart(plots.circuit_graph(circ, text, selected=chosen), key="circuit_graph", config=CHART,
+                    on_select=lambda: circuit_ui.on_click(circ), selection_mode="points")
+    rows = ("each layer's cell states c (diamonds, on the yellow belt) above its hidden states h (circles)"
+            if ctx.cell == "lstm" else "layer by layer, lowest first")
+    st.caption(f"x: the characters read, left to right; the star at the right is the prediction. y: one row per unit "
+               f"that appears, {rows}. Size: |ablation|. Red: zeroing the node lowers log p(c) (it carries c); blue: "
+               "zeroing it raises log p(c). Lines: each node's two strongest incoming edges, an earlier node's part "
+               "in a later node's value (the value less its value with the earlier node zeroed), wider for a larger "
+               "part: grey where it carries the value, purple where it pushes against it. Hover a node for its "
+               "attribution beside its measured ablation; click it to study it below.")
+    target = circ.target
     node = circuit_ui.far_node(circ) if ctx.cell == "lstm" else None  # only an LSTM has a belt
     if node is not None:
         path = circuit_ui.memory_path(ctx.key, text, target["pos"], target["char"], node.layer, node.unit,
                                       node.pos, _model=ctx.model)
         st.markdown(f"**The memory path** ({node_label(node)}): {path['words']}")
-
-
-def graph(ctx, text, circ):
-    ss = st.session_state
-    chosen = ss.get("_circuit_node")
-    st.plotly_chart(plots.circuit_graph(circ, text, selected=chosen), key="circuit_graph", config=CHART,
-                    on_select=lambda: circuit_ui.on_click(circ), selection_mode="points")
-    st.caption("x: the characters read, left to right; the star at the right is the prediction. y: one row per unit "
-               "that appears, each layer's cell states c (diamonds, on the yellow belt) above its hidden states h "
-               "(circles). Size: |ablation|. Red: zeroing the node lowers log p(c) (it carries c); blue: zeroing it "
-               "raises log p(c). Lines: edges, wider for a larger share of the later node's value. Hover a node for "
-               "its attribution beside its measured ablation; click it to study it below.")
     if isinstance(chosen, int) and chosen < len(circ.nodes):
         n = circ.nodes[chosen]
         c1, c2, c3 = st.columns([3, 2, 2])
         c1.markdown(f"**{node_label(n)}**: value {n.value:+.3f}, attribution {n.attribution:+.3f}, "
                     f"ablation (measured) {n.ablation:+.3f}")
-        c2.button(f"Inside the cell at #{n.pos}", key="circuit_to_cell", icon=":material/memory:",
-                  on_click=circuit_ui.open_cell, args=(n.layer, n.unit, n.pos))
+        if own_text:  # Inside the cell reads the sidebar's text, not a passage opened from the dashboard
+            cell_ui.link(n.layer, n.unit, n.pos, key="circuit_to_cell", kind=n.state, where=c2,
+                         help=f"L{n.layer} unit {n.unit}'s step at #{n.pos}, gate by gate")
         c3.button(f"Unit dashboard of L{n.layer} {n.state}{n.unit}", key="circuit_to_unit", icon=":material/dashboard:",
                   on_click=circuit_ui.open_dashboard, args=(n.layer, n.state, n.unit))
 
@@ -128,12 +137,16 @@ def main():
         st.warning("The text needs at least three characters.", icon=":material/warning:")
         return
     t_def, how = circuit_ui.default_target(ctx.key, text, circuit_ui.reads_code(ctx.config), _model=ctx.model)
-    args = target_controls(ctx, text, t_def, how)
-    st.caption(f"The page opened on t = {t_def}: {how}.")
+    story, chooser = st.container(), st.container()  # the story first; its target's widgets are read before it
+    with chooser:
+        st.subheader("Another prediction")
+        args = target_controls(ctx, text, t_def, how)
+        st.caption(f"The page opened on t = {t_def}: {how}.")
     circ = circuit_ui.circuit(ctx.key, text, *args, _model=ctx.model)
     circuit_ui.prepare_box(circ, ctx.cell, ctx.layers, ctx.hidden)
-    figures_up_front(ctx, text, circ, args)
-    graph(ctx, text, circ)
+    with story:
+        figures_up_front(ctx, text, circ, args)
+        graph(ctx, text, circ, own_text=not place)
     ui.guard(intervene_box, ctx, text, circ)
 
 

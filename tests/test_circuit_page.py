@@ -138,6 +138,14 @@ def test_another_target_and_an_intervention_over_a_span():
     at.button(key="circuit_reset").click().run()
     ok(at)
     assert at.number_input(key="circuit_t").value != 60
+    # a node's links: Inside the cell at its position, and its unit's dashboard
+    layer, state, unit, pos = (at.number_input(key="circuit_layer").value, at.selectbox(key="circuit_state").value,
+                               at.number_input(key="circuit_unit").value, at.number_input(key="circuit_from").value)
+    at.button(key="circuit_to_cell").click().run()
+    ok(at)
+    assert "Inside the cell" in [t.value for t in at.title]
+    ss = at.session_state
+    assert (ss["layer"], ss["unit"], ss["cell_pos"]) == (layer, unit, pos)
 
 
 @pytest.mark.usefixtures("shipped")
@@ -253,9 +261,10 @@ class _Circuit:
 def _hand_made():
     text = "x = 'abcdef' + y"
     nodes = [_Node(1, "c", 7, p, 0.9, -0.3, -0.6 + 0.05 * (p - 4)) for p in range(4, 11)]
-    nodes += [_Node(1, "h", 7, 10, 0.1, 0.01, 0.004), _Node(0, "h", 2, 5, -0.4, 0.2, 0.3),
+    nodes += [_Node(1, "h", 7, 10, 0.1, 0.01, 0.004), _Node(0, "h", 2, 7, -0.4, 0.2, 0.3),
               _Node(0, "c", 5, 6, 0.2, -0.1, -0.05)]
-    edges = [_Edge(i, i + 1, 0.8) for i in range(6)] + [_Edge(8, 1, -0.2)]
+    # along the belt; a negative part of a negative value (it carries it); a negative part of a positive one
+    edges = [_Edge(i, i + 1, 0.8) for i in range(6)] + [_Edge(9, 8, -0.3), _Edge(8, 4, -0.2)]
     return text, _Circuit({"pos": 10, "char": "'", "logp": -0.25}, nodes, edges)
 
 
@@ -268,7 +277,7 @@ def test_rows_put_each_layers_belt_above_its_hidden_states():
 
 def test_the_graph_draws_every_node_and_edge_as_given():
     text, circ = _hand_made()
-    fig = circuit_graph(circ, text).to_plotly_json()
+    fig = circuit_graph(circ, text, max_in=None).to_plotly_json()
     nodes = [tr for tr in fig["data"] if tr.get("customdata") is not None and len(tr["customdata"])]
     seen = {int(cd[0]): (x, y, s) for tr in nodes
             for cd, x, y, s in zip(tr["customdata"], tr["x"], tr["y"], tr["marker"]["size"])}
@@ -284,16 +293,21 @@ def test_the_graph_draws_every_node_and_edge_as_given():
     assert by_colour["#d6604d"] == {i for i, n in enumerate(circ.nodes) if n.ablation < 0}
     assert by_colour["#4393c3"] == {i for i, n in enumerate(circ.nodes) if n.ablation >= 0}
     # every edge is one segment between its two nodes' places
-    segs = set()
+    segs = {True: set(), False: set()}  # by whether the edge carries part of the later value (same sign)
     for tr in fig["data"]:
         if tr.get("mode") == "lines":
             xs, ys = tr["x"], tr["y"]
-            segs |= {((xs[k], ys[k]), (xs[k + 1], ys[k + 1])) for k in range(0, len(xs), 3)}
-    want = {((seen[e.src][0], seen[e.src][1]), (seen[e.dst][0], seen[e.dst][1])) for e in circ.edges}
-    assert segs == want
+            segs["carries" in tr["legendgroup"]] |= {((xs[k], ys[k]), (xs[k + 1], ys[k + 1]))
+                                                     for k in range(0, len(xs), 3)}
+    for carries in (True, False):
+        want = {((seen[e.src][0], seen[e.src][1]), (seen[e.dst][0], seen[e.dst][1])) for e in circ.edges
+                if (e.weight * circ.nodes[e.dst].value > 0) == carries}
+        assert segs[carries] == want and want
     # the characters under the axis, and the target at the right
     ticks = dict(zip(fig["layout"]["xaxis"]["tickvals"], fig["layout"]["xaxis"]["ticktext"]))
-    assert ticks[4] == "'" and ticks[5] == "a" and ticks[11] == "→\"'\""
+    assert ticks[4] == "'" and ticks[5] == "a" and max(ticks) == 10
+    star = next(tr for tr in fig["data"] if tr.get("name") == "the target")
+    assert star["x"] == [11] and star["text"] == ['"\'"']  # after #10, the character in quotes that differ from it
 
 
 def test_the_distribution_bars_keep_the_target_and_check_their_input():
@@ -308,3 +322,18 @@ def test_the_distribution_bars_keep_the_target_and_check_their_input():
     assert fig["data"][0]["y"][i] == pytest.approx(before[4]) and fig["data"][1]["y"][i] == pytest.approx(after[4])
     with pytest.raises(ConfigError):
         intervention_bars(before, after[:5], vocab, "e")
+
+
+def test_the_graph_draws_each_nodes_strongest_incoming_edges():
+    text, circ = _hand_made()
+    circ.edges += [_Edge(0, 6, 0.05), _Edge(1, 6, -0.5), _Edge(2, 6, 0.01)]  # node 6 already has 0.8 from node 5
+    fig = circuit_graph(circ, text, max_in=2).to_plotly_json()
+    rows, _ = circuit_rows(circ.nodes)
+    xy = [(n.pos, rows[(n.layer, n.state, n.unit)]) for n in circ.nodes]
+    drawn = {((tr["x"][k], tr["y"][k]), (tr["x"][k + 1], tr["y"][k + 1]))
+             for tr in fig["data"] if tr.get("mode") == "lines" for k in range(0, len(tr["x"]), 3)}
+    want = set()
+    for dst in range(len(circ.nodes)):  # brute force: the two largest |weight| into each node
+        into = sorted((e for e in circ.edges if e.dst == dst), key=lambda e: -abs(e.weight))[:2]
+        want |= {(xy[e.src], xy[e.dst]) for e in into}
+    assert drawn == want and (xy[2], xy[6]) not in drawn and (xy[1], xy[6]) in drawn

@@ -23,6 +23,7 @@ MAX_CHARS = 5_000  # as on Why this character?, so its targets open here unchang
 STORY_MODEL = "python-lstm"  # the page's story: its closing quote
 BACK, NODES = 100, 50  # the graph's default reach back and size (the issue's settings)
 STORY_GAPS = (14, 20)  # the story's closing quote comes about 15 characters after the opening one (issue 27)
+GOOD_R2 = 0.8  # the issue's goal for r²: under it the page says the graph's choice of nodes is not to be trusted
 FAR = 10  # the memory path is told for a node this many steps or more before the target
 PAGE = "pages/circuit_page.py"
 LEAD = 400  # characters of the corpus before a dashboard's place: the state, started at zero, settles well before it
@@ -39,7 +40,7 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-@st.cache_data(max_entries=16, show_spinner="Finding a closing quote to explain ...")
+@st.cache_data(max_entries=16, show_spinner="Finding the prediction to open on ...")
 def default_target(model_key: str, text: str, code: bool, _model) -> tuple[int, str]:
     """(t, how it was chosen): for a model of code, the prediction of a closing quote about 15 characters after its
     opening one (else 10 to 30 after); else, or with none, the Why page's target (a prediction the model is unsure
@@ -203,13 +204,6 @@ def open_here(model_key: str, text: str, t: int, char: str = ""):
     ss["circuit_t"], ss["circuit_char"] = t, char
     ss.pop("_circuit_node", None)
     ss["_goto"] = PAGE
-
-
-def open_cell(layer: int, unit: int, pos: int):
-    """Inside the cell at that unit and position."""
-    ss = st.session_state
-    ss["layer"], ss["unit"], ss["cell_pos"] = layer, unit, pos
-    ss["_goto"] = "pages/cell_page.py"
 
 
 def open_dashboard(layer: int, kind: str, unit: int):

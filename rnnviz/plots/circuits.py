@@ -15,6 +15,7 @@ SUPPORTS, OPPOSES = "#d6604d", "#4393c3"  # red raises log p(c), blue lowers it 
 BELT_FILL, HIDDEN_FILL = "rgba(253, 219, 120, 0.28)", "rgba(200, 200, 200, 0.18)"
 EDGE_BINS = 4  # edges are drawn in this many widths (one plotly trace per width and sign)
 BAND_GAP = 0.8  # empty rows between one band of units and the next
+MAX_IN = 2  # edges drawn into each node: every kept pair would hide the graph under a fan of lines
 
 
 def quoted(ch: str) -> str:
@@ -55,21 +56,27 @@ def _node_hover(node, text: str) -> str:
             f"ablation (measured: zeroed, rerun) {node.ablation:+.3f}")
 
 
+def _carries(edge, nodes) -> bool:
+    """Whether an edge's weight has its later node's sign: the earlier node accounts for part of that value
+    (else it pushes against it)."""
+    return edge.weight * nodes[edge.dst].value >= 0
+
+
 def _edge_traces(nodes, edges, xy) -> list[go.Scatter]:
-    """Lines between kept nodes, wider and darker by |weight|, in EDGE_BINS widths per sign."""
+    """Lines between kept nodes, wider and darker by |weight|, in EDGE_BINS widths per kind."""
     if not edges:
         return []
     w = np.abs(np.array([e.weight for e in edges], dtype=float))  # (E,)
     top = float(w.max()) or 1.0
     level = np.minimum((w / top * EDGE_BINS).astype(int), EDGE_BINS - 1)  # (E,) 0 = faintest
     traces = []
-    for sign, colour, name in ((1, "90, 90, 90", "edge: adds to the later value"),
-                               (-1, "160, 90, 200", "edge: takes from the later value")):
+    for carries, colour, name in ((True, "90, 90, 90", "edge: carries part of the later value"),
+                                  (False, "160, 90, 200", "edge: pushes against the later value")):
         shown = False
         for b in range(EDGE_BINS):
             xs, ys = [], []
             for e, lv in zip(edges, level):
-                if lv == b and (e.weight >= 0) == (sign > 0):
+                if lv == b and _carries(e, nodes) == carries:
                     (x0, y0), (x1, y1) = xy[e.src], xy[e.dst]
                     xs += [x0, x1, None]
                     ys += [y0, y1, None]
@@ -77,28 +84,42 @@ def _edge_traces(nodes, edges, xy) -> list[go.Scatter]:
                 continue
             traces.append(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name=name,
                                      legendgroup=name, showlegend=not shown,
-                                     line=dict(width=0.8 + 2.2 * b, color=f"rgba({colour}, {0.25 + 0.2 * b})")))
+                                     line=dict(width=0.8 + 2.2 * b, color=f"rgba({colour}, {0.15 + 0.12 * b:.2f})")))
             shown = True
     return traces
 
 
-def _edge_hovers(nodes, edges, xy, text: str) -> go.Scatter | None:
+def _edge_hovers(nodes, edges, xy) -> go.Scatter | None:
     """An invisible point at each edge's middle whose hover says what the edge is."""
     if not edges:
         return None
     mx = [(xy[e.src][0] + xy[e.dst][0]) / 2 for e in edges]
     my = [(xy[e.src][1] + xy[e.dst][1]) / 2 for e in edges]
-    hover = [f"{node_label(nodes[e.src])} → {node_label(nodes[e.dst])}<br>weight {e.weight:+.3f} "
-             "(the part of the later value it accounts for)" for e in edges]
+    hover = [f"{node_label(nodes[e.src])} → {node_label(nodes[e.dst])}<br>accounts for {e.weight:+.3f} of its value "
+             f"{nodes[e.dst].value:+.3f} (the value less its value with {node_label(nodes[e.src])} zeroed)"
+             for e in edges]
     return go.Scatter(x=mx, y=my, mode="markers", marker=dict(size=6, opacity=0), hovertext=hover,
                       hoverinfo="text", showlegend=False, name="edges")
 
 
-def circuit_graph(circ, text: str, title: str | None = None, selected: int | None = None) -> go.Figure:
+def strongest_edges(edges, max_in: int | None) -> list:
+    """The max_in edges of largest |weight| into each node (all of them when max_in is None)."""
+    if max_in is None:
+        return list(edges)
+    into: dict[int, list] = {}
+    for e in edges:
+        into.setdefault(e.dst, []).append(e)
+    keep = {id(e) for es in into.values() for e in sorted(es, key=lambda e: -abs(e.weight))[:max_in]}
+    return [e for e in edges if id(e) in keep]
+
+
+def circuit_graph(circ, text: str, title: str | None = None, selected: int | None = None,
+                  max_in: int | None = MAX_IN) -> go.Figure:
     """The circuit: time along x with the characters under it, one row per unit (each layer's c units on a belt
-    above its h units), nodes sized by |ablation| and coloured by its sign, edges by weight, the target at the
-    right. Node traces carry customdata [index, layer, state, unit, pos] for a click."""
-    nodes, edges = list(circ.nodes), list(circ.edges)
+    above its h units), nodes sized by |ablation| and coloured by its sign, each node's max_in strongest incoming
+    edges by weight, the target at the right. Node traces carry customdata [index, layer, state, unit, pos] for a
+    click."""
+    nodes, edges = list(circ.nodes), strongest_edges(circ.edges, max_in)
     t, char = int(circ.target["pos"]), circ.target["char"]
     if not nodes:
         return _message("No node in this circuit.", title or "")
@@ -113,7 +134,7 @@ def circuit_graph(circ, text: str, title: str | None = None, selected: int | Non
                       fillcolor=BELT_FILL if state == "c" else HIDDEN_FILL)
     for tr in _edge_traces(nodes, edges, xy):
         fig.add_trace(tr)
-    hov = _edge_hovers(nodes, edges, xy, text)
+    hov = _edge_hovers(nodes, edges, xy)
     if hov is not None:
         fig.add_trace(hov)
     for sign, colour, name in ((-1, SUPPORTS, "zeroing it lowers log p(c): it carries c"),
@@ -132,17 +153,18 @@ def circuit_graph(circ, text: str, title: str | None = None, selected: int | Non
     y_mid = (min(y for _, y in xy) + max(y for _, y in xy)) / 2
     fig.add_trace(go.Scatter(x=[t + 1], y=[y_mid], mode="markers+text", name="the target",
                              marker=dict(size=22, symbol="star", color="#222"), text=[quoted(char)],
-                             textposition="top center", textfont=dict(size=16), showlegend=False,
+                             textposition="top center", textfont=dict(size=18), showlegend=False,
                              hovertext=[f"target: p({quoted(char)}) after reading #{t}<br>"
                                         f"log p = {circ.target['logp']:+.3f}"], hoverinfo="text"))
     fig.add_vline(x=t + 0.5, line=dict(color="#888", dash="dot", width=1))
     lo = min(n.pos for n in nodes)
     positions = list(range(max(0, lo - 1), t + 1))
     ticks = [_label(text[p]) if p < len(text) else "" for p in positions]
-    fig.update_xaxes(tickmode="array", tickvals=positions + [t + 1], ticktext=ticks + [f"→{quoted(char)}"],
+    fig.update_xaxes(tickmode="array", tickvals=positions, ticktext=ticks,
                      tickangle=0, tickfont=dict(size=14, family="monospace"), range=[positions[0] - 0.8, t + 1.8],
                      title=f"the characters read, #{positions[0]} to #{t}; the prediction at the right", showgrid=False)
     names = {y: f"L{l} {s}{u}" for (l, s, u), y in rows.items()}
+    height = int(min(1400, max(460, 26 * len(names) + 270)))
     fig.update_yaxes(tickmode="array", tickvals=list(names), ticktext=list(names.values()), showgrid=False,
                      zeroline=False, range=[min(names) - 0.9, max(names) + 0.9])
     for layer, state, lo_y, hi_y in bands:
@@ -153,9 +175,9 @@ def circuit_graph(circ, text: str, title: str | None = None, selected: int | Non
         fig.add_annotation(x=p, y=1.0, yref="paper", yanchor="bottom", text=str(p), showarrow=False,
                            font=dict(size=9, color="#777"))
     fig.update_layout(title=title or f"How p({quoted(char)}) after #{t} was computed",
-                      height=int(min(1400, max(420, 26 * len(names) + 230))), hovermode="closest",
-                      legend=dict(orientation="h", yanchor="top", y=-0.16, x=0),
-                      margin=dict(l=70, r=80, t=70, b=110), plot_bgcolor="white")
+                      height=height, hovermode="closest",
+                      legend=dict(orientation="h", yanchor="top", y=-75 / (height - 70 - 150), x=0),  # under the axis title
+                      margin=dict(l=70, r=80, t=70, b=150), plot_bgcolor="white")
     return fig
 
 
