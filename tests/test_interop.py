@@ -498,6 +498,7 @@ def test_uploaded_imports_open_on_every_page(tmp_path, monkeypatch):
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, text_of(at.error))
         if page == "atlas":  # no training corpus recorded: the atlas indexes the text under study
+            assert "this model records no training corpus (an imported one, say): give a corpus" in text_of(at.info)
             at.selectbox(key="atlas_corpus").set_value("the text under study").run()
             at.button(key="atlas_build").click().run()
             deadline = time.time() + 60

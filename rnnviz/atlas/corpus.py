@@ -83,7 +83,9 @@ def resolve_corpus(config: dict | None, corpus=None, max_chars: int | None = MAX
     elif corpus is None:
         text, notice = heldout.held_out_text(config or {})
         if text is None:
-            raise ConfigError("the corpus this model trained on is not on this machine: give a corpus "
+            why = ("the corpus this model trained on is not on this machine" if (config or {}).get("corpus")
+                   else "this model records no training corpus (an imported one, say)")
+            raise ConfigError(f"{why}: give a corpus "
                               "(a built-in name, a file or your own text)")
         if notice:
             notices.append(notice)
