@@ -209,7 +209,7 @@ def cell_diagram(cell: str, values: dict[str, float], char: str = "", title: str
         shapes=fig.shapes, annotations=fig.annotations,
         xaxis=dict(visible=False, range=[-1, 101], fixedrange=True),
         yaxis=dict(visible=False, range=[-7, 58 if cell != "rnn" else 56], fixedrange=True),
-        title=dict(text=title, font=dict(size=FONT + 2)) if title else None, height=470,
+        title=dict(text=title, font=dict(size=FONT + 2)) if title else None, height=470 if cell != "rnn" else 400,
         margin=dict(l=10, r=10, t=50 if title else 10, b=10), plot_bgcolor="white",
         hoverlabel=dict(font_size=FONT), dragmode=False))
 
