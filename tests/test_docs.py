@@ -221,9 +221,10 @@ def _rnnviz_imports(path: Path, name: str) -> set[str]:
 
 def test_architecture_names_every_module_and_only_those():
     named = {n for layer in documented_layers() for n in layer}
-    actual = (_modules(ROOT / "rnnviz") | {"__init__"} | {"atlas", "plots", "interop"}
+    actual = (_modules(ROOT / "rnnviz") | {"__init__"} | {"atlas", "plots", "interop", "features"}
               | _modules(ROOT / "rnnviz" / "atlas", "atlas.") | _modules(ROOT / "rnnviz" / "plots", "plots.")
-              | _modules(ROOT / "rnnviz" / "interop", "interop."))
+              | _modules(ROOT / "rnnviz" / "interop", "interop.")
+              | _modules(ROOT / "rnnviz" / "features", "features."))
     assert named == actual, f"missing from the doc: {sorted(actual - named)}; gone from rnnviz/: {sorted(named - actual)}"
     ui_named = {m.group(1) for line in _block("ui/")[1:] if (m := re.match(r"^  (\w+)\.py\s", line))}
     assert ui_named == _modules(ROOT / "ui"), sorted(ui_named ^ _modules(ROOT / "ui"))

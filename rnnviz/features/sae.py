@@ -193,6 +193,12 @@ def _decode_sparse(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor) -
     return F.embedding_bag(idx, W_dec, per_sample_weights=vals, mode="sum")
 
 
+def _encode_rows(xc: torch.Tensor, idx: torch.Tensor, W_enc_t: torch.Tensor, b_enc: torch.Tensor) -> torch.Tensor:
+    """ReLU(xc . W_enc[:, idx] + b_enc[idx]) for the chosen latents only: (B, d), (B, j) -> (B, j). Its
+    backward touches j encoder rows per sample, not all S, which is most of a dense step's cost."""
+    return (F.embedding(idx, W_enc_t) @ xc[:, :, None])[..., 0].add_(b_enc[idx]).relu()
+
+
 def _project_out_parallel(W_dec: torch.Tensor) -> None:
     """Remove the part of each decoder row's gradient along the row, so unit norm holds to first order."""
     g = W_dec.grad
@@ -212,10 +218,10 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
     W_dec = torch.randn(S, d, generator=gen)
     W_dec /= W_dec.norm(dim=1, keepdim=True)
     W_dec.requires_grad_(True)
-    W_enc = W_dec.detach().t().clone().requires_grad_(True)
+    W_enc_t = W_dec.detach().clone().requires_grad_(True)  # the encoder, stored transposed (S, d): rows gather
     b_enc = torch.zeros(S, requires_grad=True)
     b_dec = (mean / scale).clone().requires_grad_(True)
-    opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=cfg.lr)
+    opt = torch.optim.Adam([W_enc_t, b_enc, W_dec, b_dec], lr=cfg.lr)
     decay_from = int(0.8 * cfg.steps)  # linear decay to zero over the last fifth
     last_fired = torch.zeros(S, dtype=torch.long)  # characters seen when each latent last fired
     seen, k_aux = 0, max(1, min(d // 2, S))
@@ -228,8 +234,11 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
                 grp["lr"] = cfg.lr * (cfg.steps - step) / max(1, cfg.steps - decay_from)
         rows = torch.randint(0, N, (cfg.batch,), generator=gen)
         xb = Xt[rows].float().div_(scale)  # (B, d)
-        pre = torch.addmm(b_enc, xb - b_dec, W_enc).relu()  # (B, S)
-        vals, idx = pre.topk(k, dim=-1, sorted=False)
+        xc = xb - b_dec
+        with torch.no_grad():  # only the selected pre-activations carry a gradient: pick them first
+            pre = torch.addmm(b_enc, xc, W_enc_t.t())  # (B, S)
+            idx = pre.topk(k, dim=-1, sorted=False)[1]
+        vals = _encode_rows(xc, idx, W_enc_t, b_enc)  # (B, k), the same values as pre's, with gradients
         rec = _decode_sparse(idx, vals, W_dec) + b_dec
         err = xb - rec
         mse = err.pow(2).sum(1).mean()
@@ -242,8 +251,8 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
             dead = (seen - last_fired) > DEAD_AFTER
         n_dead = int(dead.sum())
         if n_dead:  # AuxK: the dead latents' top k_aux reconstruct what the live ones missed
-            aux_pre = pre.masked_fill(~dead, 0.0)
-            av, ai = aux_pre.topk(min(k_aux, n_dead), dim=-1, sorted=False)
+            ai = pre.masked_fill(~dead, float("-inf")).topk(min(k_aux, n_dead), dim=-1, sorted=False)[1]
+            av = _encode_rows(xc, ai, W_enc_t, b_enc)
             e = err.detach()
             aux = (_decode_sparse(ai, av, W_dec) - e).pow(2).sum(1).mean() / e.pow(2).sum(1).mean().clamp_min(1e-12)
             loss = loss + AUX_COEF * aux
@@ -265,28 +274,31 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
                                                  f"batch FVU {record[-1]['fvu']:.3f}")
     with torch.no_grad():
         # Raw states x = scale * x': f = scale * f' keeps W_enc and W_dec; the biases take the scale.
-        weights = {"W_enc": W_enc.detach().numpy().copy(), "b_enc": (b_enc.detach() * scale).numpy(),
+        weights = {"W_enc": W_enc_t.detach().t().numpy().copy(), "b_enc": (b_enc.detach() * scale).numpy(),
                    "W_dec": W_dec.detach().numpy().copy(), "b_dec": (b_dec.detach() * scale).numpy()}
     return {n: v.astype(np.float32) for n, v in weights.items()}, {
         "scale": scale, "train_seconds": round(time.perf_counter() - t0, 3), "log": record}
 
 
+SAELENS_LAYOUT = "6.0.0"  # the SAELens config layout written (top-level fields + metadata), see docs/features.md
+
+
 def sae_cfg(model: CharRNN, cfg: SAEConfig, d_sae: int, corpus: dict | None = None,
             model_name: str | None = None) -> dict:
-    """cfg.json: SAELens's fields (topk, k, d_in, d_sae, apply_b_dec_to_input, ...) plus our record."""
+    """cfg.json in SAELens 6's layout (architecture topk, k, d_in, d_sae, apply_b_dec_to_input, ... and a
+    metadata object), plus our own record: model, layer, state, corpus, training."""
     H = model.config.hidden_size
-    hook = f"rnn.layer{cfg.layer}.{cfg.state}"
+    name = model_name or f"rnnviz-{model.cell}-{model.config.num_layers}x{H}"
     return {
-        "architecture": "topk", "d_in": H, "d_sae": d_sae, "k": cfg.k,
-        "activation_fn_str": "topk", "activation_fn_kwargs": {"k": cfg.k},
-        "apply_b_dec_to_input": True, "normalize_activations": "none", "dtype": "float32", "device": "cpu",
-        "hook_name": hook, "hook_layer": cfg.layer, "hook_head_index": None,
-        "model_name": model_name or f"rnnviz-{model.cell}-{model.config.num_layers}x{H}",
-        "context_size": None, "prepend_bos": False, "dataset_path": (corpus or {}).get("name"),
-        "finetuning_scaling_factor": False,
+        "architecture": "topk", "d_in": H, "d_sae": d_sae, "k": cfg.k, "rescale_acts_by_decoder_norm": False,
+        "apply_b_dec_to_input": True, "normalize_activations": "none", "reshape_activations": "none",
+        "dtype": "float32", "device": "cpu",
+        "metadata": {"sae_lens_version": SAELENS_LAYOUT, "sae_lens_training_version": None, "model_name": name,
+                     "hook_name": f"rnn.layer{cfg.layer}.{cfg.state}", "hook_head_index": None,
+                     "prepend_bos": False, "context_size": None, "dataset_path": (corpus or {}).get("name")},
         # ours
-        "model": {"name": model_name, "cell": model.cell, "num_layers": model.config.num_layers,
-                  "hidden_size": H, "vocab_size": len(model.vocab)},
+        "model": {"name": name, "cell": model.cell, "num_layers": model.config.num_layers, "hidden_size": H,
+                  "vocab_size": len(model.vocab)},
         "layer": cfg.layer, "state": cfg.state, "corpus": corpus or {}, "training": cfg.to_dict(),
     }
 
