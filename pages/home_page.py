@@ -22,6 +22,8 @@ LINKS = [
                             "select-and-match)."),
     ("pages/why_page.py", "Why did the model predict this character? Saliency over the characters before it, and "
                           "what changes when you edit them."),
+    ("pages/circuit_page.py", "How was that prediction computed? The units and steps that carry it, each checked by "
+                              "zeroing it and rerunning the model."),
     ("pages/compare_page.py", "The model against an n-gram or another model, character class by character class."),
     ("pages/history_page.py", "Scrub through snapshots of a training run and watch the units and samples form."),
     ("pages/guess_page.py", "Shannon's guessing game: guess the next character yourself, then see how the model did."),

@@ -77,6 +77,7 @@ def story_models(folders, vocab):
     return folders
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("story_models")
 def test_opens_on_the_closing_quote_story_with_the_library_numbers():
     at = app("circuit")
@@ -104,6 +105,7 @@ def test_opens_on_the_closing_quote_story_with_the_library_numbers():
     assert float(after) == pytest.approx(circ.target["logp"] + top.ablation, abs=2e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("shipped")
 def test_another_target_and_an_intervention_over_a_span():
     at = app("circuit")
@@ -148,6 +150,7 @@ def test_another_target_and_an_intervention_over_a_span():
     assert (ss["layer"], ss["unit"], ss["cell_pos"]) == (layer, unit, pos)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("shipped")
 def test_a_gru_and_an_rnn():
     at = app("circuit")
@@ -176,6 +179,7 @@ def test_bad_input_shows_a_message():
     assert not at.exception and "at least three characters" in text_of(at.warning)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("shipped")
 def test_the_link_from_why_this_character():
     at = app("why")
