@@ -169,8 +169,8 @@ def _gru(fig: _Drawing, v: dict, char: str) -> None:
     _label(fig, "z_h_prev", v["z_h_prev"], 36, belt + 3.5)
     _label(fig, "one_minus_z_n", v["one_minus_z_n"], 71.5, 44)
     _label(fig, "n", v["n"], 71.5, 30)
-    _label(fig, "r", v["r"], 40.5, 29, "right")
-    _label(fig, "r_hn", v["r_hn"], 58, 29, "center")
+    _label(fig, "r", v["r"], 44, 29, "center")  # above the reset box, whose output it is
+    _label(fig, "r_hn", v["r_hn"], 60, 29, "center")
     _label(fig, "h", v["h"], 99, belt + 3.5, "right")
 
 
