@@ -33,7 +33,7 @@ def main():
         return
     d = study.dictionary
     ui.keep_in_range("feat_feature", 0, d.d_sae - 1, fui.default_feature(study))
-    st.number_input(f"Feature (0 to {d.d_sae - 1:,})", 0, d.d_sae - 1, step=1, key="feat_feature")
+    st.columns([1, 3])[0].number_input(f"Feature (0 to {d.d_sae - 1:,})", 0, d.d_sae - 1, step=1, key="feat_feature")
     i = int(st.session_state["feat_feature"])
     view = fui.feature_view(key, i, _study=study)
     row = study.table.iloc[i]
@@ -49,6 +49,7 @@ def main():
     st.button("Steer with it in Sample", key="feat_to_steer", icon=":material/edit_note:", on_click=go,
               args=("pages/sample_page.py",), kwargs=dict(steer_on=True, steer_feature=i, clamp_on=False,
                                                           steer_alpha=float(f"{row['max']:.3g}")))
+    st.caption(fwords.steer_caption(i, d.layer, d.state, float(row["max"])) + ".")
     st.markdown(f"**Highest** places (the peak character outlined, ±{dashboard.CONTEXT} characters; no two peaks "
                 f"within {dashboard.SEPARATION} characters)")
     note = dashboard.fewer_peaks_note(len(view["top"]), TOP)
@@ -82,10 +83,6 @@ def effect_section(ctx, study, key: str, i: int) -> None:
     else:
         st.caption(f"No logit effect: the output layer reads the top layer's h, and this dictionary reads layer "
                    f"{d.layer}'s {d.state}.")
-    delta = fui.removal(key, i, _model=ctx.model, _study=study)
-    st.markdown(f"Removed from the reconstruction spliced in where the output layer reads the state, the loss "
-                f"changes by **{delta:+.5f} nats/char** over the {len(study.text):,} characters (positive: the "
-                "feature helped predict them).")
     pairs = loadings(d, i, 10)
     left, right = st.columns([3, 2])
     left.plotly_chart(plots.feature_loadings(pairs, d.layer, d.state), key="feat_loadings",
@@ -95,7 +92,10 @@ def effect_section(ctx, study, key: str, i: int) -> None:
         for n, (u, w) in enumerate(pairs[:5]):
             st.button(f"L{d.layer} {d.state}{u} ({w:+.3f})", key=f"feat_unit_{n}", icon=":material/dashboard:",
                       on_click=go, args=("pages/unit_page.py",), kwargs=dict(layer=d.layer, kind=d.state, unit=u))
-    st.caption(fwords.steer_caption(i, d.layer, d.state, float(study.table.iloc[i]["max"])) + ".")
+    delta = fui.removal(key, i, _model=ctx.model, _study=study)  # two spliced runs: last, so the rest shows first
+    st.markdown(f"Removed from the reconstruction spliced in where the output layer reads the state, the loss "
+                f"changes by **{delta:+.5f} nats/char** over the {len(study.text):,} characters (positive: the "
+                "feature helped predict them).")
 
 
 ui.run_page(main)

@@ -8,7 +8,7 @@ from rnnviz import plots
 from rnnviz.features import words
 
 ICONS = {"warning": ":material/warning:", "info": ":material/info:", "success": ":material/check_circle:"}
-COLUMNS = ["feature", "frequency", "max", "label", "direction", "score", "flagged"]
+COLUMNS = ["feature", "score", "direction", "label", "frequency", "max", "flagged"]
 
 
 def open_feature(i: int) -> None:

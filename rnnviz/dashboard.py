@@ -346,12 +346,12 @@ def column_labels(values: np.ndarray, text: str, hypotheses: dict | None = None)
     return df.drop(columns=["layer", "kind"]).rename(columns={"unit": "column"})
 
 
-def column_table(values: np.ndarray, labels: pd.DataFrame) -> pd.DataFrame:
-    """One row per column of values (T, U): frequency (the share of characters where it is above 0), max,
-    and its best label (hypothesis, direction, score, flagged) from column_labels' frame; a label that is
-    not a detector (too little evidence) ranks after every one that is."""
-    x = np.asarray(values)
-    df = pd.DataFrame({"column": np.arange(x.shape[1]), "frequency": (x > 0).mean(0), "max": x.max(0)})
+def column_table(labels: pd.DataFrame, frequency: np.ndarray, peak: np.ndarray) -> pd.DataFrame:
+    """One row per column of an activation array: its frequency (the share of characters where it is above 0),
+    its max (`peak`), and its best label (hypothesis, direction, score, flagged) from column_labels' frame; a
+    label that is not a detector (too little evidence) ranks after every one that is."""
+    df = pd.DataFrame({"column": np.arange(len(frequency)), "frequency": np.asarray(frequency, dtype=np.float64),
+                       "max": np.asarray(peak, dtype=np.float64)})
     best = labels.dropna(subset=["score"]).sort_values(["flagged", "score"], ascending=[True, False], kind="stable")
     best = best.drop_duplicates("column")[["column", "hypothesis", "direction", "score", "flagged"]]
     return df.merge(best.rename(columns={"hypothesis": "label"}), on="column", how="left")

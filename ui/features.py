@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,6 +17,7 @@ import ui
 from rnnviz import atlas as atlas_lib
 from rnnviz import dashboard
 from rnnviz import features as feat
+from rnnviz.features import study as feat_study
 from rnnviz.errors import RnnvizError
 from rnnviz.jobs import Job
 from ui import atlas as atlas_ui
@@ -26,25 +26,6 @@ from ui.widgets import job_progress
 
 ANALYSIS_CHARS = feat.MAX_COMPARE_CHARS  # the pages measure and show features on the corpus's first characters
 KEEP = 4  # studies kept per server (each holds its text's sparse activations and every feature's labels)
-
-
-@dataclass
-class Study:
-    """A dictionary and what the pages read of it, measured on `text` (the corpus's first ANALYSIS_CHARS)."""
-
-    dictionary: feat.Dictionary
-    corpus: str  # the training corpus's name
-    text: str
-    metrics: dict
-    labels: pd.DataFrame  # dashboard.column_labels: every feature against every hypothesis
-    table: pd.DataFrame  # dashboard.column_table: frequency, max, best label per feature
-    comparison: list[dict]  # features.units_vs_features
-    idx: np.ndarray  # (T, k) int32: the features active at each character
-    val: np.ndarray  # (T, k) float32: their activations
-
-    def acts(self, i: int) -> np.ndarray:
-        """(T,) feature i's activation at every character of the text (0 where it is not among the top k)."""
-        return np.where(self.idx == i, self.val, np.float32(0)).sum(1, dtype=np.float32)
 
 
 @st.cache_resource
@@ -110,7 +91,7 @@ def saved_settings(ctx) -> feat.SAEConfig:
                           size=size, k=int(ss.get("feat_k", base.k)), steps=int(ss.get("feat_steps", base.steps)))
 
 
-def _keep(key: str, study: Study) -> Study:
+def _keep(key: str, study: feat_study.Study) -> feat_study.Study:
     studies = _server()["studies"]
     studies[key] = study
     while len(studies) > KEEP:
@@ -119,30 +100,21 @@ def _keep(key: str, study: Study) -> Study:
 
 
 def _study_fn(model, src, cfg: feat.SAEConfig, name: str):
-    """fn(stop_event, report) for a Job: the dictionary (cached or trained), then what the pages read of it."""
+    """fn(stop_event, report) for a Job: the dictionary (cached or trained), then what the pages read of it
+    (stored beside it once measured)."""
     def run(stop_event, report):
-        def progress(fraction, message):
-            report(done=int(700 * fraction), total=1000, message=message)
+        def part(a, b):
+            return lambda fraction, message: report(done=int(1000 * (a + (b - a) * fraction)), total=1000,
+                                                    message=message)
 
-        d = feat.load_or_train(model, src.text, src.name, cfg, progress=progress, cancel=stop_event.is_set,
+        d = feat.load_or_train(model, src.text, src.name, cfg, progress=part(0.0, 0.7), cancel=stop_event.is_set,
                                model_name=name)
-        text = src.text[:ANALYSIS_CHARS]
-        steps = [("measuring the splices (the recurrent one steps through every character) ...",
-                  lambda: feat.metrics(model, d, text)),
-                 ("every feature's activations ...", lambda: feat.feature_acts(model, d, text)),
-                 ("units against features, per hypothesis ...", lambda: feat.units_vs_features(model, d, text))]
-        out = {}
-        for n, (message, fn) in enumerate(steps):
-            if stop_event.is_set():
-                return None
-            report(done=700 + 75 * n, total=1000, message=message)
-            out[n] = fn()
-        acts = out[1]  # (T, d_sae), dense only here
-        report(done=925, total=1000, message="every feature against every hypothesis ...")
-        labels = dashboard.column_labels(acts, text)
-        idx = np.argpartition(-acts, d.k - 1, axis=1)[:, :d.k].astype(np.int32)  # (T, k) its top k: all it has
-        val = np.take_along_axis(acts, idx, axis=1)
-        return Study(d, src.name, text, out[0], labels, dashboard.column_table(acts, labels), out[2], idx, val)
+        try:
+            study = feat_study.study(model, d, src.text[:ANALYSIS_CHARS], progress=part(0.7, 1.0),
+                                     cancel=stop_event.is_set)
+        except feat.Cancelled:
+            return None
+        return study
     return run
 
 
@@ -176,7 +148,7 @@ def _estimate(cfg: feat.SAEConfig, ctx) -> str:
     return f" (about {np.median(times) * r.steps * r.batch * r.size * ctx.hidden:,.0f} s, timed by the dictionaries trained on this server)"
 
 
-def panel(ctx) -> Study | None:
+def panel(ctx) -> feat_study.Study | None:
     """The dictionary for the chosen settings, or a Train button and its progress. Returns the Study when ready."""
     cfg = settings(ctx)
     try:
@@ -233,7 +205,7 @@ def _progress(key: str) -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def feature_view(key: str, i: int, _study: Study) -> dict:
+def feature_view(key: str, i: int, _study: feat_study.Study) -> dict:
     """One feature's dashboard data from the study (no model run): its values' contexts, deciles, histogram."""
     x = _study.acts(i)
     return {"top": dashboard.array_contexts(_study.text, x, "top", 8, active_only=True),
@@ -242,12 +214,12 @@ def feature_view(key: str, i: int, _study: Study) -> dict:
 
 
 @st.cache_data(max_entries=64, show_spinner="Splicing the reconstruction without it ...")
-def removal(key: str, i: int, _model, _study: Study) -> float:
+def removal(key: str, i: int, _model, _study: feat_study.Study) -> float:
     """The loss change (nats/char) when feature i is removed from the reconstruction spliced at the output."""
     return feat.removal_effect(_model, _study.dictionary, _study.text, i)
 
 
-def ready(ctx) -> tuple[Study | None, str]:
+def ready(ctx) -> tuple[feat_study.Study | None, str]:
     """(the Study for the settings last chosen on Features, its key), or (None, key) while it is not ready."""
     try:
         found, _, key = current(ctx)
@@ -256,7 +228,7 @@ def ready(ctx) -> tuple[Study | None, str]:
     return found, key
 
 
-def default_feature(study: Study) -> int:
+def default_feature(study: feat_study.Study) -> int:
     """The feature a dashboard opens on: the one whose best label scores highest on enough evidence."""
     t = study.table
     ok = t[(t["frequency"] > 0) & ~t["flagged"].fillna(True).astype(bool)]

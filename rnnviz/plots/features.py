@@ -71,8 +71,8 @@ def feature_logit_effect(effect: np.ndarray, chars: list[str], k: int = 10,
                            marker_color=np.where(e[pick] > 0, "#2ca02c", "#d62728"),
                            hovertemplate="%{y}: %{x:+.3f} per unit of activation<extra></extra>"))
     fig.update_xaxes(title="change in the logit per unit of activation")
-    fig.update_yaxes(type="category")
-    fig.update_layout(title=title, height=120 + 16 * len(pick))
+    fig.update_yaxes(type="category", dtick=1)
+    fig.update_layout(title=title, height=140 + 22 * len(pick))
     return fig
 
 
@@ -86,8 +86,8 @@ def feature_loadings(pairs: list[tuple[int, float]], layer: int, state: str,
     fig = go.Figure(go.Bar(x=w, y=units, orientation="h", marker_color=np.where(w > 0, UNIT_COLOR, "#ff7f0e"),
                            hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
     fig.update_xaxes(title="weight in the decoder row (a unit-norm direction)")
-    fig.update_yaxes(type="category")
-    fig.update_layout(title=title, height=120 + 22 * len(pairs))
+    fig.update_yaxes(type="category", dtick=1)
+    fig.update_layout(title=title, height=140 + 24 * len(pairs))
     return fig
 
 
