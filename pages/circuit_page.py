@@ -40,15 +40,14 @@ def figures_up_front(ctx, text, circ, args):
     st.markdown(circuit_ui.story(ctx.key, text, *args, _model=ctx.model))
     c = st.columns(5)
     c[0].metric(f"log p({circuit_ui.quoted(target['char'])}) after #{target['pos']}", f"{target['logp']:.3f}")
-    c[1].metric("nodes", f"{len(circ.nodes)}", help=f"the method: {circ.method}, {circ.back} steps back")
-    c[2].metric("coverage", f"{circ.coverage:.0%}")
-    c[3].metric("r²", f"{circ.r2:.2f}")
-    c[4].metric("slope", f"{circ.slope:.2f}")
+    c[1].metric("nodes", f"{len(circ.nodes)}", help=f"Scored {circ.back} steps back by {circuit_ui.method_words(circ)}")
+    c[2].metric("coverage", circuit_ui.figure(circ.coverage, ".0%"))
+    c[3].metric("r²", circuit_ui.figure(circ.r2, ".2f"))
+    c[4].metric("slope", circuit_ui.figure(circ.slope, ".2f"))
     st.caption(HONESTY)
-    if not circ.r2 >= circuit_ui.GOOD_R2:  # NaN too: fewer than three nodes, or all alike
-        st.warning(f"r² is under {circuit_ui.GOOD_R2} here: the attributions do not rank these nodes as the reruns do, "
-                   "so the graph may miss nodes that matter. The sizes and colours are the measured ablations.",
-                   icon=":material/warning:")
+    note = circuit_ui.honesty_note(circ)
+    if note:
+        st.warning(note, icon=":material/warning:")
 
 
 def graph(ctx, text, circ, own_text: bool):
@@ -122,17 +121,7 @@ def main():
     if was:
         st.info(f"This page opened on {circuit_ui.STORY_MODEL}, the model of its story (a closing quote), instead "
                 f"of {was}; any model in the sidebar works here.", icon=":material/info:")
-    text = ctx.text[:circuit_ui.MAX_CHARS]
-    place = circuit_ui.passage(ctx.key)
-    if place:
-        text = place["text"]
-        c1, c2 = st.columns([4, 1])
-        c1.info(f"Studying {place['where']} (opened from the unit dashboard).", icon=":material/info:")
-        c2.button("The sidebar's text", key="circuit_sidebar_text", on_click=circuit_ui.drop_passage,
-                  icon=":material/undo:")
-    elif len(ctx.text) > len(text):
-        st.info(f"This page studies the first {len(text):,} of the {len(ctx.text):,} characters.",
-                icon=":material/info:")
+    text, own = circuit_ui.text_panel(ctx)
     if len(text) < 3:
         st.warning("The text needs at least three characters.", icon=":material/warning:")
         return
@@ -146,7 +135,7 @@ def main():
     circuit_ui.prepare_box(circ, ctx.cell, ctx.layers, ctx.hidden)
     with story:
         figures_up_front(ctx, text, circ, args)
-        graph(ctx, text, circ, own_text=not place)
+        graph(ctx, text, circ, own_text=own)
     ui.guard(intervene_box, ctx, text, circ)
 
 

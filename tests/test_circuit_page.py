@@ -52,6 +52,8 @@ def _check_page_against(at, model, text, t, char=None):
     assert m["coverage"] == f"{circ.coverage:.0%}" and m["nodes"] == str(len(circ.nodes))
     assert m["r²"] == f"{circ.r2:.2f}" and m["slope"] == f"{circ.slope:.2f}"
     assert circuits.story(model, circ, text) in text_of(at.markdown)
+    warned = any("r² is under 0.8" in w.value or "r² cannot be computed" in w.value for w in at.warning)
+    assert warned == (not circ.r2 >= 0.8), (circ.r2, [w.value for w in at.warning])  # the page says when it misses
     hovers = _node_hovers(_figures(at)[0])
     assert sorted(hovers) == list(range(len(circ.nodes)))
     for i, n in enumerate(circ.nodes):
@@ -341,3 +343,12 @@ def test_the_graph_draws_each_nodes_strongest_incoming_edges():
         into = sorted((e for e in circ.edges if e.dst == dst), key=lambda e: -abs(e.weight))[:2]
         want |= {(xy[e.src], xy[e.dst]) for e in into}
     assert drawn == want and (xy[2], xy[6]) not in drawn and (xy[1], xy[6]) in drawn
+
+
+def test_the_page_says_when_r2_misses_the_goal():
+    from ui.circuit import honesty_note
+    text, circ = _hand_made()
+    for r2, says in ((0.95, None), (0.8, None), (0.79, "r² is under 0.8"), (float("nan"), "r² cannot be computed")):
+        circ.r2 = r2
+        note = honesty_note(circ)
+        assert note is None if says is None else says in note

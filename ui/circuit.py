@@ -36,6 +36,27 @@ def quoted(ch: str) -> str:
     return q + ("\\" + label if label in "\\`*_{}[]()#+-.!|<>$~" else label) + q
 
 
+def figure(x: float, spec: str) -> str:
+    """A number as the page shows it; NaN (r² of fewer than three nodes, or of nodes all alike) as a dash."""
+    return "—" if x != x else format(x, spec)
+
+
+def honesty_note(circ) -> str | None:
+    """A warning when r² misses the issue's goal (or cannot be had), else None."""
+    if circ.r2 != circ.r2:
+        return ("r² cannot be computed here (fewer than three nodes, or their attributions or ablations all alike): "
+                "nothing says the attributions chose these nodes well. The sizes and colours are the measured ablations.")
+    if circ.r2 < GOOD_R2:
+        return (f"r² is under {GOOD_R2} here: the attributions do not rank these nodes as the reruns do, so the graph "
+                "may miss nodes that matter. The sizes and colours are the measured ablations.")
+    return None
+
+
+def method_words(circ) -> str:
+    """What the circuit's attribution method is, in the library's words."""
+    return circ_lib.METHODS.get(circ.method, circ.method)
+
+
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -239,6 +260,21 @@ def passage(model_key: str) -> dict | None:
     """The passage a dashboard link opened, while the same model is studied: {"text", "where"}."""
     p = st.session_state.get("_circuit_passage")
     return p if isinstance(p, dict) and p.get("model") == model_key else None
+
+
+def text_panel(ctx) -> tuple[str, bool]:
+    """(the text this page studies, whether it is the sidebar's): a dashboard's passage while it is open (with a way
+    back), else the sidebar's text up to MAX_CHARS; the notice of either drawn."""
+    place = passage(ctx.key)
+    if place:
+        c1, c2 = st.columns([4, 1])
+        c1.info(f"Studying {place['where']} (opened from the unit dashboard).", icon=":material/info:")
+        c2.button("The sidebar's text", key="circuit_sidebar_text", on_click=drop_passage, icon=":material/undo:")
+        return place["text"], False
+    if len(ctx.text) > MAX_CHARS:
+        st.info(f"This page studies the first {MAX_CHARS:,} of the {len(ctx.text):,} characters.",
+                icon=":material/info:")
+    return ctx.text[:MAX_CHARS], True
 
 
 def drop_passage():
