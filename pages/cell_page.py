@@ -25,7 +25,7 @@ def main():
     cui.open_position(ctx, tr)
     ss = st.session_state
     layer, unit = int(ss["layer"]), int(ss["unit"])
-    playing = bool(ss.get("cell_playing"))
+    playing = cui.playing()
     # a move (◀ ▶, the slider, a click on the strip, a play step) reruns only this part, not the page
     st.fragment(lambda: ui.guard(stepper, ctx, tr, layer, unit, playing),
                 run_every=cui.PLAY_SECONDS if playing else None)()

@@ -158,26 +158,31 @@ def test_lstm_steps_plays_and_follows_a_contributor(shipped):
     assert at.session_state["cell_playing"] and at.session_state["cell_pos"] == 21
     at.run()
     assert at.session_state["cell_pos"] == 22
+    at.session_state["_cell_tick"] = 0.0  # no play move for long: the page was left while playing
+    at.run()
+    assert not at.session_state["cell_playing"] and at.session_state["cell_pos"] == 22  # back: it does not play on
+    at.button(key="cell_play").click().run()
+    assert at.session_state["cell_pos"] == 23
     at.button(key="cell_stop").click().run()
     at.run()
-    assert not at.session_state["cell_playing"] and at.session_state["cell_pos"] == 22
+    assert not at.session_state["cell_playing"] and at.session_state["cell_pos"] == 23
     shows_the_step(at, model)
     # a contributor opens that unit here, one step back, and the diagram is its step
     step = shows_the_step(at, model)
     j, value = step.contributors["f"][0]
     assert any(b.label == f"unit {j}: {value:+.3f}" for b in at.button if b.key == "cell_from_f_0")
     at.button(key="cell_from_f_0").click().run()
-    assert (at.session_state["unit"], at.session_state["cell_pos"], at.session_state["layer"]) == (j, 21, step.layer)
+    assert (at.session_state["unit"], at.session_state["cell_pos"], at.session_state["layer"]) == (j, 22, step.layer)
     shows_the_step(at, model)
-    assert f"unit {j} at #21" in chart(at, "cell_diagram").layout.title.text
+    assert f"unit {j} at #22" in chart(at, "cell_diagram").layout.title.text
     # the window under it: the unit's own c and h around the position, and the strip outlines it
     win = chart(at, "cell_window").data
     tr = trace(model, TEXT)
     x = arr(win[0].x)
-    assert x[0] <= 21 <= x[-1] and list(x) == list(range(x[0], x[-1] + 1))
+    assert x[0] <= 22 <= x[-1] and list(x) == list(range(x[0], x[-1] + 1))
     for line, kind in zip(win[:2], ("c", "h")):
         assert line.name == f"{kind}{j}" and list(arr(line.y)) == pytest.approx(tr.get(step.layer, kind)[x, j], abs=1e-6)
-    assert chart(at, "cell_strip").layout.shapes[0].x0 == 20.5
+    assert chart(at, "cell_strip").layout.shapes[0].x0 == 21.5
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ controls' callbacks, the play fragment's state, and the links other pages use to
 from __future__ import annotations
 
 import html
+import time
 
 import streamlit as st
 
@@ -68,6 +69,16 @@ def on_strip_select() -> None:
 
 def set_playing(on: bool) -> None:
     st.session_state["cell_playing"] = on
+    st.session_state["_cell_tick"] = time.time()
+
+
+def playing() -> bool:
+    """Whether the play runs: it stops by itself once no play move came for a while (the page was left
+    while playing, so no fragment ran), so coming back does not start it again."""
+    ss = st.session_state
+    if ss.get("cell_playing") and time.time() - ss.get("_cell_tick", 0.0) > 4 * PLAY_SECONDS + 3:
+        ss["cell_playing"] = False
+    return bool(ss.get("cell_playing"))
 
 
 def advance(n: int) -> None:
@@ -78,6 +89,7 @@ def advance(n: int) -> None:
         ss["cell_playing"] = False
     else:
         ss["cell_pos"] = pos + 1
+        ss["_cell_tick"] = time.time()
 
 
 def open_unit(unit: int, pos: int, layer: int | None = None) -> None:
