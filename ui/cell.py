@@ -151,8 +151,9 @@ def contributors(step) -> None:
     if step.pos == 0:
         st.caption("At the first character h(t−1) is the zero state: nothing comes from it.")
         return
-    st.markdown("**Biggest pushes from h(t−1)**: W·h of one unit of the previous step, per gate. "
-                "Click one to open that unit here at the step before.")
+    scaled = " (for the candidate n, times r, as PyTorch's GRU computes it)" if step.cell == "gru" else ""
+    st.markdown(f"**Biggest pushes from h(t−1)**: per gate, the terms W·h(t−1) of single units{scaled}, the "
+                "largest first. Click one to open that unit here at the step before.")
     names = list(step.contributors)
     for name, tab in zip(names, st.tabs([f"into {n}" for n in names])):
         with tab:
