@@ -1,6 +1,6 @@
 """How it was computed in a real browser, on the shipped python-lstm: the closing-quote story opens, a node's hover
 gives its attribution beside its ablation, a click picks it for the intervene box, an intervention reruns.
-Screenshots: artifacts/screenshots/circuit-*.png (tall) and circuit-1280x800.png (a projector).
+Screenshots: artifacts/screenshots/circuit-*.png (tall), circuit-1280x800.png (a projector), circuit-hover.png.
 """
 import re
 import shutil
@@ -66,6 +66,7 @@ def test_the_closing_quote_story_hover_click_and_intervene(shipped_server):
         hover.wait_for(timeout=10_000)
         tip = hover.text_content()
         assert "attribution (estimate)" in tip and "ablation (measured" in tip, tip
+        page.screenshot(path=str(SHOTS / "circuit-hover.png"))
         # click: that node goes into the intervene box (its unit at its one position, the value 0)
         page.mouse.click(x, y)
         name = small["name"]
