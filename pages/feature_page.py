@@ -44,8 +44,8 @@ def main():
                + (f", ⚠ not a detector: {r.reason}" if r.flagged else
                   f", {int(r.positives):,} characters in {int(r.spans):,} spans") for r in labels.itertuples()]
     st.markdown(f"### Feature {i} of layer {d.layer} {d.state}\n" + "\n".join(f"- {b}" for b in bullets)
-                + f"\n- fires on {view['fires']:,} of {len(study.text):,} characters ({row['frequency']:.2%}) of "
-                  f"{study.corpus}; largest activation {row['max']:.3f}")
+                + f"\n- fires on {view['fires']:,} ({row['frequency']:.2%}) of "
+                  f"{fui.measured_words(study, fui.current(ctx)[1])}; largest activation {row['max']:.3f}")
     st.button("Steer with it in Sample", key="feat_to_steer", icon=":material/edit_note:", on_click=go,
               args=("pages/sample_page.py",), kwargs=dict(steer_on=True, steer_feature=i, clamp_on=False,
                                                           steer_alpha=float(f"{row['max']:.3g}")))

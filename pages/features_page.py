@@ -41,7 +41,7 @@ def main():
         return
     m = study.metrics
     st.subheader("How well the dictionary stands in for the state")
-    st.markdown(words.metrics_sentence(m, f"the text it was trained on ({study.corpus})"))
+    st.markdown(words.metrics_sentence(m, fui.measured_words(study, fui.current(ctx)[1])))
     for row in (("fvu", "l0", "dead_fraction", "ce_recovered_out", "ce_recovered_rec"),
                 ("loss", "loss_spliced_out", "loss_spliced_rec", "loss_zero")):
         for col, name in zip(st.columns(5), row):
@@ -63,7 +63,7 @@ def main():
                     height=440, column_config={"frequency": st.column_config.NumberColumn(format="%.4f"),
                                                **{c: st.column_config.NumberColumn(format="%.3f")
                                                   for c in ("max", "score")}})
-    st.caption(f"Over the first {len(study.text):,} characters of {study.corpus}: how often each feature fires, "
+    st.caption(f"Over {fui.measured_words(study, fui.current(ctx)[1])}: how often each feature fires, "
                "its largest activation, and the hypothesis it follows best, best first (a label resting on too "
                "little evidence is flagged, and ranks after every other).")
 

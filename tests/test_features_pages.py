@@ -122,8 +122,22 @@ def test_steering_at_zero_is_the_plain_sample_and_bad_settings_get_a_message(fol
     html = [h.proto.body for h in at.get("html")]
     assert html[-2] != html[-1], "a large alpha changes the sample"
     assert (at.session_state["prime"], at.session_state["length"]) == plain
-    # bad settings on Features: a message, never a traceback
+    # measured on the text under study instead: the same dictionary, not retrained
     at.switch_page("pages/features_page.py").run()
+    at.radio(key="feat_measure").set_value("the text under study").run()
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline and not any("Measured on the text under study" in c.value for c in at.caption):
+        time.sleep(0.5)
+        at.run()
+    from ui import features as fui
+    studies = list(fui._server()["studies"].values())
+    assert len(studies) == 2 and studies[0].dictionary.path == studies[1].dictionary.path
+    other = studies[1]
+    assert other.text != studies[0].text
+    model, _ = checkpoint.load(folders / "shakespeare-lstm")
+    want = feat.metrics(model, other.dictionary, other.text)
+    assert {m.label: m.value for m in at.metric}["FVU"] == f"{want['fvu']:.3f}"
+    # bad settings on Features: a message, never a traceback
     at.number_input(key="feat_size").set_value(8).run()
     at.number_input(key="feat_k").set_value(32).run()
     assert not at.exception, [e.value for e in at.exception]

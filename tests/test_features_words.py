@@ -31,8 +31,8 @@ def test_metrics_sentence_and_table_restate_the_numbers():
     m = {"fvu": 0.0951, "l0": 31.96, "dead_fraction": 0.003, "loss": 1.2345, "loss_spliced_out": 1.2501,
          "loss_spliced_rec": 1.2611, "loss_zero": 3.1, "ce_recovered_out": 0.9916, "ce_recovered_rec": 0.9857,
          "chars": 20_000}
-    text = words.metrics_sentence(m, "the held-out split")
-    for part in ("first 20,000 characters of the held-out split", "**0.095** of the states' variance",
+    text = words.metrics_sentence(m, "the first 20,000 characters of the held-out split")
+    for part in ("Over the first 20,000 characters of the held-out split, the dictionary", "**0.095** of the states' variance",
                  "**32.0** features", "(0.3% of features never fire)", "**1.2501** nats/char", "**1.2345**",
                  "**3.1000**", "**99.2%** of the loss recovered", "**1.2611** (98.6% recovered)"):
         assert part in text, part

@@ -25,6 +25,7 @@ from ui import jobs as jobs_ui
 from ui.widgets import job_progress
 
 ANALYSIS_CHARS = feat.MAX_COMPARE_CHARS  # the pages measure and show features on the corpus's first characters
+MEASURE = ("the text it trained on", "the text under study")  # what the pages measure a dictionary on
 KEEP = 4  # studies kept per server (each holds its text's sparse activations and every feature's labels)
 
 
@@ -60,19 +61,32 @@ def settings(ctx) -> feat.SAEConfig:
                     help=f"Batches of {base.batch} states; fewer train faster but reconstruct worse "
                          "(about 400 updates miss every goal).")
     ss = st.session_state
+    ui.keep_choice("feat_measure", list(MEASURE), MEASURE[0])
+    st.radio("Measure on", MEASURE, key="feat_measure", horizontal=True,
+             help=f"The metrics, every feature's labels and dashboards, and units against features: over the first "
+                  f"{ANALYSIS_CHARS:,} characters of the text the dictionary trained on, or over the text under study "
+                  "(the sidebar's: paste or upload text it never saw).")
     return feat.SAEConfig(layer=int(ss["feat_layer"]), state=ss["feat_state"], size=int(ss["feat_size"]),
                           k=int(ss["feat_k"]), steps=int(ss["feat_steps"]))
 
 
-def _key(ctx, src, cfg: feat.SAEConfig) -> str:
-    return feat.entry_key(atlas_ui._weights_hash(ctx.key, _model=ctx.model), src.text, cfg.resolved(ctx.model))
+def _key(ctx, src, cfg: feat.SAEConfig, text: str) -> str:
+    """The dictionary's cache key and the measured text's hash."""
+    dkey = feat.entry_key(atlas_ui._weights_hash(ctx.key, _model=ctx.model), src.text, cfg.resolved(ctx.model))
+    return f"{dkey}/{atlas_lib.text_sha256(text)[:16]}"
+
+
+def measured_text(ctx, src) -> str:
+    """What the pages measure on: the corpus's first ANALYSIS_CHARS, or the text under study."""
+    choice = st.session_state.get("feat_measure", MEASURE[0])
+    return ctx.text if choice == MEASURE[1] else src.text[:ANALYSIS_CHARS]
 
 
 def current(ctx, cfg: feat.SAEConfig | None = None):
     """(Study or None, the corpus, its key) for the model under study and these settings; never trains."""
     cfg = cfg or saved_settings(ctx)
     src = _corpus(ctx.key, _config=ctx.config)
-    key = _key(ctx, src, cfg)
+    key = _key(ctx, src, cfg, measured_text(ctx, src))
     server = _server()
     found = server["studies"].get(key)
     job = server["jobs"].get(key)
@@ -99,7 +113,7 @@ def _keep(key: str, study: feat_study.Study) -> feat_study.Study:
     return study
 
 
-def _study_fn(model, src, cfg: feat.SAEConfig, name: str):
+def _study_fn(model, src, cfg: feat.SAEConfig, name: str, text: str):
     """fn(stop_event, report) for a Job: the dictionary (cached or trained), then what the pages read of it
     (stored beside it once measured)."""
     def run(stop_event, report):
@@ -110,7 +124,7 @@ def _study_fn(model, src, cfg: feat.SAEConfig, name: str):
         d = feat.load_or_train(model, src.text, src.name, cfg, progress=part(0.0, 0.7), cancel=stop_event.is_set,
                                model_name=name)
         try:
-            study = feat_study.study(model, d, src.text[:ANALYSIS_CHARS], progress=part(0.7, 1.0),
+            study = feat_study.study(model, d, text, progress=part(0.7, 1.0),
                                      cancel=stop_event.is_set)
         except feat.Cancelled:
             return None
@@ -124,7 +138,8 @@ def start(ctx, src, cfg: feat.SAEConfig, key: str) -> Job:
     with server["lock"]:
         job = server["jobs"].get(key)
         if job is None or not job.active:
-            job = Job(_study_fn(ctx.model, src, cfg.resolved(ctx.model), ctx.name), name="features",
+            job = Job(_study_fn(ctx.model, src, cfg.resolved(ctx.model), ctx.name, measured_text(ctx, src)),
+                      name="features",
                       threads=jobs_ui.job_threads())
             jobs_ui.submit(job)
             server["jobs"][key] = job
@@ -160,7 +175,7 @@ def panel(ctx) -> feat_study.Study | None:
         d = found.dictionary
         st.caption(f"Dictionary of **{ctx.name}**, layer {d.layer} {d.state}: {d.d_sae:,} features, k = {d.k}, "
                    f"trained on {found.corpus} ({len(src.text):,} characters); "
-                   f"{'cached on disk' if d.path else 'in memory only'}.")
+                   f"{'cached on disk' if d.path else 'in memory only'}. Measured on {measured_words(found, src)}.")
         return found
     server = _server()
     job = server["jobs"].get(key)
@@ -234,3 +249,10 @@ def default_feature(study: feat_study.Study) -> int:
     ok = t[(t["frequency"] > 0) & ~t["flagged"].fillna(True).astype(bool)]
     return int(ok.sort_values("score", ascending=False, kind="stable")["column"].iloc[0]) if len(ok) \
         else int(t["frequency"].idxmax())
+
+
+def measured_words(study: feat_study.Study, src) -> str:
+    """What the study was measured on, in words."""
+    if src.text.startswith(study.text) and len(study.text) <= ANALYSIS_CHARS:
+        return f"the first {len(study.text):,} characters of the text it trained on ({study.corpus})"
+    return f"the text under study ({len(study.text):,} characters)"

@@ -88,8 +88,8 @@ PERSIST_TEACHING = ("guess_start", "guess_nick")  # the tour and the guessing ga
 PERSIST_CIRCUIT = ("circuit_t", "circuit_char", "circuit_back", "circuit_nodes", "circuit_layer", "circuit_state",
                    "circuit_unit", "circuit_from", "circuit_to", "circuit_value")  # How it was computed
 PERSIST_CELL = ("cell_pos",)  # Inside the cell: the position studied (layer and unit are the shared keys)
-PERSIST_FEATURES = ("feat_layer", "feat_state", "feat_size", "feat_k", "feat_steps", "feat_feature", "steer_on",
-                    "steer_feature", "steer_alpha")  # Features, Feature dashboard, steering on Sample
+PERSIST_FEATURES = ("feat_layer", "feat_state", "feat_size", "feat_k", "feat_steps", "feat_measure", "feat_feature",
+                    "steer_on", "steer_feature", "steer_alpha")  # Features, Feature dashboard, steering on Sample
 PERSIST = PERSIST + PERSIST_WHY + PERSIST_COMPARE + PERSIST_HISTORY + PERSIST_TEACHING + PERSIST_CELL + PERSIST_CIRCUIT + PERSIST_FEATURES
 
 

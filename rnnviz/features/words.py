@@ -29,7 +29,7 @@ def _pct(x: float) -> str:
 
 def metrics_sentence(m: dict, what: str) -> str:
     """The splice metrics in one sentence (Markdown): what the reconstruction keeps of the model's loss."""
-    return (f"Over the first {m.get('chars', 0):,} characters of {what}, the dictionary explains all but "
+    return (f"Over {what}, the dictionary explains all but "
             f"**{m['fvu']:.3f}** of the states' variance with **{m['l0']:.1f}** features per character "
             f"({_pct(m['dead_fraction'])} of features never fire). Spliced in where the output layer reads the "
             f"state, it gives a loss of **{m['loss_spliced_out']:.4f}** nats/char against the model's own "
