@@ -46,7 +46,7 @@ def main():
     with left:
         st.markdown(f"**Layer {layer}, {kind}{unit}** over the text: red positive, blue negative; hover a "
                     "character for its value.")
-        cell_ui.link(layer, unit, lambda: lesson.cell_opening(tr.text, ss.get("hypothesis") or ""), key="act_to_cell",
+        cell_ui.link(layer, unit, lambda: lesson.cell_opening(tr.text, hyp_name, labels), key="act_to_cell",
                      kind=kind, help="This unit's arithmetic, step by step, where the hypothesis first holds.")
         ui.default("act_over_atlas", False)
         if st.toggle("Over the atlas corpus", key="act_over_atlas",

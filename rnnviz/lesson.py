@@ -317,13 +317,14 @@ def trained_caption(corpus: str, others: list[str]) -> str:
 
 # --- Inside the cell: where it opens, and the words under its diagram --------------------------------
 
-def cell_opening(text: str, hypothesis: str) -> int:
+def cell_opening(text: str, hypothesis: str, labels=None) -> int:
     """Where Inside the cell opens on a text: the first character at which `hypothesis` turns on among the
     characters it counts after the first (where the state is still zero); for a span that holds a quote, its
-    first quote (a string's opening quote, past a prefix such as f); 0 when it never turns on."""
-    if hypothesis not in HYPOTHESES or not text:
+    first quote (a string's opening quote, past a prefix such as f); 0 when it never turns on. `labels`
+    (one per character) stand in for a hypothesis not in HYPOTHESES, such as a user's regex."""
+    if labels is None and hypothesis not in HYPOTHESES or not text:
         return 0
-    y = np.asarray(HYPOTHESES[hypothesis](text)) > 0  # (T,)
+    y = np.asarray(HYPOTHESES[hypothesis](text) if labels is None else labels) > 0  # (T,)
     on = y & np.r_[True, ~y[:-1]]
     mask = hypothesis_mask(hypothesis, text)
     if mask is not None:

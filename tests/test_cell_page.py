@@ -80,6 +80,8 @@ def test_cell_opening_is_an_opening_quote():
     assert lesson.cell_opening(code, "inside a string (tokenize)") == code.index('"')  # the quote, not the f
     assert lesson.cell_opening(TEXT, "inside quotes") == TEXT.index('"')
     assert lesson.cell_opening("no quotes here", "inside quotes") == 0
+    assert lesson.cell_opening("abcABCabc", "custom regex", np.array([0, 0, 0, 1, 1, 1, 0, 0, 0])) == 3
+    assert lesson.cell_opening("abc", "custom regex") == 0  # no labels for a name it does not know
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
