@@ -20,6 +20,10 @@ LINKS = [
                            "it does to the prediction."),
     ("pages/match_page.py", "Select a span and find where the same units fire across the corpus (LSTMVis's "
                             "select-and-match)."),
+    ("pages/features_page.py", "Features, not only units: a sparse dictionary over a layer's states, how well it "
+                               "stands in for them, and whether any feature tracks a hypothesis better than a unit."),
+    ("pages/feature_page.py", "One feature's dashboard: where it fires most, its labels, what its direction does to "
+                              "the prediction, and the units it is made of."),
     ("pages/why_page.py", "Why did the model predict this character? Saliency over the characters before it, and "
                           "what changes when you edit them."),
     ("pages/circuit_page.py", "How was that prediction computed? The units and steps that carry it, each checked by "
