@@ -17,7 +17,7 @@ from test_browser import SHOTS, _settle, browser_page, server  # noqa: F401, F81
 WANT = {
     "Learn": ["Home", "Gradients", "Guessing game"],
     "Look inside": ["Activations", "Gates", "Inside the cell", "Sample"],
-    "Find units": ["Neuron search", "Unit atlas", "Unit dashboard", "Select and match"],
+    "Find units": ["Neuron search", "Unit atlas", "Unit dashboard", "Select and match", "Features", "Feature dashboard"],
     "Explain": ["Why this character?", "How it was computed", "Compare"],
     "Train": ["Train", "Training history"],
 }
