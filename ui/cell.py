@@ -117,7 +117,8 @@ def link(layer: int, unit: int, pos=None, key: str = "to_cell", kind: str | None
          where=st, help: str | None = None) -> None:
     """The "Inside the cell" button other pages show for a unit."""
     where.button("Inside the cell", key=key, icon=":material/memory:", on_click=send_here,
-                 args=(layer, unit, pos, kind), help=help or "This unit's arithmetic, step by step, on Inside the cell.")
+                 args=(layer, unit, pos, kind),
+                 help=help or "This unit's arithmetic, step by step, on Inside the cell.")
 
 
 # --- what one move draws --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from .base import _labels
 # blue (negative) through grey (zero: a white wire would vanish on the page) to red (positive)
 WIRE_SCALE = [[0.0, "rgb(33,102,172)"], [0.5, "rgb(200,200,200)"], [1.0, "rgb(178,24,43)"]]
 WIRE_LIMIT = 1.0  # the scale's ends; a value beyond (a cell state of 3, say) gets the end's colour
+BUS_WORDS = "[h<sub>t−1</sub>, x<sub>t</sub>]: every unit's h<sub>t−1</sub> and the character"
 BUS = "rgb(90,90,90)"  # the vector [h_(t-1), x_t]: no single value, so no value colour
 BOX = "rgb(253,231,151)"  # Olah's yellow layer boxes
 OP = "rgb(248,200,207)"  # and his pink pointwise operations
@@ -61,7 +62,8 @@ def _wire(fig: _Drawing, points, key: str | None, value: float | None, width: in
     xs, ys = zip(*points)
     color = BUS if value is None else wire_color(value)
     hover = "skip" if value is None else None
-    fig.add_trace(type="scatter", x=xs, y=ys, mode="lines", line=dict(color=color, width=width if value is not None else 3),
+    fig.add_trace(type="scatter", x=xs, y=ys, mode="lines",
+                  line=dict(color=color, width=width if value is not None else 3),
                   hoverinfo=hover, showlegend=False, name=key or "bus",  # the value's key: a test reads it back
                   hovertemplate=None if value is None else f"{NAMES.get(key, key)} = {value:+.5f}<extra></extra>")
 
@@ -75,8 +77,8 @@ def _label(fig: _Drawing, key: str, value: float, x: float, y: float, anchor: st
 
 def _box(fig: _Drawing, x: float, y: float, symbol: str, caption: str, w: float = 3.2, h: float = 3.2) -> None:
     """A layer (σ or tanh) as Olah's yellow box, its role in small grey words under it."""
-    fig.add_shape(type="rect", x0=x - w, x1=x + w, y0=y - h, y1=y + h, fillcolor=BOX, line=dict(color="black", width=1.5),
-                  layer="above")
+    fig.add_shape(type="rect", x0=x - w, x1=x + w, y0=y - h, y1=y + h, fillcolor=BOX,
+                  line=dict(color="black", width=1.5), layer="above")
     fig.add_annotation(x=x, y=y, text=symbol, showarrow=False, font=dict(size=FONT + 2, color="black"))
     if caption:
         fig.add_annotation(x=x, y=y - h - 0.6, text=caption, showarrow=False, yanchor="top",
@@ -117,7 +119,7 @@ def _lstm(fig: _Drawing, v: dict, char: str) -> None:
     _wire(fig, [(75.2, 24), (83.8, 24)], "o", v["o"])
     _wire(fig, [(88.2, 24), (100, 24)], "h", v["h"])
     _wire(fig, [(0, 8), (10, 8)], "h_prev", v["h_prev"])
-    _input(fig, char, 72, [28, 42, 62], "[h<sub>t−1</sub>, x<sub>t</sub>]: every unit's h<sub>t−1</sub> and the character")
+    _input(fig, char, 72, [28, 42, 62], BUS_WORDS)
     _wire(fig, [(62, 8), (72, 8), (72, 20.8)], None, None)
     for x, sym, cap in ((28, "σ", "forget"), (42, "σ", "input"), (62, "tanh", "candidate"), (72, "σ", "output")):
         _box(fig, x, 24, sym, cap, w=4 if sym == "tanh" else 3.2)
@@ -153,7 +155,7 @@ def _gru(fig: _Drawing, v: dict, char: str) -> None:
     _wire(fig, [(70, 38.2), (70, 49.8)], "one_minus_z_n", v["one_minus_z_n"])
     _wire(fig, [(47.2, 22), (55.8, 22)], "r", v["r"])
     _wire(fig, [(60.2, 22), (66.8, 22)], "r_hn", v["r_hn"])
-    _input(fig, char, 70, [30, 44, 70], "[h<sub>t−1</sub>, x<sub>t</sub>]: every unit's h<sub>t−1</sub> and the character")
+    _input(fig, char, 70, [30, 44, 70], BUS_WORDS)
     _wire(fig, [(58, 8), (58, 19.8)], None, None)
     fig.add_annotation(x=57.2, y=12.5, text="W<sub>hn</sub>h<sub>t−1</sub>+b<sub>hn</sub>", showarrow=False,
                        xanchor="right", font=dict(size=FONT - 3, color="rgb(90,90,90)"))
@@ -176,7 +178,7 @@ def _gru(fig: _Drawing, v: dict, char: str) -> None:
 
 def _rnn(fig: _Drawing, v: dict, char: str) -> None:
     _wire(fig, [(0, 8), (10, 8)], "h_prev", v["h_prev"])
-    _input(fig, char, 50, [], "[h<sub>t−1</sub>, x<sub>t</sub>]: every unit's h<sub>t−1</sub> and the character")
+    _input(fig, char, 50, [], BUS_WORDS)
     _wire(fig, [(50, 8), (50, 32.8)], "pre", v["pre"])
     _wire(fig, [(50, 39.2), (50, 48), (100, 48)], "h", v["h"])
     _box(fig, 50, 36, "tanh", "", w=4)
@@ -313,4 +315,5 @@ def unit_window(trace, layer: int, unit: int, first: int = 0, pos: int | None = 
                                           line=dict(color="black", width=2, dash="dot"))]
     return go.Figure(data=data, layout=dict(
         **layout, shapes=shapes, height=260 + 42 * len(gates), margin=dict(l=60, r=10, t=30, b=30),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0), hoverlabel=dict(font_size=FONT - 1)))
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+        hoverlabel=dict(font_size=FONT - 1)))
