@@ -64,8 +64,7 @@ def main():
                  help="This unit's arithmetic, step by step, on the text under study (Inside the cell).")
     st.button("How it was computed: a prediction at its strongest place", key="unit_to_circuit",
               icon=":material/account_tree:", on_click=circuit_ui.open_place,
-              args=(ctx.key, atlas.text, circuit_ui.strongest_place(atlas, layer, kind, unit), layer, kind, unit,
-                    "the atlas corpus"))
+              args=(ctx.key, atlas, layer, kind, unit, "the atlas corpus"))
     best = labels[~labels.flagged.astype(bool)].head(1)
     low_first = len(best) and best.direction.iloc[0] == "low"  # the side its best label speaks of first
     for col, which in zip(st.columns(2), ("bottom", "top") if low_first else ("top", "bottom")):

@@ -233,18 +233,22 @@ def open_dashboard(layer: int, kind: str, unit: int):
     ss["_goto"] = "pages/unit_page.py"
 
 
-def strongest_place(atlas, layer: int, kind: str, unit: int) -> int:
+def strongest_place(atlas, layer: int, kind: str, unit: int) -> int | None:
     """The corpus position of a unit's strongest separated peak, high or low (the dashboard's first contexts)."""
     peaks = [c for which in ("top", "bottom") for c in dashboard.contexts(atlas, layer, kind, unit, which, 1)]
-    return int(max(peaks, key=lambda c: abs(c["value"]))["pos"])
+    return int(max(peaks, key=lambda c: abs(c["value"]))["pos"]) if peaks else None
 
 
-def open_place(model_key: str, corpus: str, pos: int, layer: int, kind: str, unit: int, where: str):
-    """Callback for the dashboard's link: this page on the passage of `corpus` that ends just after `pos`, at the
-    prediction after reading it, with the intervene box on that unit there."""
+def open_place(model_key: str, atlas, layer: int, kind: str, unit: int, where: str):
+    """Callback for the dashboard's link: this page on the passage of the atlas corpus that ends just after the
+    unit's strongest place, at the prediction after reading it, with the intervene box on that unit there."""
     ss = st.session_state
+    pos = strongest_place(atlas, layer, kind, unit)
+    if pos is None:
+        ss["_toast"] = "This unit has no peak in the atlas corpus to open."
+        return
     start = max(0, pos - LEAD)
-    text = corpus[start:pos + 2]
+    text = atlas.text[start:pos + 2]
     t = pos - start
     ss["_circuit_passage"] = {"model": model_key, "text": text, "where": f"{where}, characters #{start:,} to "
                               f"#{start + len(text) - 1:,} (#{pos:,} is t = {t} here)"}
