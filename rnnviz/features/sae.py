@@ -193,12 +193,6 @@ def _decode_sparse(idx: torch.Tensor, vals: torch.Tensor, W_dec: torch.Tensor) -
     return F.embedding_bag(idx, W_dec, per_sample_weights=vals, mode="sum")
 
 
-def _encode_rows(xc: torch.Tensor, idx: torch.Tensor, W_enc_t: torch.Tensor, b_enc: torch.Tensor) -> torch.Tensor:
-    """ReLU(xc . W_enc[:, idx] + b_enc[idx]) for the chosen latents only: (B, d), (B, j) -> (B, j). Its
-    backward touches j encoder rows per sample, not all S, which is most of a dense step's cost."""
-    return (F.embedding(idx, W_enc_t) @ xc[:, :, None])[..., 0].add_(b_enc[idx]).relu()
-
-
 def _project_out_parallel(W_dec: torch.Tensor) -> None:
     """Remove the part of each decoder row's gradient along the row, so unit norm holds to first order."""
     g = W_dec.grad
@@ -218,10 +212,10 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
     W_dec = torch.randn(S, d, generator=gen)
     W_dec /= W_dec.norm(dim=1, keepdim=True)
     W_dec.requires_grad_(True)
-    W_enc_t = W_dec.detach().clone().requires_grad_(True)  # the encoder, stored transposed (S, d): rows gather
+    W_enc = W_dec.detach().t().clone().requires_grad_(True)
     b_enc = torch.zeros(S, requires_grad=True)
     b_dec = (mean / scale).clone().requires_grad_(True)
-    opt = torch.optim.Adam([W_enc_t, b_enc, W_dec, b_dec], lr=cfg.lr)
+    opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=cfg.lr)
     decay_from = int(0.8 * cfg.steps)  # linear decay to zero over the last fifth
     last_fired = torch.zeros(S, dtype=torch.long)  # characters seen when each latent last fired
     seen, k_aux = 0, max(1, min(d // 2, S))
@@ -234,11 +228,9 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
                 grp["lr"] = cfg.lr * (cfg.steps - step) / max(1, cfg.steps - decay_from)
         rows = torch.randint(0, N, (cfg.batch,), generator=gen)
         xb = Xt[rows].float().div_(scale)  # (B, d)
-        xc = xb - b_dec
-        with torch.no_grad():  # only the selected pre-activations carry a gradient: pick them first
-            pre = torch.addmm(b_enc, xc, W_enc_t.t())  # (B, S)
-            idx = pre.topk(k, dim=-1, sorted=False)[1]
-        vals = _encode_rows(xc, idx, W_enc_t, b_enc)  # (B, k), the same values as pre's, with gradients
+        # Dense: on a CPU one (B, d) x (d, S) product and its backward beat gathering the k chosen rows.
+        pre = torch.addmm(b_enc, xb - b_dec, W_enc).relu()  # (B, S)
+        vals, idx = pre.topk(k, dim=-1, sorted=False)
         rec = _decode_sparse(idx, vals, W_dec) + b_dec
         err = xb - rec
         mse = err.pow(2).sum(1).mean()
@@ -251,8 +243,7 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
             dead = (seen - last_fired) > DEAD_AFTER
         n_dead = int(dead.sum())
         if n_dead:  # AuxK: the dead latents' top k_aux reconstruct what the live ones missed
-            ai = pre.masked_fill(~dead, float("-inf")).topk(min(k_aux, n_dead), dim=-1, sorted=False)[1]
-            av = _encode_rows(xc, ai, W_enc_t, b_enc)
+            av, ai = pre.masked_fill(~dead, 0.0).topk(min(k_aux, n_dead), dim=-1, sorted=False)
             e = err.detach()
             aux = (_decode_sparse(ai, av, W_dec) - e).pow(2).sum(1).mean() / e.pow(2).sum(1).mean().clamp_min(1e-12)
             loss = loss + AUX_COEF * aux
@@ -274,7 +265,7 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
                                                  f"batch FVU {record[-1]['fvu']:.3f}")
     with torch.no_grad():
         # Raw states x = scale * x': f = scale * f' keeps W_enc and W_dec; the biases take the scale.
-        weights = {"W_enc": W_enc_t.detach().t().numpy().copy(), "b_enc": (b_enc.detach() * scale).numpy(),
+        weights = {"W_enc": W_enc.detach().numpy().copy(), "b_enc": (b_enc.detach() * scale).numpy(),
                    "W_dec": W_dec.detach().numpy().copy(), "b_dec": (b_dec.detach() * scale).numpy()}
     return {n: v.astype(np.float32) for n, v in weights.items()}, {
         "scale": scale, "train_seconds": round(time.perf_counter() - t0, 3), "log": record}
@@ -315,5 +306,6 @@ def train(model: CharRNN, text: str, cfg: SAEConfig | None = None, progress: Cal
     weights, record = _train_arrays(X, cfg, part(0.1, 1.0), cancel)
     meta = sae_cfg(model, cfg, cfg.size, {"chars": len(text), **(corpus or {})}, model_name)
     meta["training"].update({"scale": record["scale"], "seconds": record["train_seconds"],
-                             "final_batch_fvu": record["log"][-1]["fvu"] if record["log"] else None})
+                             "final_batch_fvu": record["log"][-1]["fvu"] if record["log"] else None,
+                             "log": record["log"]})
     return Dictionary(**weights, k=cfg.k, cfg=meta, path=None)
