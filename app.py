@@ -28,9 +28,9 @@ sections[next(iter(sections))].append(home_alias)
 # sidebar holds anything below it (ours holds the model picker), hiding pages on a projector's screen.
 page = st.navigation(sections, expanded=True)
 # Twenty pages in five sections: tighter links keep every one in sight on a projector's 1280×800
-# (tests/test_sections_browser.py checks it).
-st.html("<style>[data-testid='stSidebarNavLink']{min-height:0;height:1.6rem;line-height:1.6rem;margin:0;"
-        "padding-top:0;padding-bottom:0;}</style>")
+# (tests/test_sections_browser.py checks it). In the sidebar, so the pages' own elements stay as they were.
+st.sidebar.markdown("<style>[data-testid='stSidebarNavLink']{min-height:0;height:1.6rem;line-height:1.6rem;"
+                    "margin:0;padding-top:0;padding-bottom:0;}</style>", unsafe_allow_html=True)
 goto = st.session_state.pop("_goto", None)
 if goto:  # a button's callback chose a page (a callback itself cannot switch pages)
     st.switch_page(goto)

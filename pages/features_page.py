@@ -70,7 +70,7 @@ def main():
     st.subheader("Units against features")
     level, verdict = words.comparison_verdict(study.comparison)
     getattr(st, level)(verdict, icon=ICONS[level])
-    st.dataframe(words.comparison_table(study.comparison), hide_index=True,
+    st.dataframe(words.comparison_table(study.comparison), hide_index=True, height=36 * (len(study.comparison) + 1) + 3,
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("unit score", "unit chance", "feature score", "feature chance")})
     st.plotly_chart(plots.units_vs_features(study.comparison), key="feat_vs_units", config={"displaylogo": False})
