@@ -142,3 +142,18 @@ def test_steering_at_zero_is_the_plain_sample_and_bad_settings_get_a_message(fol
     at.number_input(key="feat_k").set_value(32).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("No dictionary with these settings" in e.value and "k" in e.value for e in at.error)
+
+
+def test_cancel_saves_nothing(folders, tmp_path):
+    at = app("features")
+    at.number_input(key="feat_steps").set_value(100_000).run()  # long enough to cancel
+    at.button(key="feat_train").click().run()
+    from ui import features as fui
+    job = next(iter(fui._server()["jobs"].values()))
+    assert job.active
+    job.stop()  # what the Cancel button calls
+    job.join(60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No dictionary yet" in i.value for i in at.info) and not fui._server()["studies"]
+    assert not [p for p in (tmp_path / "features").glob("*") if not p.name.startswith(".")], "nothing cached"
