@@ -10,7 +10,6 @@ import json
 import threading
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 import ui
@@ -35,10 +34,10 @@ def _server() -> dict:
     return {"studies": {}, "jobs": {}, "lock": threading.Lock()}
 
 
-@st.cache_data(max_entries=8, show_spinner="Reading the corpus ...")
-def _corpus(model_key: str, _config) -> atlas_lib.CorpusText:
-    """The corpus a dictionary trains on: the atlas's default, the model's held-out split (up to 200,000 characters)."""
-    return atlas_lib.resolve_corpus(_config, None)
+def _corpus(ctx) -> atlas_lib.CorpusText:
+    """The corpus a dictionary trains on: the atlas's default, the model's held-out split (up to 200,000
+    characters), read once for both."""
+    return atlas_ui._corpus(ctx.key, atlas_ui.HELD_OUT, "", _config=ctx.config)
 
 
 def settings(ctx) -> feat.SAEConfig:
@@ -85,7 +84,7 @@ def measured_text(ctx, src) -> str:
 def current(ctx, cfg: feat.SAEConfig | None = None):
     """(Study or None, the corpus, its key) for the model under study and these settings; never trains."""
     cfg = cfg or saved_settings(ctx)
-    src = _corpus(ctx.key, _config=ctx.config)
+    src = _corpus(ctx)
     key = _key(ctx, src, cfg, measured_text(ctx, src))
     server = _server()
     found = server["studies"].get(key)
