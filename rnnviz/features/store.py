@@ -185,10 +185,10 @@ def load_or_train(model: CharRNN, text: str, corpus_name: str, cfg: SAEConfig | 
               corpus={"name": corpus_name, "chars": len(text), "sha256": text_sha256(text)}, model_name=model_name)
     d.cfg["cache_key"] = key
     d.cfg["model_sha256"] = model_key(model)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     work = cache_dir / f".{key}.tmp-{os.getpid()}-{time.monotonic_ns()}"
     final = cache_dir / key
     try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
         save(d, work)
         with _LOCK:
             if final.exists():
