@@ -16,6 +16,7 @@ def main():
 
 def body(ctx):
     ss = st.session_state
+    sui.steer_notice(ctx)
     sui.controls(ctx)
     top_k = int(ss["top_k"]) or None
     args = (ctx.key, ss["prime"], int(ss["length"]), float(ss["temperature"]), top_k, int(ss["seed"]))

@@ -108,8 +108,10 @@ def test_steering_at_zero_is_the_plain_sample_and_bad_settings_get_a_message(fol
     at.switch_page("pages/sample_page.py").run()
     assert not at.exception, [e.value for e in at.exception]
     plain = at.session_state["prime"], at.session_state["length"]
+    assert not any("Steering with feature" in i.value for i in at.info)
     at.toggle(key="steer_on").set_value(True).run()
     at.number_input(key="steer_alpha").set_value(0.0).run()
+    assert any("Steering with feature" in i.value and "α = 0" in i.value for i in at.info)  # said at the top
     assert not at.exception, [e.value for e in at.exception]
     html = [h.proto.body for h in at.get("html") if "rnnviz-text" in h.proto.body]
     assert len(html) >= 3  # the sample, and it beside the steered one

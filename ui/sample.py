@@ -161,6 +161,15 @@ def steer_controls(ctx):
     return key, i, alpha, steer
 
 
+def steer_notice(ctx) -> None:
+    """At the top of the page while steering is on: where its sample is (far below the first screen)."""
+    ss = st.session_state
+    if ss.get("steer_on") and ss.get("steer_feature") is not None and fui.ready(ctx)[0] is not None:
+        st.info(f"Steering with feature {int(ss['steer_feature'])} (α = {number(ss.get('steer_alpha', 0.0))}) is on: "
+                "the steered sample is beside the plain one under **Intervene: steer with a feature**, below.",
+                icon=":material/arrow_downward:")
+
+
 def steered(ctx, s, args: tuple, steering) -> None:
     """The same sample with the feature added at every step, side by side, and how far it moved the distributions."""
     key, i, alpha, steer = steering
