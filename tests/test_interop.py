@@ -187,7 +187,7 @@ def test_d2l_rnnlm(tmp_path, kind, layers):
         theirs = torch.softmax(net(ids)[0].double(), -1).numpy()
     torch.save(net.state_dict(), tmp_path / "rnnlm.pt")
     out = import_model(tmp_path / "rnnlm.pt", tmp_path / "m", vocab=save_vocab(tmp_path, tokens))
-    ours, unk = imported_probs(out, tokens, TEXT)
+    ours, _ = imported_probs(out, tokens, TEXT)
     # d2l's '<unk>' is rnnviz's unknown symbol: the model's own probability for it is kept too
     assert np.abs(ours - theirs).max() < TOL
     config = checkpoint.read_config(out)

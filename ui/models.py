@@ -12,8 +12,8 @@ from pathlib import Path
 import streamlit as st
 
 from rnnviz import checkpoint, quotas
-from rnnviz.interop import IMPORT_SUFFIXES, import_model, import_notices
 from rnnviz.errors import RnnvizError
+from rnnviz.interop import IMPORT_SUFFIXES, import_model, import_notices
 from rnnviz.losses import val_loss_basis
 from rnnviz.trace import trace as run_trace
 from ui.state import checkpoint_paths, log, session_dir

@@ -103,10 +103,12 @@ def minchar_parts(arrays: dict[str, np.ndarray]) -> Parts:
     layer = {"weight_ih": Wxh, "weight_hh": Whh, "bias_ih": column(np.asarray(arrays["bh"]), H, "bh"),
              "bias_hh": np.zeros(H, Wxh.dtype)}
     vocab = vocab_array(arrays["chars"], "chars") if "chars" in arrays else None
+    notices = [f"A min-char-rnn: one tanh layer reading one-hot input; its embedding is the identity over its "
+               f"{V} characters."]
+    if vocab is not None:
+        notices.append("The vocabulary comes from the file's 'chars' array.")
     return Parts(cell="rnn", layers=[layer], embedding=None, head_weight=Why,
                  head_bias=column(np.asarray(arrays["by"]), V, "by"), vocab=vocab, source="min-char-rnn",
                  conversions=["Wxh -> rnn.weight_ih_l0, Whh -> rnn.weight_hh_l0, Why -> head.weight (no transposes)",
                               "bh -> rnn.bias_ih_l0 (as a vector), rnn.bias_hh_l0 = 0; by -> head.bias"],
-                 notices=[f"A min-char-rnn: one tanh layer reading one-hot input; its embedding is the identity "
-                          f"over its {V} characters."]
-                 + (["The vocabulary comes from the file's 'chars' array."] if vocab is not None else []))
+                 notices=notices)

@@ -213,8 +213,9 @@ def scratch_parts(arrays: dict[str, np.ndarray], what: str) -> Parts:
     conversions.append("W_hq.T -> head.weight, b_q -> head.bias")
     return Parts(cell=cells.pop(), layers=layers, embedding=None, head_weight=arrays[heads[0]].T,
                  head_bias=arrays[head_prefix + "b_q"].reshape(-1), vocab=None, source="d2l-scratch",
-                 conversions=conversions, notices=["A d2l scratch model (RNNLMScratch) reading one-hot input; its embedding is the "
-                                  f"identity over its {arrays[heads[0]].shape[1]} characters."])
+                 conversions=conversions,
+                 notices=[f"A d2l scratch model (RNNLMScratch) reading one-hot input; its embedding is the identity "
+                          f"over its {arrays[heads[0]].shape[1]} characters."])
 
 
 def _rnn_layers(arrays: dict[str, np.ndarray], what: str) -> tuple[str, list[dict[str, np.ndarray]], list[str]]:
