@@ -10,6 +10,8 @@ LINKS = [
                              "a units × characters heatmap, predictions and surprisal."),
     ("pages/gates_page.py", "What each gate (input, forget, output; reset, update) does for one unit, and how "
                        "often gates saturate."),
+    ("pages/cell_page.py", "Inside the cell: Olah's diagram of one unit's step, with the model's own numbers on every "
+                           "wire, character by character."),
     ("pages/gradients_page.py", "Why vanilla RNNs forget: gradient norms through time for RNN, GRU and LSTM, "
                            "and a memory experiment."),
     ("pages/sample_page.py", "Generate text with a temperature, see how sure the model was, and clamp a unit."),
