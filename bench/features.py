@@ -78,6 +78,11 @@ def child_train(args) -> None:
     d = F.load_or_train(model, train_text, "held-out", cfg, cache, model_name=args.model)
     seconds = time.perf_counter() - t
     peak = _status("VmHWM") - rss0
+    if args.time_only:
+        print(json.dumps({"trained": trained, "seconds": seconds, "peak_mb": peak, "train_chars": len(train_text),
+                          "d_in": d.d_in, "d_sae": d.d_sae, "k": d.k, "steps": cfg.steps,
+                          "train_seconds": d.cfg.get("training", {}).get("seconds")}))
+        return
     t = time.perf_counter()
     m = F.metrics(model, d, eval_text)
     metric_seconds = time.perf_counter() - t
@@ -141,7 +146,8 @@ def child_dashboard(args) -> None:
 
 def run_child(kind: str, args, extra: list[str]) -> dict:
     cmd = [sys.executable, "-m", "bench.features", "--child", kind, "--threads", str(args.threads),
-           "--k", str(args.k), "--steps", str(args.steps)] + (["--quick"] if args.quick else []) + extra
+           "--k", str(args.k), "--steps", str(args.steps)] + (["--quick"] if args.quick else []) + \
+        (["--time-only"] if args.time_only else []) + extra
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS":
                                                                               str(args.threads)})
     if out.returncode != 0:
@@ -158,6 +164,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--only", default=None, help="MODEL:STATE, one case")
     p.add_argument("--json", default=None, help="write every figure to this file")
+    p.add_argument("--time-only", action="store_true", help="only train (fresh) and time it: no metrics")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--model", default=None, help=argparse.SUPPRESS)
     p.add_argument("--state", default="h", help=argparse.SUPPRESS)
@@ -186,7 +193,14 @@ def main(argv=None) -> int:
             extra += ["--train-chars", str(train_chars)]
         with tempfile.TemporaryDirectory() as tmp:
             cache = final_cache if args.reuse and not args.quick else Path(tmp)
-            r = run_child("train", args, extra + ["--cache", str(cache)])
+            r = run_child("train", args, extra + ["--cache", str(Path(tmp) if args.time_only else cache)])
+            if args.time_only:
+                rows += [(f"{model_name} layer top {state}: train {r['d_sae']:,} features (d_in {r['d_in']}, k {r['k']}, "
+                          f"{r['steps']:,} steps) on {r['train_chars']:,} chars", f"{r['seconds']:.1f} s", "<= 120 s",
+                          f"{args.threads} threads; the updates alone {r['train_seconds']:.1f} s"),
+                         (f"{model_name} layer top {state}: peak memory growth while training", f"{r['peak_mb']:.0f} MB",
+                          "<= 1024 MB", "VmHWM - VmRSS")]
+                continue
             if not args.quick and not args.reuse:  # keep it for the app and for --reuse
                 final_cache.mkdir(parents=True, exist_ok=True)
                 dest = final_cache / Path(r["path"]).name
@@ -223,11 +237,13 @@ def main(argv=None) -> int:
     for row in rows:
         print("| " + " | ".join(row) + " |")
     for r in results:
-        print(f"\nunits against features, {r['case']} (best unit | best feature | chance of units | evidence flagged):")
+        print(f"\nunits against features, {r['case']} (best unit | best unit of the layer and state read | best "
+              "feature | chance of units | evidence flagged):")
         for x in r["units_vs_features"]:
-            u, f = x["unit"], x["feature"]
+            u, s, f = x["unit"], x["unit_same_layer"], x["feature"]
             print(f"  {x['hypothesis']:<28} L{u['layer']} {u['state']}{u['unit']:<4} {u['score']:.3f} | "
-                  f"f{f['feature']:<5} {f['score']:.3f} | {x['chance']:.3f} | {x['evidence']['flagged']}")
+                  f"{s['state']}{s['unit']:<4} {s['score']:.3f} | f{f['feature']:<5} {f['score']:.3f} | "
+                  f"{x['chance']:.3f} | {x['evidence']['flagged']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))
     return 0

@@ -26,7 +26,8 @@ def units_vs_features(model: CharRNN, d: Dictionary, text: str, shifts: int = CH
                       max_chars: int = MAX_COMPARE_CHARS) -> list[dict]:
     """For every hypothesis that varies on the text (its first `max_chars` characters): the best unit
     of every layer's h and c, {layer, state, unit, score, direction, chance}, and the best feature,
-    {feature, score, direction, chance}, each scored as probes.score_units scores (max(AUROC, 1 - AUROC)
+    {feature, score, direction, chance}, and the best unit of the layer and state the dictionary reads
+    (unit_same_layer), each scored as probes.score_units scores (max(AUROC, 1 - AUROC)
     or |corr|) with chance = the best score any unit (or feature) reaches against the labels shifted
     by the same offsets; evidence (probes.evidence) and evidence_text as Neuron search shows them;
     winner: 'feature', 'unit' or 'tie' (scores within 0.001)."""
@@ -44,6 +45,7 @@ def units_vs_features(model: CharRNN, d: Dictionary, text: str, shifts: int = CH
         feats = score_units(acts, labels, mask, shifts=shifts, seed=seed)
         feats = feats.sort_values("score", ascending=False, na_position="last", kind="stable")
         u, f = units.iloc[0], feats.iloc[0]
+        same = units[(units.layer == d.layer) & (units.kind == d.state)].iloc[0]  # the units the dictionary reads
         ev = evidence(labels, mask)
         n = int(len(labels) if mask is None else np.asarray(mask).sum())
         offsets = shift_offsets(n, shifts, seed) if shifts > 0 else np.zeros(0, dtype=np.int64)
@@ -56,6 +58,8 @@ def units_vs_features(model: CharRNN, d: Dictionary, text: str, shifts: int = CH
             "hypothesis": name,
             "unit": {"layer": int(u.layer), "state": str(u.kind), "unit": int(u.unit), "score": us,
                      "direction": str(u.direction), "chance": unit_chance},
+            "unit_same_layer": {"layer": int(same.layer), "state": str(same.kind), "unit": int(same.unit),
+                                "score": float(same.score), "direction": str(same.direction)},
             "feature": {"feature": int(f.unit), "score": fs, "direction": str(f.direction), "chance": feat_chance},
             "winner": winner, "evidence": ev, "chance": unit_chance,
             "evidence_text": evidence_text(ev, unit_chance, len(offsets), apart), "chars": len(text),

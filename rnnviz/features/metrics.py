@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, TextError
 from ..model import CharRNN
 from ..trace import _internals, _layer_params, _run_layer
-from .sae import STATE_CHUNK, Dictionary, layer_states
+from .sae import STATE_CHUNK, Dictionary, layer_states, one_thread
 from .store import check_fits
 
 MODES = ("clean", "out", "rec")
@@ -68,6 +68,11 @@ def run_spliced(model: CharRNN, text: str, layer: int, kind: str = "h", mode: st
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if not isinstance(text, str) or not text:
         raise TextError("the text is empty: give at least one character")
+    with one_thread():  # the recurrence and the step loop: small products in sequence
+        return _run_spliced(model, text, layer, kind, mode, replace, observe, chunk)
+
+
+def _run_spliced(model, text, layer, kind, mode, replace, observe, chunk) -> np.ndarray:
     cell, L = model.cell, model.config.num_layers
     was_training = model.training
     model.eval()
