@@ -238,6 +238,10 @@ def test_feature_panels_logit_effect_loadings_removal_and_codes(lstm_dicts, text
     assert stored
     stored[0].write_bytes(stored[0].read_bytes()[:50])  # damaged: recomputed, never trusted
     np.testing.assert_array_equal(F.corpus_codes(model, d, ev).column(i), dense[:, i])
+    raw = bytearray(stored[0].read_bytes())  # rewritten whole by the call above
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte inside the arrays
+    stored[0].write_bytes(bytes(raw))
+    np.testing.assert_array_equal(F.corpus_codes(model, d, ev).dense(), dense)
 
 
 def test_units_vs_features_scores_like_neuron_search(lstm_dicts, text):

@@ -3,7 +3,6 @@ kept beside the dictionary in its cache folder, so one feature's activations ove
 (for its dashboard) are a lookup, not a rerun of the model."""
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import time
@@ -81,7 +80,8 @@ def _codes_name(text: str) -> str:
 
 
 def _read(path: Path, d: Dictionary, T: int) -> Codes | None:
-    """A stored Codes if it is whole and is the one its name promises; None to recompute."""
+    """A stored Codes if it is whole and is the one its name promises; None to recompute. A flipped or
+    missing byte fails the zip's CRC-32 of each array (BadZipFile) as it is read."""
     try:
         with np.load(path, allow_pickle=False) as z:
             idx, vals, meta = z["idx"], z["vals"], z["meta"]
@@ -91,14 +91,7 @@ def _read(path: Path, d: Dictionary, T: int) -> Codes | None:
           and idx.shape == (T, d.k) and vals.shape == (T, d.k) and vals.dtype == np.float32
           and idx.dtype in (np.uint16, np.int32) and (T == 0 or int(idx.max()) < d.d_sae)
           and bool(np.isfinite(vals).all()) and bool((vals >= 0).all()))
-    if not ok:
-        return None
-    sha = hashlib.sha256(idx.tobytes() + vals.tobytes()).hexdigest()
-    try:
-        recorded = (path.parent / (path.name + ".sha256")).read_text().strip()
-    except OSError:
-        return None
-    return Codes(idx, vals, d.d_sae) if recorded == sha else None
+    return Codes(idx, vals, d.d_sae) if ok else None
 
 
 def corpus_codes(model: CharRNN, d: Dictionary, text: str) -> Codes:
@@ -113,16 +106,13 @@ def corpus_codes(model: CharRNN, d: Dictionary, text: str) -> Codes:
     codes = encode_text(model, d, text)
     buf = io.BytesIO()
     np.savez(buf, idx=codes.idx, vals=codes.vals, meta=np.array([CODES_VERSION, len(text), d.d_sae], np.int64))
-    sha = hashlib.sha256(codes.idx.tobytes() + codes.vals.tobytes()).hexdigest()
-    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}"
     try:
-        for target, data in ((path.parent / (path.name + ".sha256"), sha.encode()), (path, buf.getvalue())):
-            tmp = target.parent / f".{target.name}.tmp-{tag}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+        with open(tmp, "wb") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     except OSError:
         pass  # a read-only or full disk: the codes still serve this call
     return codes
