@@ -26,8 +26,6 @@ STATES = ("h", "c")
 DEFAULT_STEPS = 6000  # about 400 updates missed every goal; the prototype took ~120 s of updates
 AUX_COEF = 1 / 32  # the AuxK weight of Gao et al.
 DEAD_AFTER = 20_000  # characters without firing before a latent counts as dead for the aux loss
-RESAMPLE_AT = (0.2, 0.4, 0.6)  # fractions of training at which dead latents are restarted
-RESAMPLE_POOL = 4096  # states drawn to choose the restarted latents' directions from
 STATE_CHUNK = 8192
 
 
@@ -219,36 +217,6 @@ def _project_out_parallel(W_dec: torch.Tensor) -> None:
     g.sub_((g * W_dec.data).sum(1, keepdim=True) * W_dec.data)
 
 
-@torch.no_grad()
-def _resample(dead: torch.Tensor, Xt: torch.Tensor, scale: float, W_enc, b_enc, W_dec, b_dec, opt, k: int,
-              gen: torch.Generator) -> None:
-    """Restart dead latents on what the dictionary reconstructs worst (Anthropic's resampling, 2023): each
-    takes the direction of one state's residual, drawn with probability proportional to its squared
-    error, as its decoder row and (at the live latents' mean encoder norm) its encoder column; b_enc 0;
-    its Adam moments cleared."""
-    rows = torch.randint(0, Xt.shape[0], (RESAMPLE_POOL,), generator=gen)
-    x = Xt[rows].float() / scale
-    pre = torch.addmm(b_enc, x - b_dec, W_enc).relu_()
-    vals, idx = pre.topk(k, dim=-1, sorted=False)
-    err = x - (_decode_sparse(idx, vals, W_dec) + b_dec)  # (P, d)
-    weight = err.pow(2).sum(1)
-    if not float(weight.sum()) > 0:
-        return
-    which = torch.nonzero(dead)[:, 0]
-    pick = torch.multinomial(weight, len(which), replacement=len(which) > len(weight), generator=gen)
-    direction = err[pick] / err[pick].norm(dim=1, keepdim=True).clamp_min(1e-12)  # (n, d)
-    alive = ~dead
-    norm = W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
-    W_dec[which] = direction
-    W_enc[:, which] = direction.t() * norm
-    b_enc[which] = 0.0
-    for p, sl in ((W_dec, (which,)), (W_enc, (slice(None), which)), (b_enc, (which,))):
-        st = opt.state.get(p)
-        if st:
-            st["exp_avg"][sl] = 0.0
-            st["exp_avg_sq"][sl] = 0.0
-
-
 def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict[str, np.ndarray], dict]:
     """Fit the TopK autoencoder to X (N, d) float16; returns raw-state weights and a training record."""
     N, d = X.shape
@@ -270,8 +238,6 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
     last_fired = torch.zeros(S, dtype=torch.long)  # characters seen when each latent last fired
     seen, k_aux = 0, max(1, min(d // 2, S))
     t0, fvu_sum, fvu_n, record = time.perf_counter(), 0.0, 0, []
-    resample = {int(f * cfg.steps) for f in RESAMPLE_AT} - {0}
-    restarted = 0
     for step in range(cfg.steps):
         if cancel is not None and step % 20 == 0 and cancel():
             raise Cancelled("training the dictionary was cancelled; nothing was cached")
@@ -308,10 +274,6 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
             var_b = (xb - xb.mean(0)).pow(2).sum(1).mean()
             fvu_sum += float(mse / var_b.clamp_min(1e-12))
             fvu_n += 1
-        if step in resample and n_dead:  # after the update: the graph no longer needs the old weights
-            _resample(dead, Xt, scale, W_enc, b_enc, W_dec, b_dec, opt, k, gen)
-            last_fired[dead] = seen  # a fresh window to fire in
-            restarted += n_dead
         if (step + 1) % 100 == 0 or step + 1 == cfg.steps:
             record.append({"step": step + 1, "fvu": fvu_sum / fvu_n, "dead": n_dead,
                            "time": round(time.perf_counter() - t0, 3)})
@@ -324,7 +286,7 @@ def _train_arrays(X: np.ndarray, cfg: SAEConfig, progress, cancel) -> tuple[dict
         weights = {"W_enc": W_enc.detach().numpy().copy(), "b_enc": (b_enc.detach() * scale).numpy(),
                    "W_dec": W_dec.detach().numpy().copy(), "b_dec": (b_dec.detach() * scale).numpy()}
     return {n: v.astype(np.float32) for n, v in weights.items()}, {
-        "scale": scale, "train_seconds": round(time.perf_counter() - t0, 3), "log": record, "restarted": restarted}
+        "scale": scale, "train_seconds": round(time.perf_counter() - t0, 3), "log": record}
 
 
 SAELENS_LAYOUT = "6.0.0"  # the SAELens config layout written (top-level fields + metadata), see docs/features.md
@@ -363,5 +325,5 @@ def train(model: CharRNN, text: str, cfg: SAEConfig | None = None, progress: Cal
     meta = sae_cfg(model, cfg, cfg.size, {"chars": len(text), **(corpus or {})}, model_name)
     meta["training"].update({"scale": record["scale"], "seconds": record["train_seconds"],
                              "final_batch_fvu": record["log"][-1]["fvu"] if record["log"] else None,
-                             "restarted": record["restarted"], "log": record["log"]})
+                             "log": record["log"]})
     return Dictionary(**weights, k=cfg.k, cfg=meta, path=None)
