@@ -28,11 +28,12 @@ def main():
     ss = st.session_state
     text_ui.unit_pickers(ctx, first_visit=False)  # a unit carried from another model opens as on Activations
     layer, unit = int(ss["layer"]), int(ss["unit"])
-    cell_ui.link(layer, unit, int(ss.get("gate_window") or 0), key="gates_to_cell",
-                 help="This unit's arithmetic, step by step, from the first character of the window below.")
     gates = list(GATES[ctx.cell])
     # a move of the window slider reruns and redraws only this part; the whole-text charts below stay
     st.fragment(lambda: ui.guard(window, tr, layer, unit, gates))()
+    # the window's start as it is when clicked: a window move reruns only the fragment, not this line
+    cell_ui.link(layer, unit, lambda: int(st.session_state.get("gate_window") or 0), key="gates_to_cell",
+                 help="This unit's arithmetic, step by step, from the first character of the window above.")
     if gates:
         st.subheader("Saturation")
         st.caption(lesson.saturation_caption(saturation.saturation_table(tr)))
