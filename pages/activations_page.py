@@ -46,11 +46,15 @@ def main():
     with left:
         st.markdown(f"**Layer {layer}, {kind}{unit}** over the text: red positive, blue negative; hover a "
                     "character for its value.")
+        # the toggle and the link share a row, so the coloured text starts where it did (the tour's
+        # projector test checks it is in sight at 1280x800)
+        toggle_col, link_col = st.columns([3, 2], vertical_alignment="center")
         cell_ui.link(layer, unit, lambda: lesson.cell_opening(tr.text, hyp_name, labels), key="act_to_cell",
-                     kind=kind, help="This unit's arithmetic, step by step, where the hypothesis first holds.")
+                     kind=kind, where=link_col,
+                     help="This unit's arithmetic, step by step, where the hypothesis first holds.")
         ui.default("act_over_atlas", False)
-        if st.toggle("Over the atlas corpus", key="act_over_atlas",
-                     help="Show the unit anywhere in the atlas corpus (built on the Unit atlas page)."):
+        if toggle_col.toggle("Over the atlas corpus", key="act_over_atlas",
+                             help="Show the unit anywhere in the atlas corpus (built on the Unit atlas page)."):
             aui.atlas_window(ctx, layer, kind, unit)
         else:
             aui.unit_text(tr, values[:, unit], f"L{layer} {kind}{unit}", labels, mask, hyp_name)
