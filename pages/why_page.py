@@ -55,9 +55,6 @@ def saliency_section(ctx, text: str) -> tuple:
     html = render.colored_text(text[lo:hi], shown, vmin=-top if measure == "grad_x_input" else 0.0, vmax=top,
                                diverging=measure == "grad_x_input", label=measure, mark=t - lo, first=lo)
     st.markdown(sal_lib.story(sal, measure, FAR, SCAN_WINDOW, opened=dt))
-    st.button("How it was computed: the units and steps that carry this prediction", key="why_to_circuit",
-              icon=":material/account_tree:", on_click=circuit_ui.open_here,
-              args=(ctx.key, text, t, sal.char if ss["why_which"] == sal_lib.TOP else ""))
     ui.scroll_html(html, height=260, text=text[lo:hi])
     st.caption(f"Characters #{lo} to #{hi - 1}; the outlined one is t. "
                + ("Green: gradient norm, white 0 to full green at the largest before t (t itself is off the scale). "
@@ -74,6 +71,10 @@ def saliency_section(ctx, text: str) -> tuple:
     c2.markdown("**The ten most influential positions**")
     c2.dataframe([{"#": r["position"], "distance": r["distance"], "char": render.char_label(r["char"]),
                    "value": float(f"{r['value']:.4g}")} for r in rows], hide_index=True)
+    # below the chart: above the coloured text it broke the chart's click-to-target (test_why_browser)
+    st.button("How it was computed: the units and steps that carry this prediction", key="why_to_circuit",
+              icon=":material/account_tree:", on_click=circuit_ui.open_here,
+              args=(ctx.key, text, t, sal.char if ss["why_which"] == sal_lib.TOP else ""))
     return t, dt.target
 
 
