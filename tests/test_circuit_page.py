@@ -2,7 +2,6 @@
 another target, the intervene box, a GRU and an RNN, bad input, the links from Why this character? and from the
 unit dashboard; and the figure builders against a hand-made circuit."""
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 

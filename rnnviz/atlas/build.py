@@ -17,7 +17,7 @@ from .core import Atlas
 from .corpus import (DEFAULT_CHUNK, DEFAULT_TOP_K, FORMAT_VERSION, MAX_CHARS, _check_settings, _settings, cache_key,
                      entry_key, model_key, resolve_corpus, text_sha256)
 from .stats import GATE, _Series, _series_name, kinds_of
-from .store import (_LOCK, META, CacheError, _commit, _discard, _FileSink, _MemorySink, _validate, _workdir,
+from .store import (_LOCK, META, CacheError, _commit, discard_entry, _FileSink, _MemorySink, _validate, _workdir,
                     default_cache_dir)
 from .stream import Cancelled, _stream
 
@@ -157,7 +157,7 @@ def load_or_build(model: CharRNN, config: dict | None = None, corpus=None, *, ca
         except CacheError as e:
             rebuilt = f"the cached atlas was unusable ({e}) and was rebuilt"
             with _LOCK:
-                _discard(entry)
+                discard_entry(entry)
     atlas = build_atlas(model, src.text, name=src.name, notices=src.notices, cache_dir=cache_dir, chunk=chunk,
                         top_k=top_k, stop_event=stop_event, report=report)
     if rebuilt:

@@ -156,7 +156,7 @@ def _commit(work: Path, cache_dir: Path, key: str, meta: dict, small: dict, text
                     shutil.rmtree(work, ignore_errors=True)
                     return final
                 except CacheError:
-                    _discard(final)
+                    discard_entry(final)
             try:
                 os.rename(work, final)
             except OSError:  # another process renamed its build of the same key in first: use that one
@@ -171,7 +171,7 @@ def _commit(work: Path, cache_dir: Path, key: str, meta: dict, small: dict, text
         return None
 
 
-def _discard(entry: Path) -> None:
+def discard_entry(entry: Path) -> None:
     """Move a bad entry out of the way (atomic rename), then delete it."""
     old = entry.parent / f".{entry.name}.old-{os.getpid()}-{time.monotonic_ns()}"
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import threading
@@ -23,6 +22,7 @@ from safetensors.numpy import save as st_save
 
 from ..atlas.corpus import model_key, text_sha256
 from ..atlas.store import default_cache_dir as atlas_cache_dir
+from ..atlas.store import discard_entry as _discard
 from ..checkpoint import _fsync_dir
 from ..errors import RnnvizError
 from ..model import CharRNN
@@ -140,15 +140,6 @@ def _matches(d: Dictionary, key: str, cfg: SAEConfig) -> None:
     _need(d.cfg.get("cache_key") == key, "its recorded cache key is not its folder's name", d.path)
     _need(d.cfg.get("training", {}).get("size") == cfg.size and d.k == cfg.k and d.layer == cfg.layer
           and d.state == cfg.state, "its settings are not those its key names", d.path)
-
-
-def _discard(entry: Path) -> None:
-    old = entry.parent / f".{entry.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-    try:
-        os.rename(entry, old)
-    except OSError:
-        return
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def lookup(model: CharRNN, text: str, cfg: SAEConfig, cache_dir=None) -> tuple[Dictionary | None, str | None]:
