@@ -492,8 +492,8 @@ def test_uploaded_imports_open_on_every_page(tmp_path, monkeypatch):
     assert "its embedding is the identity over its 100 characters" in text_of(at.caption)
     folders = sorted(p.name for p in Path(at.session_state["_tmpdir"]).iterdir())
     assert folders == ["upload-1-char-rnn", "upload-2-minchar"]  # converted folders only, no leftovers
-    for page in ("activations", "gates", "cell", "neurons", "atlas", "unit", "gradients", "sample", "circuit",
-                 "compare", "history"):
+    for page in ("activations", "gates", "cell", "neurons", "atlas", "unit", "features", "feature", "gradients",
+                 "sample", "circuit", "compare", "history"):
         at.switch_page(f"pages/{page}_page.py").run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, text_of(at.error))
@@ -506,6 +506,8 @@ def test_uploaded_imports_open_on_every_page(tmp_path, monkeypatch):
                 time.sleep(0.5)
                 at.run()
             assert at.get("plotly_chart") and not at.error, text_of(at.error)
+        if page == "features":  # no held-out split: a dictionary would train on the text under study, and says so
+            assert "over the text under study (an imported model records no corpus)" in text_of(at.info)
         if page == "unit":
             assert "outline" in "\n".join(h.proto.body for h in at.get("html"))  # a top context, its peak marked
     assert "minchar** has no training history: it was imported" in text_of(at.info)

@@ -37,6 +37,12 @@ def _server() -> dict:
 def _corpus(ctx) -> atlas_lib.CorpusText:
     """The corpus a dictionary trains on: the atlas's default, the model's held-out split (up to 200,000
     characters), read once for both."""
+    if ctx.config.get("imported") and not ctx.config.get("corpus"):
+        # an imported model records no training corpus, so it has no held-out split: the text under study
+        # (what the user pasted or uploaded in the sidebar) is the only text there is to train on
+        src = atlas_ui._corpus(ctx.key, atlas_ui.UNDER_STUDY, ctx.text, _config=ctx.config)
+        return atlas_lib.CorpusText(src.text, "the text under study (an imported model records no corpus)",
+                                    src.notices)
     return atlas_ui._corpus(ctx.key, atlas_ui.HELD_OUT, "", _config=ctx.config)
 
 
