@@ -557,9 +557,21 @@ def _parse_unit(spec: str) -> tuple[int, str, int]:
     return int(parts[0]), parts[1], int(parts[2])
 
 
+def _corpus_arg(spec: str | None):
+    """--corpus as resolve_corpus takes it: None (the model's held-out text), a built-in name, or a file."""
+    from .corpora import CORPORA
+
+    if not spec:
+        return None
+    if spec in CORPORA:
+        return spec
+    if Path(spec).is_file():
+        return Path(spec)
+    raise ConfigError(f"--corpus {spec!r} is neither a built-in ({', '.join(CORPORA)}) nor a file")
+
+
 def cmd_atlas(args) -> int:
     from . import atlas as atlas_mod
-    from .corpora import CORPORA
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -569,14 +581,7 @@ def cmd_atlas(args) -> int:
         raise ConfigError(f"--top can be at most {atlas_mod.PEAKS} with --unit (the separated peaks an atlas keeps), "
                           f"not {args.top}")
     model, config = checkpoint.load(args.checkpoint)
-    corpus = None
-    if args.corpus:
-        if args.corpus in CORPORA:
-            corpus = args.corpus
-        elif Path(args.corpus).is_file():
-            corpus = Path(args.corpus)
-        else:
-            raise ConfigError(f"--corpus {args.corpus!r} is neither a built-in ({', '.join(CORPORA)}) nor a file")
+    corpus = _corpus_arg(args.corpus)
     unit = _parse_unit(args.unit) if args.unit else None
     last = [0.0]
 
@@ -821,7 +826,6 @@ def cmd_features(args) -> int:
 
     from . import features
     from .atlas.corpus import resolve_corpus
-    from .corpora import CORPORA
     from .dashboard import array_peaks, column_labels
 
     if args.threads:
@@ -829,14 +833,7 @@ def cmd_features(args) -> int:
     if args.top < 1:
         raise ConfigError(f"--top must be at least 1, not {args.top}")
     model, config = checkpoint.load(args.checkpoint)
-    corpus = None
-    if args.corpus:
-        if args.corpus in CORPORA:
-            corpus = args.corpus
-        elif Path(args.corpus).is_file():
-            corpus = Path(args.corpus)
-        else:
-            raise ConfigError(f"--corpus {args.corpus!r} is neither a built-in ({', '.join(CORPORA)}) nor a file")
+    corpus = _corpus_arg(args.corpus)
     ct = resolve_corpus(config, corpus)
     for notice in ct.notices:
         print(f"note: {notice}", file=sys.stderr)
