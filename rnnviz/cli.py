@@ -494,7 +494,62 @@ def parser() -> argparse.ArgumentParser:
     im.add_argument("--cell", choices=CELLS, help="refuse unless the file holds this cell")
     im.add_argument("--json", action="store_true", help="print the config.json's 'imported' section as JSON")
     im.set_defaults(fn=cmd_import)
+    # issue 30: the 2015 paper's results (rnnviz.paper); one subcommand per result
+    pa = sub.add_parser("paper", help="Karpathy, Johnson & Fei-Fei (2015) reproduced: the Table 1 grid, gate "
+                                      "saturation, the error onion, training dynamics")
+    paper_sub = pa.add_subparsers(dest="paper_command", required=True)
+    pg = paper_sub.add_parser("grid", help="train cells x layers x parameter budgets with one recipe (Table 1); "
+                                           "resumable: runs already in --out are skipped")
+    pg.add_argument("--cells", nargs="+", choices=CELLS, help="cells to train (default: lstm gru rnn)")
+    pg.add_argument("--layers", nargs="+", type=int, help="depths to train (default: 1 2)")
+    pg.add_argument("--budgets", nargs="+", type=_budget_arg,
+                    help="parameter budgets, e.g. 30k 120k 3.3M; each cell's width is matched to them")
+    pg.add_argument("--steps", type=int, help="training steps of every run (default: the default grid's)")
+    pg.add_argument("--corpus", help="tinyshakespeare (default), a built-in corpus name, a text file, or a folder "
+                                     "of C files (*.c and *.h, concatenated)")
+    pg.add_argument("--seed", type=int, help="the seed of every run (default 0)")
+    pg.add_argument("--out", default="grid_runs", help="the results folder (default grid_runs); resumable")
+    pg.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
+    pg.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    pg.add_argument("--json", action="store_true", help="print the results as JSON (docs/cli.md names the fields)")
+    pg.set_defaults(fn=cmd_paper_grid)
     return p
+
+
+def _budget_arg(text: str) -> int:
+    """'30k', '1.2M' or '64000' -> a whole number of parameters."""
+    t = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    try:
+        n = round(float(t[:-1] if scale > 1 else t) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a budget is a number of parameters such as 30k or 1.2M, not {text!r}")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a budget must be positive, not {text!r}")
+    return n
+
+
+def cmd_paper_grid(args) -> int:
+    import json
+
+    from .paper import grid
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = grid.spec_from_options(cells=args.cells, layers=args.layers, budgets=args.budgets, steps=args.steps,
+                                  corpus=args.corpus, seed=args.seed)
+    quiet = args.json
+
+    def report(done, total, run=None, loss=None, **_):
+        if not quiet and run is not None and loss is None:
+            print(f"[{done + 1}/{total}] {run}", file=sys.stderr, flush=True)
+
+    rows = grid.run_grid(spec, args.out, device=args.device, report=report)
+    if args.json:
+        print(json.dumps({"spec": spec.to_dict(), "out": str(args.out), "rows": rows}))
+        return 0
+    print(grid.format_table(rows))
+    print(f"results: {Path(args.out) / grid.RESULTS_JSON} and {Path(args.out) / grid.RESULTS_CSV}")
+    return 0
 
 
 def cmd_memory(args) -> int:
