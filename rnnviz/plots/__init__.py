@@ -11,6 +11,7 @@
     atlas        the unit atlas: the units map, a unit's histogram, matches
     features     a dictionary's features: their map and density, a feature's logit effect and loadings,
                  units against features
+    paper        the 2015 paper's results: the Table 1 grid, saturation by layer, the onion, n-gram dynamics
     circuits     a circuit through units and time; an intervention's distribution before and after
     anatomy      inside the cell: one unit's step as Olah's diagram, the text strip, the pre-activation's
                  parts, the unit along the window with its gates' ribbons
@@ -36,6 +37,7 @@ from .gradients import (
                         unit_gradient_map,
 )
 from .history import emergence_timeline, loss_with_step, recall_over_steps, saturation_over_steps
+from .paper import dynamics_curves, grid_bars, onion_bars, saturation_by_layer
 from .sampling import temperature_distributions
 from .states import activation_heatmap, surprisal_bars, unit_line, unit_scales, unit_scores
 from .training import loss_curves
@@ -47,4 +49,5 @@ __all__ = ["char_label", "cell_diagram", "preact_bars", "text_strip", "unit_wind
            "emergence_timeline", "loss_with_step", "recall_over_steps", "saturation_over_steps",
            "temperature_distributions", "activation_heatmap", "surprisal_bars", "unit_line", "unit_scales",
            "unit_scores", "loss_curves", "circuit_graph", "intervention_bars",
-           "feature_density", "feature_loadings", "feature_logit_effect", "feature_map", "units_vs_features"]
+           "feature_density", "feature_loadings", "feature_logit_effect", "feature_map", "units_vs_features",
+           "dynamics_curves", "grid_bars", "onion_bars", "saturation_by_layer"]
