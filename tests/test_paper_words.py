@@ -28,6 +28,9 @@ def test_depth_and_cells_hold():
     assert "2.1" not in depth  # the smaller budget, where depth lost, is not the one reported
     cells = words.cells_sentence(HOLDS)
     assert "the LSTM (1.550) and the GRU (1.580) both beat the vanilla RNN (1.750)" in cells
+    both = words.grid_sentence(HOLDS)
+    assert both.startswith(depth) and both.endswith(cells.replace("At the largest budget (about 4,000 parameters)",
+                                                                  "There"))
 
 
 def test_depth_and_cells_do_not_hold():

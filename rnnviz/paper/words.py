@@ -76,12 +76,14 @@ def depth_sentence(rows: list[dict]) -> str:
             f"(validation loss, nats/char): better with depth {_and(won)}; not better {_and(lost)}.")
 
 
-def cells_sentence(rows: list[dict]) -> str:
-    """Do the LSTM and GRU beat the vanilla RNN (each at its best depth, at the largest budget)?"""
+def cells_sentence(rows: list[dict], after_depth: bool = False) -> str:
+    """Do the LSTM and GRU beat the vanilla RNN (each at its best depth, at the largest budget)?
+    `after_depth`: it follows depth_sentence, which already named the budget."""
     df = grid_frame(rows)
     if df.empty:
         return "No finished run in this grid yet."
     part, where = _at_largest_budget(df)
+    where = "There" if after_depth else where
     best = part.groupby("cell")["val_loss"].min()
     if "rnn" not in best or not ({"lstm", "gru"} & set(best.index)):
         return f"{where}, the grid lacks the vanilla RNN or the gated cells, so they cannot be compared."
@@ -97,6 +99,13 @@ def cells_sentence(rows: list[dict]) -> str:
                 "show here (best depth of each).")
     return (f"{where}, only the {_cell(beat[0])} beats the vanilla RNN ({_loss(rnn)}): {said}. The paper found "
             "both gated cells ahead (best depth of each).")
+
+
+def grid_sentence(rows: list[dict]) -> str:
+    """Table 1's two findings, depth then cells, in one paragraph."""
+    if grid_frame(rows).empty:
+        return "No finished run in this grid yet."
+    return depth_sentence(rows) + " " + cells_sentence(rows, after_depth=True)
 
 
 def grid_setup(spec: dict, rows: list[dict]) -> str:
