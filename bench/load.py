@@ -16,6 +16,7 @@ BackMsg to its script_finished, measured at the client.
     python -m bench.load --students 30 --trainers 4   # plus 4 sessions that press Start on Train first
     python -m bench.load --students 30 --same         # every student moves to the same values
     python -m bench.load --students 4 --one-by-one --think 0.3   # the server's CPU per rerun, cold and warm
+    python -m bench.load --students 30 --url http://127.0.0.1:8501   # a server already running (the proxy)
 
 A trainer opens Train, presses Start (the default run: an LSTM on Shakespeare for 60 s) and keeps its
 session open: with the queue's default of one job at a time on 2 cores, one trains and the others wait,
@@ -27,6 +28,13 @@ computed), the later ones what every later student of a class costs.
 
 Server CPU comes from /proc/<pid>/stat (user + system seconds over the run, and that divided by the
 wall time: 2.0 means both cores busy); peak RSS is the server's VmHWM.
+
+With --url the driver starts no server: it drives the one at URL (one `streamlit run`, or HAProxy in
+front of several) and reads CPU and peak RSS of every Streamlit process behind it on this machine
+(--pids, or found: the process listening on URL's port, or for HAProxy the processes on the ports its
+`-f` configuration names), summed and per process. Every student first GETs / as a browser does and
+sends the cookies it was given (the proxy's affinity cookie) on its websocket handshake, so each
+student stays on one process. Several --students sizes then share that server and its warm caches.
 """
 from __future__ import annotations
 
@@ -35,12 +43,16 @@ import asyncio
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import threading
 import time
+import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the server launcher the browser tests use
@@ -91,22 +103,25 @@ class Student:
     alerts: list[str] = field(default_factory=list)  # the info/warning texts of the last run
     page: str = ""
     progress: bool = False
-    pid: int | None = None  # the server's, to read its CPU time around each rerun
+    pids: list[int] = field(default_factory=list)  # the server's processes, to read CPU time around each rerun
+    cookie: str = ""  # what the server set on the first GET (a proxy's affinity cookie), sent on the websocket
 
     async def run(self, think: float, results: list, stop_at: float, steps=None, hold=None) -> None:
         """Walk `steps` (the classroom plan by default); then keep the session open until `hold` is set."""
         import websockets
 
+        self.cookie = await asyncio.to_thread(first_get_cookie, self.url)
         ws_url = self.url.replace("http://", "ws://") + "/_stcore/stream"
-        async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None,
-                                      open_timeout=120, ping_interval=None) as ws:
+        async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None, open_timeout=120,
+                                      ping_interval=None,
+                                      additional_headers={"Cookie": self.cookie} if self.cookie else None) as ws:
             r = random.Random(self.i)
             for page, key, value in steps or plan(self.i):
                 if time.time() > stop_at:
                     break
-                c0 = _cpu_seconds(self.pid) if self.pid else float("nan")
+                c0 = _cpu_seconds(self.pids) if self.pids else float("nan")
                 t, ok, problem = await self.rerun(ws, page, key, value)
-                cpu = _cpu_seconds(self.pid) - c0 if self.pid else float("nan")
+                cpu = _cpu_seconds(self.pids) - c0 if self.pids else float("nan")
                 results.append(Rerun(self.i, page or "home", key or "open", t, ok, problem, cpu))
                 await asyncio.sleep(think * r.uniform(0.5, 1.5))
             if hold is not None:
@@ -220,9 +235,86 @@ def _cpu_table(results: list) -> dict:
             if (c := [r.server_cpu for r in results if r.page == p and r.what == w and r.server_cpu == r.server_cpu])}
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def first_get_cookie(url: str) -> str:
+    """GET / as a browser's first request does; the Cookie header a browser would send back (name=value of
+    each Set-Cookie: through HAProxy, the affinity cookie that pins this session to one process)."""
+    with urllib.request.urlopen(url.rstrip("/") + "/", timeout=120) as r:
+        return "; ".join(c.split(";", 1)[0].strip() for c in r.headers.get_all("Set-Cookie") or [])
+
+
+def _process_cpu(pid: int) -> float:
+    """A process's user + system CPU seconds so far; nan once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _cpu_seconds(pids) -> float:
+    """The CPU seconds of a process, or summed over a list of them."""
+    return sum(_process_cpu(p) for p in ([pids] if isinstance(pids, int) else pids))
+
+
+def _peak_rss(pid: int) -> float:
+    try:
+        return peak_rss_mib(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return float("nan")
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def listening_pids(port: int) -> list[int]:
+    """The processes (of those this user may inspect) with a TCP socket listening on `port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{cols[9]}]")
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                found.append(int(proc.name))
+        except OSError:  # another user's process, or gone meanwhile
+            continue
+    return sorted(found)
+
+
+def server_pids(url: str) -> list[int]:
+    """The Streamlit processes serving `url` on this machine: the one listening on its port, or every
+    process behind the HAProxy listening there (the `server ... host:port` lines of its -f file); failing
+    both, every `streamlit run ... app.py` process."""
+    found = []
+    for pid in listening_pids(urlparse(url).port or 80):
+        argv = _cmdline(pid)
+        if argv and Path(argv[0]).name.startswith("haproxy") and "-f" in argv[:-1]:
+            try:
+                config = Path(argv[argv.index("-f") + 1]).read_text()
+            except OSError:
+                continue
+            for port in re.findall(r"^\s*server\s+\S+\s+\S*:(\d+)\b", config, re.MULTILINE):
+                found += listening_pids(int(port))
+        elif any("streamlit" in a for a in argv):
+            found.append(pid)
+    if not found:
+        found = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                 if (argv := _cmdline(int(p.name))) and any("streamlit" in a for a in argv)
+                 and any(a.endswith("app.py") for a in argv)]
+    return sorted(set(found))
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -262,9 +354,10 @@ def browser_walk(url: str, out: dict) -> None:
 
 
 async def classroom(url: str, students: int, ramp: float, think: float, limit: float,
-                    trainers: int = 0, pid: int | None = None, same: bool = False,
-                    one_by_one: bool = False) -> tuple[list, list, list]:
+                    trainers: int = 0, pids: list[int] | None = None, same: bool = False,
+                    one_by_one: bool = False, cookies: Counter | None = None) -> tuple[list, list, list]:
     results: list[Rerun] = []
+    cookies = Counter() if cookies is None else cookies  # the cookie each student was given: its process
     failures: list[str] = []
     queue_seen: list[str] = []
     stop_at = time.time() + limit
@@ -280,17 +373,21 @@ async def classroom(url: str, students: int, ramp: float, think: float, limit: f
 
     async def one(i):
         await asyncio.sleep(ramp * i / max(1, students))
+        st = Student(i, url, pids=pids or [])
         try:
-            await Student(i, url, pid=pid).run(think, results, stop_at, steps=plan(0) if same else None)
+            await st.run(think, results, stop_at, steps=plan(0) if same else None)
         except Exception as e:  # noqa: BLE001 - a dropped student is a finding, not a crash of the driver
             failures.append(f"student {i}: {type(e).__name__}: {e}")
+        cookies[st.cookie] += 1
 
     tasks = [asyncio.create_task(trainer(i)) for i in range(trainers)]
     if trainers:
         await asyncio.sleep(5)  # the trainings start (or queue) before the students arrive
     if one_by_one:  # each alone: the server's CPU around a rerun is that rerun's
         for i in range(students):
-            await Student(i, url, pid=pid).run(think, results, stop_at, steps=plan(0) if same else None)
+            st = Student(i, url, pids=pids or [])
+            await st.run(think, results, stop_at, steps=plan(0) if same else None)
+            cookies[st.cookie] += 1
     else:
         await asyncio.gather(*(one(i) for i in range(students)))
     done.set()
@@ -300,30 +397,46 @@ async def classroom(url: str, students: int, ramp: float, think: float, limit: f
 
 def measure(students: int, ramp: float = 10.0, think: float = 5.0, browser: bool = False, limit: float = 900,
             env: dict | None = None, log_dir: Path | None = None, trainers: int = 0, same: bool = False,
-            one_by_one: bool = False) -> dict:
-    """Start a fresh server, run the classroom, stop it; the figures as a dict."""
+            one_by_one: bool = False, url: str | None = None, pids: list[int] | None = None) -> dict:
+    """Run the classroom against `url` (its Streamlit processes: `pids`, or found), or else against a fresh
+    server started for it and stopped after; the figures as a dict."""
+    run = {"ramp": ramp, "think": think, "browser": browser, "limit": limit, "trainers": trainers, "same": same,
+           "one_by_one": one_by_one}
+    if url is not None:
+        res = _drive(url, students, pids if pids else server_pids(url), **run)
+        res["tracebacks_in_log"] = None  # the server's log is not ours to read
+        return res
     log_dir = log_dir or ROOT / "artifacts"
     log_dir.mkdir(exist_ok=True)
     log_path = log_dir / f"load-server-{students}.log"
-    with streamlit_server(log_path, env or {}) as (url, proc):
-        cpu0, t0 = _cpu_seconds(proc.pid), time.time()
-        me0 = time.process_time()
-        walk: dict = {}
-        th = None
-        if browser:
-            th = threading.Thread(target=browser_walk, args=(url, walk), daemon=True)
-            th.start()
-        results, failures, queue_seen = asyncio.run(classroom(url, students, ramp, think, limit, trainers,
-                                                                pid=proc.pid if (students == 1 or one_by_one)
-                                                                and not trainers else None,
-                                                                same=same, one_by_one=one_by_one))
-        if th is not None:
-            th.join(300)
-        wall = time.time() - t0
-        cpu = _cpu_seconds(proc.pid) - cpu0
-        rss = peak_rss_mib(proc.pid)
-        driver_cpu = time.process_time() - me0
-    log = log_path.read_text(errors="replace")
+    with streamlit_server(log_path, env or {}) as (started, proc):
+        res = _drive(started, students, [proc.pid], **run)
+    res["tracebacks_in_log"] = log_path.read_text(errors="replace").count("Traceback")
+    return res
+
+
+def _drive(url: str, students: int, pids: list[int], ramp: float, think: float, browser: bool, limit: float,
+           trainers: int, same: bool, one_by_one: bool) -> dict:
+    """The classroom against a running server whose Streamlit processes are `pids` (read for CPU and RSS)."""
+    cpu0 = {p: _process_cpu(p) for p in pids}
+    t0, me0 = time.time(), time.process_time()
+    walk: dict = {}
+    th = None
+    if browser:
+        th = threading.Thread(target=browser_walk, args=(url, walk), daemon=True)
+        th.start()
+    cookies: Counter = Counter()
+    alone = (students == 1 or one_by_one) and not trainers  # only then is the CPU around a rerun that rerun's
+    results, failures, queue_seen = asyncio.run(classroom(url, students, ramp, think, limit, trainers,
+                                                          pids=pids if alone else None, same=same,
+                                                          one_by_one=one_by_one, cookies=cookies))
+    if th is not None:
+        th.join(300)
+    wall = time.time() - t0
+    cpu_each = {p: _process_cpu(p) - cpu0[p] for p in pids}
+    rss_each = {p: _peak_rss(p) for p in pids}
+    cpu = sum(cpu_each.values())
+    driver_cpu = time.process_time() - me0
     results_all = results
     results = [r for r in results if r.student < 1000]  # the students' reruns; the trainers' apart
     lat = [r.seconds for r in results if r.ok]
@@ -331,7 +444,7 @@ def measure(students: int, ramp: float = 10.0, think: float = 5.0, browser: bool
     moves = [r.seconds for r in results if r.ok and r.page in ANALYSIS and r.what != "open"]
     by_page = {p: [r.seconds for r in results if r.ok and r.page == p] for p in ("home",) + ANALYSIS}
     return {
-        "students": students, "trainers": trainers, "same_values": same, "reruns": len(results),
+        "students": students, "trainers": trainers, "same_values": same, "url": url, "reruns": len(results),
         "failed_reruns": sum(not r.ok for r in results_all),
         "problems": sorted({r.problem for r in results_all if not r.ok})[:10], "dropped": failures[:10],
         "queue_seen": queue_seen[:trainers],
@@ -344,9 +457,19 @@ def measure(students: int, ramp: float = 10.0, think: float = 5.0, browser: bool
         "cpu_per_rerun": _cpu_table([r for r in results if r.student == 0]),
         "cpu_per_rerun_warm": _cpu_table([r for r in results if r.student > 0]),
         "wall_s": wall, "server_cpu_s": cpu, "server_cores_busy": cpu / wall if wall else float("nan"),
-        "peak_rss_mib": rss, "driver_cpu_s": driver_cpu, "tracebacks_in_log": log.count("Traceback"),
+        "peak_rss_mib": sum(rss_each.values()), "driver_cpu_s": driver_cpu,
+        # per Streamlit process (pid): CPU seconds over the run and peak RSS (MiB); nan for one that died
+        "processes": {p: {"cpu_s": cpu_each[p], "peak_rss_mib": rss_each[p]} for p in pids},
+        # students per cookie given on their first GET: behind a proxy, how the class spread over processes
+        "students_per_cookie": dict(cookies),
         "browser": walk, "load_after": os.getloadavg(),  # the machine's 1/5/15-minute load averages
     }
+
+
+def _each_rss(row: dict) -> str:
+    """' (a + b)': the peak RSS of each process, where there are several."""
+    each = [f"{p['peak_rss_mib']:,.0f}" for p in row["processes"].values()]
+    return f" ({' + '.join(each)})" if len(each) > 1 else ""
 
 
 def main(argv=None) -> int:
@@ -361,26 +484,44 @@ def main(argv=None) -> int:
     ap.add_argument("--one-by-one", action="store_true",
                     help="students walk in turn, each alone: the server's CPU per rerun, cold (first) and warm")
     ap.add_argument("--limit", type=float, default=900, help="no student starts a new step after this many seconds")
-    ap.add_argument("--json", type=Path, default=ROOT / "artifacts" / "load.json")
+    ap.add_argument("--url", help="drive this running server (one `streamlit run`, or the proxy of "
+                    "`python -m rnnviz serve`) instead of starting a fresh one per size")
+    ap.add_argument("--pids", type=int, nargs="+",
+                    help="with --url: the Streamlit processes to read CPU and peak RSS from (default: found)")
+    ap.add_argument("--json", "--json-out", type=Path, default=ROOT / "artifacts" / "load.json")
     args = ap.parse_args(argv)
+    if args.pids and not args.url:
+        ap.error("--pids goes with --url: without it the driver reads the server it starts")
+    pids = None
+    if args.url:
+        pids = args.pids or server_pids(args.url)
+        for p in pids:
+            print(f"server process {p}: {' '.join(_cmdline(p))[:160]}", flush=True)
+        if not pids:
+            print("no Streamlit process found behind the URL on this machine: no server CPU or memory figures "
+                  "(give --pids)", flush=True)
     rows = []
     for n in args.students:
         print(f"{n} students: load average before {os.getloadavg()[0]:.2f} ...", flush=True)
         before = os.getloadavg()
         res = measure(n, args.ramp, args.think, args.browser, trainers=args.trainers, limit=args.limit,
-                      same=args.same, one_by_one=args.one_by_one)
+                      same=args.same, one_by_one=args.one_by_one, url=args.url, pids=pids)
         res["load_before"] = before
         rows.append(res)
         print(json.dumps(res, indent=1, default=str), flush=True)
+        if res["cpu_per_rerun"]:
+            print("server CPU s per rerun (median), first student / later ones:")
+            for what, cpu in res["cpu_per_rerun"].items():
+                print(f"  {what}: {cpu:.3f} / {res['cpu_per_rerun_warm'].get(what, float('nan')):.3f}")
     print("\n| students (+ trainers) | reruns (failed) | all p50 / p95 | analysis pages p50 / p95 / max | slider moves p50 / p95 "
-          "| server CPU (cores busy) | peak RSS |")
+          "| server CPU (cores busy) | peak RSS (per process) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['students']}{' + ' + str(r['trainers']) if r['trainers'] else ''} | {r['reruns']} ({r['failed_reruns']}) | {r['p50']:.2f} / {r['p95']:.2f} s "
               f"| {r['analysis_p50']:.2f} / {r['analysis_p95']:.2f} / {r['analysis_max']:.2f} s "
               f"| {r['moves_p50']:.2f} / {r['moves_p95']:.2f} s "
               f"| {r['server_cpu_s']:.0f} s over {r['wall_s']:.0f} s ({r['server_cores_busy']:.2f}) "
-              f"| {r['peak_rss_mib']:,.0f} MiB |")
+              f"| {r['peak_rss_mib']:,.0f} MiB{_each_rss(r)} |")
     args.json.parent.mkdir(exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=1, default=str))
     return 0 if all(not r["failed_reruns"] and not r["dropped"] for r in rows) else 1

@@ -6,11 +6,15 @@ go to artifacts/load-ci.json. The 10/30/60-student measurement is `python -m ben
 import asyncio
 import json
 import re
+import shutil
+import subprocess
+import time
+import urllib.request
 
 import pytest
 
 from bench import load
-from streamlit_server import CHROMIUM, ROOT, streamlit_server
+from streamlit_server import CHROMIUM, ROOT, free_port, streamlit_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 STUDENTS = 4
@@ -69,3 +73,54 @@ def test_a_fresh_servers_first_deep_link_draws_its_page(tmp_path):
         assert not_found, "the dialog is gone: update docs/reliability.md and this test"
     else:
         assert not not_found
+
+
+HAPROXY_CFG = """defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+frontend classroom
+    bind 127.0.0.1:{port}
+    # as a browser does: the websocket carries the affinity cookie the first GET was given, or is refused
+    http-request deny if {{ path /_stcore/stream }} !{{ req.cook(RNNVIZ) -m found }}
+    default_backend streamlit
+backend streamlit
+    cookie RNNVIZ insert indirect nocache
+    server s1 127.0.0.1:{backend} cookie s1
+"""
+
+
+def test_url_drives_a_running_server_through_a_sticky_proxy(tmp_path):
+    """--url: two students, one after the other, through HAProxy in front of a server the test started.
+    The driver finds the Streamlit process behind the proxy (its -f file), reads its CPU, and each
+    student's websocket carries the proxy's cookie (the proxy refuses one without)."""
+    haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+    if haproxy is None:
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    with streamlit_server(tmp_path / "server.log", {"OMP_NUM_THREADS": "1"}) as (url, proc):
+        assert load.server_pids(url) == [proc.pid]  # straight to the server: the process on its port
+        port = free_port()
+        cfg = tmp_path / "haproxy.cfg"
+        cfg.write_text(HAPROXY_CFG.format(port=port, backend=url.rsplit(":", 1)[1]))
+        proxy = subprocess.Popen([haproxy, "-db", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        front = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(front + "/_stcore/health", timeout=2).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            assert load.first_get_cookie(front) == "RNNVIZ=s1"
+            out = tmp_path / "load.json"
+            code = load.main(["--url", front, "--students", "2", "--one-by-one", "--think", "0.1", "--json", str(out)])
+        finally:
+            proxy.terminate()
+            proxy.wait(10)
+    (res,) = json.loads(out.read_text())
+    assert code == 0 and not res["dropped"] and res["failed_reruns"] == 0, (res["dropped"], res["problems"])
+    assert res["reruns"] == 2 * len(load.plan(0)) and res["students_per_cookie"] == {"RNNVIZ=s1": 2}
+    assert list(res["processes"]) == [str(proc.pid)] and res["processes"][str(proc.pid)]["peak_rss_mib"] > 100
+    assert res["server_cpu_s"] > 0 and res["cpu_per_rerun_warm"]["gradients/radius"] > 0
