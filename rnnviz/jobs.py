@@ -1,10 +1,13 @@
 """Background jobs: training (or any long function) in a worker thread with a stop event, and the
-admission queue that lets at most N of them run at once per process (the rest wait, first in first out)."""
+admission queue that lets at most N of them run at once (the rest wait, first in first out). The server's
+queue admits through rnnviz.shared_state, so N holds for all the server processes of the machine."""
 from __future__ import annotations
 
 import copy
 import os
+import sqlite3
 import threading
+import uuid
 
 import torch
 import time
@@ -12,6 +15,7 @@ import traceback
 from typing import Callable
 
 from .errors import ConfigError, RnnvizError
+from . import shared_state
 from .model import CharRNN
 from .training import TrainConfig, Trainer, TrainResult
 
@@ -38,6 +42,7 @@ class Job:
         self._queue: "JobQueue | None" = None
         self._queued = False  # waiting in self._queue; set and cleared under the queue's lock
         self._left = False
+        self._shared_id: str | None = None  # its row in the machine's queue (rnnviz.shared_state)
         self._done_callbacks: list[Callable] = []
         self._thread = threading.Thread(target=self._main, args=(fn,), name=f"rnnviz-{name}", daemon=True)
 
@@ -161,9 +166,15 @@ class JobQueue:
     submit() starts a job at once when a slot is free, else it waits in order; when a running job
     ends its slot goes to the first waiting one. Thread-safe: sessions submit from their own threads,
     and jobs end on theirs.
+
+    With `shared` (a shared_state.SharedState) the slots and the line are the machine's, across processes:
+    admission and place() read the shared table, and a poller thread starts this process's waiting jobs when
+    their turn comes (a slot freed in another process). One owner's jobs stay in one process (a session is
+    pinned to its process), so the one-job-per-owner rule stays in memory.
     """
 
-    def __init__(self, slots: int | None = None, default_seconds: float = 60.0):
+    def __init__(self, slots: int | None = None, default_seconds: float = 60.0,
+                 shared: "shared_state.SharedState | None" = None, poll_seconds: float = 0.25):
         self.slots = default_slots() if slots is None else int(slots)
         if self.slots < 1:
             raise ConfigError(f"a job queue needs at least 1 slot, not {self.slots}")
@@ -173,6 +184,9 @@ class JobQueue:
         self._waiting: list[Job] = []
         self._owner: dict[int, str] = {}  # id(job) -> owner, for active jobs
         self._durations: list[float] = []  # of the jobs that ended, for jobs of unknown length
+        self.shared = shared
+        self.poll_seconds = poll_seconds
+        self._poller: threading.Thread | None = None
 
     def submit(self, job: Job, owner: str) -> Job:
         """Start `job` now if a slot is free, else queue it; QueueError if `owner` has an active job."""
@@ -185,14 +199,59 @@ class JobQueue:
             job._queue = self
             job._done_callbacks.append(self._done)
             self._owner[id(job)] = owner
-            if len(self._running) < self.slots:
+            if self.shared is not None:
+                job._shared_id = uuid.uuid4().hex
+                free = self.shared.slot_request(job._shared_id, owner, self._length(job), self.slots)
+            else:
+                free = len(self._running) < self.slots
+            if free:
                 self._running.append(job)
                 job.start()
             else:
                 job._queued = True
                 job.report(state="queued")
                 self._waiting.append(job)
+                self._start_poller()
         return job
+
+    def _start_poller(self) -> None:
+        """While this process has jobs waiting in the machine's line, look every poll_seconds for their turn."""
+        if self.shared is None or (self._poller is not None and self._poller.is_alive()):
+            return
+        self._poller = threading.Thread(target=self._poll, name="rnnviz-queue-poller", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while True:
+            time.sleep(self.poll_seconds)
+            with self._lock:
+                if not self._waiting:
+                    self._poller = None
+                    return
+                try:
+                    self._admit()
+                except sqlite3.Error as e:  # a busy or briefly unreadable file: try again next time
+                    shared_state.log.warning("rnnviz: the job queue could not read the shared file: %s", e)
+
+    def _admit(self) -> None:
+        """Start the waiting jobs whose turn it is: in memory, the first ones while slots are free; with a
+        shared table, those of this process among the machine's first waiting rows."""
+        with self._lock:
+            if self.shared is None:
+                while self._waiting and len(self._running) < self.slots:
+                    self._begin(self._waiting.pop(0))
+                return
+            if not self._waiting:
+                return
+            by_id = {j._shared_id: j for j in self._waiting}
+            for jid in self.shared.slot_admit(by_id, self.slots):
+                self._waiting.remove(by_id[jid])
+                self._begin(by_id[jid])
+
+    def _begin(self, job: Job) -> None:
+        self._running.append(job)
+        job.start()  # the thread is alive before _queued turns False (see Job.active)
+        job._queued = False
 
     def leave(self, job: Job) -> bool:
         """Take a waiting job out of the queue (it never runs); False if it was not waiting."""
@@ -201,6 +260,8 @@ class JobQueue:
                 return False
             self._waiting.remove(job)
             self._owner.pop(id(job), None)
+            if self.shared is not None:
+                self.shared.slot_release(job._shared_id)
             job._left = True
             job._queued = False
             job.report(state="left")
@@ -213,11 +274,9 @@ class JobQueue:
             self._owner.pop(id(job), None)
             if job.began is not None and job.ended is not None:
                 self._durations = (self._durations + [job.ended - job.began])[-20:]
-            while self._waiting and len(self._running) < self.slots:
-                nxt = self._waiting.pop(0)
-                self._running.append(nxt)
-                nxt.start()  # the thread is alive before _queued turns False (see Job.active)
-                nxt._queued = False
+            if self.shared is not None and job._shared_id is not None:
+                self.shared.slot_release(job._shared_id)
+            self._admit()
 
     def active_job(self, owner: str) -> Job | None:
         """The owner's job that is waiting or running, if any."""
@@ -230,7 +289,11 @@ class JobQueue:
     def place(self, job: Job) -> int | None:
         """1 for the first waiting job, 2 for the next ...; None when it is not waiting."""
         with self._lock:
-            return self._waiting.index(job) + 1 if job in self._waiting else None
+            if job not in self._waiting:
+                return None
+            if self.shared is not None:
+                return self.shared.slot_place(job._shared_id)
+            return self._waiting.index(job) + 1
 
     def _length(self, job: Job) -> float:
         if job.expected_seconds:
@@ -244,16 +307,25 @@ class JobQueue:
         with self._lock:
             if job not in self._waiting:
                 return None
-            free = sorted(max(0.0, self._length(r) - (now - (r.began or now))) for r in self._running)
+            if self.shared is not None:
+                running, waiting = self.shared.slot_rows()
+                ids = [w[0] for w in waiting]
+                free = sorted(max(0.0, length - (now - began)) for began, length in running)
+                ahead = [w[1] for w in waiting[:ids.index(job._shared_id)]] if job._shared_id in ids else []
+            else:
+                free = sorted(max(0.0, self._length(r) - (now - (r.began or now))) for r in self._running)
+                ahead = [self._length(a) for a in self._waiting[:self._waiting.index(job)]]
             free += [0.0] * (self.slots - len(free))
-            for ahead in self._waiting[:self._waiting.index(job)]:
+            for length in ahead:
                 free.sort()
-                free[0] += self._length(ahead)
+                free[0] += length
             return min(free)
 
     def counts(self) -> tuple[int, int]:
-        """(running, waiting)."""
+        """(running, waiting): the machine's with a shared table, else this queue's."""
         with self._lock:
+            if self.shared is not None:
+                return self.shared.slot_counts()
             return len(self._running), len(self._waiting)
 
 
@@ -262,9 +334,10 @@ _DEFAULT_LOCK = threading.Lock()
 
 
 def default_queue() -> JobQueue:
-    """The process's queue: every session of one server shares it."""
+    """The process's queue: every session of one server shares it, and its slots are the machine's (every
+    server process shares them through rnnviz.shared_state; without a usable shared file, the process's own)."""
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
-            _DEFAULT = JobQueue()
+            _DEFAULT = JobQueue(shared=shared_state.default())
         return _DEFAULT

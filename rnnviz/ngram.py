@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import shared_state
 from .errors import ConfigError, RnnvizError, TextError
 from .vocab import Vocab
 
@@ -277,27 +278,28 @@ def fit_cached(text: str, order: int = 8, vocab: Vocab | None = None, folder: Pa
     folder = Path(folder) if folder is not None else cache_dir()
     path = folder / f"{cache_key(text, order, vocab)}.npz"
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    if path.is_file():
+    with shared_state.machine_lock(f"ngram:{path}"):  # fitted once: another process waits, then reads it
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    model = NgramModel.from_arrays(z)
+                if model.text_sha256 == sha and model.order == order and (vocab is None or model.vocab == vocab):
+                    return model
+            except (NgramCacheError, OSError, ValueError, EOFError):
+                pass  # refit below and overwrite
+            except Exception:  # zip errors and the like from a damaged file: never trusted
+                pass
+        model = fit(text, order, vocab)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                model = NgramModel.from_arrays(z)
-            if model.text_sha256 == sha and model.order == order and (vocab is None or model.vocab == vocab):
-                return model
-        except (NgramCacheError, OSError, ValueError, EOFError):
-            pass  # refit below and overwrite
-        except Exception:  # zip errors and the like from a damaged file: never trusted
-            pass
-    model = fit(text, order, vocab)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **model.arrays())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from another user's server
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
-    except OSError:
-        pass  # a read-only cache folder costs a refit next time, nothing else
-    return model
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **model.arrays())
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from another user's server
+            os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+        except OSError:
+            pass  # a read-only cache folder costs a refit next time, nothing else
+        return model
 
 
 # --- a model's training split ------------------------------------------------------------------

@@ -5,17 +5,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import checkpoint
+from . import checkpoint, shared_state
 from .errors import ConfigError, RnnvizError
 
 MB = 2**20
 MAX_NAME = 64
-SAVE_LOCK = threading.Lock()  # held around check_save and the save, so two sessions cannot both take the last place
+# Held around check_save and the save, so two sessions cannot both take the last place: a thread lock for the
+# sessions of one process, and a lock row in rnnviz.shared_state for the server processes of the machine.
+SAVE_LOCK = shared_state.ProcessLock("quota:save")
 
 
 class QuotaError(RnnvizError):

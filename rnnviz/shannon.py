@@ -204,10 +204,12 @@ def clean_nickname(name: str) -> str:
 
 
 class Board:
-    """Anonymous scores of a class, in memory, bounded: the latest `size` nicknames, one row each."""
+    """Anonymous scores of a class, bounded: the latest `size` nicknames, one row each. In memory, or with
+    `shared` (a shared_state.SharedState) in the machine's shared file, one board for all server processes."""
 
-    def __init__(self, size: int = BOARD_ENTRIES):
+    def __init__(self, size: int = BOARD_ENTRIES, shared=None):
         self.size = int(size)
+        self.shared = shared
         self._rows: dict[str, dict] = {}
         self._lock = threading.Lock()  # one board is shared by every session of the server
 
@@ -220,6 +222,9 @@ class Board:
         row = {"nickname": name, "model": str(model)[:60], "characters": b.n, "mean tries": round(b.mean_tries, 2),
                "lower (bits/char)": round(b.lower, 3), "upper (bits/char)": round(b.upper, 3),
                "posted": time.time()}
+        if self.shared is not None:
+            self.shared.board_post(row, self.size)
+            return row
         with self._lock:
             self._rows.pop(name, None)
             self._rows[name] = row
@@ -229,13 +234,18 @@ class Board:
 
     def rows(self) -> list[dict]:
         """The rows, lowest upper bound first (the best guessers), without the posting time."""
-        with self._lock:
-            rows = [dict(r) for r in self._rows.values()]
+        if self.shared is not None:
+            rows = self.shared.board_rows()
+        else:
+            with self._lock:
+                rows = [dict(r) for r in self._rows.values()]
         for r in rows:
-            r.pop("posted")
+            r.pop("posted", None)
         return sorted(rows, key=lambda r: (r["upper (bits/char)"], -r["characters"]))
 
     def clear(self) -> None:
+        if self.shared is not None:
+            self.shared.board_clear()
         with self._lock:
             self._rows.clear()
 

@@ -4,7 +4,7 @@ import random
 import numpy as np
 import streamlit as st
 
-from rnnviz import shannon
+from rnnviz import shannon, shared_state
 from rnnviz.errors import RnnvizError
 from rnnviz.render import char_label
 from ui.models import context
@@ -14,9 +14,10 @@ GAME = "guess_game"  # session state: this session's game and tally (not a widge
 
 
 @st.cache_resource
-def class_board() -> shannon.Board:
-    """One board for the whole server, in memory, bounded (shannon.BOARD_ENTRIES nicknames)."""
-    return shannon.Board()
+def class_board(db: str) -> shannon.Board:
+    """One board for the class, bounded (shannon.BOARD_ENTRIES nicknames): in the shared file `db` that every
+    server process of the machine reads, else (no usable file) in this process's memory."""
+    return shannon.Board(shared=shared_state.default())
 
 
 def game(ctx) -> dict:
@@ -132,17 +133,18 @@ def tally(tr, g: dict) -> None:
 
 def board(tries: list[int]) -> None:
     """The optional class board: post the bounds under a nickname."""
+    shared_board = class_board(str(shared_state.db_path()))
     with st.expander("Class board (optional): post your bounds under a nickname"):
-        st.caption(f"Anonymous and kept only in this server's memory: the latest {shannon.BOARD_ENTRIES} nicknames, "
+        st.caption(f"Anonymous and kept only on this server: the latest {shannon.BOARD_ENTRIES} nicknames, "
                    f"each at most {shannon.NICKNAME_CHARS} characters. Do not use your real name.")
         default("guess_nick", "")
         st.text_input("Nickname", key="guess_nick", max_chars=shannon.NICKNAME_CHARS)
         if st.button("Post my score", key="guess_post"):
             ctx = context()
             try:
-                class_board().post(st.session_state.get("guess_nick") or "", tries, ctx.name if ctx else "")
+                shared_board.post(st.session_state.get("guess_nick") or "", tries, ctx.name if ctx else "")
             except RnnvizError as e:
                 st.error(str(e), icon=":material/error:")
-        rows = class_board().rows()
+        rows = shared_board.rows()
         if rows:
             st.dataframe(rows, hide_index=True, key="guess_board")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import shared_state
 from ..errors import TextError
 from ..model import CharRNN
 from .core import Atlas
@@ -148,21 +149,22 @@ def load_or_build(model: CharRNN, config: dict | None = None, corpus=None, *, ca
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(model_key(model), text_sha256(src.text), _settings(chunk, top_k))
     entry = cache_dir / key
-    rebuilt = None
-    if entry.exists():
-        try:
-            meta, small, states, text = _validate(entry, key)
-            notices = list(dict.fromkeys(src.notices + list(meta.get("notices") or [])))
-            return Atlas(meta, small, states, text, entry, " ".join(notices) or None)
-        except CacheError as e:
-            rebuilt = f"the cached atlas was unusable ({e}) and was rebuilt"
-            with _LOCK:
-                discard_entry(entry)
-    atlas = build_atlas(model, src.text, name=src.name, notices=src.notices, cache_dir=cache_dir, chunk=chunk,
-                        top_k=top_k, stop_event=stop_event, report=report)
-    if rebuilt:
-        atlas.notice = " ".join(x for x in (atlas.notice, rebuilt) if x)
-    return atlas
+    with shared_state.machine_lock(f"atlas:{entry}"):  # built once: another process waits, then reads it
+        rebuilt = None
+        if entry.exists():
+            try:
+                meta, small, states, text = _validate(entry, key)
+                notices = list(dict.fromkeys(src.notices + list(meta.get("notices") or [])))
+                return Atlas(meta, small, states, text, entry, " ".join(notices) or None)
+            except CacheError as e:
+                rebuilt = f"the cached atlas was unusable ({e}) and was rebuilt"
+                with _LOCK:
+                    discard_entry(entry)
+        atlas = build_atlas(model, src.text, name=src.name, notices=src.notices, cache_dir=cache_dir, chunk=chunk,
+                            top_k=top_k, stop_event=stop_event, report=report)
+        if rebuilt:
+            atlas.notice = " ".join(x for x in (atlas.notice, rebuilt) if x)
+        return atlas
 
 
 def job_fn(model: CharRNN, config: dict | None = None, corpus=None, **kw):

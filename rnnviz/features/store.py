@@ -23,6 +23,7 @@ from safetensors.numpy import save as st_save
 from ..atlas.corpus import model_key, text_sha256
 from ..atlas.store import default_cache_dir as atlas_cache_dir
 from ..atlas.store import discard_entry as _discard
+from .. import shared_state
 from ..checkpoint import _fsync_dir
 from ..errors import RnnvizError
 from ..model import CharRNN
@@ -168,27 +169,28 @@ def load_or_train(model: CharRNN, text: str, corpus_name: str, cfg: SAEConfig | 
     entry is dropped and retrained; the result's cfg['retrained_because'] then says why."""
     cfg = (cfg or SAEConfig()).resolved(model)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    found, why = lookup(model, text, cfg, cache_dir)
-    if found is not None:
-        return found
     key = entry_key(model, text, cfg)
-    d = train(model, text, cfg, progress=progress, cancel=cancel,
-              corpus={"name": corpus_name, "chars": len(text), "sha256": text_sha256(text)}, model_name=model_name)
-    d.cfg["cache_key"] = key
-    d.cfg["model_sha256"] = model_key(model)
-    work = cache_dir / f".{key}.tmp-{os.getpid()}-{time.monotonic_ns()}"
-    final = cache_dir / key
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        save(d, work)
-        with _LOCK:
-            if final.exists():
-                _discard(final)  # a bad entry, or another build's: ours is as good
-            os.rename(work, final)
-        _fsync_dir(cache_dir)
-        d.path = final
-    except OSError:  # a full or read-only disk: the dictionary still works, uncached
-        shutil.rmtree(work, ignore_errors=True)
-    if why:  # said to this caller only, never saved into the new entry
-        d.cfg = {**d.cfg, "retrained_because": why}
-    return d
+    with shared_state.machine_lock(f"features:{cache_dir / key}"):  # trained once: another process waits
+        found, why = lookup(model, text, cfg, cache_dir)
+        if found is not None:
+            return found
+        d = train(model, text, cfg, progress=progress, cancel=cancel, model_name=model_name,
+                  corpus={"name": corpus_name, "chars": len(text), "sha256": text_sha256(text)})
+        d.cfg["cache_key"] = key
+        d.cfg["model_sha256"] = model_key(model)
+        work = cache_dir / f".{key}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+        final = cache_dir / key
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            save(d, work)
+            with _LOCK:
+                if final.exists():
+                    _discard(final)  # a bad entry, or another build's: ours is as good
+                os.rename(work, final)
+            _fsync_dir(cache_dir)
+            d.path = final
+        except OSError:  # a full or read-only disk: the dictionary still works, uncached
+            shutil.rmtree(work, ignore_errors=True)
+        if why:  # said to this caller only, never saved into the new entry
+            d.cfg = {**d.cfg, "retrained_because": why}
+        return d
