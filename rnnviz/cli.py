@@ -494,6 +494,15 @@ def parser() -> argparse.ArgumentParser:
     im.add_argument("--cell", choices=CELLS, help="refuse unless the file holds this cell")
     im.add_argument("--json", action="store_true", help="print the config.json's 'imported' section as JSON")
     im.set_defaults(fn=cmd_import)
+    # issue 31: a classroom served by several processes behind HAProxy (rnnviz.serving)
+    sv = sub.add_parser("serve", help="serve the app to a class: N Streamlit processes behind HAProxy, which keeps "
+                                      "each browser on one process by a cookie; a process that dies is restarted")
+    sv.add_argument("--processes", type=int, help="Streamlit processes (default: the number of cores)")
+    sv.add_argument("--port", type=int, default=8501, help="the port students open (default 8501)")
+    sv.add_argument("--address", default="0.0.0.0", help="the address the proxy listens on (default: all)")
+    sv.add_argument("--logs", help="a folder that keeps each process's log and the proxy's configuration "
+                                   "(default: a temporary folder, removed on exit)")
+    sv.set_defaults(fn=cmd_serve)
     # issue 30: the 2015 paper's results (rnnviz.paper); one subcommand per result
     pa = sub.add_parser("paper", help="Karpathy, Johnson & Fei-Fei (2015) reproduced: the Table 1 grid, gate "
                                       "saturation, the error onion, training dynamics")
@@ -513,6 +522,36 @@ def parser() -> argparse.ArgumentParser:
     pg.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     pg.add_argument("--json", action="store_true", help="print the results as JSON (docs/cli.md names the fields)")
     pg.set_defaults(fn=cmd_paper_grid)
+    psa = paper_sub.add_parser("saturation", help="per layer and gate, the fraction of characters each unit's gate "
+                                                  "is left- (< 0.1) or right-saturated (> 0.9), over held-out text")
+    psa.add_argument("checkpoint")
+    psa.add_argument("--text", help="a text file to read instead of the model's held-out text")
+    psa.add_argument("--chars", type=int, default=10_000, help="characters of held-out text (default 10000)")
+    psa.add_argument("--units", action="store_true", help="with --json: every unit's fractions, not the summary")
+    psa.add_argument("--json", action="store_true", help="print JSON records (docs/cli.md names the fields)")
+    psa.set_defaults(fn=cmd_paper_saturation)
+    pon = paper_sub.add_parser("onion", help="the error analysis: errors (p < 0.5) peeled by n-gram oracle, dynamic "
+                                             "memory, rare words, word model, punctuation and the rest")
+    pon.add_argument("checkpoint")
+    pon.add_argument("--text", help="a text file to read instead of the model's held-out text")
+    pon.add_argument("--train", help="the training text file (default: the split the model's config records)")
+    pon.add_argument("--chars", type=int, default=20_000, help="characters of held-out text (default 20000)")
+    pon.add_argument("--max-order", type=int, default=9, help="highest n-gram order of the oracle (default 9)")
+    pon.add_argument("--json", action="store_true", help='print {"chars", "errors", "categories": [...]}')
+    pon.set_defaults(fn=cmd_paper_onion)
+    pdy = paper_sub.add_parser("dynamics", help="symmetric KL between each training snapshot's predictions and "
+                                                "n-grams of each order, over held-out text")
+    pdy.add_argument("checkpoint")
+    pdy.add_argument("--orders", type=_orders_arg, default=(1, 2, 3, 4, 5), help="n-gram orders, e.g. 1-5 or 1,3,5")
+    pdy.add_argument("--text", help="a text file to read instead of the model's held-out text")
+    pdy.add_argument("--train", help="the training text file (default: the split the model's config records)")
+    pdy.add_argument("--chars", type=int, default=5_000, help="characters of held-out text (default 5000)")
+    pdy.add_argument("--json", action="store_true", help='print {"steps", "orders", "kl": [[...]]}')
+    pdy.set_defaults(fn=cmd_paper_dynamics)
+    pan = paper_sub.add_parser("analyses", help="recompute the shipped analyses of the shipped models "
+                                                "(pretrained/paper/analyses.json)")
+    pan.add_argument("--out", help="write the JSON here (default: print it)")
+    pan.set_defaults(fn=cmd_paper_analyses)
     return p
 
 
@@ -543,7 +582,8 @@ def cmd_paper_grid(args) -> int:
         if not quiet and run is not None and loss is None:
             print(f"[{done + 1}/{total}] {run}", file=sys.stderr, flush=True)
 
-    rows = grid.run_grid(spec, args.out, device=args.device, report=report)
+    rows = grid.run_grid(spec, args.out, device=args.device, report=report,
+                         command=grid.grid_command(spec, args.out, args.device, args.threads))
     if args.json:
         print(json.dumps({"spec": spec.to_dict(), "out": str(args.out), "rows": rows}))
         return 0
@@ -551,6 +591,109 @@ def cmd_paper_grid(args) -> int:
     print(f"results: {Path(args.out) / grid.RESULTS_JSON} and {Path(args.out) / grid.RESULTS_CSV}")
     return 0
 
+
+def _orders_arg(text: str) -> tuple[int, ...]:
+    """'1-5' or '1,3,5' -> (1, 2, 3, 4, 5) / (1, 3, 5)."""
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-", 1))
+            orders = tuple(range(lo, hi + 1))
+        else:
+            orders = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"orders are a range such as 1-5 or a list such as 1,3,5, not {text!r}")
+    if not orders or min(orders) < 1:
+        raise argparse.ArgumentTypeError(f"orders must be whole numbers of at least 1, not {text!r}")
+    return orders
+
+
+def _paper_text(args, config: dict) -> str:
+    """--text's file, or the first --chars characters of the model's held-out excerpt (a notice on stderr)."""
+    if args.text:
+        return decode_utf8(Path(args.text).read_bytes(), args.text)
+    from .paper.texts import held_out_sample
+    text, notice = held_out_sample(config, args.chars)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    return text
+
+
+def _paper_train_text(args, config: dict) -> str:
+    """--train's file, or the training split the model's config records (a notice on stderr)."""
+    if args.train:
+        return decode_utf8(Path(args.train).read_bytes(), args.train)
+    from .ngram import training_text
+    train, notice = training_text(config)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    return train
+
+
+def cmd_paper_saturation(args) -> int:
+    import json
+
+    from .paper.saturation import layer_saturation, saturation_summary
+    model, config = checkpoint.load(args.checkpoint)
+    if model.cell == "rnn":
+        raise ConfigError("a vanilla RNN has no gates to saturate: give an LSTM or a GRU")
+    table = layer_saturation(model, _paper_text(args, config))
+    frame = table if args.units else saturation_summary(table)
+    if args.json:
+        print(json.dumps(frame.to_dict(orient="records")))
+    else:
+        print(frame.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    return 0
+
+
+def cmd_paper_onion(args) -> int:
+    import json
+
+    from .paper.onion import onion
+    model, config = checkpoint.load(args.checkpoint)
+    train = _paper_train_text(args, config)
+    result = onion(model, _paper_text(args, config), train_text=train, max_order=args.max_order)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"{result.errors:,} errors (p < 0.5) in {result.chars:,} characters; n-gram orders "
+          f"{result.orders[0]}-{result.orders[-1]}")
+    for c in result.categories:
+        print(f"  {c['name']:<15} {c['count']:>7,}  {c['share']:6.1%}")
+    return 0
+
+
+def cmd_paper_dynamics(args) -> int:
+    import json
+
+    from .paper.dynamics import dynamics, history_snapshots
+    config = checkpoint.read_config(args.checkpoint)
+    if not history.has_history(args.checkpoint):
+        raise ConfigError(f"{args.checkpoint} has no training history (no history/step-N snapshots): "
+                          "the dynamics need one; train with --history N to keep snapshots")
+    train = _paper_train_text(args, config)
+    result = dynamics(history_snapshots(args.checkpoint), _paper_text(args, config), orders=args.orders,
+                      train_text=train)
+    if args.json:
+        print(json.dumps({"steps": result["steps"], "orders": result["orders"], "kl": result["kl"].tolist()}))
+        return 0
+    print("symmetric KL (nats/char) between each snapshot and each n-gram")
+    print("step    " + "".join(f"{n:>8}-gram" for n in result["orders"]))
+    for step, row in zip(result["steps"], result["kl"]):
+        print(f"{step:<8}" + "".join(f"{x:>13.3f}" for x in row))
+    return 0
+
+
+def cmd_paper_analyses(args) -> int:
+    import json
+
+    from .paper.shipped import compute_shipped, write_shipped
+    data = compute_shipped(report=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.out:
+        write_shipped(data, Path(args.out))
+        print(f"wrote {args.out}")
+    else:
+        print(json.dumps(data))
+    return 0
 
 def cmd_memory(args) -> int:
     if args.threads:
@@ -968,6 +1111,15 @@ def cmd_import(args) -> int:
     for line in imported["notices"]:
         print(f"  note: {line}")
     return 0
+
+
+def cmd_serve(args) -> int:
+    from .serving import ServeConfig, Supervisor
+
+    config = ServeConfig(port=args.port, address=args.address, run_dir=Path(args.logs) if args.logs else None)
+    if args.processes is not None:
+        config.processes = args.processes
+    return Supervisor(config).run()
 
 
 def main(argv: list[str] | None = None) -> int:
