@@ -209,3 +209,32 @@ def test_cli_json_shapes(tmp_path, capsys):
     bare = checkpoint.save(model, tmp_path / "bare")
     assert cli.main(["paper", "dynamics", str(bare), *files, "--train", str(tmp_path / "train.txt")]) == 1
     assert "no training history" in capsys.readouterr().err
+
+
+# --- the shipped analyses ---------------------------------------------------------------------------------
+
+def test_shipped_analyses_read_back_and_agree_with_themselves():
+    from rnnviz.paper import shipped
+
+    data = shipped.shipped_analyses()
+    assert data is not None, "pretrained/paper/analyses.json is missing or damaged: python -m rnnviz paper analyses"
+    comp = data["onion_comparison"]
+    small, large = data["onion"][comp["small"]], data["onion"][comp["large"]]
+    for row, a, b in zip(comp["rows"], small["categories"], large["categories"]):
+        assert (row["small"], row["large"], row["change"]) == (a["count"], b["count"], b["count"] - a["count"])
+    for entry in data["saturation"].values():  # the per-unit table gives back the summary shipped beside it
+        again = saturation_summary(shipped.saturation_frame(entry))
+        for got, want in zip(again.to_dict(orient="records"), entry["summary"]):
+            assert (got["layer"], got["gate"], got["units"]) == (want["layer"], want["gate"], want["units"])
+            assert got["mean_right"] == pytest.approx(want["mean_right"], abs=1e-4)
+    assert set(data["dynamics"]) == set(shipped.DYNAMICS_MODELS)
+
+
+@pytest.mark.parametrize("damage", [b"", b"{not json", b'{"format": 1}', b'{"format": 1, "onion": {"x": {"errors": 3, '
+                                    b'"categories": [{"count": 1}]}}, "dynamics": {}, "saturation": {}, "onion_comparison": {}}'])
+def test_a_damaged_shipped_file_is_not_trusted(tmp_path, damage):
+    from rnnviz.paper import shipped
+
+    path = tmp_path / "analyses.json"
+    path.write_bytes(damage)
+    assert shipped.shipped_analyses(path) is None
