@@ -33,6 +33,8 @@ LINKS = [
     ("pages/compare_page.py", "The model against an n-gram or another model, character class by character class."),
     ("pages/history_page.py", "Scrub through snapshots of a training run and watch the units and samples form."),
     ("pages/guess_page.py", "Shannon's guessing game: guess the next character yourself, then see how the model did."),
+    ("pages/paper_page.py", "The 2015 paper (Karpathy, Johnson & Fei-Fei) reproduced: depth and cells, gate "
+                            "saturation, which errors scale removes, n-gram dynamics over training, beside its findings."),
 ]
 
 

@@ -77,6 +77,8 @@ def test_saturation_holds_and_not():
     assert "1 of 4 in layer 0 and 3 of 4 in layer 1" in words.saturation_sentence(table, "gru")
     flat = words.saturation_sentence(_sat("lstm", [0.5, 0.3]), "lstm")
     assert "saturated 50.0% of the time, against layer 1's 30.0%" in flat and "unlike the paper" in flat
+    slight = words.saturation_sentence(_sat("lstm", [0.5, 0.53]), "lstm")
+    assert "only slightly more often (layer 1's 53.0%): the paper's direction, but a small difference" in slight
     assert "has one layer" in words.saturation_sentence(_sat("lstm", [0.2]), "lstm")
     assert "no gates" in words.saturation_sentence(pd.DataFrame(columns=["layer", "gate", "unit", "left", "right"]),
                                                    "rnn")

@@ -15,7 +15,7 @@ from test_browser import SHOTS, _settle, browser_page, server  # noqa: F401, F81
 
 # The grouping issue 25 asked for, by page title: the reference the app's sections are checked against.
 WANT = {
-    "Learn": ["Home", "Gradients", "Guessing game"],
+    "Learn": ["Home", "Gradients", "Guessing game", "The 2015 paper"],
     "Look inside": ["Activations", "Gates", "Inside the cell", "Sample"],
     "Find units": ["Neuron search", "Unit atlas", "Unit dashboard", "Select and match", "Features", "Feature dashboard"],
     "Explain": ["Why this character?", "How it was computed", "Compare"],

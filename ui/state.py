@@ -57,11 +57,12 @@ PAGES = [
     ("pages/compare_page.py", "Compare", ":material/compare_arrows:", "compare"),
     ("pages/history_page.py", "Training history", ":material/history:", "history"),
     ("pages/guess_page.py", "Guessing game", ":material/psychology_alt:", "guess"),
+    ("pages/paper_page.py", "The 2015 paper", ":material/article:", "paper"),
 ]
 
 # The sidebar's sections, by what a person came to do: each page's url path, in the order listed.
 SECTIONS = {
-    "Learn": ("welcome", "gradients", "guess"),
+    "Learn": ("welcome", "gradients", "guess", "paper"),
     "Look inside": ("activations", "gates", "cell", "sample"),
     "Find units": ("neurons", "atlas", "unit", "match", "features", "feature"),
     "Explain": ("why", "circuit", "compare"),

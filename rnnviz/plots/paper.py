@@ -1,5 +1,7 @@
 """The 2015 paper's results on our models (Karpathy, Johnson & Fei-Fei): the Table 1 grid, gate saturation by
 layer, the onion of errors, and the distance to n-grams over training."""
+# Values go in as lists: a few thousand numbers at most, and the figure's JSON stays plain numbers a test
+# (or a person) can read, not plotly's base64 arrays.
 from __future__ import annotations
 
 import math
@@ -32,10 +34,10 @@ def grid_bars(rows: list[dict]) -> go.Figure:
             part = df[(df["budget"] == budget) & (df["layers"] == depth)].set_index("cell").reindex(cells)
             name = "1 layer" if depth == 1 else f"{int(depth)} layers"
             fig.add_trace(go.Bar(
-                x=[CELL_NAMES.get(c, c) for c in cells], y=part["val_loss"], name=name,
+                x=[CELL_NAMES.get(c, c) for c in cells], y=part["val_loss"].tolist(), name=name,
                 legendgroup=str(depth), showlegend=col == 1, marker_color=COLORS[j % len(COLORS)],
                 text=[f"{v:.3f}" if math.isfinite(v) else "" for v in part["val_loss"]], textposition="outside",
-                customdata=np.stack([part["width"].fillna(0), part["params"].fillna(0)], 1),
+                customdata=np.stack([part["width"].fillna(0), part["params"].fillna(0)], 1).tolist(),
                 hovertemplate=(f"%{{x}}, {int(depth)} layer(s): val loss %{{y:.3f}}<br>width %{{customdata[0]:.0f}}, "
                                "%{customdata[1]:,.0f} parameters<extra></extra>")), row=1, col=col)
     lo, hi = float(df["val_loss"].min()), float(df["val_loss"].max())
@@ -48,7 +50,7 @@ def grid_bars(rows: list[dict]) -> go.Figure:
 
 
 def saturation_by_layer(table: pd.DataFrame, cell: str) -> go.Figure:
-    """The paper's figure 3: a panel per layer, each gate of each unit a dot at (fraction of steps left-
+    """The paper's saturation figure: a panel per layer, each gate of each unit a dot at (fraction of steps left-
     saturated, fraction right-saturated), a colour per gate; the candidate (tanh) is left out as in the paper.
 
     `table` has columns layer, gate, unit, left, right (rnnviz.saturation.saturation_table's shape).
@@ -66,15 +68,15 @@ def saturation_by_layer(table: pd.DataFrame, cell: str) -> go.Figure:
             lo, hi = thresholds(gate)
             part = table[(table["layer"] == layer) & (table["gate"] == gate)]
             fig.add_trace(go.Scatter(
-                x=part["left"].to_numpy(), y=part["right"].to_numpy(), mode="markers", name=f"gate {gate}",
-                legendgroup=gate, showlegend=col == 1, customdata=part["unit"].to_numpy(),
+                x=part["left"].tolist(), y=part["right"].tolist(), mode="markers", name=f"gate {gate}",
+                legendgroup=gate, showlegend=col == 1, customdata=part["unit"].tolist(),
                 marker=dict(color=COLORS[j % len(COLORS)], size=6, opacity=0.6),
                 hovertemplate=(f"layer {layer} gate {gate} unit %{{customdata}}<br>< {lo:g}: %{{x:.2f}} of "
                                f"steps<br>> {hi:g}: %{{y:.2f}} of steps<extra></extra>")), row=1, col=col)
         fig.update_xaxes(title="fraction < 0.1", range=[-0.03, 1.03], row=1, col=col)
     fig.update_yaxes(title="fraction > 0.9", range=[-0.03, 1.03], row=1, col=1)
     fig.update_layout(title=f"Gate saturation by layer ({CELL_NAMES.get(cell, cell)}): each dot one gate of one unit",
-                      legend_title="gate")
+                      legend=dict(title="gate", orientation="h", yanchor="top", y=-0.2, x=0))
     return fig
 
 
@@ -105,9 +107,15 @@ def dynamics_curves(steps: list[int], orders: list[int], kl: np.ndarray) -> go.F
         return _message("This history holds no snapshot.", "Training dynamics")
     fig = go.Figure()
     for j, n in enumerate(orders):
-        fig.add_trace(go.Scatter(x=list(steps), y=kl[:, j], mode="lines+markers", name=f"{n}-gram",
+        fig.add_trace(go.Scatter(x=list(steps), y=kl[:, j].tolist(), mode="lines+markers", name=f"{n}-gram",
                                  marker=dict(size=5, color=COLORS[j % len(COLORS)]),
                                  hovertemplate=f"step %{{x:,}}: KL to the {n}-gram %{{y:.3f}} nats<extra></extra>"))
     fig.update_layout(title="Distance to n-grams over training: symmetric KL, lower is closer",
                       xaxis_title="training step", yaxis_title="symmetric KL (nats/char)", legend_title="n-gram order")
+    # histories keep snapshots at log-spaced steps, and the KL spans orders of magnitude: log axes show
+    # the early crossings that linear ones squeeze into the corner
+    if len(steps) and min(steps) > 0:
+        fig.update_xaxes(type="log", title="training step (log scale)")
+    if np.all(kl > 0):
+        fig.update_yaxes(type="log", title="symmetric KL (nats/char, log scale)")
     return fig
