@@ -36,7 +36,8 @@ class OnionResult:
     chars: int  # characters predicted: len(text) - 1
     errors: int
     categories: list[dict]  # per category, in NAMES order: name, count, share (of the errors)
-    category: np.ndarray  # (T,) int: category index of the prediction made after text[t] (as trace.loss), -1 where no error
+    # (T,) int: the category of the prediction made after text[t] (aligned as trace.loss), -1 where no error
+    category: np.ndarray
     names: tuple = NAMES
     p_true: np.ndarray = field(default=None, repr=False)  # (T,) p of text[t + 1] after text[:t + 1]; NaN at the last
     orders: tuple = ()  # n-gram orders the oracle used
