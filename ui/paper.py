@@ -2,6 +2,7 @@
 the training queue, and the analyses of a model that has none shipped, computed in a background job."""
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from pathlib import Path
@@ -171,7 +172,7 @@ def saturation_of(ctx) -> tuple[pd.DataFrame | None, str]:
         where = f"{len(text):,} held-out characters"
     except RnnvizError:
         text, where = ctx.text, f"the text under study ({len(ctx.text):,} characters; no held-out text here)"
-    table = background(f"sat:{ctx.key}:{len(text)}:{hash(text)}", lambda: layer_saturation(ctx.model, text),
+    table = background(f"sat:{ctx.key}:{hashlib.sha256(text.encode()).hexdigest()[:16]}", lambda: layer_saturation(ctx.model, text),
                        f"Measuring the gates of {ctx.name} over {where}")
     return table, where
 
@@ -185,18 +186,19 @@ def dynamics_of(ctx) -> tuple[dict | None, str, str | None]:
     own = path is not None and history.has_history(path)
     if own and ctx.entry.source == "shipped" and ctx.name in shipped_dyn:
         return _as_dynamics(shipped_dyn[ctx.name]), ctx.name, None
-    if own:
-        if not st.session_state.get(f"paper_dyn_{ctx.key}"):
-            st.button(f"Measure {ctx.name}'s own training history", key="paper_dyn_start", icon=":material/play_arrow:",
-                      on_click=lambda: st.session_state.update({f"paper_dyn_{ctx.key}": True}))
-        else:
-            result = background(f"dyn:{path}:{_mtime(path / 'history')}", lambda: _dynamics_of_path(path, ctx.config),
-                                f"Comparing every snapshot of {ctx.name} with n-grams")
-            if result is not None:
-                return result, ctx.name, None
     fallback = shipped.DYNAMICS_MODELS[0]
-    why = (None if own else f"{ctx.name} has no training history (no snapshots were kept when it trained), so "
-           f"this section shows {fallback}'s, shipped with rnnviz. Train a model on the Train page to get one.")
+    if own and st.session_state.get(f"paper_dyn_{ctx.key}"):
+        result = background(f"dyn:{path}:{_mtime(path / 'history')}", lambda: _dynamics_of_path(path, ctx.config),
+                            f"Comparing every snapshot of {ctx.name} with n-grams")
+        return result, ctx.name, None  # None while it runs: its progress is shown, not another model's curves
+    if own:
+        st.button(f"Measure {ctx.name}'s own training history", key="paper_dyn_start", icon=":material/play_arrow:",
+                  on_click=lambda: st.session_state.update({f"paper_dyn_{ctx.key}": True}))
+        why = (f"Below, {fallback}'s dynamics, shipped with rnnviz, until you measure {ctx.name}'s own history with "
+               "the button above (every snapshot is compared with n-grams fitted on its training text: it takes a while).")
+    else:
+        why = (f"{ctx.name} has no training history (no snapshots were kept when it trained), so this section shows "
+               f"{fallback}'s, shipped with rnnviz. Train a model on the Train page to get one.")
     if fallback not in shipped_dyn:
         return None, fallback, why
     return _as_dynamics(shipped_dyn[fallback]), fallback, why
