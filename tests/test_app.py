@@ -496,3 +496,34 @@ def test_the_server_skips_streamlits_collection_after_every_run(here, tmp_path):
     out = subprocess.run([sys.executable, "-c", "from streamlit import config; print(config.get_option('runner.postScriptGC'))"],
                          cwd=root if here else tmp_path, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == ("False" if here else "True"), out.stderr[-2000:]
+
+
+def test_a_class_that_follows_the_teacher_measures_each_fresh_curve_once(shipped, monkeypatch):
+    """Two sessions (two students) set ρ to 1.3 on Gradients: the RNN's curve is computed once, by the
+    first; the second draws the cached curve, and it equals a fresh computation of the same parameters."""
+    from rnnviz import lesson
+    from ui import gradients as gui
+
+    computed, asked = [], []
+    measure, cached = lesson.fresh_curve, gui.fresh_curves
+    monkeypatch.setattr(lesson, "fresh_curve", lambda key, *a: computed.append((key, a[-1])) or measure(key, *a))
+    monkeypatch.setattr(gui, "fresh_curves", lambda *a: asked.append(a) or cached(*a))
+    first, second = app("gradients"), app("gradients")
+    assert sorted(computed) == [("gru", 3.0), ("lstm-half", 0.0), ("lstm-open", 3.0), ("rnn", 0.9)]  # once, by the first
+    first.slider(key="radius").set_value(1.3).run()
+    second.slider(key="radius").set_value(1.3).run()
+    ok(first)
+    ok(second)
+    assert computed.count(("rnn", 1.3)) == 1 and len(computed) == 5
+    vocab, text, hidden, radius = asked[-1][:4]
+    assert radius == 1.3
+    fresh = measure("rnn", list(vocab), text, hidden, 1.3)
+    drawn = {t["name"]: t for t in spec(second)["data"]}
+
+    def values(trace) -> np.ndarray:
+        y = trace["y"]  # Plotly sends arrays as base64 ("bdata") of their dtype
+        return np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]) if "bdata" in y else np.array(y, float)
+
+    np.testing.assert_allclose(values(drawn[fresh.label]), fresh.relative("h"), rtol=1e-12)
+    np.testing.assert_allclose(values(drawn[f"{fresh.label}: {fresh.gain_name}"]), fresh.gain * fresh.relative("h")[-1],
+                               rtol=1e-12)

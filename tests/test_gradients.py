@@ -179,3 +179,30 @@ def test_the_model_is_left_untouched():
     assert all(p.grad is None for p in m.parameters())
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert m.training == mode and all(p.dtype == torch.float32 for p in m.parameters())
+
+
+def test_spectral_radius_is_remembered_by_content_and_is_the_eigenproblems(monkeypatch):
+    """A fresh RNN's ρ knob no longer solves W_hh's eigenproblem on every move: the radius is remembered by
+    the matrix's exact contents. A hit gives bit-identical weights; a matrix one entry away is solved anew."""
+    from rnnviz import gradients
+
+    monkeypatch.setattr(gradients, "_RADII", {})
+    solved = []
+    eigvals = torch.linalg.eigvals
+    monkeypatch.setattr(torch.linalg, "eigvals", lambda a: solved.append(a.shape) or eigvals(a))
+    a = set_spectral_radius(_model("rnn", layers=1, hidden=12, seed=4), 0.7)  # solves once
+    b = set_spectral_radius(_model("rnn", layers=1, hidden=12, seed=4), 0.7)  # remembered
+    assert len(solved) == 1
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    w = torch.randn(12, 12, generator=torch.Generator().manual_seed(1))
+    rho = np.abs(np.linalg.eigvals(w.double().numpy())).max()  # numpy's LAPACK, not torch's
+    assert gradients.spectral_radius(w) == pytest.approx(rho, rel=1e-12)
+    w2 = w.clone()
+    w2[3, 5] += 1e-6
+    rho2 = np.abs(np.linalg.eigvals(w2.double().numpy())).max()
+    assert gradients.spectral_radius(w2) == pytest.approx(rho2, rel=1e-12) and len(solved) == 3
+    assert gradients.spectral_radius(w.clone()) == gradients.spectral_radius(w) and len(solved) == 3
+    c = set_spectral_radius(_model("rnn", layers=2, hidden=12, seed=4), 1.3)
+    for l in range(2):
+        w_hh = c.layer_weights(l)["weight_hh"].detach().double().numpy()
+        assert np.abs(np.linalg.eigvals(w_hh)).max() == pytest.approx(1.3, rel=1e-6)
