@@ -4,6 +4,7 @@
     python3 dev.py app     # streamlit run app.py
     python3 dev.py test    # the whole test suite (pytest)
     python3 dev.py screenshots   # remake the README's screenshots in docs/img (bench/screenshots.py)
+    python3 dev.py serve --processes N [--port P]   # a class: N app processes behind HAProxy (docs/reliability.md)
 """
 import hashlib
 import os
@@ -48,6 +49,20 @@ def ensure_chromium() -> None:
         print("No chromium found: the real-browser tests will be skipped.", flush=True)
 
 
+def ensure_haproxy() -> None:
+    """`serve` and its tests put HAProxy in front of the app's processes; install Debian's where we are root."""
+    if shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin"):
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print("Installing Debian's haproxy for serve and its tests ...", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "haproxy"], check=False, env=env)
+    if not (shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")):
+        print("No haproxy found: serve runs one process, and the proxy tests will be skipped "
+              "(sudo apt-get install haproxy, or brew install haproxy).", flush=True)
+
+
 def main(argv: list[str]) -> int:
     cmd, rest = (argv[0], argv[1:]) if argv else ("", [])
     if cmd == "app":
@@ -56,7 +71,16 @@ def main(argv: list[str]) -> int:
     if cmd == "test":
         ensure_venv("requirements-dev.txt")
         ensure_chromium()
+        ensure_haproxy()
         return subprocess.call([str(PY), "-m", "pytest", *(rest or ["-q"])], cwd=ROOT)
+    if cmd == "serve":
+        ensure_venv("requirements.txt")
+        ensure_haproxy()
+        argv = [str(PY), "-m", "rnnviz", "serve", *rest]
+        if os.name == "posix":  # become the supervisor: Ctrl-C and SIGTERM reach it, not a parent that kills it
+            os.chdir(ROOT)
+            os.execv(argv[0], argv)
+        return subprocess.call(argv, cwd=ROOT)
     if cmd == "screenshots":
         ensure_venv("requirements-dev.txt")  # playwright; pillow, which shrinks the images, comes with streamlit
         ensure_chromium()
