@@ -25,6 +25,8 @@ def test_paper_page_draws_and_cancels_a_grid(server):
     url, log = server
     with browser_page(log) as page:
         page.set_viewport_size({"width": 1280, "height": 800})
+        page.goto(url, wait_until="domcontentloaded")  # a fresh server asked for /paper first says "not found"
+        _settle(page, 0)
         page.goto(f"{url}/paper", wait_until="domcontentloaded")
         _settle(page, 4, timeout=180_000)
         no_errors(page, "paper")
