@@ -254,6 +254,9 @@ def test_killing_one_process_loses_no_other_session_and_no_saved_model(classroom
         _wait_for(lambda: f"{a_on} stopped" in classroom["out"].read_text(), 30, "the supervisor's restart")
         sock = str(classroom["run"] / "haproxy.sock")
         _wait_for(lambda: serving.proxy_status(sock).get(a_on) == "UP", 90, f"{a_on} back in rotation")
+        # the first student's page came back by itself, as a new session (on whichever process is up)
+        _nav(a, "Gates", 3)
+        no_errors(a, "the first student's page after its process died")
         a.context.close()  # a's browser had moved to b's process; now the restarted one has the fewest sessions
         _wait_for(lambda: serving.proxy_stats(sock)[a_on]["sessions"] < serving.proxy_stats(sock)[b_on]["sessions"],
                   30, "a's connections to close")
