@@ -267,6 +267,9 @@ class Supervisor:
                      f"one process; configuration {path})")
         else:
             self.say(f"one process at {self.url}")
+        if cfg.address in ("0.0.0.0", "::", ""):
+            self.say(f"students on the network open http://{socket.gethostname()}:{cfg.port} (or this machine's "
+                     f"address)")
 
     def _wait_healthy(self, child: Child) -> None:
         deadline = time.monotonic() + self.config.start_timeout
