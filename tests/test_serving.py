@@ -91,7 +91,6 @@ def classroom(tmp_path_factory):
     models folder, the logs folder and the supervisor's output so far (read on as it goes)."""
     if HAPROXY is None:
         pytest.skip("haproxy is not installed (python3 dev.py test installs Debian's when root)")
-    require_browser()
     pre = tmp_path_factory.mktemp("pretrained-serve")
     vocab = Vocab.from_text(load_corpus("shakespeare", max_chars=50_000).text)
     meta = {"corpus": {"name": "shakespeare"}, "val_loss": 3.5}
@@ -161,6 +160,7 @@ def _shot_on_failure():
 @pytest.fixture(scope="module")
 def browser(classroom):
     """One headless Chromium for the module; each student is a context of its own (its own cookies)."""
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
