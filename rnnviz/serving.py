@@ -275,18 +275,20 @@ class Supervisor:
         deadline = time.monotonic() + self.config.start_timeout
         while not healthy(f"http://127.0.0.1:{child.port}"):
             if child.proc.poll() is not None or time.monotonic() > deadline:
+                error = ConfigError(f"{child.name} did not start (port {child.port}); its log ends:\n"
+                                    f"{_tail(child.log_path)}")  # read before stop() removes a temporary folder
                 self.stop()
-                raise ConfigError(f"{child.name} did not start (port {child.port}); its log, "
-                                  f"{child.log_path}, ends:\n{_tail(child.log_path)}")
+                raise error
             time.sleep(0.3)
 
     def _wait_proxy(self) -> None:
         deadline = time.monotonic() + 30
         while True:
             if self.proxy.proc.poll() is not None or time.monotonic() > deadline:
+                error = ConfigError(f"haproxy did not start on port {self.config.port} (is the port taken?); "
+                                    f"its log ends:\n{_tail(self.proxy.log_path)}")
                 self.stop()
-                raise ConfigError(f"haproxy did not start on port {self.config.port} (is the port taken?); "
-                                  f"its log ends:\n{_tail(self.proxy.log_path)}")
+                raise error
             try:
                 if "UP" in proxy_status(self.stats_socket).values() and healthy(f"http://127.0.0.1:{self.config.port}"):
                     return
