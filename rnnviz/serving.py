@@ -263,7 +263,8 @@ class Supervisor:
             self.proxy = Child("haproxy", [self.haproxy, "-db", "-f", str(path)], self.run_dir / "haproxy.log")
             self.proxy.start(self.env, cwd)
             self._wait_proxy()
-            self.say(f"{cfg.processes} processes behind HAProxy at {self.url} (a cookie keeps each browser on "
+            count = f"{cfg.processes} processes" if cfg.processes > 1 else "1 process"
+            self.say(f"{count} behind HAProxy at {self.url} (a cookie keeps each browser on "
                      f"one process; configuration {path})")
         else:
             self.say(f"one process at {self.url}")
