@@ -10,7 +10,6 @@ all (a read-only folder), default() answers None and callers keep their in-proce
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -20,6 +19,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there the rare repair of a damaged file goes without the file lock
+    fcntl = None
 
 DB_NAME = ".rnnviz-shared.sqlite3"
 STALE_SECONDS = 30.0  # a holder that has not beaten for this long is taken for dead
@@ -88,7 +92,8 @@ class SharedState:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with open(f"{self.path}.lock", "a") as lockf:  # one repairer at a time, across processes
-                    fcntl.flock(lockf, fcntl.LOCK_EX)
+                    if fcntl is not None:
+                        fcntl.flock(lockf, fcntl.LOCK_EX)
                     try:
                         self._create()
                     except sqlite3.OperationalError:
