@@ -87,7 +87,8 @@ SUBMIT = """
 
     q = JobQueue(shared=shared_state.default(), poll_seconds=0.05)  # slots from RNNVIZ_MAX_JOBS
     job = q.submit(Job(work, name=name, expected_seconds=10), owner=name)
-    print("place", q.place(job), "counts", *q.counts(), flush=True)
+    wait = q.estimated_wait(job)
+    print("place", q.place(job), "counts", *q.counts(), "wait", -1 if wait is None else round(wait), flush=True)
     while job.queued:
         time.sleep(0.02)
     print("running", flush=True)
@@ -111,8 +112,11 @@ def test_trainings_beyond_the_limit_queue_across_processes(tmp_path):
         assert line(procs[name]) == "ready"
     for name in "abc":
         (tmp_path / f"{name}.go").touch()
-        first = line(procs[name])  # submitted before the next one goes: the order of arrival is a, b, c
-        assert first == {"a": "place None counts 1 0", "b": "place 1 counts 1 1", "c": "place 2 counts 1 2"}[name]
+        first = line(procs[name]).split()  # submitted before the next one goes: the order of arrival is a, b, c
+        assert first[:5] == {"a": "place None counts 1 0", "b": "place 1 counts 1 1",
+                             "c": "place 2 counts 1 2"}[name].split()
+        # each job says it takes 10 s: b waits for what is left of a's 10 s, c for that and b's 10 s more
+        assert {"a": int(first[6]) == -1, "b": 5 <= int(first[6]) <= 10, "c": 15 <= int(first[6]) <= 20}[name]
     assert line(procs["a"]) == "running"
     time.sleep(0.5)  # b and c poll 10 times a second: neither may start while a holds the only slot
     assert not (tmp_path / "b.started").exists() and not (tmp_path / "c.started").exists()
