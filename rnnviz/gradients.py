@@ -261,6 +261,37 @@ def gradient_norms(model: CharRNN, text: str, loss_at: str = "last", double: boo
                         dc=norms(dc) if dc is not None else None, sigma_max=sigma, units=units)
 
 
+def _top_singular_value(p: torch.Tensor, u: torch.Tensor, tol: float = 2e-6) -> tuple[float, torch.Tensor]:
+    """sigma_max of a square float32 matrix p, proven to within a relative tol/4, and its left singular
+    vector (the next step's start).
+
+    Power iteration on the Gram matrix p p^T from u, the previous step's vector, which one more Jacobian in
+    the product barely turns. Its Rayleigh quotient theta never exceeds sigma_max^2, and a Cholesky
+    factorisation of (1 + tol) theta I - p p^T that succeeds proves sigma_max^2 < (1 + tol) theta; the middle
+    of that bracket is returned. Where the factorisation fails (the top two singular values close: about
+    one step in ten), the eigenproblem answers. A factorisation costs a quarter of an eigenproblem: the
+    RNN's path gain takes 1.3 (100 steps) to 1.6 (400 steps) times less than with an eigenproblem a step.
+    """
+    g = (p @ p.t()).double()  # (H, H) formed in float32 as the eigenproblem's was, then read exactly in float64
+    theta = 0.0
+    for _ in range(40):
+        v = torch.mv(g, u)
+        norm = float(v.norm())
+        if not norm > 0:  # u is orthogonal to everything p reaches: the eigenproblem decides
+            theta = 0.0
+            break
+        last, theta = theta, float(torch.dot(u, v))
+        u = v / norm
+        if theta - last <= tol / 4 * theta:
+            break
+    if theta > 0:
+        shifted = g.neg()
+        shifted.diagonal().add_((1 + tol) * theta)
+        if torch.linalg.cholesky_ex(shifted).info == 0:
+            return math.sqrt((1 + tol / 2) * theta), u
+    return math.sqrt(float(torch.linalg.eigvalsh(g)[-1].clamp_min(0))), u
+
+
 @torch.no_grad()
 def path_gain(model: CharRNN, text: str, layer: int = -1) -> tuple[np.ndarray, str]:
     """How much of a gradient the memory path of one layer can carry back from the last step to step t.
@@ -285,11 +316,12 @@ def path_gain(model: CharRNN, text: str, layer: int = -1) -> tuple[np.ndarray, s
     T = len(ids)
     if model.cell == "rnn":
         # The products in float32, each divided by its largest entry and the scale kept as a float64
-        # log, so hundreds of steps neither underflow nor lose digits to it: within 1e-6 of float64
-        # products over 400 steps at 256 units, and 1.5 times faster (one Gram eigenproblem a step).
+        # log, so hundreds of steps neither underflow nor lose digits to it: within 2e-6 of float64
+        # products over 400 steps at 256 units (1.3e-6 measured at rho 0.5 and 1.5).
         slope = (1 - parts["h"] ** 2).float()  # (T, H) tanh', from float64 states: near-saturated units keep theirs
         w = model.layer_weights(layer)["weight_hh"].detach().cpu().float()  # (H, H)
         gain, prod, log_scale = np.ones(T), torch.eye(w.shape[0]), 0.0
+        u = torch.full((w.shape[0],), w.shape[0] ** -0.5, dtype=torch.float64)  # the top left singular vector
         for t in range(T - 2, -1, -1):  # dh_(T-1)/dh_t = J_(T-1) ... J_(t+1), J_s = diag(1 - h_s^2) W_hh
             prod = prod @ (slope[t + 1][:, None] * w)
             top = float(prod.abs().max())
@@ -298,7 +330,8 @@ def path_gain(model: CharRNN, text: str, layer: int = -1) -> tuple[np.ndarray, s
                 break
             prod /= top
             log_scale += math.log(top)
-            gain[t] = largest_singular_value(prod, torch.float32) * math.exp(log_scale)
+            sigma, u = _top_singular_value(prod, u)
+            gain[t] = sigma * math.exp(log_scale)
         return gain, "||∂h_T/∂h_t||, the step Jacobians along the text"
     gate = "f" if model.cell == "lstm" else "z"
     logs = np.log(np.clip(parts[gate].numpy(), 1e-300, 1.0))  # (T, H)

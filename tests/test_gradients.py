@@ -206,3 +206,32 @@ def test_spectral_radius_is_remembered_by_content_and_is_the_eigenproblems(monke
     for l in range(2):
         w_hh = c.layer_weights(l)["weight_hh"].detach().double().numpy()
         assert np.abs(np.linalg.eigvals(w_hh)).max() == pytest.approx(1.3, rel=1e-6)
+
+
+def test_top_singular_value_is_proven_or_solved(monkeypatch):
+    """The path gain's norm per step: power iteration with a Cholesky proof of its bracket, else the
+    eigenproblem. Both answers match numpy's 2-norm in float64; a clear top value needs no eigenproblem,
+    two nearly equal ones do (the proof fails), and a u orthogonal to everything still gets the norm."""
+    from rnnviz import gradients
+
+    solved = []
+    eigvalsh = torch.linalg.eigvalsh
+    monkeypatch.setattr(torch.linalg, "eigvalsh", lambda a: solved.append(1) or eigvalsh(a))
+    gen = torch.Generator().manual_seed(3)
+    q1, _ = torch.linalg.qr(torch.randn(40, 40, generator=gen, dtype=torch.float64))
+    q2, _ = torch.linalg.qr(torch.randn(40, 40, generator=gen, dtype=torch.float64))
+    start = torch.full((40,), 40 ** -0.5, dtype=torch.float64)
+    for top, second, fallback in ((3.0, 1.0, False), (3.0, 3.0 * (1 - 1e-3), True)):
+        s = torch.linspace(0.1, second, 40, dtype=torch.float64)
+        s[-1] = top
+        p = (q1 @ torch.diag(s) @ q2.T).float()  # singular values s, up to float32 rounding
+        solved.clear()
+        sigma, u = gradients._top_singular_value(p, start)
+        assert sigma == pytest.approx(np.linalg.norm(p.double().numpy(), 2), rel=1e-6)
+        assert bool(solved) == fallback
+        if not fallback:  # the vector it hands on is the top left singular vector
+            assert abs(float(u @ q1[:, -1])) == pytest.approx(1, abs=1e-5)
+    p = torch.zeros(40, 40)
+    p[0, 0] = 2.0
+    sigma, _ = gradients._top_singular_value(p, torch.eye(40, dtype=torch.float64)[1])
+    assert sigma == pytest.approx(2.0)
