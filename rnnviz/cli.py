@@ -503,6 +503,10 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--logs", help="a folder that keeps each process's log and the proxy's configuration "
                                    "(default: a temporary folder, removed on exit)")
     sv.set_defaults(fn=cmd_serve)
+    sh = sub.add_parser("shared", help="what the server processes of this machine share (rnnviz.shared_state): "
+                                       "trainings running and waiting, locks held (builds, saves), the class board")
+    sh.add_argument("--json", action="store_true", help="print JSON")
+    sh.set_defaults(fn=cmd_shared)
     # issue 30: the 2015 paper's results (rnnviz.paper); one subcommand per result
     pa = sub.add_parser("paper", help="Karpathy, Johnson & Fei-Fei (2015) reproduced: the Table 1 grid, gate "
                                       "saturation, the error onion, training dynamics")
@@ -1120,6 +1124,32 @@ def cmd_serve(args) -> int:
     if args.processes is not None:
         config.processes = args.processes
     return Supervisor(config).run()
+
+
+def cmd_shared(args) -> int:
+    import json
+
+    from . import shared_state
+
+    state = shared_state.default()
+    if state is None:
+        raise ConfigError(f"no shared state file can be opened at {shared_state.db_path()} (see the log line above)")
+    st = state.status()
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}{'' if count == 1 else 's'}"
+
+    print(f"{st['file']}: {n(st['running'], 'training')} running, {st['waiting']} waiting; "
+          f"{n(len(st['locks']), 'lock')} held; {n(st['board_entries'], 'nickname')} on the class board")
+    for j in st["jobs"]:
+        since = f"running {j['running_s']} s" if j["state"] == "running" else f"waiting {j['waited_s']} s"
+        print(f"  job  pid {j['pid']} on {j['host']}: {since} (expected {j['expected_s']} s)")
+    for lk in st["locks"]:
+        print(f"  lock {lk['key']}: pid {lk['pid']} on {lk['host']}, heartbeat {lk['heartbeat_age_s']} s ago")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

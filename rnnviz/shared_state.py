@@ -317,6 +317,25 @@ class SharedState:
             held.discard(key)
             self.unlock(key, token)
 
+    # --- what a teacher or a script may look at -----------------------------------------------------
+    def status(self) -> dict:
+        """What the file holds now: the trainings running and waiting (in line order), the locks held, the
+        board's size. Rows of dead holders are reclaimed first, so what is listed blocks someone."""
+        now = time.time()
+        with self._write() as con:
+            self._reclaim(con, now)
+        con = self._con()
+        jobs = [{"state": r[0], "pid": r[1], "host": r[2], "expected_s": round(r[3], 1),
+                 "waited_s": round((r[5] or now) - r[4], 1), "running_s": round(now - r[5], 1) if r[5] else None}
+                for r in con.execute("SELECT state, pid, host, expected, queued, started FROM slots "
+                                     "ORDER BY state = 'waiting', seq")]
+        locks = [{"key": r[0], "pid": r[1], "host": r[2], "heartbeat_age_s": round(now - r[3], 1)}
+                 for r in con.execute("SELECT key, pid, host, heartbeat FROM locks ORDER BY key")]
+        board = int(con.execute("SELECT COUNT(*) FROM board").fetchone()[0])
+        return {"file": str(self.path), "running": sum(j["state"] == "running" for j in jobs),
+                "waiting": sum(j["state"] == "waiting" for j in jobs), "jobs": jobs, "locks": locks,
+                "board_entries": board}
+
 
 _DEFAULTS: dict[Path, SharedState | None] = {}
 _DEFAULTS_LOCK = threading.Lock()

@@ -1,5 +1,6 @@
 """State shared by the server processes (rnnviz.shared_state), tried with real separate processes: one class
 board, the machine's training slots and its line, a killed holder, a build done once, and a damaged file."""
+import json
 import logging
 import os
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnviz import quotas, shannon, shared_state
+from rnnviz import cli, quotas, shannon, shared_state
 from rnnviz.jobs import Job, JobQueue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +148,7 @@ HOLD = """
 """
 
 
-def test_a_killed_process_leaves_nothing_that_blocks(tmp_path, monkeypatch):
+def test_a_killed_process_leaves_nothing_that_blocks(tmp_path, monkeypatch, capsys):
     """SIGKILL while holding the only training slot, a build lock and the save lock: the next process gets all
     three at once (the holder's pid is dead), with no wait for a heartbeat to grow old."""
     db = tmp_path / "shared.sqlite3"
@@ -156,6 +157,12 @@ def test_a_killed_process_leaves_nothing_that_blocks(tmp_path, monkeypatch):
     state = shared_state.SharedState(db)  # stale_seconds 30: only the dead pid can free these in time
     assert state.slot_counts() == (1, 0) and state.lock_holder("atlas:/cache/entry") == holder.pid
     assert state.try_lock("atlas:/cache/entry") is None  # a live holder keeps it
+    monkeypatch.setenv("RNNVIZ_SHARED_DB", str(db))
+    assert cli.main(["shared", "--json"]) == 0  # what a teacher sees: the slot and both locks, the holder's pid
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["running"], shown["waiting"], [j["pid"] for j in shown["jobs"]]) == (1, 0, [holder.pid])
+    assert [(lk["key"], lk["pid"]) for lk in shown["locks"]] == [("atlas:/cache/entry", holder.pid),
+                                                                ("quota:save", holder.pid)]
     holder.send_signal(signal.SIGKILL)
     holder.wait(10)
     t0 = time.time()
@@ -165,11 +172,12 @@ def test_a_killed_process_leaves_nothing_that_blocks(tmp_path, monkeypatch):
     assert job.result == "ran" and not job.left
     with state.lock("atlas:/cache/entry"):
         assert state.lock_holder("atlas:/cache/entry") == os.getpid()
-    monkeypatch.setenv("RNNVIZ_SHARED_DB", str(db))
     with quotas.SAVE_LOCK:  # the lock around the quota check and the save, across processes
         assert state.lock_holder("quota:save") == os.getpid()
     assert time.time() - t0 < 5.0
     assert state.slot_counts() == (0, 0) and state.lock_holder("quota:save") is None
+    assert cli.main(["shared"]) == 0
+    assert "0 trainings running, 0 waiting; 0 locks held" in capsys.readouterr().out
 
 
 def test_a_stale_heartbeat_frees_a_row_of_another_machine(tmp_path):
