@@ -223,9 +223,13 @@ def main(argv=None) -> int:
              f"train text: {r['metrics_train']['fvu']:.3f}"),
             (f"{name}: ce_recovered (output splice)", f"{m['ce_recovered_out']:.3f}", ">= 0.97",
              f"loss {m['loss']:.4f}, spliced {m['loss_spliced_out']:.4f}, zero {m['loss_zero']:.4f}"),
-            (f"{name}: loss_spliced_rec against loss", f"{100 * m['rec_increase']:+.1f}%", "<= +5%",
-             f"{m['loss_spliced_rec']:.4f} against {m['loss']:.4f}; ce_recovered_rec {m['ce_recovered_rec']:.3f}"),
-            (f"{name}: dead_fraction", f"{100 * m['dead_fraction']:.1f}%", "<= 5%", f"l0 {m['l0']:.1f}"),
+            (f"{name}: loss_spliced_rec against loss", f"{100 * m['rec_increase']:+.1f}%"
+             if m.get("rec_diverged_at") is None else f"diverged: not finite from char {m['rec_diverged_at']:,}",
+             "<= +5%", f"{m['loss_spliced_rec']:.4f} against {m['loss']:.4f}; ce_recovered_rec "
+                       f"{m['ce_recovered_rec']:.3f}"),
+            (f"{name}: dead_fraction", f"{100 * m['dead_fraction']:.1f}%", "<= 5%",
+             f"l0 {m['l0']:.1f}; dead on {r['metrics_train']['chars']:,} training chars: "
+             f"{100 * r['metrics_train']['dead_fraction']:.1f}%"),
             (f"{name}: units against features", f"features beat units on {wins} of {len(r['units_vs_features'])}",
              "the table", f"{r['uvf_seconds']:.1f} s"),
             (f"{name}: metrics over the unseen text", f"{r['metric_seconds']:.1f} s", "", ""),

@@ -10,6 +10,7 @@ from safetensors.numpy import load_file, save_file
 import reference as R
 from rnnviz import checkpoint, cli
 from rnnviz import features as F
+from rnnviz.features import words
 from rnnviz.corpora import quotes_task
 from rnnviz.errors import ConfigError
 from rnnviz.hypotheses import HYPOTHESES
@@ -151,6 +152,59 @@ def test_topk_training_lowers_fvu(text, tmp_path, one_thread):
     before, after = F.metrics(model, short, ev)["fvu"], F.metrics(model, longer, ev)["fvu"]
     assert after < 0.6 * before, (before, after)
     np.testing.assert_allclose(np.linalg.norm(longer.W_dec, axis=1), 1.0, atol=1e-5)
+
+
+def test_auxk_reaches_a_dead_latent_whose_pre_activation_is_negative_everywhere():
+    gen = torch.Generator().manual_seed(0)
+    B, d, S = 16, 6, 10
+    W_dec = torch.randn(S, d, generator=gen)
+    W_dec = W_dec / W_dec.norm(dim=1, keepdim=True)
+    raw = torch.randn(B, S, generator=gen)
+    raw[:, 3] = -1.0 - raw[:, 3].abs()  # below zero on every state: a ReLU would pass it no gradient
+    raw[:, 7] = 0.5 + raw[:, 7].abs()
+    raw.requires_grad_(True)
+    dead = torch.zeros(S, dtype=torch.bool)
+    dead[[3, 7]] = True
+    err = torch.randn(B, d, generator=gen)
+    loss = F.sae.auxk_loss(raw, dead, err, W_dec, k_aux=3)  # k_aux above the dead count: both dead, no live one
+    loss.backward()
+    r, w, e = raw.detach().double().numpy(), W_dec.double().numpy(), err.double().numpy()
+    rec = r[:, [3, 7]] @ w[[3, 7]]
+    expect = ((rec - e) ** 2).sum(1).mean() / (e ** 2).sum(1).mean()
+    assert loss.item() == pytest.approx(expect, rel=1e-5)
+    g = raw.grad.numpy()
+    assert np.abs(g[:, 3]).min() > 0 and np.abs(g[:, 7]).min() > 0
+    assert not g[:, [i for i in range(S) if i not in (3, 7)]].any()
+
+
+def _gain_dictionary(H, gain):
+    """x̂ = gain * x exactly: features relu(x) and relu(-x), decoder rows +e_i and -e_i, all 2H kept."""
+    eye = np.eye(H, dtype=np.float32)
+    return F.Dictionary(W_enc=gain * np.hstack([eye, -eye]), b_enc=np.zeros(2 * H, np.float32),
+                        W_dec=np.vstack([eye, -eye]), b_dec=np.zeros(H, np.float32), k=2 * H,
+                        cfg={"layer": 1, "state": "c"})
+
+
+def test_a_recurrent_splice_that_blows_the_state_up_is_reported_not_averaged_away(text, one_thread):
+    model = tiny(text)
+    ev = text[:400]
+    exact = F.metrics(model, _gain_dictionary(8, 1.0), ev)
+    assert exact["rec_diverged_at"] is None
+    assert exact["loss_spliced_rec"] == pytest.approx(exact["loss"], abs=1e-5)
+    m = F.metrics(model, _gain_dictionary(8, 20.0), ev)
+    assert m["loss_spliced_rec"] == float("inf") and m["rec_increase"] == float("inf")
+    at = m["rec_diverged_at"]
+    assert at is not None and at < len(ev) - 1
+    # The reference cell, in float64, with c multiplied by 20 at every step: by then c has left float32's range.
+    sd, ids = model.state_dict(), model.vocab.encode(ev)
+    x = R.LAYER["lstm"](sd["embed.weight"].double().numpy()[ids], *R.weights(sd, 0))["h"]
+    cs = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        R.replaced_layer("lstm", x, *R.weights(sd, 1), "c", lambda v: cs.append(20.0 * v) or cs[-1])
+    big = np.finfo(np.float32).max
+    assert np.abs(cs[at]).max() > big / 100 and np.abs(cs[at - 3]).max() < big
+    assert "blows the state up" in words.metrics_sentence(m, "the text")
+    assert f"from character **{at:,}** on" in words.metrics_sentence(m, "the text")
 
 
 def _damage_truncate(folder):

@@ -152,7 +152,12 @@ def metrics(model: CharRNN, d: Dictionary, text: str) -> dict:
 
     clean = _mean(run_spliced(model, text, layer, kind, "clean"))
     out = _mean(run_spliced(model, text, layer, kind, "out", recon_observed, observe))
-    rec = _mean(run_spliced(model, text, layer, kind, "rec", d.reconstruct_t))
+    rec_loss = run_spliced(model, text, layer, kind, "rec", d.reconstruct_t)
+    # Fed back, a dictionary that enlarges what it is given can blow the state up to inf and NaN; a mean
+    # over the characters before that would hide it (shakespeare-lstm's c did so within 128 characters).
+    broken = ~np.isfinite(rec_loss[:-1])
+    diverged_at = int(np.argmax(broken)) if broken.any() else None
+    rec = float("inf") if diverged_at is not None else _mean(rec_loss)
     zero = _mean(run_spliced(model, text, layer, kind, "out", torch.zeros_like))
     zero_rec = zero if top else _mean(run_spliced(model, text, layer, kind, "rec", torch.zeros_like))
     n = acc["n"]
@@ -166,6 +171,7 @@ def metrics(model: CharRNN, d: Dictionary, text: str) -> dict:
         "ce_recovered_out": _recovered(zero, out, clean),
         "ce_recovered_rec": _recovered(zero_rec, rec, clean),
         "rec_increase": (rec - clean) / clean if clean > 0 else float("nan"),
+        "rec_diverged_at": diverged_at,  # the first character whose loss is not finite, spliced in the recurrence
         "chars": len(text),
     }
 

@@ -30,7 +30,7 @@ from ..model import CharRNN
 from .sae import Dictionary, SAEConfig, train
 
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
-FORMAT_VERSION = 1  # enters every cache key: bump it and old entries are never read
+FORMAT_VERSION = 2  # enters every cache key: bump it and old entries are never read (2: AuxK before the ReLU)
 CACHE_ENV = "RNNVIZ_FEATURES_DIR"
 _LOCK = threading.RLock()
 _MAX_CFG_BYTES = 1 << 20

@@ -34,8 +34,17 @@ def metrics_sentence(m: dict, what: str) -> str:
             f"({_pct(m['dead_fraction'])} of features never fire). Spliced in where the output layer reads the "
             f"state, it gives a loss of **{m['loss_spliced_out']:.4f}** nats/char against the model's own "
             f"**{m['loss']:.4f}** and **{m['loss_zero']:.4f}** with the state zeroed: "
-            f"**{_pct(m['ce_recovered_out'])}** of the loss recovered. Fed back through the recurrence: "
-            f"**{m['loss_spliced_rec']:.4f}** ({_pct(m['ce_recovered_rec'])} recovered).")
+            f"**{_pct(m['ce_recovered_out'])}** of the loss recovered. " + _recurrence_words(m))
+
+
+def _recurrence_words(m: dict) -> str:
+    """The splice inside the recurrence, or where it blew the state up."""
+    at = m.get("rec_diverged_at")
+    if at is not None:
+        return (f"Fed back through the recurrence, the reconstruction blows the state up: the model's loss is "
+                f"no longer finite from character **{at:,}** on.")
+    return (f"Fed back through the recurrence: **{m['loss_spliced_rec']:.4f}** ({_pct(m['ce_recovered_rec'])} "
+            "recovered).")
 
 
 def comparison_verdict(rows: list[dict]) -> tuple[str, str]:
