@@ -523,7 +523,9 @@ def parser() -> argparse.ArgumentParser:
     pg.add_argument("--seed", type=int, help="the seed of every run (default 0)")
     pg.add_argument("--out", default="grid_runs", help="the results folder (default grid_runs); resumable")
     pg.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
-    pg.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    pg.add_argument("--threads", type=int, default=1,
+                    help="CPU threads for torch (default 1: models this small train fastest on one, and a GRU or "
+                         "RNN step is many small operations that more threads slow down on a busy machine)")
     pg.add_argument("--json", action="store_true", help="print the results as JSON (docs/cli.md names the fields)")
     pg.set_defaults(fn=cmd_paper_grid)
     psa = paper_sub.add_parser("saturation", help="per layer and gate, the fraction of characters each unit's gate "
@@ -581,6 +583,9 @@ def cmd_paper_grid(args) -> int:
     spec = grid.spec_from_options(cells=args.cells, layers=args.layers, budgets=args.budgets, steps=args.steps,
                                   corpus=args.corpus, seed=args.seed)
     quiet = args.json
+    for tarball in grid.linux_sources() if not quiet else ():
+        print(f"note: {tarball} is here: unpack it and pass --corpus with its folder to train on the kernel's C "
+              "files, as the paper did", file=sys.stderr)
 
     def report(done, total, run=None, loss=None, **_):
         if not quiet and run is not None and loss is None:

@@ -42,7 +42,7 @@ class GridSpec:
     cells: tuple[str, ...] = ("lstm", "gru", "rnn")
     layers: tuple[int, ...] = (1, 2)
     budgets: tuple[int, ...] = (30_000, 120_000)
-    steps: int = 200
+    steps: int = 1500
     corpus: str = TINYSHAKESPEARE
     seed: int = 0
     batch: int = 32
@@ -147,6 +147,11 @@ def c_folder_corpus(folder: Path) -> Corpus:
         raise ConfigError(f"{folder}: the grid needs at least two C files (whole files are held out)")
     return Corpus(f"{folder.name} (C)", "".join(parts), documents=docs,
                   notice=f"{len(docs):,} .c/.h files of {len(paths):,} under {folder}, {at:,} characters")
+
+
+def linux_sources() -> list[Path]:
+    """Debian's kernel source tarballs on this machine (the paper's Linux corpus, once unpacked)."""
+    return sorted(Path("/").glob(LINUX_SOURCE_GLOB.lstrip("/")))
 
 
 def grid_corpus(spec: str) -> Corpus:
