@@ -379,4 +379,13 @@ def grid_job(spec: GridSpec, out_dir, device: str | None = None, threads: int | 
         return run_grid(spec, out_dir, device=device, stop_event=stop_event, report=report,
                         command="queued from the app")
 
-    return Job(work, name="paper grid", threads=threads, expected_seconds=None)
+    return Job(work, name="paper grid", threads=threads, expected_seconds=_expected_seconds(spec))
+
+
+def _expected_seconds(spec: GridSpec) -> float | None:
+    """The shipped run's time when `spec` is its recipe (for the queue's estimated wait); else unknown."""
+    try:
+        shipped = shipped_results()
+        return float(shipped["ran"]["train_and_eval_s"]) if shipped["spec"] == spec.to_dict() else None
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return None
