@@ -36,19 +36,21 @@ def grid_section() -> None:
     shipped, own = pui.shipped_grid(), pui.own_grid()
     sources = (["your run"] if own else []) + (["shipped run"] if shipped else [])
     data = {"your run": own, "shipped run": shipped}
+    job = pui.grid_job()
+    if own and ss.get("paper_grid_seen") is not job:  # a run of yours just ended: show it
+        ss["paper_grid_seen"], ss["paper_grid_source"] = job, "your run"
     if sources:
         ui.keep_choice("paper_grid_source", sources)
         src = st.radio("Results of", sources, key="paper_grid_source", horizontal=True) if len(sources) > 1 else sources[0]
         spec, rows = data[src]["spec"], data[src]["rows"]
         beside_the_paper(plots.grid_bars(rows), "paper_grid", "table1", words.grid_sentence(rows),
-                         f"ours is {words.grid_setup(spec, rows)} The paper trained on War and Peace and the Linux "
+                         f"ours is {words.grid_setup(spec, rows, data[src].get('corpus', {}).get('train_chars'))} The paper trained on War and Peace and the Linux "
                          "kernel at its own budgets and reports test loss: the values differ, the ordering is what "
                          "compares.", also=anchors())
         st.caption(f"This run: `{data[src].get('command') or 'no command recorded'}`, on "
-                   f"{data[src].get('machine') or 'an unrecorded machine'}.")
+                   f"{data[src].get('machine') or 'an unrecorded machine'}. {data[src].get('note') or ''}")
     else:
         st.warning("No grid results are shipped here, and you have not run one yet.", icon=":material/warning:")
-    job = pui.grid_job()
     if job is None or not job.active:
         st.button("Run it yourself: train the default grid", key="paper_grid_run", on_click=pui.start_grid,
                   icon=":material/play_arrow:", help="Queues the default grid (every cell, depth and budget above, "

@@ -79,7 +79,12 @@ def test_run_it_yourself_queues_a_grid_then_cancel(shipped, monkeypatch, tmp_pat
     job.join(120)
     at.run()
     ok(at)
-    assert "This run: `queued from the app`" in text_of(at.caption)  # the user's run is shown first
+    assert "This run: `queued from the app`" in text_of(at.caption)  # the user's run is shown once it ends
+    if grid.SHIPPED_RESULTS.exists():
+        assert at.radio(key="paper_grid_source").value == "your run"
+        at.radio(key="paper_grid_source").set_value("shipped run").run()
+        assert [t["x"] for t in spec(at, 0)["data"] if t["type"] == "bar"][0] == ["LSTM", "GRU", "RNN"]
+        at.radio(key="paper_grid_source").set_value("your run").run()
     bars = [t for t in spec(at, 0)["data"] if t["type"] == "bar"]
     assert [t["x"] for t in bars] == [["LSTM", "RNN"]]
     assert all(np.isfinite(bars[0]["y"]))

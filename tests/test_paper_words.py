@@ -33,6 +33,14 @@ def test_depth_and_cells_hold():
                                                                   "There"))
 
 
+def test_grid_setup_says_what_the_runs_read():
+    spec = {"corpus": "tinyshakespeare", "cells": ["lstm", "gru", "rnn"], "layers": [1, 2], "batch": 32, "seq_len": 64}
+    s = words.grid_setup(spec, HOLDS, train_chars=1_000_000)
+    assert s.startswith("8 runs on tinyshakespeare: LSTM, GRU, RNN at 1 and 2 layers, budgets of 1,000 and 4,000")
+    assert "100 × 32 × 64 = 204,800 characters, 0.2 passes over the 1,000,000 training characters" in s
+    assert "passes" not in words.grid_setup(spec, HOLDS)
+
+
 def test_depth_and_cells_do_not_hold():
     rows = _grid({("lstm", 1, 4000): 1.50, ("lstm", 2, 4000): 1.55, ("gru", 1, 4000): 1.60, ("gru", 2, 4000): 1.58,
                   ("rnn", 1, 4000): 1.52, ("rnn", 2, 4000): 1.56})

@@ -109,8 +109,9 @@ def grid_sentence(rows: list[dict]) -> str:
     return depth_sentence(rows) + " " + cells_sentence(rows, after_depth=True)
 
 
-def grid_setup(spec: dict, rows: list[dict]) -> str:
-    """What our grid is: corpus, cells, depths, budgets and steps, as the runs record them."""
+def grid_setup(spec: dict, rows: list[dict], train_chars: int | None = None) -> str:
+    """What our grid is: corpus, cells, depths, budgets and steps, as the runs record them; given the training
+    split's length, how many passes over it each run's steps make (the paper trained for many more)."""
     df = grid_frame(rows)
     budgets = sorted({int(b) for b in df["budget"]}) if not df.empty else list(spec.get("budgets", ()))
     steps = sorted({int(s) for s in df["steps"]}) if not df.empty else [spec.get("steps")]
@@ -119,7 +120,16 @@ def grid_setup(spec: dict, rows: list[dict]) -> str:
             f"{', '.join(_cell(c) for c in spec.get('cells', sorted(set(df['cell']))))} at "
             f"{' and '.join(str(n) for n in spec.get('layers', sorted(set(df['layers']))))} layers, budgets of "
             f"{' and '.join(f'{b:,}' for b in budgets)} parameters, {' / '.join(f'{s:,}' for s in steps if s)} "
-            f"training steps each{' on ' + ', '.join(devices) if devices else ''}.")
+            f"training steps each{' on ' + ', '.join(devices) if devices else ''}.{_passes(spec, steps, train_chars)}")
+
+
+def _passes(spec: dict, steps: list, train_chars: int | None) -> str:
+    batch, seq = spec.get("batch"), spec.get("seq_len")
+    if not (train_chars and batch and seq and steps and steps[-1]):
+        return ""
+    seen = int(steps[-1]) * int(batch) * int(seq)
+    return (f" Each run reads {int(steps[-1]):,} × {int(batch)} × {int(seq)} = {seen:,} characters, "
+            f"{seen / train_chars:.1f} passes over the {int(train_chars):,} training characters.")
 
 
 # --- gate saturation -------------------------------------------------------------------------------
