@@ -58,10 +58,10 @@ def deterministic_cuda() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def corpus_texts(chars: int) -> tuple[str, str]:
-    """Training and held-out text: the grid's default corpus, its first `chars` and the next 20k."""
+def corpus_texts(chars: int, val_chars: int = 20_000) -> tuple[str, str]:
+    """Training and held-out text: the grid's default corpus, its first `chars` and the next `val_chars`."""
     corpus = grid.grid_corpus(grid.default_spec().corpus)
-    return corpus.text[:chars], corpus.text[chars:chars + 20_000]
+    return corpus.text[:chars], corpus.text[chars:chars + val_chars]
 
 
 def train_on(device: str, train_text: str, val_text: str, vocab: Vocab, steps: int):
@@ -70,36 +70,35 @@ def train_on(device: str, train_text: str, val_text: str, vocab: Vocab, steps: i
     cfg = TrainConfig(seq_len=128, batch_size=32, lr=2e-3, max_steps=steps, eval_every=steps,
                       eval_chars=20_000, seed=0, device=device)
     trainer = Trainer(model, train_text, val_text, cfg)
-    if device == "cuda":
-        torch.cuda.synchronize()
     return trainer, trainer.run()
 
 
-def check_training(steps: int) -> tuple[bool, dict, Trainer]:
-    train_text, val_text = corpus_texts(500_000)
+def check_training(steps: int, gpu: str = "cuda", val_chars: int = 20_000) -> tuple[bool, dict, Trainer]:
+    """Train on `gpu` and on the CPU; (every loss agrees, chars/s per device, the CPU's trainer)."""
+    train_text, val_text = corpus_texts(500_000, val_chars)
     vocab = Vocab.from_text(train_text + val_text)
     rows = {}
-    for dev in ("cuda", "cpu"):
+    for label, dev in (("gpu", gpu), ("cpu", "cpu")):
         trainer, result = train_on(dev, train_text, val_text, vocab, steps)
-        rows[dev] = (trainer, result)
+        rows[label] = (trainer, result)
         print(f"  {dev}: {describe_device(trainer.device)}: {result.steps} steps, final val loss "
               f"{result.val_loss:.5f}, {result.chars_per_sec:,.0f} chars/s", flush=True)
-    g, c = rows["cuda"][1], rows["cpu"][1]
+    g, c = rows["gpu"][1], rows["cpu"][1]
     step_gap = max(abs(a["train_loss"] - b["train_loss"]) for a, b in zip(g.curve, c.curve))
     val_gap = abs(g.val_loss - c.val_loss)
     ok = len(g.curve) == len(c.curve) == steps and step_gap <= LOSS_TOL and val_gap <= LOSS_TOL
     print(f"  largest loss difference over {steps} steps {step_gap:.2e}, final val {val_gap:.2e} "
           f"(tolerance {LOSS_TOL:g}): {'ok' if ok else 'FAILED'}")
-    speed = {"cuda": g.chars_per_sec, "cpu": c.chars_per_sec}
+    speed = {"gpu": g.chars_per_sec, "cpu": c.chars_per_sec}
     return ok, speed, rows["cpu"][0]
 
 
-def check_trace(cpu_trainer: Trainer, text: str) -> bool:
+def check_trace(cpu_trainer: Trainer, text: str, gpu: str = "cuda") -> bool:
     """The CPU-trained model and its copy on the GPU trace `text`; every array must agree."""
     cpu_model = cpu_trainer.model.cpu().eval()
     gpu_model = build(cpu_model.vocab, "lstm", hidden_size=256, num_layers=2, embed_size=64)
     gpu_model.load_state_dict(cpu_model.state_dict())
-    gpu_model.to("cuda").eval()
+    gpu_model.to(gpu).eval()
     a, b = trace(cpu_model, text), trace(gpu_model, text)
     gaps = {"probs": float(np.abs(a.probs - b.probs).max())}
     for layer, (la, lb) in enumerate(zip(a.layers, b.layers)):
@@ -139,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     print("2. tracing one text on both:", flush=True)
     _, val_text = corpus_texts(500_000)
     ok_trace = check_trace(cpu_trainer, val_text[:2_000])
-    print(f"3. training chars/s (2x256 LSTM, batch 32 x 128): GPU {speed['cuda']:,.0f}, CPU {speed['cpu']:,.0f} "
-          f"({torch.get_num_threads()} threads), ratio {speed['cuda'] / speed['cpu']:.1f}x")
+    print(f"3. training chars/s (2x256 LSTM, batch 32 x 128): GPU {speed['gpu']:,.0f}, CPU {speed['cpu']:,.0f} "
+          f"({torch.get_num_threads()} threads), ratio {speed['gpu'] / speed['cpu']:.1f}x")
     if args.grid:
         run_grids(Path(args.out))
     return 0 if ok_train and ok_trace else 1

@@ -184,3 +184,13 @@ def test_bench_gpu_says_it_needs_a_gpu_and_exits_0(capsys):
     from bench import gpu
     assert gpu.main([]) == 0
     assert "needs a CUDA GPU" in capsys.readouterr().out
+
+
+def test_bench_gpu_checks_run_with_the_cpu_standing_in(shakespeare_text, capsys, one_thread):
+    """The GPU checks' code, run with the CPU in the GPU's place: the same device twice agrees exactly."""
+    from bench import gpu
+    ok, speed, trainer = gpu.check_training(3, gpu="cpu", val_chars=300)
+    assert ok and speed["gpu"] > 0 and speed["cpu"] > 0 and trainer.step == 3
+    assert gpu.check_trace(trainer, shakespeare_text[:200], gpu="cpu")
+    out = capsys.readouterr().out
+    assert "largest loss difference over 3 steps 0.00e+00" in out and "largest difference 0.00e+00" in out
