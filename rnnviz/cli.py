@@ -587,7 +587,10 @@ def cmd_paper_grid(args) -> int:
         print(f"note: {tarball} is here: unpack it and pass --corpus with its folder to train on the kernel's C "
               "files, as the paper did", file=sys.stderr)
 
-    def report(done, total, run=None, loss=None, **_):
+    def report(done, total, run=None, loss=None, corpus=None, **_):
+        if not quiet and corpus:
+            print(f"corpus: {corpus['name']}, {corpus['chars']:,} characters ({corpus['val_chars']:,} held out)"
+                  + (f"; {corpus['notice']}" if corpus.get("notice") else ""), file=sys.stderr, flush=True)
         if not quiet and run is not None and loss is None:
             print(f"[{done + 1}/{total}] {run}", file=sys.stderr, flush=True)
 

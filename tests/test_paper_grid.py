@@ -140,7 +140,7 @@ def test_cli_json(tmp_path, tiny_corpus, capsys, one_thread):
     assert "is not tinyshakespeare" in capsys.readouterr().err
 
 
-def test_a_folder_of_c_files_is_a_corpus_held_out_by_file(tmp_path):
+def test_a_folder_of_c_files_is_a_corpus_held_out_by_file(tmp_path, capsys, one_thread):
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     for i, name in enumerate(("a.c", "b.h", "sub/c.c", "sub/d.c")):
@@ -152,6 +152,9 @@ def test_a_folder_of_c_files_is_a_corpus_held_out_by_file(tmp_path):
     from rnnviz.corpora import split
     train, val = split(corpus, 0.1)
     assert val == (src / "sub" / "d.c").read_text() and train + val == corpus.text
+    assert cli.main(["paper", "grid", "--corpus", str(src), "--cells", "rnn", "--layers", "1", "--budgets", "1k",
+                     "--steps", "1", "--out", str(tmp_path / "out")]) == 0
+    assert "4 .c/.h files of 4 under" in capsys.readouterr().err  # the command says what it trains on
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="no .c or .h files"):
         grid.grid_corpus(str(tmp_path / "empty"))

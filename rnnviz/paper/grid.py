@@ -146,7 +146,7 @@ def c_folder_corpus(folder: Path) -> Corpus:
     if len(docs) < 2:
         raise ConfigError(f"{folder}: the grid needs at least two C files (whole files are held out)")
     return Corpus(f"{folder.name} (C)", "".join(parts), documents=docs,
-                  notice=f"{len(docs):,} .c/.h files of {len(paths):,} under {folder}, {at:,} characters")
+                  notice=f"{len(docs):,} .c/.h files of {len(paths):,} under {folder}")
 
 
 def linux_sources() -> list[Path]:
@@ -269,7 +269,8 @@ def run_grid(spec: GridSpec, out_dir, device: str | None = None, stop_event: thr
              report=None, command: str = "") -> list[dict]:
     """Train every run of the grid not already in out_dir; write results.json and results.csv; the rows.
 
-    report(done=, total=, run=, loss=) is called as each run starts (loss None) and every few steps;
+    report(done=, total=, run=, loss=) is called once with corpus= (its name, size, split and notice) and
+    run=None, then as each run starts (loss None) and every few steps;
     stop_event ends the current run at its next step and skips the rest (a stopped run is not saved).
     """
     spec = replace(spec).validate()
@@ -284,6 +285,8 @@ def run_grid(spec: GridSpec, out_dir, device: str | None = None, stop_event: thr
     about = {"name": corpus.name, "sha256": corpus.sha256, "chars": len(corpus.text), "train_chars": len(train_text),
              "val_chars": len(val_text), "vocab": len(vocab), "notice": corpus.notice}
     rows: list[dict] = []
+    if report:  # what is about to be trained on, before the first run (a folder of C files: how many)
+        report(done=0, total=len(runs), run=None, loss=None, corpus=about)
     for i, run in enumerate(runs):
         if stop_event is not None and stop_event.is_set():
             break
