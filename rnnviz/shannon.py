@@ -57,7 +57,7 @@ def upper_bound(tries) -> float:
     if not q.size:
         return float("nan")
     q = q[q > 0]
-    return float(-(q * np.log2(q)).sum())
+    return float(-(q * np.log2(q)).sum()) + 0.0  # + 0.0: one certain outcome gives 0, not -0 (shown as -0.00)
 
 
 def lower_bound(tries) -> float:

@@ -214,3 +214,9 @@ def test_reveal_against_brute_force():
     assert [r["character"] for r in rows] == [chars[i] for i in sorted(range(1, 11), key=lambda i: (-p[i], i))]
     assert [r["the true one"] for r in rows].count("✓") == 1 and len(rows) == 10
     assert shannon.code("`") == "`` ` ``" and shannon.code(" ") == "`␣`"
+
+
+def test_one_certain_outcome_reads_zero_not_minus_zero():
+    """Every character guessed at the first try: both bounds are 0 bits, printed as 0.00, not -0.00."""
+    b = shannon.bounds(np.array([1, 1, 1]))
+    assert f"{b.lower:.2f} to {b.upper:.2f}" == "0.00 to 0.00"
