@@ -27,7 +27,7 @@ sections[next(iter(sections))].append(home_alias)
 # expanded: Streamlit otherwise folds a menu of more than 12 pages behind "View N more" whenever the
 # sidebar holds anything below it (ours holds the model picker), hiding pages on a projector's screen.
 page = st.navigation(sections, expanded=True)
-# Eighteen pages in five sections: tighter links keep every one in sight on a projector's 1280×800
+# Nineteen pages in five sections: tighter links keep every one in sight on a projector's 1280×800
 # (tests/test_sections_browser.py checks it). In the sidebar, so the pages' own elements stay as they were.
 st.sidebar.markdown("<style>[data-testid='stSidebarNavLink']{min-height:0;height:1.6rem;line-height:1.6rem;"
                     "margin:0;padding-top:0;padding-bottom:0;}</style>", unsafe_allow_html=True)
