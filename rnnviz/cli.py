@@ -498,6 +498,8 @@ def parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="serve the app to a class: N Streamlit processes behind HAProxy, which keeps "
                                       "each browser on one process by a cookie; a process that dies is restarted")
     sv.add_argument("--processes", type=int, help="Streamlit processes (default: the number of cores)")
+    sv.add_argument("--no-warm", action="store_true", help="skip opening the first pages once in each process "
+                    "before students come (the warm-up: models loaded, first charts cached, pages registered)")
     sv.add_argument("--port", type=int, default=8501, help="the port students open (default 8501)")
     sv.add_argument("--address", default="0.0.0.0", help="the address the proxy listens on (default: all)")
     sv.add_argument("--logs", help="a folder that keeps each process's log and the proxy's configuration "
@@ -1128,7 +1130,8 @@ def cmd_import(args) -> int:
 def cmd_serve(args) -> int:
     from .serving import ServeConfig, Supervisor
 
-    config = ServeConfig(port=args.port, address=args.address, run_dir=Path(args.logs) if args.logs else None)
+    config = ServeConfig(port=args.port, address=args.address, run_dir=Path(args.logs) if args.logs else None,
+                         warm=not args.no_warm)
     if args.processes is not None:
         config.processes = args.processes
     return Supervisor(config).run()

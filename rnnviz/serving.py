@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -196,6 +197,7 @@ class ServeConfig:
     run_dir: Path | None = None  # logs, the proxy's configuration and stats socket; a temporary folder if None
     start_timeout: float = 120.0
     stop_grace: float = 10.0
+    warm: bool = True  # open the first pages once in each process before students come (ui/warmup.py)
 
 
 class Supervisor:
@@ -254,6 +256,8 @@ class Supervisor:
         for child in self.apps:
             self._wait_healthy(child)
             self.say(f"{child.name}: 127.0.0.1:{child.port} (pid {child.proc.pid}, log {child.log_path})")
+        if cfg.warm:
+            self.warm(self.apps)
         if self.proxied:
             config = haproxy_config([c.port for c in self.apps], cfg.port, address=cfg.address,
                                     stats_socket=self.stats_socket)
@@ -271,6 +275,30 @@ class Supervisor:
         if cfg.address in ("0.0.0.0", "::", ""):
             self.say(f"students on the network open http://{socket.gethostname()}:{cfg.port} (or this machine's "
                      f"address)")
+
+    def _warmer(self, child: Child) -> subprocess.Popen:
+        """`python -m ui.warmup` against one process, its output appended to the process's log."""
+        with open(child.log_path, "ab") as log:
+            return subprocess.Popen([sys.executable, "-m", "ui.warmup", f"http://127.0.0.1:{child.port}"],
+                                    cwd=self.config.app.parent, env=self.env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log)
+
+    def warm(self, children: list[Child]) -> None:
+        """Warm every process at once and wait: a fresh process pays for loading the models, the first
+        traces and curves, and registering its pages, once, before any student instead of during the
+        class's first minute. A failed warm-up costs only that; the process serves anyway."""
+        started = time.monotonic()
+        warmers = [(c, self._warmer(c)) for c in children]
+        for child, w in warmers:
+            try:
+                code = w.wait(timeout=self.config.start_timeout)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                code = "timed out"
+            if code != 0:
+                self.say(f"{child.name}: the warm-up did not finish ({code}; see {child.log_path}); serving anyway")
+        self.say(f"warmed {len(children)} process{'es' if len(children) > 1 else ''} in "
+                 f"{time.monotonic() - started:.0f} s (Home, Activations, Sample, Gradients, Inside the cell)")
 
     def _wait_healthy(self, child: Child) -> None:
         deadline = time.monotonic() + self.config.start_timeout
@@ -317,6 +345,17 @@ class Supervisor:
             child.start(self.env, self.config.app.parent)
             self.say(f"{child.name} stopped (exit status {code}); restarted it as pid {child.proc.pid} "
                      f"(restart {child.restarts})")
+            if self.config.warm and child is not self.proxy:
+                threading.Thread(target=self._warm_when_healthy, args=(child,), daemon=True).start()
+
+    def _warm_when_healthy(self, child: Child) -> None:
+        """After a restart: warm the process once it answers (students reach it meanwhile, as the proxy decides)."""
+        deadline = time.monotonic() + self.config.start_timeout
+        while not self._stopping and time.monotonic() < deadline:
+            if healthy(f"http://127.0.0.1:{child.port}"):
+                self._warmer(child).wait()
+                return
+            time.sleep(0.5)
 
     def stop(self) -> None:
         """Stop the proxy first (no new requests), then every process; nothing it started is left running."""
