@@ -46,9 +46,7 @@ def main():
                 ("loss", "loss_spliced_out", "loss_spliced_rec", "loss_zero")):
         for col, name in zip(st.columns(5), row):
             label, definition = words.METRICS[name]
-            pct = name in ("dead_fraction", "ce_recovered_out", "ce_recovered_rec")
-            col.metric(label, f"{m[name]:.1%}" if pct else f"{m[name]:.4f}" if "loss" in name else f"{m[name]:.3f}",
-                       help=definition)
+            col.metric(label, words.metric_value(name, m[name]), help=definition)
     with st.expander("What each number means"):
         st.markdown("\n".join(f"- **{label}**: {definition}" for label, definition in words.METRICS.values()))
 

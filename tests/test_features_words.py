@@ -39,3 +39,13 @@ def test_metrics_sentence_and_table_restate_the_numbers():
     t = words.comparison_table([row("vowel", 0.9, 0.95)])
     assert list(t.iloc[0][["hypothesis", "winner", "best unit", "best feature"]]) == ["vowel", "feature", "L1 h3",
                                                                                      "feature 7"]
+
+
+def test_a_splice_that_blew_up_reads_so_on_the_page_not_inf():
+    """The metric tiles: finite values in their units; a recurrent splice that diverged says so, never inf or -inf%."""
+    assert words.metric_value("dead_fraction", 0.008) == "0.8%"
+    assert words.metric_value("loss_spliced_out", 1.23456) == "1.2346"
+    assert words.metric_value("fvu", 0.0561) == "0.056"
+    assert words.metric_value("loss_spliced_rec", float("inf")) == "blows up"
+    assert words.metric_value("ce_recovered_rec", float("-inf")) == "blows up"
+    assert words.metric_value("ce_recovered_out", float("nan")) == "n/a"

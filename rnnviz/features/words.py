@@ -27,6 +27,16 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.1%}"
 
 
+PERCENT_METRICS = ("dead_fraction", "ce_recovered_out", "ce_recovered_rec")
+
+
+def metric_value(name: str, x) -> str:
+    """One metric as the page shows it; a splice that blew the state up reads 'blows up', not inf or -inf%."""
+    if x is None or not math.isfinite(x):
+        return "blows up" if name.endswith("_rec") else "n/a"
+    return f"{x:.1%}" if name in PERCENT_METRICS else f"{x:.4f}" if "loss" in name else f"{x:.3f}"
+
+
 def metrics_sentence(m: dict, what: str) -> str:
     """The splice metrics in one sentence (Markdown): what the reconstruction keeps of the model's loss."""
     return (f"Over {what}, the dictionary explains all but "
