@@ -189,6 +189,23 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_each_process_is_warmed_before_students_so_a_first_deep_link_finds_its_page(classroom):
+    """serve opens the first pages once in each process (ui/warmup.py): a student's first request, a deep
+    link straight to Gradients, is drawn with no "page not found" (which a fresh process sends:
+    tests/test_load.py::test_a_fresh_servers_first_deep_link_draws_its_page)."""
+    import asyncio
+
+    from bench import load
+
+    out = classroom["out"].read_text()
+    assert "warmed 2 processes" in out, out
+    ports = re.findall(r"s\d+: 127\.0\.0\.1:(\d+) \(pid", out)[:2]
+    assert len(ports) == 2
+    for port in ports:
+        not_found, headings = asyncio.run(load.first_visit(f"http://127.0.0.1:{port}", "gradients"))
+        assert not not_found and "Gradients through time" in headings, (port, headings)
+
 @pytest.mark.browser
 def test_upload_study_and_train_through_the_proxy(classroom, browser, tmp_path):
     """Issue 31: through the proxy, the upload reaches the process that owns the session (Streamlit refuses
