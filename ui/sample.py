@@ -1,9 +1,9 @@
 """The Sample page's cached generation, its controls and its panels (the words come from rnnviz.sampling)."""
 import streamlit as st
 
-from rnnviz import render, sampling
+from rnnviz import render, sample_cache, sampling
 from rnnviz.features import words as fwords
-from rnnviz.sampling import CLAMP_LIMIT as LIMIT, Clamp, clamp_divergence, number, sample
+from rnnviz.sampling import CLAMP_LIMIT as LIMIT, Clamp, clamp_divergence, number
 from ui import features as fui
 from ui.state import default, keep_choice, keep_in_range
 
@@ -21,10 +21,18 @@ def to_clamp(clamp) -> Clamp | None:
     return Clamp(layer=clamp[0], units=[clamp[1]], value=clamp[2], kind=clamp[3]) if clamp else None
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def weights_digest(model_key: str, _model) -> str:
+    """The model's weights digest (the disk cache's key), hashed once per model in this process."""
+    return sample_cache.model_digest(_model)
+
+
 @st.cache_data(max_entries=32, show_spinner="Generating ...")
 def generate(model_key: str, prime: str, length: int, temperature: float, top_k, seed: int, clamp, _model):
-    """A cached Sample; `clamp` is None or (layer, unit, value, kind)."""
-    return sample(_model, prime, length, temperature=temperature, top_k=top_k, seed=seed, clamp=to_clamp(clamp))
+    """A cached Sample; `clamp` is None or (layer, unit, value, kind). A miss here reads the machine's disk
+    cache (sample_cache), so a sample another server process made is not generated again."""
+    return sample_cache.cached_sample(None, weights_digest(model_key, _model), prime, length, temperature, top_k,
+                                      seed, to_clamp(clamp), _model)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
