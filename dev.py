@@ -36,15 +36,20 @@ def ensure_venv(requirements: str) -> None:
     stamp.write_text(digest)
 
 
+def apt_install(package: str, why: str) -> None:
+    """Install a Debian package where we are root on Debian/Ubuntu; elsewhere do nothing (the caller says what is missing)."""
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        print(f"Installing Debian's {package} for {why} ...", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", package], check=False, env=env)
+
+
 def ensure_chromium() -> None:
     """The browser tests drive Debian's chromium; install it where we are root on Debian/Ubuntu."""
     if shutil.which("chromium") or shutil.which("chromium-browser"):
         return
-    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        print("Installing Debian's chromium for the browser tests ...", flush=True)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env)
+    apt_install("chromium", "the browser tests")
     if not shutil.which("chromium"):
         print("No chromium found: the real-browser tests will be skipped.", flush=True)
 
@@ -53,11 +58,7 @@ def ensure_haproxy() -> None:
     """`serve` and its tests put HAProxy in front of the app's processes; install Debian's where we are root."""
     if shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin"):
         return
-    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        print("Installing Debian's haproxy for serve and its tests ...", flush=True)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "haproxy"], check=False, env=env)
+    apt_install("haproxy", "serve and its tests")
     if not (shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")):
         print("No haproxy found: serve runs one process, and the proxy tests will be skipped "
               "(sudo apt-get install haproxy, or brew install haproxy).", flush=True)
